@@ -1,0 +1,52 @@
+"""Exact Fisher-vector products F v = (1/B) Σ_i J_iᵀ H_out,i J_i v with torch.func.
+
+F is the generalised Gauss–Newton matrix, which equals the (expected) Fisher for the
+exponential-family likelihoods used here: deterministic and float32-safe, with no sampled
+labels or finite differences.  The model is called functionally on copies of its buffers,
+so BatchNorm running statistics are left as they were; the RNG state is restored between
+the two forward passes (dropout masks agree) and after them (the caller's RNG is untouched).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, jvp, vjp
+
+from fishleg.likelihoods import Likelihood
+
+__all__ = ["fisher_vector_product"]
+
+
+def fisher_vector_product(
+    model: nn.Module,
+    likelihood: Likelihood,
+    inputs: Tensor,
+    params: dict[str, Tensor],
+    tangents: dict[str, Tensor],
+) -> tuple[dict[str, Tensor], Tensor]:
+    """F v for the parameters in `params` at v = `tangents` (same keys and shapes).
+
+    inputs: (B, ...). Returns (F v as a dict like `params`, the model outputs (B, ...)).
+    Parameters of `model` not in `params` are held fixed."""
+    buffers = dict(model.named_buffers())
+
+    def forward(p: dict[str, Tensor]) -> Tensor:
+        fresh = {name: b.clone() for name, b in buffers.items()}
+        return functional_call(model, (p, fresh), (inputs,))
+
+    device = inputs.device
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices, device_type=device.type), torch.autocast(
+        device.type, enabled=False
+    ):
+        cpu_state = torch.get_rng_state()
+        dev_state = torch.cuda.get_rng_state(device) if devices else None
+        outputs, jv = jvp(forward, (params,), (tangents,))
+        torch.set_rng_state(cpu_state)
+        if dev_state is not None:
+            torch.cuda.set_rng_state(dev_state, device)
+        _, pullback = vjp(forward, params)
+        hjv = likelihood.fisher_product(outputs, jv) / inputs.shape[0]
+        (fv,) = pullback(hjv)
+    return fv, outputs

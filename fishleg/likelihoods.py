@@ -1,0 +1,137 @@
+"""Likelihoods p(y | f(x)): the negative log-likelihood and the Fisher in output space.
+
+The Fisher of the model is the generalised Gauss–Newton matrix Jᵀ H_out J, where H_out is
+the Fisher of the likelihood with respect to the model's outputs.  Each likelihood supplies
+that product in closed form, so Fisher-vector products need no sampled labels.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from typing import Callable, TypeVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = [
+    "BernoulliLikelihood",
+    "CategoricalLikelihood",
+    "GaussianLikelihood",
+    "LIKELIHOODS",
+    "Likelihood",
+    "register_likelihood",
+]
+
+LIKELIHOODS: dict[str, type[Likelihood]] = {}
+_L = TypeVar("_L", bound="type[Likelihood]")
+
+
+def register_likelihood(name: str) -> Callable[[_L], _L]:
+    """Class decorator: make a likelihood available by name (workloads and configs use it)."""
+
+    def wrap(cls: _L) -> _L:
+        LIKELIHOODS[name] = cls
+        return cls
+
+    return wrap
+
+
+class Likelihood(nn.Module, ABC):
+    """A likelihood over model outputs of shape (B, ...): per-example NLLs are summed over
+    the non-batch dimensions and averaged over the batch."""
+
+    @abstractmethod
+    def nll(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        """Mean negative log-likelihood over the batch; outputs (B, ...) → scalar."""
+
+    @abstractmethod
+    def fisher_product(self, outputs: Tensor, v: Tensor) -> Tensor:
+        """H_out(outputs) v per example, summed (not averaged) over the batch.
+
+        outputs, v: (B, ...) → (B, ...). No gradient flows into `outputs`."""
+
+    @abstractmethod
+    def sample(self, outputs: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Draw targets y ~ p(y | outputs), of the form `nll` accepts."""
+
+    def check_outputs(self, outputs: Tensor) -> None:
+        """Raise ValueError if the model's outputs cannot parameterise this likelihood."""
+        if outputs.dim() < 1:
+            raise ValueError(
+                f"{type(self).__name__}: model outputs must have a batch dimension, "
+                f"got shape {tuple(outputs.shape)}"
+            )
+
+
+@register_likelihood("gaussian")
+class GaussianLikelihood(Likelihood):
+    """y ~ N(f(x), σ²I). σ is fixed unless `learn_sigma`; a learnt σ is a parameter of this
+    module (train it with any first-order optimizer); the Fisher treats it as a constant."""
+
+    def __init__(self, sigma: float = 1.0, learn_sigma: bool = False) -> None:
+        super().__init__()
+        if not sigma > 0:
+            raise ValueError(f"GaussianLikelihood: sigma must be > 0, got {sigma!r}")
+        log_sigma = torch.tensor(math.log(sigma))
+        if learn_sigma:
+            self.log_sigma = nn.Parameter(log_sigma)
+        else:
+            self.register_buffer("log_sigma", log_sigma)
+
+    def nll(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        var = torch.exp(2 * self.log_sigma)
+        sq = (outputs - targets).pow(2).flatten(1).sum(1)
+        dim = outputs[0].numel()
+        return (0.5 * sq / var + dim * (self.log_sigma + 0.5 * math.log(2 * math.pi))).mean()
+
+    def fisher_product(self, outputs: Tensor, v: Tensor) -> Tensor:
+        return v * torch.exp(-2 * self.log_sigma.detach())
+
+    def sample(self, outputs: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        noise = torch.randn(outputs.shape, generator=generator, device=outputs.device)
+        return outputs.detach() + noise * torch.exp(self.log_sigma.detach())
+
+
+@register_likelihood("bernoulli")
+class BernoulliLikelihood(Likelihood):
+    """Independent Bernoulli outputs parameterised by logits; targets in [0, 1]."""
+
+    def nll(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        per = F.binary_cross_entropy_with_logits(outputs, targets.to(outputs.dtype), reduction="none")
+        return per.flatten(1).sum(1).mean()
+
+    def fisher_product(self, outputs: Tensor, v: Tensor) -> Tensor:
+        p = torch.sigmoid(outputs.detach())
+        return p * (1 - p) * v
+
+    def sample(self, outputs: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        return torch.bernoulli(torch.sigmoid(outputs.detach()), generator=generator)
+
+
+@register_likelihood("categorical")
+class CategoricalLikelihood(Likelihood):
+    """Softmax over dimension 1 of the logits; targets are integer class indices."""
+
+    def nll(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        per = F.cross_entropy(outputs, targets.long(), reduction="none")
+        return per.reshape(outputs.shape[0], -1).sum(1).mean()
+
+    def fisher_product(self, outputs: Tensor, v: Tensor) -> Tensor:
+        p = torch.softmax(outputs.detach(), dim=1)
+        pv = p * v
+        return pv - p * pv.sum(dim=1, keepdim=True)
+
+    def sample(self, outputs: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        logits = outputs.detach().movedim(1, -1)
+        flat = torch.softmax(logits.reshape(-1, logits.shape[-1]), dim=-1)
+        draws = torch.multinomial(flat, 1, generator=generator)
+        return draws.reshape(logits.shape[:-1])
+
+    def check_outputs(self, outputs: Tensor) -> None:
+        if outputs.dim() < 2 or outputs.shape[1] < 2:
+            raise ValueError(
+                "CategoricalLikelihood: model outputs must be logits of shape (batch, classes, ...)"
+                f" with at least 2 classes, got shape {tuple(outputs.shape)}"
+            )

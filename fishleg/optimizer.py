@@ -1,0 +1,337 @@
+"""FishLeg: θ ← θ − η (m + wd·θ), m ← βm + (1−β) Q(λ) g, with Q(λ) ≈ (F + γI)⁻¹ learnt
+by Adam on the auxiliary loss A(λ; u) = ½ uᵀQ(F+γI)Qu − uᵀQu (Garcia et al., FishLeg)."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from pydantic import ValidationError
+from torch import Tensor, nn
+
+from fishleg.aux_data import AuxData, AuxSampler
+from fishleg.config import FishLegConfig, RunConfig, describe_validation_error
+from fishleg.fisher import fisher_vector_product
+from fishleg.layers import adapter_for
+from fishleg.likelihoods import Likelihood
+from fishleg.structures import QSpec, QStructure, build_structure
+
+__all__ = ["Block", "FishLeg"]
+
+_EXTRA_STATE = "fishleg"
+
+
+@dataclass(eq=False)
+class Block:
+    """Parameters that share one Q(λ) block, with preallocated gradient and Q·g buffers and
+    their views in the parameters' shapes."""
+
+    names: list[str]
+    params: list[nn.Parameter]
+    structure: QStructure
+    split: Callable[[Tensor], list[Tensor]]
+    grad: Tensor = field(init=False)
+    qg: Tensor = field(init=False)
+    grad_views: list[Tensor] = field(init=False)
+    qg_views: list[Tensor] = field(init=False)
+
+    def __post_init__(self) -> None:
+        device = self.params[0].device
+        self.grad = torch.zeros(self.structure.shape, device=device)
+        self.qg = torch.zeros(self.structure.shape, device=device)
+        self.grad_views = self.split(self.grad)
+        self.qg_views = self.split(self.qg)
+
+    def join(self, tensors: Sequence[Tensor]) -> Tensor:
+        """Per-parameter tensors → one new block tensor (float32)."""
+        out = torch.empty(self.structure.shape, device=self.grad.device)
+        torch._foreach_copy_(self.split(out), list(tensors))
+        return out
+
+
+def _identity_split(t: Tensor) -> list[Tensor]:
+    return [t]
+
+
+def build_blocks(model: nn.Module, config: FishLegConfig, device: torch.device) -> list[Block]:
+    """One block per registered layer (chosen structure on [W | b]); a diagonal block for
+    every other trainable parameter."""
+    spec = QSpec(init_scale=config.init_scale, rank=config.kron_sum_rank)
+    names = {id(p): n for n, p in model.named_parameters()}
+    claimed: set[int] = set()
+    blocks: list[Block] = []
+    for module in model.modules():
+        adapter = adapter_for(module)
+        if adapter is None:
+            continue
+        params = adapter.params(module)
+        if not all(p.requires_grad for p in params) or any(id(p) in claimed for p in params):
+            continue
+        structure = build_structure(config.q_structure, adapter.block_shape(module), spec, device)
+        split = functools.partial(adapter.split, module)
+        blocks.append(Block([names[id(p)] for p in params], params, structure, split))
+        claimed.update(id(p) for p in params)
+    for name, p in model.named_parameters():
+        if p.requires_grad and id(p) not in claimed:
+            structure = build_structure("diag", tuple(p.shape), spec, device)
+            blocks.append(Block([name], [p], structure, _identity_split))
+    return blocks
+
+
+def _global_norm(tensors: Sequence[Tensor]) -> Tensor:
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(list(tensors))))
+
+
+def _dot(a: Sequence[Tensor], b: Sequence[Tensor]) -> Tensor:
+    return torch.stack([torch.vdot(x.flatten(), y.flatten()) for x, y in zip(a, b)]).sum()
+
+
+class FishLeg(torch.optim.Optimizer):
+    """Natural-gradient optimizer with a learnt inverse Fisher, used like torch.optim.AdamW:
+
+    >>> opt = FishLeg(model, CategoricalLikelihood(), aux_data=train_inputs)
+    >>> loss = opt.likelihood.nll(model(x), y); loss.backward(); opt.step()
+
+    With `aux_data`, every `update_aux_every` steps one λ update runs on `aux_batch_size`
+    inputs drawn from it; with `aux_data=None` call `update_aux(inputs)` yourself.
+    Hyperparameters are those of `FishLegConfig` (validated there); `lr`, `beta` and
+    `weight_decay` live in `param_groups` so torch LR schedulers work, `aux_lr` in
+    `aux_optimizer.param_groups`.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        likelihood: Likelihood,
+        aux_data: AuxData | None = None,
+        *,
+        seed: int | None = None,
+        **hyperparameters: Any,
+    ) -> None:
+        try:
+            config = FishLegConfig(**hyperparameters)
+        except ValidationError as err:
+            raise ValueError(describe_validation_error(err, "FishLeg")) from None
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        if not trainable:
+            raise ValueError("FishLeg: model has no trainable parameters (requires_grad=True)")
+        self.config = config
+        self.model = model
+        self.likelihood = likelihood
+        self._device = trainable[0].device
+        self.blocks = build_blocks(model, config, self._device)
+        params = [p for b in self.blocks for p in b.params]
+        defaults = {"lr": config.lr, "beta": config.beta, "weight_decay": config.weight_decay}
+        super().__init__(params, defaults)
+        for p in params:
+            self.state[p]["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        self.aux_optimizer = torch.optim.Adam(
+            [lam for b in self.blocks for lam in b.structure.params],
+            lr=config.aux_lr,
+            betas=config.aux_betas,
+            eps=config.aux_eps,
+        )
+        if seed is None:
+            seed = int(torch.randint(2**62, (1,)).item())
+        self._probe_rng = torch.Generator(device=self._device).manual_seed(seed + 1)
+        self.aux_sampler = (
+            None if aux_data is None else AuxSampler(aux_data, config.aux_batch_size, self._device, seed)
+        )
+        self.step_count = 0
+        self.aux_step_count = 0
+        self.last_aux_loss = torch.full((), float("nan"), device=self._device)
+        self._flat_params = params
+        self._flat_grad_views = [v for b in self.blocks for v in b.grad_views]
+        self._flat_qg_views = [v for b in self.blocks for v in b.qg_views]
+        self._check_likelihood()
+
+    @classmethod
+    def from_config(
+        cls,
+        model: nn.Module,
+        config: FishLegConfig | RunConfig,
+        *,
+        likelihood: Likelihood,
+        aux_data: AuxData | None = None,
+        seed: int | None = None,
+    ) -> FishLeg:
+        """Build from a loaded config (e.g. `fishleg.load_config("best_config.yaml")`)."""
+        opt_config = config.optimizer if isinstance(config, RunConfig) else config
+        if not isinstance(opt_config, FishLegConfig):
+            raise ValueError(
+                f"config's optimizer is {opt_config.name!r}, not 'fishleg'; "
+                "use config.build_optimizer(model) for baselines"
+            )
+        return cls(model, likelihood, aux_data, seed=seed, **opt_config.model_dump(exclude={"name"}))
+
+    def _check_likelihood(self) -> None:
+        probe = None if self.aux_sampler is None else self.aux_sampler.peek()
+        if probe is None:
+            return
+        buffers = {n: b.clone() for n, b in self.model.named_buffers()}
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            outputs = torch.func.functional_call(self.model, buffers, (probe,))
+        self.likelihood.check_outputs(outputs)
+
+    # ---------------------------------------------------------------- parameter step
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        with torch.autocast(self._device.type, enabled=False):
+            self.step_count += 1
+            blocks = self._gather_grads()
+            aux_due = self.aux_sampler is not None and self.step_count % self.config.update_aux_every == 0
+            if aux_due and self.config.u_sampling == "gradient":
+                qg = self._aux_update(blocks, self.aux_sampler.draw(), [b.grad for b in blocks])
+                torch._foreach_copy_([b.qg for b in blocks], qg)
+            else:
+                for b in blocks:
+                    b.structure.apply_cached(b.grad, out=b.qg)
+                if aux_due:
+                    self._aux_update(self.blocks, self.aux_sampler.draw(), self._gaussian_probes(self.blocks))
+            self._update_params(blocks)
+        return loss
+
+    def _gather_grads(self) -> list[Block]:
+        """Copy gradients into the block buffers; returns the blocks that have any."""
+        if all(p.grad is not None for p in self._flat_params):
+            torch._foreach_copy_(self._flat_grad_views, [p.grad for p in self._flat_params])
+            return self.blocks
+        live = []
+        for b in self.blocks:
+            if all(p.grad is None for p in b.params):
+                continue
+            live.append(b)
+            for view, p in zip(b.grad_views, b.params):
+                view.zero_() if p.grad is None else view.copy_(p.grad)
+        return live
+
+    def _update_params(self, blocks: list[Block]) -> None:
+        if blocks is self.blocks:
+            params, qgs = self._flat_params, self._flat_qg_views
+        else:
+            params = [p for b in blocks for p in b.params]
+            qgs = [v for b in blocks for v in b.qg_views]
+        group = self.param_groups[0]
+        lr, beta, wd = group["lr"], group["beta"], group["weight_decay"]
+        moms = [self.state[p]["momentum_buffer"] for p in params]
+        if wd != 0:
+            torch._foreach_mul_(params, 1 - lr * wd)
+        torch._foreach_mul_(moms, beta)
+        torch._foreach_add_(moms, qgs, alpha=1 - beta)
+        torch._foreach_add_(params, moms, alpha=-lr)
+
+    # ---------------------------------------------------------------- auxiliary loop
+    def _gaussian_probes(self, blocks: Sequence[Block]) -> list[Tensor]:
+        return [
+            torch.randn(b.structure.shape, device=self._device, generator=self._probe_rng) for b in blocks
+        ]
+
+    def aux_gradients(
+        self, blocks: Sequence[Block], inputs: Tensor, probes: Sequence[Tensor]
+    ) -> tuple[list[Tensor], list[Tensor], Tensor]:
+        """∂A/∂λ for each λ of `blocks`, with Q(λ)u and the aux loss A(λ; u).
+
+        probes: one tensor per block, in block shape. Uses ∂A/∂λ = ∂⟨Q(λ)u, sg(r)⟩/∂λ with
+        r = (F+γI)Qu − u, optionally preconditioned by Q and divided by ‖Qu‖·‖u‖."""
+        cfg = self.config
+        with torch.enable_grad():
+            qu = [b.structure.apply(u) for b, u in zip(blocks, probes)]
+        v = [q.detach() for q in qu]
+        params = {n: p.detach() for b in blocks for n, p in zip(b.names, b.params)}
+        tangents = {n: t for b, vb in zip(blocks, v) for n, t in zip(b.names, b.split(vb))}
+        fv, _ = fisher_vector_product(self.model, self.likelihood, inputs, params, tangents)
+        residual = [b.join([fv[n] for n in b.names]) for b in blocks]
+        torch._foreach_add_(residual, v, alpha=cfg.damping)
+        aux_loss = 0.5 * _dot(v, residual) - _dot(probes, v)
+        torch._foreach_sub_(residual, list(probes))
+        if cfg.precondition_aux:
+            residual = [b.structure.apply_cached(r, out=torch.empty_like(r)) for b, r in zip(blocks, residual)]
+        if cfg.normalize_aux:
+            scale = (_global_norm(v) * _global_norm(probes)).clamp_min(torch.finfo(torch.float32).tiny)
+            torch._foreach_div_(residual, scale)
+        lambdas = [lam for b in blocks for lam in b.structure.params]
+        with torch.enable_grad():
+            surrogate = torch.stack([(q * r).sum() for q, r in zip(qu, residual)]).sum()
+            grads = torch.autograd.grad(surrogate, lambdas)
+        return list(grads), v, aux_loss
+
+    def _aux_update(self, blocks: Sequence[Block], inputs: Tensor, probes: Sequence[Tensor]) -> list[Tensor]:
+        """One Adam step on λ of `blocks`; returns Q(λ_old) u per block."""
+        grads, v, aux_loss = self.aux_gradients(blocks, inputs, probes)
+        lambdas = [lam for b in blocks for lam in b.structure.params]
+        for lam, g in zip(lambdas, grads):
+            lam.grad = g
+        self.aux_optimizer.step()
+        self.aux_optimizer.zero_grad(set_to_none=True)
+        for b in blocks:
+            b.structure.refresh()
+        self.last_aux_loss = aux_loss.detach()
+        self.aux_step_count += 1
+        return v
+
+    def _per_block(self, tensors: Sequence[Tensor]) -> list[Tensor]:
+        if len(tensors) != len(self._flat_params):
+            raise ValueError(f"expected one tensor per parameter ({len(self._flat_params)}), got {len(tensors)}")
+        it = iter(tensors)
+        return [b.join([next(it) for _ in b.params]) for b in self.blocks]
+
+    @torch.no_grad()
+    def update_aux(self, inputs: Tensor, u: Sequence[Tensor] | None = None) -> Tensor:
+        """One λ update on a batch of inputs. u: one probe per parameter (in `param_groups`
+        order); by default the current gradients (`u_sampling="gradient"`) or N(0, I)."""
+        if u is None and self.config.u_sampling == "gradient":
+            if any(p.grad is None for p in self._flat_params):
+                raise ValueError("update_aux: no gradients yet; call backward() first or pass u")
+            u = [p.grad for p in self._flat_params]
+        probes = self._gaussian_probes(self.blocks) if u is None else self._per_block(u)
+        with torch.autocast(self._device.type, enabled=False):
+            self._aux_update(self.blocks, inputs.to(self._device), probes)
+        return self.last_aux_loss
+
+    @torch.no_grad()
+    def apply_q(self, tensors: Sequence[Tensor]) -> list[Tensor]:
+        """Q(λ) applied to one tensor per parameter (in `param_groups` order)."""
+        out = []
+        for b, block_in in zip(self.blocks, self._per_block(tensors)):
+            out.extend(t.clone() for t in b.split(b.structure.apply_cached(block_in, torch.empty_like(block_in))))
+        return out
+
+    # ---------------------------------------------------------------- checkpointing
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        state[_EXTRA_STATE] = {
+            "lambda": [lam.detach().clone() for b in self.blocks for lam in b.structure.params],
+            "aux_optimizer": self.aux_optimizer.state_dict(),
+            "step_count": self.step_count,
+            "aux_step_count": self.aux_step_count,
+            "last_aux_loss": self.last_aux_loss.clone(),
+            "probe_rng": self._probe_rng.get_state(),
+            "aux_sampler": None if self.aux_sampler is None else self.aux_sampler.state_dict(),
+        }
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state_dict = dict(state_dict)
+        extra = state_dict.pop(_EXTRA_STATE)
+        super().load_state_dict(state_dict)
+        with torch.no_grad():
+            lambdas = [lam for b in self.blocks for lam in b.structure.params]
+            if len(lambdas) != len(extra["lambda"]):
+                raise ValueError("FishLeg.load_state_dict: λ count differs (another model or q_structure?)")
+            torch._foreach_copy_(lambdas, [t.to(self._device) for t in extra["lambda"]])
+        self.aux_optimizer.load_state_dict(extra["aux_optimizer"])
+        for b in self.blocks:
+            b.structure.refresh()
+        self.step_count = extra["step_count"]
+        self.aux_step_count = extra["aux_step_count"]
+        self.last_aux_loss = extra["last_aux_loss"].to(self._device)
+        self._probe_rng.set_state(extra["probe_rng"])
+        if self.aux_sampler is not None and extra["aux_sampler"] is not None:
+            self.aux_sampler.load_state_dict(extra["aux_sampler"])

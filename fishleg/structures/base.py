@@ -1,0 +1,85 @@
+"""The Q(λ) family interface: one instance approximates (F_ℓ + γI)⁻¹ for one block U_ℓ."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Callable, TypeVar
+
+import torch
+from torch import Tensor
+
+__all__ = ["QSpec", "QStructure", "STRUCTURES", "register_structure", "build_structure"]
+
+
+@dataclass(frozen=True)
+class QSpec:
+    """What every structure may read when it is built. Q starts at `init_scale`·I."""
+
+    init_scale: float = 1.0
+    rank: int = 2
+
+
+class QStructure(ABC):
+    """Q(λ) on one block of shape `shape` (a matrix (out, in+1) for structured layers).
+
+    λ are float32 leaf tensors (`params`) trained by the auxiliary Adam loop.  `apply` is
+    differentiable in λ (the aux step needs ∂⟨Q(λ)u, r⟩/∂λ); `apply_cached` is the cheap
+    no-grad product used by the parameter step, from quantities `refresh` precomputes.
+    """
+
+    matrix_only: bool = True
+
+    def __init__(self, shape: tuple[int, ...], spec: QSpec, device: torch.device) -> None:
+        if self.matrix_only and len(shape) != 2:
+            raise ValueError(f"{type(self).__name__} needs a 2-D block, got shape {shape}")
+        self.shape = shape
+        self.params: list[Tensor] = [
+            p.requires_grad_() for p in self.init_params(shape, spec, device)
+        ]
+        self.allocate()
+        self.refresh()
+
+    @abstractmethod
+    def init_params(self, shape: tuple[int, ...], spec: QSpec, device: torch.device) -> list[Tensor]:
+        """λ at initialisation, chosen so that Q(λ) = spec.init_scale · I."""
+
+    @abstractmethod
+    def apply(self, u: Tensor) -> Tensor:
+        """Q(λ) u, differentiable in λ. u: `shape` → `shape`."""
+
+    def allocate(self) -> None:
+        """Allocate, once, the cache and workspace that `refresh` and `apply_cached` fill."""
+
+    @abstractmethod
+    def refresh(self) -> None:
+        """Recompute, in place, the cache `apply_cached` reads; call after λ changes."""
+
+    @abstractmethod
+    def apply_cached(self, u: Tensor, out: Tensor) -> Tensor:
+        """Q(λ) u into `out` without autograd. u, out: `shape`; returns `out`."""
+
+    def num_bytes(self) -> int:
+        return sum(p.numel() * p.element_size() for p in self.params)
+
+
+STRUCTURES: dict[str, type[QStructure]] = {}
+_S = TypeVar("_S", bound="type[QStructure]")
+
+
+def register_structure(name: str) -> Callable[[_S], _S]:
+    """Class decorator: make a Q structure selectable as `q_structure=name`."""
+
+    def wrap(cls: _S) -> _S:
+        STRUCTURES[name] = cls
+        return cls
+
+    return wrap
+
+
+def build_structure(
+    name: str, shape: tuple[int, ...], spec: QSpec, device: torch.device
+) -> QStructure:
+    if name not in STRUCTURES:
+        raise ValueError(f"unknown q_structure {name!r}; allowed: {sorted(STRUCTURES)}")
+    return STRUCTURES[name](shape, spec, device)

@@ -1,0 +1,206 @@
+"""FishLeg's maths against dense references, closed-form cases and torch.optim.SGD."""
+
+import io
+
+import pytest
+import torch
+from torch import nn
+
+from fishleg import CategoricalLikelihood, FishLeg, GaussianLikelihood
+
+from .dense import dense_fisher, dense_q
+from .test_structures import STRUCTURE_NAMES, randomize
+
+
+def tiny_mlp() -> nn.Module:
+    return nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 3))
+
+
+@pytest.mark.parametrize("name", STRUCTURE_NAMES)
+def test_aux_gradient_matches_dense_autograd(name):
+    """∂/∂λ of A = ½uᵀQ(F+γI)Qu − uᵀQu with Q and F dense, against the optimizer's estimate."""
+    model, likelihood, damping = tiny_mlp(), CategoricalLikelihood(), 0.3
+    opt = FishLeg(
+        model, likelihood, q_structure=name, damping=damping, normalize_aux=False, precondition_aux=False
+    )
+    randomize(opt)
+    x = torch.randn(7, 3)
+    probes = [torch.randn(b.structure.shape) for b in opt.blocks]
+    grads, _, aux_loss = opt.aux_gradients(opt.blocks, x, probes)
+
+    fisher = dense_fisher(model, likelihood, x, opt.blocks)
+    lambdas = [[lam.detach().clone().requires_grad_() for lam in b.structure.params] for b in opt.blocks]
+    q = torch.block_diag(*[dense_q(b.structure, lams) for b, lams in zip(opt.blocks, lambdas)])
+    u = torch.cat([p.flatten() for p in probes])
+    qu = q @ u
+    expected_loss = 0.5 * qu @ (fisher + damping * torch.eye(len(u))) @ qu - u @ qu
+    expected = torch.autograd.grad(expected_loss, [lam for lams in lambdas for lam in lams])
+    torch.testing.assert_close(aux_loss, expected_loss.detach(), rtol=1e-4, atol=1e-5)
+    for g, e in zip(grads, expected):
+        torch.testing.assert_close(g, e, rtol=1e-3, atol=1e-5)
+
+
+def test_kron_learns_inverse_damped_fisher_of_linear_regression():
+    """y = W̃ x̃ + ε with σ = 1: F = I_out ⊗ E[x̃x̃ᵀ] exactly (row-major [W | b]), so kron can
+    represent (F + γI)⁻¹ = I ⊗ (E[x̃x̃ᵀ] + γI)⁻¹ and the aux loop must find it."""
+    model = nn.Linear(3, 2)
+    x = torch.randn(256, 3) @ torch.tensor([[1.0, 0.5, 0.0], [0.0, 1.0, 0.3], [0.0, 0.0, 0.5]]) + 0.5
+    damping = 0.1
+    opt = FishLeg(model, GaussianLikelihood(), q_structure="kron", damping=damping, aux_lr=3e-2, u_sampling="gaussian")
+    for i in range(1500):
+        if i == 1000:
+            opt.aux_optimizer.param_groups[0]["lr"] = 3e-3
+        opt.update_aux(x)
+    xt = torch.cat([x, torch.ones(len(x), 1)], dim=1)
+    target = torch.linalg.inv(torch.kron(torch.eye(2), xt.T @ xt / len(x)) + damping * torch.eye(8))
+    q = dense_q(opt.blocks[0].structure).detach()
+    v = torch.randn(8, 100)
+    rel = torch.linalg.norm(q @ v - target @ v, dim=0) / torch.linalg.norm(target @ v, dim=0)
+    assert rel.max() < 0.05, rel.max()
+
+
+def test_frozen_identity_q_is_sgd_with_momentum():
+    """Q = s·I and m₀ = 0: m_t = (1−β)s Σ_k β^(t−k) g_k and θ ← θ − η m_t. torch's SGD keeps
+    buf_t = Σ_k β^(t−k) g_k (dampening 0, buf₁ = g₁), so this is SGD at lr η·s·(1−β)."""
+    lr, s, beta = 0.1, 0.5, 0.8
+    a, b = tiny_mlp(), tiny_mlp()
+    b.load_state_dict(a.state_dict())
+    fish = FishLeg(a, CategoricalLikelihood(), lr=lr, init_scale=s, beta=beta, weight_decay=0.0)
+    sgd = torch.optim.SGD(b.parameters(), lr=lr * s * (1 - beta), momentum=beta)
+    x, y = torch.randn(16, 3), torch.randint(3, (16,))
+    for _ in range(5):
+        for model, opt in ((a, fish), (b, sgd)):
+            opt.zero_grad()
+            CategoricalLikelihood().nll(model(x), y).backward()
+            opt.step()
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(pa, pb, rtol=1e-5, atol=1e-6)
+
+
+def train(model, opt, data, steps):
+    x, y = data
+    for i in range(steps):
+        idx = slice((4 * i) % 32, (4 * i) % 32 + 8)
+        opt.zero_grad()
+        CategoricalLikelihood().nll(model(x[idx]), y[idx]).backward()
+        opt.step()
+
+
+@pytest.mark.parametrize("name", STRUCTURE_NAMES)
+def test_state_dict_round_trip_continues_bit_identically(name):
+    data = (torch.randn(40, 3), torch.randint(3, (40,)))
+
+    def make(seed_model):
+        torch.manual_seed(seed_model)
+        model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.ReLU(), nn.Linear(4, 3))
+        opt = FishLeg(model, CategoricalLikelihood(), aux_data=data[0], update_aux_every=2,
+                      aux_batch_size=8, q_structure=name, aux_lr=1e-2, seed=5)
+        return model, opt
+
+    model, opt = make(0)
+    train(model, opt, data, 5)
+    buf = io.BytesIO()
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict()}, buf)
+    train(model, opt, data, 6)
+
+    model2, opt2 = make(1)
+    buf.seek(0)
+    saved = torch.load(buf, weights_only=True)
+    model2.load_state_dict(saved["model"])
+    opt2.load_state_dict(saved["opt"])
+    assert opt2.step_count == 5 and opt2.aux_step_count == 2
+    train(model2, opt2, data, 6)
+    for p1, p2 in zip(model.state_dict().values(), model2.state_dict().values()):
+        assert torch.equal(p1, p2)
+    assert torch.equal(opt.last_aux_loss, opt2.last_aux_loss)
+
+
+def test_aux_pass_leaves_batchnorm_buffers_and_rng_unchanged():
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Dropout(0.3), nn.Linear(4, 3))
+    x = torch.randn(16, 3)
+    opt = FishLeg(model, CategoricalLikelihood(), u_sampling="gaussian")
+    before = {n: b.clone() for n, b in model.named_buffers()}
+    rng = torch.get_rng_state()
+    opt.update_aux(x)
+    assert torch.equal(torch.get_rng_state(), rng)
+    for n, b in model.named_buffers():
+        assert torch.equal(b, before[n]), n
+    assert torch.isfinite(opt.last_aux_loss)
+
+
+def test_aux_schedule_and_gradient_probe_share_q_g():
+    """Aux updates happen at steps K, 2K, ...; the step that updates λ uses Q(λ_old)·g."""
+    model = tiny_mlp()
+    x, y = torch.randn(32, 3), torch.randint(3, (32,))
+    opt = FishLeg(model, CategoricalLikelihood(), aux_data=x, update_aux_every=3, aux_batch_size=8, aux_lr=0.1)
+    counts = []
+    for _ in range(7):
+        opt.zero_grad()
+        CategoricalLikelihood().nll(model(x), y).backward()
+        lam_before = [lam.clone() for b in opt.blocks for lam in b.structure.params]
+        expected_qg = opt.apply_q([p.grad for p in opt.param_groups[0]["params"]])
+        opt.step()
+        counts.append(opt.aux_step_count)
+        got_qg = [v for b in opt.blocks for v in b.qg_views]
+        for g, e in zip(got_qg, expected_qg):
+            torch.testing.assert_close(g, e, rtol=1e-5, atol=1e-6)
+        changed = any(not torch.equal(a, lam) for a, lam in zip(lam_before, (l for b in opt.blocks for l in b.structure.params)))
+        assert changed == (opt.step_count % 3 == 0)
+    assert counts == [0, 0, 1, 1, 1, 2, 2]
+
+
+def test_training_lowers_the_loss_on_a_conv_net():
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 36, 3))
+    x = torch.randn(64, 1, 8, 8)
+    y = (x.mean((1, 2, 3)) > 0).long() + (x[:, 0, 0, 0] > 1).long()
+    opt = FishLeg(model, CategoricalLikelihood(), aux_data=x, lr=0.05, aux_lr=1e-3, update_aux_every=2, aux_batch_size=16)
+    lik = CategoricalLikelihood()
+    first = lik.nll(model(x), y).item()
+    for _ in range(60):
+        opt.zero_grad()
+        lik.nll(model(x), y).backward()
+        opt.step()
+    assert lik.nll(model(x), y).item() < 0.5 * first
+
+
+def test_autocast_training_keeps_curvature_in_float32():
+    model = tiny_mlp()
+    x, y = torch.randn(32, 3), torch.randint(3, (32,))
+    opt = FishLeg(model, CategoricalLikelihood(), aux_data=x, update_aux_every=1, aux_batch_size=8)
+    for _ in range(3):
+        opt.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = model(x)
+            assert out.dtype == torch.bfloat16
+        CategoricalLikelihood().nll(out.float(), y).backward()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            opt.step()
+    assert all(lam.dtype == torch.float32 for b in opt.blocks for lam in b.structure.params)
+    assert torch.isfinite(opt.last_aux_loss) and opt.aux_step_count == 3
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"q_structure": "full"}, "q_structure"),
+        ({"lr": 0.0}, "lr"),
+        ({"damping": -1.0}, "damping"),
+        ({"aux_batch_size": 0}, "aux_batch_size"),
+        ({"bogus": 1}, "bogus"),
+    ],
+)
+def test_bad_hyperparameters_raise_value_error_naming_them(kwargs, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        FishLeg(tiny_mlp(), CategoricalLikelihood(), **kwargs)
+
+
+def test_model_without_trainable_parameters_is_refused():
+    model = tiny_mlp().requires_grad_(False)
+    with pytest.raises(ValueError, match="no trainable parameters"):
+        FishLeg(model, CategoricalLikelihood())
+
+
+def test_likelihood_that_does_not_fit_the_outputs_is_refused():
+    model = nn.Sequential(nn.Linear(3, 1), nn.Flatten(0))
+    with pytest.raises(ValueError, match="CategoricalLikelihood"):
+        FishLeg(model, CategoricalLikelihood(), aux_data=torch.randn(10, 3))

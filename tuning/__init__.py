@@ -1,0 +1,1 @@
+"""fishleg-tune: Ray Tune + Optuna + MLflow sweeps for FishLeg."""
