@@ -186,15 +186,14 @@ class FishLeg(torch.optim.Optimizer):
         with torch.autocast(self._device.type, enabled=False):
             self.step_count += 1
             blocks = self._gather_grads()
-            aux_due = self.aux_sampler is not None and self.step_count % self.config.update_aux_every == 0
-            if aux_due and self.config.u_sampling == "gradient":
-                qg = self._aux_update(blocks, self.aux_sampler.draw(), [b.grad for b in blocks])
-                torch._foreach_copy_([b.qg for b in blocks], qg)
-            else:
-                for b in blocks:
-                    b.structure.apply_cached(b.grad, out=b.qg)
-                if aux_due:
-                    self._aux_update(self.blocks, self.aux_sampler.draw(), self._gaussian_probes(self.blocks))
+            for b in blocks:
+                b.structure.apply_cached(b.grad, out=b.qg)
+            if self.aux_sampler is not None and self.step_count % self.config.update_aux_every == 0:
+                inputs = self.aux_sampler.draw()
+                if self.config.u_sampling == "gradient":
+                    self._aux_update(blocks, inputs, [b.grad for b in blocks], [b.qg for b in blocks])
+                else:
+                    self._aux_update(self.blocks, inputs, self._gaussian_probes(self.blocks))
             self._update_params(blocks)
         return loss
 
@@ -234,16 +233,19 @@ class FishLeg(torch.optim.Optimizer):
         ]
 
     def aux_gradients(
-        self, blocks: Sequence[Block], inputs: Tensor, probes: Sequence[Tensor]
-    ) -> tuple[list[Tensor], list[Tensor], Tensor]:
-        """∂A/∂λ for each λ of `blocks`, with Q(λ)u and the aux loss A(λ; u).
+        self,
+        blocks: Sequence[Block],
+        inputs: Tensor,
+        probes: Sequence[Tensor],
+        qu: Sequence[Tensor] | None = None,
+    ) -> tuple[list[Tensor], Tensor]:
+        """∂A/∂λ for each λ of `blocks` and the aux loss A(λ; u).
 
-        probes: one tensor per block, in block shape. Uses ∂A/∂λ = ∂⟨Q(λ)u, sg(r)⟩/∂λ with
+        probes: one tensor per block, in block shape; qu: Q(λ)u if already known (the
+        parameter step's Q·g when u is the gradient). Uses ∂A/∂λ = ∂⟨Q(λ)u, sg(r)⟩/∂λ with
         r = (F+γI)Qu − u, optionally preconditioned by Q and divided by ‖Qu‖·‖u‖."""
         cfg = self.config
-        with torch.enable_grad():
-            qu = [b.structure.apply(u) for b, u in zip(blocks, probes)]
-        v = [q.detach() for q in qu]
+        v = list(qu) if qu is not None else [b.structure.apply_cached(u, torch.empty_like(u)) for b, u in zip(blocks, probes)]
         params = {n: p.detach() for b in blocks for n, p in zip(b.names, b.params)}
         tangents = {n: t for b, vb in zip(blocks, v) for n, t in zip(b.names, b.split(vb))}
         fv, _ = fisher_vector_product(self.model, self.likelihood, inputs, params, tangents)
@@ -256,15 +258,18 @@ class FishLeg(torch.optim.Optimizer):
         if cfg.normalize_aux:
             scale = (_global_norm(v) * _global_norm(probes)).clamp_min(torch.finfo(torch.float32).tiny)
             torch._foreach_div_(residual, scale)
-        lambdas = [lam for b in blocks for lam in b.structure.params]
-        with torch.enable_grad():
-            surrogate = torch.stack([(q * r).sum() for q, r in zip(qu, residual)]).sum()
-            grads = torch.autograd.grad(surrogate, lambdas)
-        return list(grads), v, aux_loss
+        grads = [g for b, u, r in zip(blocks, probes, residual) for g in b.structure.lambda_grad(u, r)]
+        return grads, aux_loss
 
-    def _aux_update(self, blocks: Sequence[Block], inputs: Tensor, probes: Sequence[Tensor]) -> list[Tensor]:
-        """One Adam step on λ of `blocks`; returns Q(λ_old) u per block."""
-        grads, v, aux_loss = self.aux_gradients(blocks, inputs, probes)
+    def _aux_update(
+        self,
+        blocks: Sequence[Block],
+        inputs: Tensor,
+        probes: Sequence[Tensor],
+        qu: Sequence[Tensor] | None = None,
+    ) -> None:
+        """One Adam step on λ of `blocks`."""
+        grads, aux_loss = self.aux_gradients(blocks, inputs, probes, qu)
         lambdas = [lam for b in blocks for lam in b.structure.params]
         for lam, g in zip(lambdas, grads):
             lam.grad = g
@@ -274,7 +279,6 @@ class FishLeg(torch.optim.Optimizer):
             b.structure.refresh()
         self.last_aux_loss = aux_loss.detach()
         self.aux_step_count += 1
-        return v
 
     def _per_block(self, tensors: Sequence[Tensor]) -> list[Tensor]:
         if len(tensors) != len(self._flat_params):

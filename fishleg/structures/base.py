@@ -59,6 +59,12 @@ class QStructure(ABC):
     def apply_cached(self, u: Tensor, out: Tensor) -> Tensor:
         """Q(λ) u into `out` without autograd. u, out: `shape`; returns `out`."""
 
+    def lambda_grad(self, u: Tensor, r: Tensor) -> list[Tensor]:
+        """∂⟨Q(λ)u, r⟩/∂λ, one tensor per λ (autograd through `apply`; structures with a
+        cheaper closed form override this). u, r: `shape`."""
+        with torch.enable_grad():
+            return list(torch.autograd.grad((self.apply(u) * r).sum(), self.params))
+
     def num_bytes(self) -> int:
         return sum(p.numel() * p.element_size() for p in self.params)
 

@@ -15,6 +15,18 @@ def kron_apply(left: Tensor, right: Tensor, u: Tensor) -> Tensor:
     return left @ ((left.T @ u) @ right) @ right.T
 
 
+def kron_lambda_grad(
+    left: Tensor, right: Tensor, left_gram: Tensor, right_gram: Tensor, u: Tensor, r: Tensor
+) -> tuple[Tensor, Tensor]:
+    """∂⟨L Lᵀ U R Rᵀ, r⟩/∂(L, R) = ((r Mᵀ + M rᵀ) L, (Nᵀ r + rᵀ N) R), M = U RRᵀ, N = LLᵀ U.
+
+    left, left_gram (m, m); right, right_gram (n, n); u, r (m, n). Reuses the cached Grams,
+    which costs far less than differentiating the four-product chain."""
+    s = r @ (u @ right_gram).T
+    t = (left_gram @ u).T @ r
+    return (s + s.T) @ left, (t + t.T) @ right
+
+
 @register_structure("kron")
 class KronQ(QStructure):
     def init_params(self, shape: tuple[int, ...], spec: QSpec, device: torch.device) -> list[Tensor]:
@@ -36,6 +48,10 @@ class KronQ(QStructure):
             left, right = self.params
             torch.mm(left, left.T, out=self._left_gram)
             torch.mm(right, right.T, out=self._right_gram)
+
+    def lambda_grad(self, u: Tensor, r: Tensor) -> list[Tensor]:
+        left, right = (p.detach() for p in self.params)
+        return list(kron_lambda_grad(left, right, self._left_gram, self._right_gram, u, r))
 
     def apply_cached(self, u: Tensor, out: Tensor) -> Tensor:
         torch.mm(self._left_gram, u, out=self._tmp)

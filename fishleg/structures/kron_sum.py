@@ -18,6 +18,17 @@ def kron_sum_apply(left: Tensor, right: Tensor, u: Tensor) -> Tensor:
     return ((left @ core) @ right.transpose(1, 2)).sum(0)
 
 
+def kron_sum_lambda_grad(
+    left: Tensor, right: Tensor, left_grams: Tensor, right_grams: Tensor, u: Tensor, r: Tensor
+) -> tuple[Tensor, Tensor]:
+    """The Kronecker closed form (see kron.py) for every term at once.
+
+    left, left_grams (k, m, m); right, right_grams (k, n, n); u, r (m, n)."""
+    s = r @ (u @ right_grams).transpose(1, 2)
+    t = (left_grams @ u).transpose(1, 2) @ r
+    return (s + s.transpose(1, 2)) @ left, (t + t.transpose(1, 2)) @ right
+
+
 def random_orthogonal(rank: int, size: int, device: torch.device) -> Tensor:
     """`rank` orthogonal matrices (rank, size, size); the first is the identity."""
     q, _ = torch.linalg.qr(torch.randn(rank, size, size))
@@ -46,6 +57,10 @@ class KronSumQ(QStructure):
             left, right = self.params
             torch.bmm(left, left.transpose(1, 2), out=self._left_grams)
             torch.bmm(right, right.transpose(1, 2), out=self._right_grams)
+
+    def lambda_grad(self, u: Tensor, r: Tensor) -> list[Tensor]:
+        left, right = (p.detach() for p in self.params)
+        return list(kron_sum_lambda_grad(left, right, self._left_grams, self._right_grams, u, r))
 
     def apply_cached(self, u: Tensor, out: Tensor) -> Tensor:
         left_u, left_u_right = self._tmp[0], self._tmp[1]

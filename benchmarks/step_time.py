@@ -1,0 +1,131 @@
+"""FishLeg vs Adam step time, side by side in one process; prints one JSON line at the end.
+
+Mean time per step over a window that contains whole aux periods (aux steps included),
+for the paper's MNIST autoencoder (batch 100) and a CIFAR ResNet-20 (batch 128), plus the
+efficiency of the Kronecker Q·g product against a plain torch.mm on the same shapes.
+
+    python benchmarks/step_time.py [--steps 30] [--device cpu] [--skip-resnet]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from fishleg import BernoulliLikelihood, CategoricalLikelihood, FishLeg
+from fishleg.likelihoods import Likelihood
+from tuning.workloads.models import mnist_autoencoder, resnet_cifar
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def mean_step_ms(model: nn.Module, opt: torch.optim.Optimizer, lik: Likelihood, x: torch.Tensor,
+                 y: torch.Tensor, steps: int) -> float:
+    def one() -> None:
+        opt.zero_grad(set_to_none=False)
+        lik.nll(model(x), y).backward()
+        opt.step()
+
+    for _ in range(3):
+        one()
+    _sync(x.device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        one()
+    _sync(x.device)
+    return 1e3 * (time.perf_counter() - start) / steps
+
+
+def compare(make_model: Callable[[], nn.Module], lik: Likelihood, x: torch.Tensor, y: torch.Tensor,
+            steps: int, aux_every: int) -> dict[str, float]:
+    torch.manual_seed(0)
+    model = make_model().to(x.device)
+    adam = torch.optim.Adam(model.parameters(), lr=1e-4)
+    adam_ms = mean_step_ms(model, adam, lik, x, y, steps)
+    fish = FishLeg(model, lik, aux_data=x, aux_batch_size=x.shape[0], update_aux_every=aux_every,
+                   q_structure="kron", lr=1e-4, aux_lr=1e-5)
+    fish_ms = mean_step_ms(model, fish, lik, x, y, steps)
+    adam_ms = 0.5 * (adam_ms + mean_step_ms(model, adam, lik, x, y, steps))
+    return {"adam_ms": adam_ms, "fishleg_ms": fish_ms, "ratio": fish_ms / adam_ms}
+
+
+def kron_flops(model: nn.Module) -> tuple[int, int]:
+    """(FLOPs of Q·g, FLOPs of one aux step's products) for kron on `model`'s blocks: the aux
+    step preconditions (one Q·r), forms the closed-form λ gradient (two Q·g-sized products,
+    (S+Sᵀ)L and (T+Tᵀ)R) and refreshes the Grams LLᵀ, RRᵀ."""
+    opt = FishLeg(model, BernoulliLikelihood(), q_structure="kron")
+    shapes = [b.structure.shape for b in opt.blocks if len(b.structure.shape) == 2]
+    qg = sum(2 * m * n * (m + n) for m, n in shapes)
+    grams = sum(2 * (m**3 + n**3) for m, n in shapes)
+    return qg, 3 * qg + 2 * grams
+
+
+def qg_efficiency(model: nn.Module, device: torch.device, reps: int = 20) -> tuple[float, float]:
+    """(achieved FLOP/s of the cached kron Q·g ÷ torch.mm's on the same shapes, mm FLOP/s)."""
+    opt = FishLeg(model, BernoulliLikelihood(), q_structure="kron")
+    blocks = [b for b in opt.blocks if len(b.structure.shape) == 2]
+    flops = kron_flops(model)[0]
+
+    def time_it(fn: Callable[[], None]) -> float:
+        fn()
+        _sync(device)
+        start = time.perf_counter()
+        for _ in range(reps):
+            fn()
+        _sync(device)
+        return (time.perf_counter() - start) / reps
+
+    def qg() -> None:
+        for b in blocks:
+            b.structure.apply_cached(b.grad, out=b.qg)
+
+    mats = [(torch.randn(m, m, device=device), torch.randn(m, n, device=device), torch.randn(n, n, device=device))
+            for m, n in (b.structure.shape for b in blocks)]
+
+    def mm() -> None:
+        for a, u, c in mats:
+            torch.mm(torch.mm(a, u), c)
+
+    mm_rate = flops / time_it(mm)
+    return (flops / time_it(qg)) / mm_rate, mm_rate
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=30, help="timed steps (a multiple of 10)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--skip-resnet", action="store_true")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    result: dict[str, object] = {"benchmark": "step_time", "device": str(device), "threads": torch.get_num_threads()}
+
+    x = torch.rand(100, 784, device=device)
+    efficiency, mm_rate = qg_efficiency(mnist_autoencoder().to(device), device)
+    result["autoencoder_qg_efficiency"] = efficiency
+    qg_flops, aux_flops = kron_flops(mnist_autoencoder())
+    for k in (10, 1):
+        r = compare(mnist_autoencoder, BernoulliLikelihood(), x, x, args.steps, k)
+        model_ms = 1e3 * (qg_flops + aux_flops / k) / mm_rate
+        r["overhead_over_flop_model"] = (r["fishleg_ms"] - r["adam_ms"]) / model_ms
+        result[f"autoencoder_kron_aux{k}"] = r
+        print(f"autoencoder kron aux every {k}: {r}", flush=True)
+    if not args.skip_resnet:
+        xi = torch.randn(128, 3, 32, 32, device=device)
+        yi = torch.randint(10, (128,), device=device)
+        for k in (10, 1):
+            r = compare(lambda: resnet_cifar(20), CategoricalLikelihood(), xi, yi, args.steps, k)
+            result[f"resnet20_kron_aux{k}"] = r
+            print(f"resnet20 kron aux every {k}: {r}", flush=True)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
