@@ -1,0 +1,104 @@
+"""`fishleg-tune train` end to end on digits, resume, determinism, and bad input."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+import yaml
+
+from fishleg import load_config
+from tuning.cli import main
+from tuning.train import Trainer
+from tuning.workloads import build_workload
+from tuning.workloads.base import WorkloadConfig
+
+
+def write_config(path, optimizer=None, epochs=3, workload=None):
+    path.write_text(yaml.safe_dump({
+        "workload": workload or {"name": "digits_classifier", "hidden": [16]},
+        "optimizer": optimizer or {"name": "fishleg", "lr": 0.2, "aux_lr": 1e-2, "update_aux_every": 5, "aux_batch_size": 32},
+        "training": {"epochs": epochs, "batch_size": 64, "seed": 3, "device": "cpu"},
+    }))
+    return path
+
+
+def read_metrics(folder):
+    return [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+
+
+def strip_time(rows):
+    return [{k: v for k, v in r.items() if k != "epoch_time_s"} for r in rows]
+
+
+def test_train_end_to_end_and_resume_matches_uninterrupted(tmp_path, capsys):
+    cfg = write_config(tmp_path / "c.yaml", epochs=4)
+    assert main(["train", str(cfg), "--output", str(tmp_path / "full")]) == 0
+    out = capsys.readouterr().out
+    assert "epoch 4/4" in out and "metrics.jsonl" in out
+    full = read_metrics(tmp_path / "full")
+    assert [r["epoch"] for r in full] == [1, 2, 3, 4]
+    assert full[-1]["val_accuracy"] > 0.7 and full[-1]["val_loss"] < full[0]["val_loss"]
+
+    assert main(["train", str(cfg), "--output", str(tmp_path / "part"), "--epochs", "2"]) == 0
+    assert main(["train", str(cfg), "--output", str(tmp_path / "part"), "--resume"]) == 0
+    assert strip_time(read_metrics(tmp_path / "part")) == strip_time(full)
+    assert load_config(tmp_path / "full" / "config.yaml") == load_config(cfg).model_copy()
+
+
+def test_same_seed_same_metrics(tmp_path):
+    cfg = load_config(write_config(tmp_path / "c.yaml", epochs=2))
+    runs = [[Trainer(cfg).run_epoch() for _ in range(1)] for _ in range(2)]
+    assert strip_time(runs[0]) == strip_time(runs[1])
+
+
+def test_baseline_config_trains(tmp_path):
+    cfg = write_config(tmp_path / "c.yaml", optimizer={"name": "adamw", "lr": 3e-3}, epochs=2)
+    assert main(["train", str(cfg), "--output", str(tmp_path / "o")]) == 0
+    assert "aux_loss" not in read_metrics(tmp_path / "o")[-1]
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, capsys):
+    cfg = write_config(tmp_path / "c.yaml", optimizer={"name": "sgd", "lr": 1e15, "momentum": 0.9}, epochs=5)
+    code = main(["train", str(cfg), "--output", str(tmp_path / "o")])
+    assert code == 1
+    assert "loss became" in capsys.readouterr().err
+    rows = read_metrics(tmp_path / "o")
+    if rows:
+        state = torch.load(tmp_path / "o" / "checkpoint.pt", weights_only=True)
+        assert state["epoch"] == len(rows)
+        assert all(torch.isfinite(t).all() for t in state["model"].values() if t.is_floating_point())
+
+
+@pytest.mark.parametrize(
+    ("content", "fragments"),
+    [
+        ("workload: {name: digits_classifier}\noptimizer: {name: fishleg, lr: -2}\n", ["optimizer.lr", "greater than 0"]),
+        ("workload: {name: nope}\n", ["workload.name", "digits_classifier"]),
+        ("workload: {name: digits_classifier, hidden: [0]}\n", ["workload.hidden.0", "greater than 0"]),
+        ("workload: {name: digits_classifier, colour: red}\n", ["workload.colour", "unknown key"]),
+        ("workload: {name: mnist_autoencoder, data_dir: /nonexistent/mnist, download: false}\n", ["/nonexistent/mnist", "idx"]),
+        ("workload: {name: 'no_such_pkg.mod:build'}\n", ["no_such_pkg"]),
+        ("workload: [\n", ["malformed YAML", "line"]),
+    ],
+)
+def test_bad_input_exits_2_with_one_paragraph_and_no_traceback(tmp_path, content, fragments):
+    path = tmp_path / "bad.yaml"
+    path.write_text(content)
+    proc = subprocess.run([sys.executable, "-m", "tuning.cli", "train", str(path), "--output", str(tmp_path / "o")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    for fragment in fragments:
+        assert fragment in proc.stderr
+
+
+def test_plugin_workload_by_module_function(tmp_path, monkeypatch):
+    (tmp_path / "my_workload.py").write_text(
+        "from tuning.workloads.digits import digits_classifier, ClassifierOptions\n"
+        "def build(options, seed):\n    return digits_classifier(ClassifierOptions(hidden=[4]), seed)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    w = build_workload(WorkloadConfig(name="my_workload:build"), seed=0)
+    assert w.model[0].out_features == 4

@@ -1,0 +1,1 @@
+"""Dataset readers: real formats (MNIST idx, CIFAR-10 python pickles), verified downloads."""

@@ -1,0 +1,50 @@
+"""Checksum-verified downloads into a data folder."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from tuning.errors import DatasetUnavailable
+
+__all__ = ["md5sum", "fetch"]
+
+
+def md5sum(path: Path) -> str:
+    digest = hashlib.md5()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def fetch(urls: list[str], dest: Path, md5: str, what: str) -> Path:
+    """Return `dest` if it exists with the right checksum, else download it from the first
+    URL that answers. Raises DatasetUnavailable with where to put the file by hand."""
+    if dest.exists():
+        if md5sum(dest) == md5:
+            return dest
+        raise DatasetUnavailable(f"{dest} exists but its MD5 is not {md5} ({what}); delete it or replace it.")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_suffix(dest.suffix + ".part")
+    errors = []
+    for url in urls:
+        try:
+            with urllib.request.urlopen(url, timeout=30) as response, tmp.open("wb") as out:
+                shutil.copyfileobj(response, out)
+        except (urllib.error.URLError, OSError, TimeoutError) as exc:
+            errors.append(f"{url}: {exc}")
+            continue
+        if md5sum(tmp) != md5:
+            tmp.unlink()
+            errors.append(f"{url}: checksum mismatch")
+            continue
+        tmp.replace(dest)
+        return dest
+    raise DatasetUnavailable(
+        f"{what} is not in {dest.parent} and could not be downloaded ({'; '.join(errors)}). "
+        f"Put {dest.name} (MD5 {md5}) in {dest.parent}, or set the workload's data_dir to a folder that has it."
+    )

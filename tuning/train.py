@@ -1,0 +1,190 @@
+"""The training loop, once: `fishleg-tune train` and every sweep trial run this."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from fishleg.config import RunConfig, save_config
+from fishleg.optimizer import FishLeg
+from tuning.errors import NonFiniteLoss
+from tuning.tracking import flatten, maybe_run
+from tuning.workloads import build_workload
+
+__all__ = ["TrainResult", "Trainer", "load_checkpoint", "resolve_device", "save_checkpoint", "train_to_folder"]
+
+EVAL_BATCH = 1000
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+@dataclass
+class Trainer:
+    """One run of one config: `run_epoch()` trains an epoch and evaluates it.
+
+    Everything that decides the next epoch (model, optimizer, batching RNG, epoch, history)
+    is in `state_dict()`, so a run restored from a checkpoint continues identically on CPU."""
+
+    config: RunConfig
+    source: str = "config"
+    epoch: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        cfg = self.config
+        self.device = resolve_device(cfg.training.device)
+        self.workload = build_workload(cfg.workload, cfg.training.seed, self.source)
+        w = self.workload
+        self.model = w.model.to(self.device)
+        self.likelihood = w.likelihood.to(self.device)
+        self.train_x, self.train_y = w.train_x.to(self.device), w.train_y.to(self.device)
+        self.val_x, self.val_y = w.val_x.to(self.device), w.val_y.to(self.device)
+        self.optimizer = cfg.build_optimizer(self.model, likelihood=self.likelihood, aux_data=self.train_x)
+        self.generator = torch.Generator().manual_seed(cfg.training.seed)
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        return self.workload.metrics
+
+    def train_epoch(self) -> Tensor:
+        """One pass over the training set in shuffled batches; returns the mean loss (a tensor)."""
+        self.model.train()
+        n = len(self.train_x)
+        bs = min(self.config.training.batch_size, n)
+        perm = torch.randperm(n, generator=self.generator).to(self.device)
+        total = torch.zeros((), device=self.device)
+        steps = n // bs
+        for i in range(steps):
+            idx = perm[i * bs : (i + 1) * bs]
+            x, y = self.train_x[idx], self.train_y[idx]
+            if self.workload.augment is not None:
+                x = self.workload.augment(x, self.generator)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss = self.likelihood.nll(self.model(x), y)
+            loss.backward()
+            self.optimizer.step()
+            total += loss.detach()
+        return total / steps
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        self.model.eval()
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), device=self.device)
+        for start in range(0, len(self.val_x), EVAL_BATCH):
+            x, y = self.val_x[start : start + EVAL_BATCH], self.val_y[start : start + EVAL_BATCH]
+            out = self.model(x)
+            loss_sum += self.likelihood.nll(out, y) * len(x)
+            if self.workload.classifier:
+                correct += (out.argmax(1) == y).sum()
+        self.model.train()
+        metrics = {"val_loss": float(loss_sum) / len(self.val_x)}
+        if self.workload.classifier:
+            metrics["val_accuracy"] = float(correct) / len(self.val_x)
+        return metrics
+
+    def run_epoch(self) -> dict[str, float]:
+        """Train and evaluate one epoch. Raises NonFiniteLoss (state left at the last good epoch
+        only in checkpoints: the caller should not save after this)."""
+        start = time.perf_counter()
+        train_loss = float(self.train_epoch())
+        metrics: dict[str, float] = {"epoch": self.epoch + 1, "train_loss": train_loss}
+        metrics.update(self.evaluate())
+        if not all(math.isfinite(metrics[k]) for k in ("train_loss", "val_loss")):
+            raise NonFiniteLoss(
+                f"epoch {self.epoch + 1}: loss became {train_loss} (train) / {metrics['val_loss']} (validation); "
+                "lower lr or raise damping"
+            )
+        if isinstance(self.optimizer, FishLeg):
+            metrics["aux_loss"] = float(self.optimizer.last_aux_loss)
+        metrics["epoch_time_s"] = time.perf_counter() - start
+        self.epoch += 1
+        self.history.append(metrics)
+        return metrics
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "generator": self.generator.get_state(),
+            "epoch": self.epoch,
+            "history": self.history,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        self.epoch = state["epoch"]
+        self.history = list(state["history"])
+
+
+def save_checkpoint(trainer: Trainer, path: Path) -> None:
+    """Write atomically, so a crash mid-write leaves the previous checkpoint intact."""
+    tmp = path.with_suffix(".tmp")
+    torch.save(trainer.state_dict(), tmp)
+    tmp.replace(path)
+
+
+def load_checkpoint(trainer: Trainer, path: Path) -> None:
+    trainer.load_state_dict(torch.load(path, map_location=trainer.device, weights_only=True))
+
+
+@dataclass
+class TrainResult:
+    output: Path
+    metrics: dict[str, float]
+    epochs: int
+
+
+def train_to_folder(
+    config: RunConfig,
+    output: Path,
+    *,
+    source: str = "config",
+    resume: bool = False,
+    mlflow_uri: str | None = None,
+    experiment: str = "fishleg-tune",
+    echo: Callable[[str], None] = print,
+) -> TrainResult:
+    """`fishleg-tune train`: per-epoch metrics (metrics.jsonl) and a checkpoint each epoch in
+    `output`; `resume` continues from the checkpoint there. A non-finite loss raises
+    NonFiniteLoss and leaves the last good checkpoint in place."""
+    output.mkdir(parents=True, exist_ok=True)
+    save_config(config, output / "config.yaml")
+    trainer = Trainer(config, source=source)
+    ckpt = output / "checkpoint.pt"
+    if resume and ckpt.exists():
+        load_checkpoint(trainer, ckpt)
+        echo(f"resumed from {ckpt} at epoch {trainer.epoch}")
+    metrics_file = output / "metrics.jsonl"
+    metrics_file.write_text("".join(json.dumps(m) + "\n" for m in trainer.history))
+    total = config.training.epochs
+    with maybe_run(mlflow_uri, experiment, output.name) as run:
+        if run is not None:
+            run.log_params(flatten(config.to_dict()))
+            for m in trainer.history:
+                run.log_metrics(m, step=int(m["epoch"]))
+        while trainer.epoch < total:
+            metrics = trainer.run_epoch()
+            save_checkpoint(trainer, ckpt)
+            with metrics_file.open("a") as f:
+                f.write(json.dumps(metrics) + "\n")
+            if run is not None:
+                run.log_metrics(metrics, step=trainer.epoch)
+            shown = "  ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k not in ("epoch", "epoch_time_s"))
+            echo(f"epoch {trainer.epoch}/{total}  {shown}  ({metrics['epoch_time_s']:.1f}s)")
+    final = trainer.history[-1] if trainer.history else {}
+    return TrainResult(output, final, trainer.epoch)

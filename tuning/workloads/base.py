@@ -1,0 +1,122 @@
+"""Workloads: a model, its likelihood, data and metrics, built by name from a config.
+
+Built-in workloads register themselves with `@register_workload`; a user's own is named in
+a config as `workload: {name: "my_pkg.my_module:build"}` (explicit `module:function` only),
+a function with the same signature as the built-ins: (options dict, seed) → Workload.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import torch
+from pydantic import BaseModel, ConfigDict, ValidationError
+from torch import Tensor, nn
+
+from fishleg.config import WorkloadConfig, describe_validation_error
+from fishleg.likelihoods import Likelihood
+from tuning.errors import ConfigError
+
+__all__ = ["Options", "Workload", "WORKLOADS", "build_workload", "register_workload", "workload_metrics"]
+
+Augment = Callable[[Tensor, torch.Generator], Tensor]
+
+
+@dataclass
+class Workload:
+    """What a training run needs. Data are in-memory tensors; `augment` (optional) maps a
+    training batch to an augmented one on its own device."""
+
+    model: nn.Module
+    likelihood: Likelihood
+    train_x: Tensor
+    train_y: Tensor
+    val_x: Tensor
+    val_y: Tensor
+    classifier: bool
+    augment: Augment | None = None
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        return metric_names(self.classifier)
+
+
+def metric_names(classifier: bool) -> tuple[str, ...]:
+    base = ("train_loss", "val_loss")
+    return base + ("val_accuracy",) if classifier else base
+
+
+class Options(BaseModel):
+    """Base for a workload's options (strict: unknown keys are errors)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+Builder = Callable[[dict[str, Any], int], Workload]
+
+
+@dataclass(frozen=True)
+class WorkloadEntry:
+    build: Builder
+    options: type[Options] | None
+    classifier: bool | None
+
+
+WORKLOADS: dict[str, WorkloadEntry] = {}
+_F = TypeVar("_F", bound=Builder)
+
+
+def register_workload(name: str, options: type[Options], classifier: bool) -> Callable[[_F], _F]:
+    def wrap(fn: _F) -> _F:
+        WORKLOADS[name] = WorkloadEntry(fn, options, classifier)
+        return fn
+
+    return wrap
+
+
+def _entry(name: str) -> WorkloadEntry:
+    if name in WORKLOADS:
+        return WORKLOADS[name]
+    if ":" not in name:
+        raise ConfigError(
+            f"workload.name: unknown workload {name!r}; allowed: {sorted(WORKLOADS)} "
+            "or a plugin as 'package.module:function'."
+        )
+    module_name, _, attr = name.partition(":")
+    try:
+        fn = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"workload.name: cannot load plugin {name!r} ({exc}).") from None
+    return WorkloadEntry(fn, None, None)
+
+
+def validate_workload(config: WorkloadConfig, source: str = "config") -> None:
+    """Check the name and the options without building anything (no data is read)."""
+    entry = _entry(config.name)
+    if entry.options is not None:
+        _parse_options(entry.options, config, source)
+
+
+def workload_metrics(config: WorkloadConfig) -> tuple[str, ...] | None:
+    """Metric names the workload reports, if known without building it (plugins: None)."""
+    entry = _entry(config.name)
+    return None if entry.classifier is None else metric_names(entry.classifier)
+
+
+def _parse_options(options: type[Options], config: WorkloadConfig, source: str) -> Options:
+    try:
+        return options.model_validate(config.options)
+    except ValidationError as err:
+        msg = describe_validation_error(err, source)
+        raise ConfigError(msg.replace(": invalid configuration: ", ": invalid configuration: workload.")) from None
+
+
+def build_workload(config: WorkloadConfig, seed: int, source: str = "config") -> Workload:
+    """Validate the options and build the workload; model initialisation is seeded."""
+    entry = _entry(config.name)
+    opts: Any = config.options if entry.options is None else _parse_options(entry.options, config, source)
+    torch.manual_seed(seed)
+    return entry.build(opts, seed)

@@ -1,0 +1,47 @@
+"""scikit-learn's 8×8 digits (1,797 real images that ship with the package): the offline default."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from pydantic import Field, PositiveInt
+from torch import Tensor
+
+from fishleg.likelihoods import BernoulliLikelihood, CategoricalLikelihood
+from tuning.workloads.base import Options, Workload, register_workload
+from tuning.workloads.models import autoencoder, mlp
+
+VAL_SIZE = 360
+
+
+def _digits() -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Pixels scaled to [0, 1]; a fixed permutation splits 1,437 train / 360 validation."""
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    perm = np.random.default_rng(0).permutation(len(data.data))
+    x = torch.from_numpy((data.data[perm] / 16.0).astype(np.float32))
+    y = torch.from_numpy(data.target[perm].astype(np.int64))
+    return x[VAL_SIZE:], y[VAL_SIZE:], x[:VAL_SIZE], y[:VAL_SIZE]
+
+
+class AutoencoderOptions(Options):
+    hidden: list[PositiveInt] = Field(default_factory=lambda: [32, 16], min_length=1)
+    code: int = Field(8, gt=0)
+
+
+class ClassifierOptions(Options):
+    hidden: list[PositiveInt] = Field(default_factory=lambda: [64], min_length=1)
+
+
+@register_workload("digits_autoencoder", AutoencoderOptions, classifier=False)
+def digits_autoencoder(options: AutoencoderOptions, seed: int) -> Workload:
+    tx, _, vx, _ = _digits()
+    model = autoencoder([64, *options.hidden, options.code])
+    return Workload(model, BernoulliLikelihood(), tx, tx, vx, vx, classifier=False)
+
+
+@register_workload("digits_classifier", ClassifierOptions, classifier=True)
+def digits_classifier(options: ClassifierOptions, seed: int) -> Workload:
+    tx, ty, vx, vy = _digits()
+    return Workload(mlp([64, *options.hidden, 10]), CategoricalLikelihood(), tx, ty, vx, vy, classifier=True)
