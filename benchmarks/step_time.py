@@ -27,8 +27,9 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def mean_step_ms(model: nn.Module, opt: torch.optim.Optimizer, lik: Likelihood, x: torch.Tensor,
-                 y: torch.Tensor, steps: int) -> float:
+def mean_step_ms(
+    model: nn.Module, opt: torch.optim.Optimizer, lik: Likelihood, x: torch.Tensor, y: torch.Tensor, steps: int
+) -> float:
     def one() -> None:
         opt.zero_grad(set_to_none=False)
         lik.nll(model(x), y).backward()
@@ -44,14 +45,23 @@ def mean_step_ms(model: nn.Module, opt: torch.optim.Optimizer, lik: Likelihood, 
     return 1e3 * (time.perf_counter() - start) / steps
 
 
-def compare(make_model: Callable[[], nn.Module], lik: Likelihood, x: torch.Tensor, y: torch.Tensor,
-            steps: int, aux_every: int) -> dict[str, float]:
+def compare(
+    make_model: Callable[[], nn.Module], lik: Likelihood, x: torch.Tensor, y: torch.Tensor, steps: int, aux_every: int
+) -> dict[str, float]:
     torch.manual_seed(0)
     model = make_model().to(x.device)
     adam = torch.optim.Adam(model.parameters(), lr=1e-4)
     adam_ms = mean_step_ms(model, adam, lik, x, y, steps)
-    fish = FishLeg(model, lik, aux_data=x, aux_batch_size=x.shape[0], update_aux_every=aux_every,
-                   q_structure="kron", lr=1e-4, aux_lr=1e-5)
+    fish = FishLeg(
+        model,
+        lik,
+        aux_data=x,
+        aux_batch_size=x.shape[0],
+        update_aux_every=aux_every,
+        q_structure="kron",
+        lr=1e-4,
+        aux_lr=1e-5,
+    )
     fish_ms = mean_step_ms(model, fish, lik, x, y, steps)
     adam_ms = 0.5 * (adam_ms + mean_step_ms(model, adam, lik, x, y, steps))
     return {"adam_ms": adam_ms, "fishleg_ms": fish_ms, "ratio": fish_ms / adam_ms}
@@ -87,8 +97,10 @@ def qg_efficiency(model: nn.Module, device: torch.device, reps: int = 20) -> tup
         for b in blocks:
             b.structure.apply_cached(b.grad, out=b.qg)
 
-    mats = [(torch.randn(m, m, device=device), torch.randn(m, n, device=device), torch.randn(n, n, device=device))
-            for m, n in (b.structure.shape for b in blocks)]
+    mats = [
+        (torch.randn(m, m, device=device), torch.randn(m, n, device=device), torch.randn(n, n, device=device))
+        for m, n in (b.structure.shape for b in blocks)
+    ]
 
     def mm() -> None:
         for a, u, c in mats:

@@ -30,9 +30,7 @@ class AuxSampler:
         self.device = device
         self.generator = torch.Generator().manual_seed(seed)
         self._iterator: Iterator[Any] | None = None
-        self._indexable = isinstance(data, Tensor) or (
-            isinstance(data, Dataset) and hasattr(data, "__len__")
-        )
+        self._indexable = isinstance(data, Tensor) or (isinstance(data, Dataset) and hasattr(data, "__len__"))
         if not self._indexable and not isinstance(data, Iterable):
             raise ValueError(
                 "FishLeg: aux_data must be a tensor of inputs, a map-style Dataset or an "

@@ -122,9 +122,7 @@ class SGDConfig(_Strict):
         return torch.optim.SGD(model.parameters(), **self.model_dump(exclude={"name"}))
 
 
-OptimizerConfig = Annotated[
-    Union[FishLegConfig, AdamWConfig, AdamConfig, SGDConfig], Field(discriminator="name")
-]
+OptimizerConfig = Annotated[Union[FishLegConfig, AdamWConfig, AdamConfig, SGDConfig], Field(discriminator="name")]
 OPTIMIZER_NAMES = ("fishleg", "adamw", "adam", "sgd")
 
 

@@ -37,9 +37,7 @@ def fisher_vector_product(
 
     device = inputs.device
     devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices, device_type=device.type), torch.autocast(
-        device.type, enabled=False
-    ):
+    with torch.random.fork_rng(devices=devices, device_type=device.type), torch.autocast(device.type, enabled=False):
         cpu_state = torch.get_rng_state()
         dev_state = torch.cuda.get_rng_state(device) if devices else None
         outputs, jv = jvp(forward, (params,), (tangents,))

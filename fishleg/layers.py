@@ -9,7 +9,8 @@ block with a diagonal Q.  Register an adapter for your own module type with
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 from torch import Tensor, nn
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -60,8 +61,7 @@ class Likelihood(nn.Module, ABC):
         """Raise ValueError if the model's outputs cannot parameterise this likelihood."""
         if outputs.dim() < 1:
             raise ValueError(
-                f"{type(self).__name__}: model outputs must have a batch dimension, "
-                f"got shape {tuple(outputs.shape)}"
+                f"{type(self).__name__}: model outputs must have a batch dimension, got shape {tuple(outputs.shape)}"
             )
 
 

@@ -137,9 +137,7 @@ class FishLeg(torch.optim.Optimizer):
         if seed is None:
             seed = int(torch.randint(2**62, (1,)).item())
         self._probe_rng = torch.Generator(device=self._device).manual_seed(seed + 1)
-        self.aux_sampler = (
-            None if aux_data is None else AuxSampler(aux_data, config.aux_batch_size, self._device, seed)
-        )
+        self.aux_sampler = None if aux_data is None else AuxSampler(aux_data, config.aux_batch_size, self._device, seed)
         self.step_count = 0
         self.aux_step_count = 0
         self.last_aux_loss = torch.full((), float("nan"), device=self._device)
@@ -228,9 +226,7 @@ class FishLeg(torch.optim.Optimizer):
 
     # ---------------------------------------------------------------- auxiliary loop
     def _gaussian_probes(self, blocks: Sequence[Block]) -> list[Tensor]:
-        return [
-            torch.randn(b.structure.shape, device=self._device, generator=self._probe_rng) for b in blocks
-        ]
+        return [torch.randn(b.structure.shape, device=self._device, generator=self._probe_rng) for b in blocks]
 
     def aux_gradients(
         self,
@@ -245,7 +241,11 @@ class FishLeg(torch.optim.Optimizer):
         parameter step's Q·g when u is the gradient). Uses ∂A/∂λ = ∂⟨Q(λ)u, sg(r)⟩/∂λ with
         r = (F+γI)Qu − u, optionally preconditioned by Q and divided by ‖Qu‖·‖u‖."""
         cfg = self.config
-        v = list(qu) if qu is not None else [b.structure.apply_cached(u, torch.empty_like(u)) for b, u in zip(blocks, probes)]
+        v = (
+            list(qu)
+            if qu is not None
+            else [b.structure.apply_cached(u, torch.empty_like(u)) for b, u in zip(blocks, probes)]
+        )
         params = {n: p.detach() for b in blocks for n, p in zip(b.names, b.params)}
         tangents = {n: t for b, vb in zip(blocks, v) for n, t in zip(b.names, b.split(vb))}
         fv, _ = fisher_vector_product(self.model, self.likelihood, inputs, params, tangents)

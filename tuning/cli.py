@@ -22,7 +22,9 @@ def _train(args: argparse.Namespace) -> int:
     from tuning.workloads import validate_workload
 
     config = load_config(args.config)
-    updates = {k: v for k, v in (("epochs", args.epochs), ("seed", args.seed), ("device", args.device)) if v is not None}
+    updates = {
+        k: v for k, v in (("epochs", args.epochs), ("seed", args.seed), ("device", args.device)) if v is not None
+    }
     if updates:
         config = config.model_copy(update={"training": config.training.model_copy(update=updates)})
     validate_workload(config.workload, str(args.config))
@@ -30,8 +32,13 @@ def _train(args: argparse.Namespace) -> int:
         check_tracking_uri(args.mlflow_uri)
     output = Path(args.output or Path("runs") / Path(args.config).stem)
     result = train_to_folder(
-        config, output, source=str(args.config), resume=args.resume, mlflow_uri=args.mlflow_uri,
-        experiment=args.experiment, echo=console.print,
+        config,
+        output,
+        source=str(args.config),
+        resume=args.resume,
+        mlflow_uri=args.mlflow_uri,
+        experiment=args.experiment,
+        echo=console.print,
     )
     shown = ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items() if k.startswith("val_"))
     console.print(

@@ -53,8 +53,14 @@ def check_tracking_uri(uri: str) -> None:
 class MlflowRun:
     """One MLflow run written through the client API (no global active-run state)."""
 
-    def __init__(self, uri: str, experiment: str, run_name: str, tags: dict[str, str] | None = None,
-                 parent_run_id: str | None = None) -> None:
+    def __init__(
+        self,
+        uri: str,
+        experiment: str,
+        run_name: str,
+        tags: dict[str, str] | None = None,
+        parent_run_id: str | None = None,
+    ) -> None:
         from mlflow import MlflowClient
 
         self.client = MlflowClient(tracking_uri=uri)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 import torch
 from torch import Tensor
@@ -34,9 +35,7 @@ class QStructure(ABC):
         if self.matrix_only and len(shape) != 2:
             raise ValueError(f"{type(self).__name__} needs a 2-D block, got shape {shape}")
         self.shape = shape
-        self.params: list[Tensor] = [
-            p.requires_grad_() for p in self.init_params(shape, spec, device)
-        ]
+        self.params: list[Tensor] = [p.requires_grad_() for p in self.init_params(shape, spec, device)]
         self.allocate()
         self.refresh()
 
@@ -83,9 +82,7 @@ def register_structure(name: str) -> Callable[[_S], _S]:
     return wrap
 
 
-def build_structure(
-    name: str, shape: tuple[int, ...], spec: QSpec, device: torch.device
-) -> QStructure:
+def build_structure(name: str, shape: tuple[int, ...], spec: QSpec, device: torch.device) -> QStructure:
     if name not in STRUCTURES:
         raise ValueError(f"unknown q_structure {name!r}; allowed: {sorted(STRUCTURES)}")
     return STRUCTURES[name](shape, spec, device)

@@ -24,7 +24,7 @@ def dense_q(structure: QStructure, params: list[Tensor] | None = None) -> Tensor
         a = torch.diag(outer.flatten())
         return a @ k @ torch.diag((inner * inner).flatten()) @ k.T @ a
     if isinstance(structure, KronSumQ):
-        return sum(torch.kron(l @ l.T, r @ r.T) for l, r in zip(p[0], p[1]))
+        return sum(torch.kron(lf @ lf.T, rf @ rf.T) for lf, rf in zip(p[0], p[1]))
     raise TypeError(type(structure))
 
 

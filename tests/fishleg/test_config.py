@@ -24,8 +24,16 @@ def run_config(**optimizer):
 
 
 def test_round_trip_keeps_every_hyperparameter(tmp_path):
-    cfg = run_config(name="fishleg", lr=0.02, aux_lr=3e-4, aux_batch_size=50, damping=0.1,
-                     update_aux_every=5, q_structure="kron_sum", kron_sum_rank=3)
+    cfg = run_config(
+        name="fishleg",
+        lr=0.02,
+        aux_lr=3e-4,
+        aux_batch_size=50,
+        damping=0.1,
+        update_aux_every=5,
+        q_structure="kron_sum",
+        kron_sum_rank=3,
+    )
     save_config(cfg, tmp_path / "c.yaml")
     loaded = load_config(tmp_path / "c.yaml")
     assert loaded == cfg
@@ -37,7 +45,9 @@ def test_round_trip_keeps_every_hyperparameter(tmp_path):
     assert type(opt.blocks[0].structure).__name__ == "KronSumQ"
 
 
-@pytest.mark.parametrize(("name", "cls"), [("adamw", torch.optim.AdamW), ("adam", torch.optim.Adam), ("sgd", torch.optim.SGD)])
+@pytest.mark.parametrize(
+    ("name", "cls"), [("adamw", torch.optim.AdamW), ("adam", torch.optim.Adam), ("sgd", torch.optim.SGD)]
+)
 def test_baselines_build_from_the_same_format(name, cls):
     cfg = run_config(name=name, lr=0.01)
     opt = cfg.build_optimizer(nn.Linear(3, 4))
@@ -49,15 +59,28 @@ def test_baselines_build_from_the_same_format(name, cls):
 def test_defaults_are_the_reference_implementations():
     cfg = FishLegConfig()
     assert (cfg.lr, cfg.beta, cfg.weight_decay, cfg.aux_lr, cfg.damping, cfg.update_aux_every, cfg.init_scale) == (
-        5e-2, 0.9, 1e-5, 1e-4, 0.5, 10, 1.0)
+        5e-2,
+        0.9,
+        1e-5,
+        1e-4,
+        0.5,
+        10,
+        1.0,
+    )
     assert AdamWConfig().lr == 1e-3
 
 
 @pytest.mark.parametrize(
     ("data", "fragments"),
     [
-        ({"workload": {"name": "x"}, "optimizer": {"name": "fishleg", "lr": -1}}, ["optimizer.lr", "greater than 0", "-1"]),
-        ({"workload": {"name": "x"}, "optimizer": {"name": "fishleg", "q_structure": "full"}}, ["optimizer.q_structure", "kron_sum"]),
+        (
+            {"workload": {"name": "x"}, "optimizer": {"name": "fishleg", "lr": -1}},
+            ["optimizer.lr", "greater than 0", "-1"],
+        ),
+        (
+            {"workload": {"name": "x"}, "optimizer": {"name": "fishleg", "q_structure": "full"}},
+            ["optimizer.q_structure", "kron_sum"],
+        ),
         ({"workload": {"name": "x"}, "optimizer": {"name": "lbfgs"}}, ["optimizer", "fishleg", "adamw"]),
         ({"workload": {"name": "x"}, "optimizer": {"name": "adamw", "aux_lr": 1}}, ["optimizer.aux_lr", "unknown key"]),
         ({"optimizer": {"name": "adamw"}}, ["workload", "Field required"]),

@@ -16,7 +16,7 @@ def tiny_mlp() -> nn.Module:
     return nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 3))
 
 
-@pytest.mark.parametrize("likelihood", LIKELIHOODS, ids=lambda l: type(l).__name__)
+@pytest.mark.parametrize("likelihood", LIKELIHOODS, ids=lambda lik: type(lik).__name__)
 def test_fvp_matches_dense_fisher(likelihood):
     model = tiny_mlp()
     x = torch.randn(6, 4)

@@ -20,9 +20,7 @@ def tiny_mlp() -> nn.Module:
 def test_aux_gradient_matches_dense_autograd(name):
     """∂/∂λ of A = ½uᵀQ(F+γI)Qu − uᵀQu with Q and F dense, against the optimizer's estimate."""
     model, likelihood, damping = tiny_mlp(), CategoricalLikelihood(), 0.3
-    opt = FishLeg(
-        model, likelihood, q_structure=name, damping=damping, normalize_aux=False, precondition_aux=False
-    )
+    opt = FishLeg(model, likelihood, q_structure=name, damping=damping, normalize_aux=False, precondition_aux=False)
     randomize(opt)
     x = torch.randn(7, 3)
     probes = [torch.randn(b.structure.shape) for b in opt.blocks]
@@ -93,8 +91,16 @@ def test_state_dict_round_trip_continues_bit_identically(name):
     def make(seed_model):
         torch.manual_seed(seed_model)
         model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.ReLU(), nn.Linear(4, 3))
-        opt = FishLeg(model, CategoricalLikelihood(), aux_data=data[0], update_aux_every=2,
-                      aux_batch_size=8, q_structure=name, aux_lr=1e-2, seed=5)
+        opt = FishLeg(
+            model,
+            CategoricalLikelihood(),
+            aux_data=data[0],
+            update_aux_every=2,
+            aux_batch_size=8,
+            q_structure=name,
+            aux_lr=1e-2,
+            seed=5,
+        )
         return model, opt
 
     model, opt = make(0)
@@ -144,7 +150,9 @@ def test_aux_schedule_and_gradient_probe_share_q_g():
         got_qg = [v for b in opt.blocks for v in b.qg_views]
         for g, e in zip(got_qg, expected_qg):
             torch.testing.assert_close(g, e, rtol=1e-5, atol=1e-6)
-        changed = any(not torch.equal(a, lam) for a, lam in zip(lam_before, (l for b in opt.blocks for l in b.structure.params)))
+        changed = any(
+            not torch.equal(a, lam) for a, lam in zip(lam_before, (x for b in opt.blocks for x in b.structure.params))
+        )
         assert changed == (opt.step_count % 3 == 0)
     assert counts == [0, 0, 1, 1, 1, 2, 2]
 
@@ -153,7 +161,9 @@ def test_training_lowers_the_loss_on_a_conv_net():
     model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 36, 3))
     x = torch.randn(64, 1, 8, 8)
     y = (x.mean((1, 2, 3)) > 0).long() + (x[:, 0, 0, 0] > 1).long()
-    opt = FishLeg(model, CategoricalLikelihood(), aux_data=x, lr=0.05, aux_lr=1e-3, update_aux_every=2, aux_batch_size=16)
+    opt = FishLeg(
+        model, CategoricalLikelihood(), aux_data=x, lr=0.05, aux_lr=1e-3, update_aux_every=2, aux_batch_size=16
+    )
     lik = CategoricalLikelihood()
     first = lik.nll(model(x), y).item()
     for _ in range(60):

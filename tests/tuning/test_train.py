@@ -16,11 +16,16 @@ from tuning.workloads.base import WorkloadConfig
 
 
 def write_config(path, optimizer=None, epochs=3, workload=None):
-    path.write_text(yaml.safe_dump({
-        "workload": workload or {"name": "digits_classifier", "hidden": [16]},
-        "optimizer": optimizer or {"name": "fishleg", "lr": 0.2, "aux_lr": 1e-2, "update_aux_every": 5, "aux_batch_size": 32},
-        "training": {"epochs": epochs, "batch_size": 64, "seed": 3, "device": "cpu"},
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "workload": workload or {"name": "digits_classifier", "hidden": [16]},
+                "optimizer": optimizer
+                or {"name": "fishleg", "lr": 0.2, "aux_lr": 1e-2, "update_aux_every": 5, "aux_batch_size": 32},
+                "training": {"epochs": epochs, "batch_size": 64, "seed": 3, "device": "cpu"},
+            }
+        )
+    )
     return path
 
 
@@ -74,11 +79,17 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("content", "fragments"),
     [
-        ("workload: {name: digits_classifier}\noptimizer: {name: fishleg, lr: -2}\n", ["optimizer.lr", "greater than 0"]),
+        (
+            "workload: {name: digits_classifier}\noptimizer: {name: fishleg, lr: -2}\n",
+            ["optimizer.lr", "greater than 0"],
+        ),
         ("workload: {name: nope}\n", ["workload.name", "digits_classifier"]),
         ("workload: {name: digits_classifier, hidden: [0]}\n", ["workload.hidden.0", "greater than 0"]),
         ("workload: {name: digits_classifier, colour: red}\n", ["workload.colour", "unknown key"]),
-        ("workload: {name: mnist_autoencoder, data_dir: /nonexistent/mnist, download: false}\n", ["/nonexistent/mnist", "idx"]),
+        (
+            "workload: {name: mnist_autoencoder, data_dir: /nonexistent/mnist, download: false}\n",
+            ["/nonexistent/mnist", "idx"],
+        ),
         ("workload: {name: 'no_such_pkg.mod:build'}\n", ["no_such_pkg"]),
         ("workload: [\n", ["malformed YAML", "line"]),
     ],
@@ -86,8 +97,12 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, capsys):
 def test_bad_input_exits_2_with_one_paragraph_and_no_traceback(tmp_path, content, fragments):
     path = tmp_path / "bad.yaml"
     path.write_text(content)
-    proc = subprocess.run([sys.executable, "-m", "tuning.cli", "train", str(path), "--output", str(tmp_path / "o")],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tuning.cli", "train", str(path), "--output", str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     for fragment in fragments:

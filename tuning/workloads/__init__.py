@@ -3,4 +3,13 @@
 from tuning.workloads import cifar10, digits, mnist
 from tuning.workloads.base import WORKLOADS, Workload, build_workload, register_workload, validate_workload
 
-__all__ = ["WORKLOADS", "Workload", "build_workload", "cifar10", "digits", "mnist", "register_workload", "validate_workload"]
+__all__ = [
+    "WORKLOADS",
+    "Workload",
+    "build_workload",
+    "cifar10",
+    "digits",
+    "mnist",
+    "register_workload",
+    "validate_workload",
+]

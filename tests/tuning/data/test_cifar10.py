@@ -16,8 +16,12 @@ from tuning.workloads.cifar10 import random_crop_flip
 
 def batch_bytes(n, seed):
     rng = np.random.default_rng(seed)
-    batch = {b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), b"labels": rng.integers(0, 10, n).tolist(),
-             b"batch_label": b"x", b"filenames": [b"f"] * n}
+    batch = {
+        b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+        b"labels": rng.integers(0, 10, n).tolist(),
+        b"batch_label": b"x",
+        b"filenames": [b"f"] * n,
+    }
     return pickle.dumps(batch, protocol=2), batch
 
 
