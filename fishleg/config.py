@@ -41,11 +41,13 @@ class ConfigError(ValueError):
     """Invalid configuration; the message is one paragraph fit to show a user."""
 
 
-class _Strict(BaseModel):
+class StrictModel(BaseModel):
+    """Frozen, and unknown keys are errors: a typo never passes silently."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class FishLegConfig(_Strict):
+class FishLegConfig(StrictModel):
     """FishLeg hyperparameters; defaults are the reference implementation's."""
 
     name: Literal["fishleg"] = "fishleg"
@@ -89,7 +91,7 @@ class FishLegConfig(_Strict):
         return FishLeg(model, likelihood, aux_data, **self.model_dump(exclude={"name"}))
 
 
-class AdamWConfig(_Strict):
+class AdamWConfig(StrictModel):
     name: Literal["adamw"] = "adamw"
     lr: float = Field(1e-3, gt=0)
     betas: tuple[float, float] = (0.9, 0.999)
@@ -100,7 +102,7 @@ class AdamWConfig(_Strict):
         return torch.optim.AdamW(model.parameters(), **self.model_dump(exclude={"name"}))
 
 
-class AdamConfig(_Strict):
+class AdamConfig(StrictModel):
     name: Literal["adam"] = "adam"
     lr: float = Field(1e-3, gt=0)
     betas: tuple[float, float] = (0.9, 0.999)
@@ -111,7 +113,7 @@ class AdamConfig(_Strict):
         return torch.optim.Adam(model.parameters(), **self.model_dump(exclude={"name"}))
 
 
-class SGDConfig(_Strict):
+class SGDConfig(StrictModel):
     name: Literal["sgd"] = "sgd"
     lr: float = Field(0.1, gt=0)
     momentum: float = Field(0.9, ge=0, lt=1)
@@ -138,7 +140,7 @@ class WorkloadConfig(BaseModel):
         return dict(self.model_extra or {})
 
 
-class TrainingConfig(_Strict):
+class TrainingConfig(StrictModel):
     epochs: int = Field(10, gt=0)
     batch_size: int = Field(64, gt=0)
     seed: int = 0
@@ -152,7 +154,7 @@ class TrainingConfig(_Strict):
         return value
 
 
-class RunConfig(_Strict):
+class RunConfig(StrictModel):
     """One training run: what `fishleg-tune train` reads and sweeps export."""
 
     workload: WorkloadConfig

@@ -7,12 +7,18 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
+import yaml
 from rich.console import Console
 
-from tuning.errors import USER_ERRORS, NonFiniteLoss
+from tuning.errors import USER_ERRORS, NonFiniteLoss, UserError
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+if TYPE_CHECKING:
+    from tuning.sweep import SweepOutcome
+
+console = Console(highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -50,6 +56,82 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_outcome(outcome: SweepOutcome, metric: str) -> None:
+    from tuning.sweep import BEST_FILE
+
+    counts = ", ".join(f"{n} {s.lower()}" for s, n in sorted(outcome.counts.items()))
+    console.print(f"\n[bold]{'interrupted' if outcome.interrupted else 'done'}[/bold]: {counts}.")
+    if outcome.best is not None:
+        best = outcome.best
+        flag = "" if best.full_budget else f" [yellow](no trial ran the full budget; best at {best.record.epochs} epochs)[/yellow]"
+        console.print(
+            f"  best {metric}: {best.value:.5g} (trial {best.record.trial_id}){flag}\n"
+            f"  best config:  {outcome.folder / BEST_FILE}\n"
+            f"  train it:     fishleg-tune train {outcome.folder / BEST_FILE}\n"
+            f"  in code:      FishLeg.from_config(model, fishleg.load_config(\"{outcome.folder / BEST_FILE}\"), likelihood=...)"
+        )
+    console.print(f"  trials:       fishleg-tune best {outcome.folder}")
+    ui = outcome.mlflow_uri
+    console.print(f"  MLflow UI:    " + (f"open {ui}" if ui.startswith("http") else f"mlflow ui --backend-store-uri {ui}"))
+    if outcome.interrupted:
+        console.print(f"  resume:       fishleg-tune resume {outcome.folder}")
+
+
+def _search(args: argparse.Namespace) -> int:
+    from tuning.spec import load_sweep
+    from tuning.sweep import run_sweep
+
+    outcome = run_sweep(
+        args.spec, storage=args.storage_path, name=args.name, num_samples=args.num_samples,
+        max_concurrent=args.max_concurrent, address=args.address, mlflow_uri=args.mlflow_uri,
+        experiment=args.experiment, dry_run=args.dry_run, echo=console.print,
+    )
+    if outcome is None:
+        return 0
+    _print_outcome(outcome, load_sweep(outcome.folder / "sweep.yaml").metric.name)
+    return outcome.exit_code
+
+
+def _resume(args: argparse.Namespace) -> int:
+    from tuning.spec import load_sweep
+    from tuning.sweep import resume_sweep
+
+    outcome = resume_sweep(args.folder, address=args.address, echo=console.print)
+    _print_outcome(outcome, load_sweep(outcome.folder / "sweep.yaml").metric.name)
+    return outcome.exit_code
+
+
+def _best(args: argparse.Namespace) -> int:
+    import json
+
+    from tuning.export import rank_trials
+    from tuning.progress import trials_table
+    from tuning.spec import load_sweep
+    from tuning.sweep import BEST_FILE, LEDGER_FILE, SPEC_FILE
+    from tuning.trials import Ledger
+
+    folder = args.folder
+    if not (folder / LEDGER_FILE).exists():
+        raise UserError(f"{folder}: no {LEDGER_FILE}; give the STORAGE/NAME folder of a sweep.")
+    spec = load_sweep(folder / SPEC_FILE)
+    metric = spec.metric.name
+    records = list(Ledger(folder / LEDGER_FILE).records.values())
+    ranked = rank_trials(records, metric, spec.metric.mode)
+    best_file = folder / BEST_FILE
+    if args.json:
+        payload = {
+            "best_config": yaml.safe_load(best_file.read_text()) if best_file.exists() else None,
+            "top": [{"trial_id": r.trial_id, "status": r.status, "epochs": r.epochs, metric: r.value(metric),
+                     "params": r.params} for r in ranked[: args.top]],
+        }
+        print(json.dumps(payload, indent=1))
+        return 0
+    if best_file.exists():
+        console.print(f"[bold]{best_file}[/bold]\n{best_file.read_text()}")
+    console.print(trials_table(ranked, metric, args.top))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fishleg-tune",
@@ -67,6 +149,29 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--mlflow-uri", help="log the run to this MLflow tracking URI")
     train.add_argument("--experiment", default="fishleg-tune", help="MLflow experiment name")
     train.set_defaults(func=_train)
+
+    search = sub.add_parser("search", help="run a sweep (Ray Tune + Optuna + ASHA, tracked in MLflow)")
+    search.add_argument("spec", type=Path, help="sweep file, e.g. search_spaces/quickstart.yaml")
+    search.add_argument("--name", help="sweep name (default: the file's name: or its stem)")
+    search.add_argument("--storage-path", type=Path, default=Path("fishleg-runs"), help="results go to STORAGE/NAME")
+    search.add_argument("--num-samples", type=int, help="override search.num_samples")
+    search.add_argument("--max-concurrent", type=int, help="override search.max_concurrent")
+    search.add_argument("--address", help="Ray cluster address (HOST:PORT or auto); default: start Ray locally")
+    search.add_argument("--mlflow-uri", help="MLflow tracking URI (default: sqlite in the sweep folder)")
+    search.add_argument("--experiment", help="MLflow experiment (default: the sweep name)")
+    search.add_argument("--dry-run", action="store_true", help="validate and print the plan; run nothing")
+    search.set_defaults(func=_search)
+
+    resume = sub.add_parser("resume", help="continue an interrupted sweep")
+    resume.add_argument("folder", type=Path, help="STORAGE/NAME of the sweep")
+    resume.add_argument("--address", help="Ray cluster address; default: start Ray locally")
+    resume.set_defaults(func=_resume)
+
+    best = sub.add_parser("best", help="print the best config and the top trials of a sweep")
+    best.add_argument("folder", type=Path, help="STORAGE/NAME of the sweep")
+    best.add_argument("--top", type=int, default=10, help="how many trials to list")
+    best.add_argument("--json", action="store_true", help="machine-readable output")
+    best.set_defaults(func=_best)
     return parser
 
 

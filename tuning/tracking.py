@@ -1,10 +1,12 @@
-"""MLflow tracking: flattening configs into params, and one run per `fishleg-tune train`.
+"""MLflow tracking through the client API (no global active-run state).
 
-Sweeps log from the driver only (a Ray Tune callback, `tuning.sweep.MlflowSweepCallback`), so trials
-never open the store themselves and sqlite is never written by two processes at once."""
+`fishleg-tune train` logs one run (`maybe_run`). A sweep has one parent run and one nested
+child run per trial (`MlflowSweep`), all written from the driver by the ledger callback in
+`tuning.trials`: trials never open the store, so sqlite never sees two writers."""
 
 from __future__ import annotations
 
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
@@ -14,7 +16,17 @@ from typing import Any
 
 from tuning.errors import UserError
 
-__all__ = ["MlflowRun", "check_tracking_uri", "default_tracking_uri", "flatten", "maybe_run"]
+__all__ = [
+    "MlflowSweep",
+    "Tracker",
+    "check_tracking_uri",
+    "default_tracking_uri",
+    "experiment_id",
+    "flatten",
+    "maybe_run",
+]
+
+_RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAILED": "FAILED", "INTERRUPTED": "KILLED"}
 
 
 def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -50,69 +62,92 @@ def check_tracking_uri(uri: str) -> None:
         ) from None
 
 
-class MlflowRun:
-    """One MLflow run written through the client API (no global active-run state)."""
+def experiment_id(client: Any, name: str) -> str:
+    exp = client.get_experiment_by_name(name)
+    return exp.experiment_id if exp is not None else client.create_experiment(name)
 
-    def __init__(
-        self,
-        uri: str,
-        experiment: str,
-        run_name: str,
-        tags: dict[str, str] | None = None,
-        parent_run_id: str | None = None,
-    ) -> None:
-        from mlflow import MlflowClient
 
-        self.client = MlflowClient(tracking_uri=uri)
-        exp = self.client.get_experiment_by_name(experiment)
-        exp_id = exp.experiment_id if exp is not None else self.client.create_experiment(experiment)
-        all_tags = dict(tags or {})
-        if parent_run_id is not None:
-            all_tags["mlflow.parentRunId"] = parent_run_id
-        self.run_id = self.client.create_run(exp_id, run_name=run_name, tags=all_tags).info.run_id
-        self.experiment_id = exp_id
+class Tracker:
+    """A lazily created MlflowClient plus the batched writes every run needs. Picklable:
+    the client is dropped and made again where it is used."""
 
-    def log_params(self, params: Mapping[str, Any]) -> None:
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+        self._client: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_client": None}
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            from mlflow import MlflowClient
+
+            self._client = MlflowClient(tracking_uri=self.uri)
+        return self._client
+
+    def create_run(self, experiment: str, name: str, tags: Mapping[str, str] | None = None) -> str:
+        run = self.client.create_run(experiment, run_name=name, tags=dict(tags or {}))
+        return run.info.run_id
+
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
         from mlflow.entities import Param
 
         items = [Param(k, str(v)[:6000]) for k, v in params.items()]
         for i in range(0, len(items), 100):
-            self.client.log_batch(self.run_id, params=items[i : i + 100])
+            self.client.log_batch(run_id, params=items[i : i + 100])
 
-    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
-        import time
-
+    def log_metrics(self, run_id: str, metrics: Mapping[str, Any], step: int) -> None:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
         items = [Metric(k, float(v), now, step) for k, v in metrics.items() if isinstance(v, (int, float))]
-        self.client.log_batch(self.run_id, metrics=items)
+        if items:
+            self.client.log_batch(run_id, metrics=items)
 
-    def set_tags(self, tags: Mapping[str, str]) -> None:
-        for k, v in tags.items():
-            self.client.set_tag(self.run_id, k, v)
-
-    def log_artifact(self, path: Path) -> None:
-        self.client.log_artifact(self.run_id, str(path))
-
-    def end(self, status: str) -> None:
+    def end(self, run_id: str, status: str) -> None:
         """status: FINISHED, FAILED or KILLED — a run is never left RUNNING."""
-        self.client.set_terminated(self.run_id, status=status)
+        self.client.set_terminated(run_id, status=status)
 
 
 @contextmanager
-def maybe_run(uri: str | None, experiment: str, run_name: str) -> Iterator[MlflowRun | None]:
+def maybe_run(uri: str | None, experiment: str, run_name: str) -> Iterator[tuple[Tracker, str] | None]:
     """An MLflow run that ends FINISHED, FAILED (exception) or KILLED (Ctrl-C); None if no uri."""
     if uri is None:
         yield None
         return
-    run = MlflowRun(uri, experiment, run_name)
+    tracker = Tracker(uri)
+    run_id = tracker.create_run(experiment_id(tracker.client, experiment), run_name)
     try:
-        yield run
+        yield tracker, run_id
     except KeyboardInterrupt:
-        run.end("KILLED")
+        tracker.end(run_id, "KILLED")
         raise
     except BaseException:
-        run.end("FAILED")
+        tracker.end(run_id, "FAILED")
         raise
-    run.end("FINISHED")
+    tracker.end(run_id, "FINISHED")
+
+
+class MlflowSweep(Tracker):
+    """The sweep's layout: a parent run and one nested child run per trial."""
+
+    def __init__(self, uri: str, experiment_id: str, parent_run_id: str) -> None:
+        super().__init__(uri)
+        self.experiment_id = experiment_id
+        self.parent_run_id = parent_run_id
+
+    def start_trial(self, trial_id: str, params: Mapping[str, Any]) -> str:
+        tags = {"mlflow.parentRunId": self.parent_run_id, "trial_id": trial_id}
+        run_id = self.create_run(self.experiment_id, trial_id, tags)
+        self.log_params(run_id, params)
+        return run_id
+
+    def end_trial(self, run_id: str, status: str, error: str | None) -> None:
+        self.client.set_tag(run_id, "trial_status", status)
+        if error:
+            self.client.set_tag(run_id, "failure_reason", error[:5000])
+        self.end(run_id, _RUN_STATUS[status])
+
+    def reopen(self, run_id: str) -> None:
+        self.client.update_run(run_id, status="RUNNING")

@@ -174,16 +174,17 @@ def train_to_folder(
     total = config.training.epochs
     with maybe_run(mlflow_uri, experiment, output.name) as run:
         if run is not None:
-            run.log_params(flatten(config.to_dict()))
+            tracker, run_id = run
+            tracker.log_params(run_id, flatten(config.to_dict()))
             for m in trainer.history:
-                run.log_metrics(m, step=int(m["epoch"]))
+                tracker.log_metrics(run_id, m, step=int(m["epoch"]))
         while trainer.epoch < total:
             metrics = trainer.run_epoch()
             save_checkpoint(trainer, ckpt)
             with metrics_file.open("a") as f:
                 f.write(json.dumps(metrics) + "\n")
             if run is not None:
-                run.log_metrics(metrics, step=trainer.epoch)
+                tracker.log_metrics(run_id, metrics, step=trainer.epoch)
             shown = "  ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k not in ("epoch", "epoch_time_s"))
             echo(f"epoch {trainer.epoch}/{total}  {shown}  ({metrics['epoch_time_s']:.1f}s)")
     final = trainer.history[-1] if trainer.history else {}

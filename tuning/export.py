@@ -1,0 +1,87 @@
+"""Choosing the best trial fairly and exporting it as a config production training loads.
+
+Trials stopped early report a truncated metric, so the best is chosen among trials that ran
+the full budget; if none did, among those that ran longest, and the export says so."""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.metadata
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fishleg.config import RunConfig, save_config
+from tuning.space import apply_params
+from tuning.trials import TrialRecord
+
+__all__ = ["Best", "rank_trials", "select_best", "write_best_config"]
+
+PACKAGES = ("fishleg-tune", "torch", "ray", "optuna", "mlflow")
+
+
+@dataclass(frozen=True)
+class Best:
+    record: TrialRecord
+    value: float
+    full_budget: bool
+
+
+def rank_trials(records: list[TrialRecord], metric: str, mode: str) -> list[TrialRecord]:
+    """Trials with a value, longest-trained first, then best metric first."""
+    scored = [r for r in records if r.value(metric) is not None and r.status != "FAILED"]
+    sign = 1.0 if mode == "min" else -1.0
+    return sorted(scored, key=lambda r: (-r.epochs, sign * r.value(metric)))
+
+
+def select_best(records: list[TrialRecord], metric: str, mode: str, budget: int) -> Best | None:
+    ranked = rank_trials(records, metric, mode)
+    if not ranked:
+        return None
+    top = ranked[0]
+    return Best(top, float(top.value(metric)), top.epochs >= budget)
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def write_best_config(
+    best: Best,
+    base: dict[str, Any],
+    path: Path,
+    *,
+    metric: str,
+    mode: str,
+    budget: int,
+    sweep_file: str,
+    sweep_sha256: str,
+    mlflow_uri: str | None,
+) -> RunConfig:
+    """best_config.yaml: the train-config format plus `provenance`."""
+    provenance = {
+        "metric": metric,
+        "mode": mode,
+        "value": best.value,
+        "epochs": best.record.epochs,
+        "budget": budget,
+        "full_budget": best.full_budget,
+        "trial_id": best.record.trial_id,
+        "params": best.record.params,
+        "mlflow_run_id": best.record.mlflow_run_id,
+        "mlflow_tracking_uri": mlflow_uri,
+        "sweep_file": sweep_file,
+        "sweep_file_sha256": sweep_sha256,
+        "packages": _versions(),
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    config = RunConfig.model_validate({**apply_params(base, best.record.params), "provenance": provenance})
+    save_config(config, path)
+    return config

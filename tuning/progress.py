@@ -1,0 +1,80 @@
+"""Progress of a sweep: one line per trial event, and a table of trials at the end."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from ray import tune
+from rich.console import Console
+from rich.table import Table
+
+from tuning.trials import TrialRecord
+
+if TYPE_CHECKING:
+    from ray.tune.experiment import Trial
+
+__all__ = ["ProgressPrinter", "trials_table"]
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _params(params: dict[str, Any]) -> str:
+    return " ".join(f"{k.rsplit('.', 1)[-1]}={_fmt(v)}" for k, v in params.items())
+
+
+class ProgressPrinter(tune.Callback):
+    """Readable in a terminal and in a CI log alike (no cursor tricks)."""
+
+    def __init__(self, metric: str, budget: int, num_samples: int) -> None:
+        self.metric = metric
+        self.budget = budget
+        self.num_samples = num_samples
+        self._console: Console | None = None
+        self._done = 0
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_console": None}
+
+    @property
+    def console(self) -> Console:
+        if self._console is None:
+            self._console = Console(highlight=False, soft_wrap=True)
+        return self._console
+
+    def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        self.console.print(f"[cyan]start[/cyan]    {trial.trial_id}  {_params(trial.config)}")
+
+    def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any) -> None:
+        running = sum(t.status == "RUNNING" for t in trials)
+        self.console.print(
+            f"           {trial.trial_id}  epoch {result.get('epoch')}/{self.budget}  "
+            f"{self.metric} {_fmt(result.get(self.metric))}   [dim]({running} running)[/dim]"
+        )
+
+    def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        self._done += 1
+        epochs = (trial.last_result or {}).get("epoch", 0)
+        word = "[green]complete[/green]" if epochs >= self.budget else "[yellow]pruned[/yellow]  "
+        value = (trial.last_result or {}).get(self.metric)
+        self.console.print(
+            f"{word} {trial.trial_id}  {self.metric} {_fmt(value)} after {epochs} epochs  "
+            f"[dim]({self._done}/{self.num_samples} done)[/dim]"
+        )
+
+    def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        self._done += 1
+        self.console.print(f"[red]failed[/red]   {trial.trial_id}  [dim]({self._done}/{self.num_samples} done)[/dim]")
+
+
+def trials_table(records: Sequence[TrialRecord], metric: str, limit: int | None = None) -> Table:
+    table = Table(title=None, show_lines=False)
+    for col in ("trial", "status", "epochs", metric, "params"):
+        table.add_column(col, overflow="fold")
+    for rec in list(records)[:limit]:
+        value = rec.value(metric)
+        note = rec.error if rec.status == "FAILED" else _params(rec.params)
+        table.add_row(rec.trial_id, rec.status, str(rec.epochs), "" if value is None else _fmt(value), note)
+    return table

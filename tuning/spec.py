@@ -1,0 +1,166 @@
+"""The sweep file: a base run config plus `metric`, `space`, `search`, `scheduler`,
+`resources`, `mlflow` and `name`, validated in one place with errors that name the key."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, model_validator
+
+from fishleg.config import (
+    FishLegConfig,
+    OptimizerConfig,
+    RunConfig,
+    TrainingConfig,
+    WorkloadConfig,
+    StrictModel,
+    describe_validation_error,
+    parse_yaml,
+)
+from tuning.errors import ConfigError
+
+__all__ = ["ParamSpec", "SweepSpec", "load_sweep", "set_dotted"]
+
+Scalar = bool | int | float | str | None
+
+
+class ParamSpec(StrictModel):
+    """One searched hyperparameter, keyed in `space:` by its dotted config name."""
+
+    type: Literal["float", "int", "categorical"]
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = Field(None, gt=0)
+    choices: list[Scalar] | None = None
+    when: dict[str, Scalar | list[Scalar]] | None = Field(
+        None, description="sample only if every named (earlier) parameter has one of these values"
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ParamSpec:
+        if self.type == "categorical":
+            if not self.choices:
+                raise ValueError("categorical needs a non-empty 'choices' list")
+            if self.low is not None or self.high is not None:
+                raise ValueError("categorical takes 'choices', not 'low'/'high'")
+            return self
+        if self.low is None or self.high is None:
+            raise ValueError(f"{self.type} needs both 'low' and 'high'")
+        if self.low > self.high:
+            raise ValueError(f"low ({self.low}) must be <= high ({self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError(f"log scale needs low > 0 (got low={self.low})")
+        if self.log and self.step is not None:
+            raise ValueError("'log' and 'step' cannot be combined")
+        if self.choices is not None:
+            raise ValueError(f"{self.type} takes 'low'/'high', not 'choices'")
+        if self.type == "int" and not (float(self.low).is_integer() and float(self.high).is_integer()):
+            raise ValueError("int bounds must be whole numbers")
+        return self
+
+    def grid(self) -> list[Scalar]:
+        """Every value, for the grid sampler (floats need a step)."""
+        if self.type == "categorical":
+            return list(self.choices or [])
+        low, high = self.low, self.high
+        if self.type == "int":
+            return list(range(int(low), int(high) + 1, int(self.step or 1)))
+        if self.step is None:
+            raise ValueError("the grid sampler needs 'step' on float parameters")
+        count = int(round((high - low) / self.step)) + 1
+        return [low + i * self.step for i in range(count)]
+
+
+class MetricSpec(StrictModel):
+    name: str = "val_loss"
+    mode: Literal["min", "max"] = "min"
+
+
+class SearchSpec(StrictModel):
+    sampler: Literal["tpe", "gp", "cmaes", "random", "grid", "qmc"] = "tpe"
+    seed: int = 0
+    num_samples: int = Field(20, gt=0)
+    max_concurrent: int = Field(2, gt=0)
+    max_failures: int = Field(1, ge=0, description="retries of a trial from its last checkpoint")
+    points_to_evaluate: list[dict[str, Scalar]] = Field(default_factory=list)
+
+
+class SchedulerSpec(StrictModel):
+    type: Literal["asha", "hyperband", "median", "none"] = "asha"
+    grace_period: int = Field(1, gt=0, description="epochs every trial runs before it can be stopped")
+    reduction_factor: float = Field(3.0, gt=1)
+
+
+class ResourcesSpec(StrictModel):
+    cpu: float = Field(1.0, gt=0)
+    gpu: float = Field(0.0, ge=0)
+
+
+class MlflowSpec(StrictModel):
+    tracking_uri: str | None = None
+    experiment: str | None = None
+
+
+class SweepSpec(StrictModel):
+    name: str | None = None
+    workload: WorkloadConfig
+    optimizer: OptimizerConfig = Field(default_factory=FishLegConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    metric: MetricSpec = Field(default_factory=MetricSpec)
+    space: dict[str, ParamSpec] = Field(min_length=1)
+    search: SearchSpec = Field(default_factory=SearchSpec)
+    scheduler: SchedulerSpec = Field(default_factory=SchedulerSpec)
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    mlflow: MlflowSpec = Field(default_factory=MlflowSpec)
+
+    @model_validator(mode="after")
+    def _conditions_name_earlier_parameters(self) -> SweepSpec:
+        seen: list[str] = []
+        for name, param in self.space.items():
+            for ref in param.when or {}:
+                if ref not in seen:
+                    where = "a later parameter" if ref in self.space else "not a parameter of space"
+                    raise ValueError(f"space.{name}.when names {ref!r}, {where}; allowed: {seen or 'none'}")
+            seen.append(name)
+        for i, point in enumerate(self.search.points_to_evaluate):
+            unknown = sorted(set(point) - set(self.space))
+            if unknown:
+                raise ValueError(f"search.points_to_evaluate[{i}] names {unknown}, not in space {list(self.space)}")
+        return self
+
+    @property
+    def budget(self) -> int:
+        """Epochs a trial runs when it is not stopped early (the maximum fidelity)."""
+        return self.training.epochs
+
+    def base_config(self) -> dict[str, Any]:
+        return RunConfig(workload=self.workload, optimizer=self.optimizer, training=self.training).to_dict()
+
+
+def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    """data['a']['b'] = value for dotted 'a.b', creating mappings on the way."""
+    *parents, leaf = dotted.split(".")
+    node = data
+    for key in parents:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"{dotted}: {key!r} is not a mapping in the config")
+    node[leaf] = value
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def load_sweep(path: str | Path) -> SweepSpec:
+    path = Path(path)
+    data = parse_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping with keys workload, optimizer, training, metric, space, ...")
+    try:
+        return SweepSpec.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(describe_validation_error(err, str(path))) from None

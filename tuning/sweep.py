@@ -1,0 +1,317 @@
+"""A sweep: Ray Tune Tuner + OptunaSearch (define-by-run) + a scheduler, tracked in MLflow.
+
+Everything a sweep needs to resume lives in its folder STORAGE/NAME: the sweep file
+(sweep.yaml), its metadata (sweep.json), Tune's experiment state and trial checkpoints,
+the Optuna study (optuna.db), the trial ledger (trials.json), the default MLflow store
+(mlflow.db) and, at the end, best_config.yaml."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import shutil
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+import ray
+import yaml
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler, MedianStoppingRule, TrialScheduler
+from ray.tune.search import ConcurrencyLimiter
+from ray.tune.search.optuna import OptunaSearch
+
+from tuning.errors import ConfigError, UserError
+from tuning.export import Best, select_best, write_best_config
+from tuning.progress import ProgressPrinter
+from tuning.space import DefineByRun, make_sampler, validate_space
+from tuning.spec import SweepSpec, file_sha256, load_sweep
+from tuning.trainable import run_trial
+from tuning.tracking import MlflowSweep, check_tracking_uri, default_tracking_uri, experiment_id, flatten
+from tuning.trials import Ledger, TrialRecorder
+from tuning.workloads.base import validate_workload, workload_metrics
+
+__all__ = ["SweepOutcome", "plan", "preflight", "resume_sweep", "run_sweep"]
+
+SPEC_FILE, META_FILE, LEDGER_FILE, BEST_FILE, STUDY_FILE = (
+    "sweep.yaml",
+    "sweep.json",
+    "trials.json",
+    "best_config.yaml",
+    "optuna.db",
+)
+Echo = Callable[[str], None]
+
+
+class BudgetAwareOptunaSearch(OptunaSearch):
+    """OptunaSearch that tells Optuna PRUNED (not COMPLETE with a truncated value) for
+    trials the scheduler stopped before the budget."""
+
+    def __init__(self, *args: Any, budget: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.budget = budget
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        stopped_early = bool(result) and not error and result.get("epoch", 0) < self.budget
+        if not stopped_early or trial_id in self._completed_trials:
+            super().on_trial_complete(trial_id, result, error)
+            return
+        self._ot_study.tell(self._ot_trials[trial_id], state=optuna.trial.TrialState.PRUNED)
+        self._completed_trials.add(trial_id)
+
+
+def make_scheduler(spec: SweepSpec) -> TrialScheduler:
+    s, metric, mode = spec.scheduler, spec.metric.name, spec.metric.mode
+    common = {"time_attr": "training_iteration", "metric": metric, "mode": mode}
+    if s.type == "asha":
+        return ASHAScheduler(max_t=spec.budget, grace_period=s.grace_period, reduction_factor=s.reduction_factor, **common)
+    if s.type == "hyperband":
+        return HyperBandScheduler(max_t=spec.budget, reduction_factor=s.reduction_factor, **common)
+    if s.type == "median":
+        return MedianStoppingRule(grace_period=s.grace_period, min_samples_required=3, **common)
+    return FIFOScheduler()
+
+
+# ------------------------------------------------------------------------------ preflight
+def check_storage(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(
+            f"--storage-path: cannot write to {folder} ({exc.strerror}); choose a writable folder."
+        ) from None
+
+
+def check_ray_address(address: str | None) -> None:
+    """A host:port that does not accept connections fails here, in seconds, not in ray.init."""
+    if not address or address == "auto" or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=3):
+            pass
+    except (OSError, ValueError) as exc:
+        raise UserError(
+            f"--address {address}: no Ray cluster answers there ({exc}). Start one with "
+            "`ray start --head --node-ip-address=127.0.0.1 --port PORT` or leave --address out to run locally."
+        ) from None
+
+
+def preflight(spec: SweepSpec, source: str) -> None:
+    """Every check that needs no cluster: the config, the space, the metric, the sampler."""
+    validate_workload(spec.workload, source)
+    metrics = workload_metrics(spec.workload)
+    if metrics is not None and spec.metric.name not in metrics:
+        raise ConfigError(
+            f"{source}: metric.name: {spec.metric.name!r} is not reported by workload "
+            f"{spec.workload.name!r}; allowed: {list(metrics)}."
+        )
+    validate_space(spec, source)
+    make_sampler(spec)
+
+
+def plan(spec: SweepSpec, folder: Path, mlflow_uri: str) -> str:
+    lines = [f"sweep {folder.name}: {spec.search.num_samples} trials of {spec.workload.name} "
+             f"with {spec.optimizer.name}, {spec.budget} epochs each at most"]
+    lines.append(f"  metric     {spec.metric.name} ({spec.metric.mode})")
+    lines.append(f"  sampler    {spec.search.sampler} (seed {spec.search.seed}), "
+                 f"{spec.search.max_concurrent} at a time, {len(spec.search.points_to_evaluate)} given points first")
+    sched = spec.scheduler
+    lines.append(f"  scheduler  {sched.type} (grace {sched.grace_period} epochs, reduction {sched.reduction_factor:g})")
+    lines.append(f"  resources  {spec.resources.cpu:g} CPU, {spec.resources.gpu:g} GPU per trial")
+    lines.append("  space")
+    for name, p in spec.space.items():
+        rng = f"{p.choices}" if p.type == "categorical" else f"[{p.low:g}, {p.high:g}]" + (" log" if p.log else "")
+        cond = f"  when {p.when}" if p.when else ""
+        lines.append(f"    {name:<32} {p.type:<12} {rng}{cond}")
+    lines.append(f"  results    {folder}")
+    lines.append(f"  MLflow     {mlflow_uri}")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------ running
+def connect(address: str | None) -> None:
+    if ray.is_initialized():
+        return
+    # Tune's own reporter is replaced by ProgressPrinter; per-epoch checkpoints of fast
+    # trials would otherwise flood the log with snapshot-frequency warnings.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    ray.init(
+        address=address,
+        include_dashboard=False,
+        logging_level=logging.WARNING,
+        log_to_driver=False,
+        runtime_env={"env_vars": {"RAY_CHDIR_TO_TRIAL_DIR": "0"}},
+    )
+
+
+def trial_dirname(trial: Any) -> str:
+    """Short, stable trial folder names (Tune's default spells out every parameter)."""
+    return f"trial_{trial.trial_id}"
+
+
+def _trainable(spec: SweepSpec) -> Any:
+    fn = tune.with_parameters(run_trial, base=spec.base_config())
+    return tune.with_resources(fn, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
+
+
+def _tuner(spec: SweepSpec, folder: Path, mlflow: MlflowSweep) -> tune.Tuner:
+    searcher = BudgetAwareOptunaSearch(
+        space=DefineByRun(spec.space),
+        metric=spec.metric.name,
+        mode=spec.metric.mode,
+        sampler=make_sampler(spec),
+        storage=optuna.storages.RDBStorage(f"sqlite:///{folder / STUDY_FILE}"),
+        study_name=folder.name,
+        points_to_evaluate=[dict(p) for p in spec.search.points_to_evaluate] or None,
+        budget=spec.budget,
+    )
+    callbacks = [
+        TrialRecorder(folder / LEDGER_FILE, spec.budget, mlflow),
+        ProgressPrinter(spec.metric.name, spec.budget, spec.search.num_samples),
+    ]
+    return tune.Tuner(
+        _trainable(spec),
+        tune_config=tune.TuneConfig(
+            search_alg=ConcurrencyLimiter(searcher, max_concurrent=spec.search.max_concurrent),
+            scheduler=make_scheduler(spec),
+            num_samples=spec.search.num_samples,
+            trial_dirname_creator=trial_dirname,
+        ),
+        run_config=tune.RunConfig(
+            name=folder.name,
+            storage_path=str(folder.parent),
+            callbacks=callbacks,
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            failure_config=tune.FailureConfig(max_failures=spec.search.max_failures),
+            verbose=0,
+        ),
+    )
+
+
+@dataclass
+class SweepOutcome:
+    folder: Path
+    counts: dict[str, int]
+    best: Best | None
+    interrupted: bool
+    mlflow_uri: str
+    exit_code: int
+
+
+def run_sweep(
+    spec_path: Path,
+    *,
+    storage: Path,
+    name: str | None = None,
+    num_samples: int | None = None,
+    max_concurrent: int | None = None,
+    address: str | None = None,
+    mlflow_uri: str | None = None,
+    experiment: str | None = None,
+    dry_run: bool = False,
+    echo: Echo = print,
+) -> SweepOutcome | None:
+    spec = load_sweep(spec_path)
+    search_updates = {k: v for k, v in (("num_samples", num_samples), ("max_concurrent", max_concurrent)) if v}
+    if search_updates:
+        spec = spec.model_copy(update={"search": spec.search.model_copy(update=search_updates)})
+    name = name or spec.name or spec_path.stem
+    folder = (storage / name).resolve()
+    preflight(spec, str(spec_path))
+    uri = mlflow_uri or spec.mlflow.tracking_uri or default_tracking_uri(folder)
+    check_tracking_uri(uri)
+    if dry_run:
+        echo(plan(spec, folder, uri))
+        return None
+    check_ray_address(address)
+    if (folder / META_FILE).exists():
+        raise UserError(
+            f"{folder} already holds a sweep; continue it with `fishleg-tune resume {folder}` "
+            "or choose another --name."
+        )
+    check_storage(folder)
+    _copy_spec(spec_path, folder / SPEC_FILE, search_updates)
+    mlflow = _start_parent(uri, experiment or spec.mlflow.experiment or name, name, spec, folder)
+    meta = {
+        "name": name,
+        "sweep_file": str(spec_path.resolve()),
+        "sweep_file_sha256": file_sha256(spec_path),
+        "mlflow_uri": uri,
+        "experiment_id": mlflow.experiment_id,
+        "parent_run_id": mlflow.parent_run_id,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    (folder / META_FILE).write_text(json.dumps(meta, indent=1))
+    echo(plan(spec, folder, uri))
+    connect(address)
+    _tuner(spec, folder, mlflow).fit()
+    return _finish(spec, folder, meta, mlflow, echo)
+
+
+def _copy_spec(source: Path, dest: Path, search_updates: dict[str, Any]) -> None:
+    """The sweep file as run (what `resume` reads): verbatim, or with the command-line
+    overrides written into its `search:` block."""
+    if not search_updates:
+        shutil.copyfile(source, dest)
+        return
+    data = yaml.safe_load(source.read_text())
+    data.setdefault("search", {}).update(search_updates)
+    dest.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def _start_parent(uri: str, experiment: str, name: str, spec: SweepSpec, folder: Path) -> MlflowSweep:
+    probe = MlflowSweep(uri, "", "")
+    exp_id = experiment_id(probe.client, experiment)
+    parent = probe.create_run(exp_id, name, {"fishleg_tune.sweep_folder": str(folder)})
+    sweep = MlflowSweep(uri, exp_id, parent)
+    params = flatten({k: v for k, v in spec.model_dump(mode="json").items() if k != "space"})
+    params.update({f"space.{k}": json.dumps(v.model_dump(exclude_none=True)) for k, v in spec.space.items()})
+    sweep.log_params(parent, params)
+    sweep.client.log_artifact(parent, str(folder / SPEC_FILE))
+    return sweep
+
+
+def resume_sweep(folder: Path, *, address: str | None = None, echo: Echo = print) -> SweepOutcome:
+    folder = folder.resolve()
+    if not (folder / META_FILE).exists():
+        raise UserError(f"{folder} is not a sweep folder (no {META_FILE}); give STORAGE/NAME of a sweep.")
+    meta = json.loads((folder / META_FILE).read_text())
+    spec = load_sweep(folder / SPEC_FILE)
+    check_tracking_uri(meta["mlflow_uri"])
+    check_ray_address(address)
+    mlflow = MlflowSweep(meta["mlflow_uri"], meta["experiment_id"], meta["parent_run_id"])
+    mlflow.reopen(mlflow.parent_run_id)
+    ledger = Ledger(folder / LEDGER_FILE)
+    echo(f"resuming {folder}: {ledger.counts()} so far")
+    connect(address)
+    tune.Tuner.restore(str(folder), trainable=_trainable(spec), resume_unfinished=True).fit()
+    return _finish(spec, folder, meta, mlflow, echo)
+
+
+def _finish(spec: SweepSpec, folder: Path, meta: dict[str, Any], mlflow: MlflowSweep, echo: Echo) -> SweepOutcome:
+    recorder = TrialRecorder(folder / LEDGER_FILE, spec.budget, mlflow)
+    unfinished = recorder.close_unfinished()
+    records = list(recorder.ledger.records.values())
+    interrupted = bool(unfinished) or len(records) < spec.search.num_samples
+    best = select_best(records, spec.metric.name, spec.metric.mode, spec.budget)
+    if best is not None:
+        write_best_config(
+            best, spec.base_config(), folder / BEST_FILE, metric=spec.metric.name, mode=spec.metric.mode,
+            budget=spec.budget, sweep_file=meta["sweep_file"], sweep_sha256=meta["sweep_file_sha256"],
+            mlflow_uri=meta["mlflow_uri"],
+        )
+        mlflow.client.log_artifact(mlflow.parent_run_id, str(folder / BEST_FILE))
+        mlflow.log_metrics(mlflow.parent_run_id, {f"best_{spec.metric.name}": best.value}, step=0)
+    mlflow.end(mlflow.parent_run_id, "KILLED" if interrupted else "FINISHED")
+    counts = recorder.ledger.counts()
+    return SweepOutcome(folder, counts, best, interrupted, meta["mlflow_uri"], 130 if interrupted else 0)

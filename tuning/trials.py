@@ -1,0 +1,151 @@
+"""The sweep's own record of its trials (`trials.json` in the sweep folder), written by a
+Ray Tune callback on the driver after every event, so a running, interrupted or crashed
+sweep always has an up-to-date table for `best`, `report` and `resume`."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ray import tune
+
+if TYPE_CHECKING:
+    from ray.tune.experiment import Trial
+
+    from tuning.tracking import MlflowSweep
+
+__all__ = ["Ledger", "TrialRecord", "TrialRecorder", "TERMINAL"]
+
+TERMINAL = ("COMPLETE", "PRUNED", "FAILED")
+
+
+@dataclass
+class TrialRecord:
+    """status: RUNNING, COMPLETE (ran the full budget), PRUNED (stopped early by the
+    scheduler), FAILED (an exception or a non-finite loss), INTERRUPTED (sweep stopped)."""
+
+    trial_id: str
+    params: dict[str, Any]
+    status: str = "RUNNING"
+    epochs: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+    mlflow_run_id: str | None = None
+    node_ids: list[str] = field(default_factory=list)
+    started: float = field(default_factory=time.time)
+    ended: float | None = None
+
+    def value(self, metric: str) -> float | None:
+        return self.history[-1].get(metric) if self.history else None
+
+
+class Ledger:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.records: dict[str, TrialRecord] = {}
+        if path.exists():
+            for row in json.loads(path.read_text()):
+                self.records[row["trial_id"]] = TrialRecord(**row)
+
+    def save(self) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps([asdict(r) for r in self.records.values()], indent=1))
+        os.replace(tmp, self.path)
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for r in self.records.values():
+            out[r.status] = out.get(r.status, 0) + 1
+        return out
+
+
+def _error_text(trial: Trial) -> str:
+    error = trial.get_error()
+    text = str(error) if error is not None else "unknown error"
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else text
+
+
+class TrialRecorder(tune.Callback):
+    """Keeps the ledger, and the MLflow child runs if `mlflow` is given, in step with Tune.
+
+    Holds only paths and names when pickled with the Tuner; state is reloaded from disk in
+    `setup`, so a resumed sweep continues the same records and MLflow runs."""
+
+    def __init__(self, ledger_path: Path, budget: int, mlflow: MlflowSweep | None) -> None:
+        self.ledger_path = ledger_path
+        self.budget = budget
+        self.mlflow = mlflow
+        self._ledger: Ledger | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_ledger": None}
+
+    @property
+    def ledger(self) -> Ledger:
+        if self._ledger is None:
+            self._ledger = Ledger(self.ledger_path)
+        return self._ledger
+
+    def setup(self, **info: Any) -> None:
+        self._ledger = Ledger(self.ledger_path)
+
+    def _record(self, trial: Trial) -> TrialRecord:
+        rec = self.ledger.records.get(trial.trial_id)
+        if rec is None:
+            rec = TrialRecord(trial.trial_id, dict(trial.config))
+            self.ledger.records[trial.trial_id] = rec
+        if rec.status != "RUNNING":
+            rec.status, rec.ended, rec.error = "RUNNING", None, None
+            if self.mlflow is not None and rec.mlflow_run_id is not None:
+                self.mlflow.reopen(rec.mlflow_run_id)
+        if self.mlflow is not None and rec.mlflow_run_id is None:
+            rec.mlflow_run_id = self.mlflow.start_trial(rec.trial_id, rec.params)
+        return rec
+
+    def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        self._record(trial)
+        self.ledger.save()
+
+    def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any) -> None:
+        rec = self._record(trial)
+        epoch = int(result.get("epoch", 0))
+        row = {k: v for k, v in result.items() if k in ("epoch", "node_id") or k.startswith(("val_", "train_"))}
+        row.update({k: result[k] for k in ("aux_loss", "epoch_time_s") if k in result})
+        rec.history = [h for h in rec.history if h.get("epoch", 0) < epoch] + [row]
+        rec.epochs = epoch
+        node = result.get("node_id")
+        if node and node not in rec.node_ids:
+            rec.node_ids.append(node)
+        if self.mlflow is not None and rec.mlflow_run_id is not None:
+            self.mlflow.log_metrics(rec.mlflow_run_id, row, epoch)
+        self.ledger.save()
+
+    def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        rec = self._record(trial)
+        self._finish(rec, "COMPLETE" if rec.epochs >= self.budget else "PRUNED", None)
+
+    def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        rec = self._record(trial)
+        self._finish(rec, "FAILED", _error_text(trial))
+
+    def _finish(self, rec: TrialRecord, status: str, error: str | None) -> None:
+        rec.status, rec.error, rec.ended = status, error, time.time()
+        if self.mlflow is not None and rec.mlflow_run_id is not None:
+            self.mlflow.end_trial(rec.mlflow_run_id, status, error)
+        self.ledger.save()
+
+    def close_unfinished(self) -> list[TrialRecord]:
+        """After an interrupted fit: mark what did not finish INTERRUPTED (MLflow: KILLED)."""
+        self._ledger = Ledger(self.ledger_path)
+        left = [r for r in self.ledger.records.values() if r.status not in TERMINAL]
+        for rec in left:
+            rec.status, rec.ended = "INTERRUPTED", time.time()
+            if self.mlflow is not None and rec.mlflow_run_id is not None:
+                self.mlflow.end_trial(rec.mlflow_run_id, "INTERRUPTED", None)
+        self.ledger.save()
+        return left
