@@ -1,9 +1,11 @@
 """A sweep: Ray Tune Tuner + OptunaSearch (define-by-run) + a scheduler, tracked in MLflow.
 
 Everything a sweep needs to resume lives in its folder STORAGE/NAME: the sweep file
-(sweep.yaml), its metadata (sweep.json), Tune's experiment state and trial checkpoints,
-the Optuna study (optuna.db), the trial ledger (trials.json), the default MLflow store
-(mlflow.db) and, at the end, best_config.yaml."""
+(sweep.yaml), its metadata (sweep.json), the Optuna study (optuna.db), the trial ledger
+(trials.json), the default MLflow store (mlflow.db), best_config.yaml and, in tune/, Tune's
+experiment state and trial checkpoints. Tune gets a subfolder of its own because a
+restored experiment syncs its folder back from a staging copy, which would overwrite
+anything else written there meanwhile."""
 
 from __future__ import annotations
 
@@ -38,12 +40,13 @@ from tuning.workloads.base import validate_workload, workload_metrics
 
 __all__ = ["SweepOutcome", "plan", "preflight", "resume_sweep", "run_sweep"]
 
-SPEC_FILE, META_FILE, LEDGER_FILE, BEST_FILE, STUDY_FILE = (
+SPEC_FILE, META_FILE, LEDGER_FILE, BEST_FILE, STUDY_FILE, TUNE_DIR = (
     "sweep.yaml",
     "sweep.json",
     "trials.json",
     "best_config.yaml",
     "optuna.db",
+    "tune",
 )
 Echo = Callable[[str], None]
 
@@ -188,8 +191,8 @@ def _tuner(spec: SweepSpec, folder: Path, mlflow: MlflowSweep) -> tune.Tuner:
             trial_dirname_creator=trial_dirname,
         ),
         run_config=tune.RunConfig(
-            name=folder.name,
-            storage_path=str(folder.parent),
+            name=TUNE_DIR,
+            storage_path=str(folder),
             callbacks=callbacks,
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             failure_config=tune.FailureConfig(max_failures=spec.search.max_failures),
@@ -294,7 +297,7 @@ def resume_sweep(folder: Path, *, address: str | None = None, echo: Echo = print
     ledger = Ledger(folder / LEDGER_FILE)
     echo(f"resuming {folder}: {ledger.counts()} so far")
     connect(address)
-    tune.Tuner.restore(str(folder), trainable=_trainable(spec), resume_unfinished=True).fit()
+    tune.Tuner.restore(str(folder / TUNE_DIR), trainable=_trainable(spec), resume_unfinished=True).fit()
     return _finish(spec, folder, meta, mlflow, echo)
 
 
