@@ -64,10 +64,12 @@ class Ledger:
 
 
 def _error_text(trial: Trial) -> str:
-    error = trial.get_error()
-    text = str(error) if error is not None else "unknown error"
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else text
+    """The exception line of the trial's latest traceback (the driver-side error file; the
+    copy in storage is synced later)."""
+    path = trial.error_file
+    text = Path(path).read_text() if path and Path(path).exists() else ""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else "unknown error (see the trial's error.txt)"
 
 
 class TrialRecorder(tune.Callback):
