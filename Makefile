@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 quickstart: $(STAMP)
-	$(VENV)/bin/fishleg-tune train configs/digits_autoencoder.yaml --output runs/quickstart
+	$(VENV)/bin/fishleg-tune search search_spaces/quickstart.yaml
 
 # The whole suite, slow (multi-node, fault-injection) tests included: what CI runs.
 test: $(STAMP)

@@ -179,12 +179,14 @@ def describe_validation_error(err: ValidationError, source: str) -> str:
     for e in err.errors():
         raw = [str(x) for x in e["loc"]]
         loc = [x for i, x in enumerate(raw) if not (i and raw[i - 1] == "optimizer" and x in OPTIMIZER_NAMES)]
-        path = ".".join(loc) or "(top level)"
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             msg = "unknown key"
+        if not loc:  # a whole-file check: its message names its own keys
+            parts.append(msg)
+            continue
         given = "" if e["type"] in ("missing", "extra_forbidden") else f" (got {e.get('input')!r})"
-        parts.append(f"{path}: {msg}{given}")
+        parts.append(f"{'.'.join(loc)}: {msg}{given}")
     return f"{source}: invalid configuration: " + "; ".join(parts) + "."
 
 

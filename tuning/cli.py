@@ -63,16 +63,22 @@ def _print_outcome(outcome: SweepOutcome, metric: str) -> None:
     console.print(f"\n[bold]{'interrupted' if outcome.interrupted else 'done'}[/bold]: {counts}.")
     if outcome.best is not None:
         best = outcome.best
-        flag = "" if best.full_budget else f" [yellow](no trial ran the full budget; best at {best.record.epochs} epochs)[/yellow]"
+        flag = (
+            ""
+            if best.full_budget
+            else f" [yellow](no trial ran the full budget; best at {best.record.epochs} epochs)[/yellow]"
+        )
         console.print(
             f"  best {metric}: {best.value:.5g} (trial {best.record.trial_id}){flag}\n"
             f"  best config:  {outcome.folder / BEST_FILE}\n"
             f"  train it:     fishleg-tune train {outcome.folder / BEST_FILE}\n"
-            f"  in code:      FishLeg.from_config(model, fishleg.load_config(\"{outcome.folder / BEST_FILE}\"), likelihood=...)"
+            f'  in code:      FishLeg.from_config(model, fishleg.load_config("{outcome.folder / BEST_FILE}"), likelihood=...)'
         )
     console.print(f"  trials:       fishleg-tune best {outcome.folder}")
     ui = outcome.mlflow_uri
-    console.print(f"  MLflow UI:    " + (f"open {ui}" if ui.startswith("http") else f"mlflow ui --backend-store-uri {ui}"))
+    console.print(
+        f"  MLflow UI:    " + (f"open {ui}" if ui.startswith("http") else f"mlflow ui --backend-store-uri {ui}")
+    )
     if outcome.interrupted:
         console.print(f"  resume:       fishleg-tune resume {outcome.folder}")
 
@@ -82,9 +88,16 @@ def _search(args: argparse.Namespace) -> int:
     from tuning.sweep import run_sweep
 
     outcome = run_sweep(
-        args.spec, storage=args.storage_path, name=args.name, num_samples=args.num_samples,
-        max_concurrent=args.max_concurrent, address=args.address, mlflow_uri=args.mlflow_uri,
-        experiment=args.experiment, dry_run=args.dry_run, echo=console.print,
+        args.spec,
+        storage=args.storage_path,
+        name=args.name,
+        num_samples=args.num_samples,
+        max_concurrent=args.max_concurrent,
+        address=args.address,
+        mlflow_uri=args.mlflow_uri,
+        experiment=args.experiment,
+        dry_run=args.dry_run,
+        echo=console.print,
     )
     if outcome is None:
         return 0
@@ -121,8 +134,16 @@ def _best(args: argparse.Namespace) -> int:
     if args.json:
         payload = {
             "best_config": yaml.safe_load(best_file.read_text()) if best_file.exists() else None,
-            "top": [{"trial_id": r.trial_id, "status": r.status, "epochs": r.epochs, metric: r.value(metric),
-                     "params": r.params} for r in ranked[: args.top]],
+            "top": [
+                {
+                    "trial_id": r.trial_id,
+                    "status": r.status,
+                    "epochs": r.epochs,
+                    metric: r.value(metric),
+                    "params": r.params,
+                }
+                for r in ranked[: args.top]
+            ],
         }
         print(json.dumps(payload, indent=1))
         return 0

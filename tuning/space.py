@@ -47,7 +47,7 @@ def suggest(trial: optuna.Trial, name: str, p: ParamSpec) -> Any:
     return trial.suggest_float(name, p.low, p.high, step=p.step, log=p.log)
 
 
-def make_sampler(spec: SweepSpec) -> optuna.samplers.BaseSampler:
+def make_sampler(spec: SweepSpec, source: str = "sweep file") -> optuna.samplers.BaseSampler:
     s = spec.search
     if s.sampler == "tpe":
         return optuna.samplers.TPESampler(seed=s.seed, multivariate=True, group=True, constant_liar=True)
@@ -62,7 +62,7 @@ def make_sampler(spec: SweepSpec) -> optuna.samplers.BaseSampler:
     try:
         grid = {name: p.grid() for name, p in spec.space.items()}
     except ValueError as exc:
-        raise ConfigError(f"search.sampler grid: {exc}.") from None
+        raise ConfigError(f"{source}: search.sampler grid: {exc}.") from None
     return optuna.samplers.GridSampler(grid, seed=s.seed)
 
 

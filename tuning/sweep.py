@@ -72,7 +72,9 @@ def make_scheduler(spec: SweepSpec) -> TrialScheduler:
     s, metric, mode = spec.scheduler, spec.metric.name, spec.metric.mode
     common = {"time_attr": "training_iteration", "metric": metric, "mode": mode}
     if s.type == "asha":
-        return ASHAScheduler(max_t=spec.budget, grace_period=s.grace_period, reduction_factor=s.reduction_factor, **common)
+        return ASHAScheduler(
+            max_t=spec.budget, grace_period=s.grace_period, reduction_factor=s.reduction_factor, **common
+        )
     if s.type == "hyperband":
         return HyperBandScheduler(max_t=spec.budget, reduction_factor=s.reduction_factor, **common)
     if s.type == "median":
@@ -111,22 +113,26 @@ def check_ray_address(address: str | None) -> None:
 def preflight(spec: SweepSpec, source: str) -> None:
     """Every check that needs no cluster: the config, the space, the metric, the sampler."""
     validate_workload(spec.workload, source)
-    metrics = workload_metrics(spec.workload)
+    metrics = workload_metrics(spec.workload, source)
     if metrics is not None and spec.metric.name not in metrics:
         raise ConfigError(
             f"{source}: metric.name: {spec.metric.name!r} is not reported by workload "
             f"{spec.workload.name!r}; allowed: {list(metrics)}."
         )
     validate_space(spec, source)
-    make_sampler(spec)
+    make_sampler(spec, source)
 
 
 def plan(spec: SweepSpec, folder: Path, mlflow_uri: str) -> str:
-    lines = [f"sweep {folder.name}: {spec.search.num_samples} trials of {spec.workload.name} "
-             f"with {spec.optimizer.name}, {spec.budget} epochs each at most"]
+    lines = [
+        f"sweep {folder.name}: {spec.search.num_samples} trials of {spec.workload.name} "
+        f"with {spec.optimizer.name}, {spec.budget} epochs each at most"
+    ]
     lines.append(f"  metric     {spec.metric.name} ({spec.metric.mode})")
-    lines.append(f"  sampler    {spec.search.sampler} (seed {spec.search.seed}), "
-                 f"{spec.search.max_concurrent} at a time, {len(spec.search.points_to_evaluate)} given points first")
+    lines.append(
+        f"  sampler    {spec.search.sampler} (seed {spec.search.seed}), "
+        f"{spec.search.max_concurrent} at a time, {len(spec.search.points_to_evaluate)} given points first"
+    )
     sched = spec.scheduler
     lines.append(f"  scheduler  {sched.type} (grace {sched.grace_period} epochs, reduction {sched.reduction_factor:g})")
     lines.append(f"  resources  {spec.resources.cpu:g} CPU, {spec.resources.gpu:g} GPU per trial")
@@ -239,8 +245,7 @@ def run_sweep(
     check_ray_address(address)
     if (folder / META_FILE).exists():
         raise UserError(
-            f"{folder} already holds a sweep; continue it with `fishleg-tune resume {folder}` "
-            "or choose another --name."
+            f"{folder} already holds a sweep; continue it with `fishleg-tune resume {folder}` or choose another --name."
         )
     check_storage(folder)
     _copy_spec(spec_path, folder / SPEC_FILE, search_updates)
@@ -309,8 +314,14 @@ def _finish(spec: SweepSpec, folder: Path, meta: dict[str, Any], mlflow: MlflowS
     best = select_best(records, spec.metric.name, spec.metric.mode, spec.budget)
     if best is not None:
         write_best_config(
-            best, spec.base_config(), folder / BEST_FILE, metric=spec.metric.name, mode=spec.metric.mode,
-            budget=spec.budget, sweep_file=meta["sweep_file"], sweep_sha256=meta["sweep_file_sha256"],
+            best,
+            spec.base_config(),
+            folder / BEST_FILE,
+            metric=spec.metric.name,
+            mode=spec.metric.mode,
+            budget=spec.budget,
+            sweep_file=meta["sweep_file"],
+            sweep_sha256=meta["sweep_file_sha256"],
             mlflow_uri=meta["mlflow_uri"],
         )
         mlflow.client.log_artifact(mlflow.parent_run_id, str(folder / BEST_FILE))

@@ -77,32 +77,32 @@ def register_workload(name: str, options: type[Options], classifier: bool) -> Ca
     return wrap
 
 
-def _entry(name: str) -> WorkloadEntry:
+def _entry(name: str, source: str) -> WorkloadEntry:
     if name in WORKLOADS:
         return WORKLOADS[name]
     if ":" not in name:
         raise ConfigError(
-            f"workload.name: unknown workload {name!r}; allowed: {sorted(WORKLOADS)} "
+            f"{source}: workload.name: unknown workload {name!r}; allowed: {sorted(WORKLOADS)} "
             "or a plugin as 'package.module:function'."
         )
     module_name, _, attr = name.partition(":")
     try:
         fn = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as exc:
-        raise ConfigError(f"workload.name: cannot load plugin {name!r} ({exc}).") from None
+        raise ConfigError(f"{source}: workload.name: cannot load plugin {name!r} ({exc}).") from None
     return WorkloadEntry(fn, None, None)
 
 
 def validate_workload(config: WorkloadConfig, source: str = "config") -> None:
     """Check the name and the options without building anything (no data is read)."""
-    entry = _entry(config.name)
+    entry = _entry(config.name, source)
     if entry.options is not None:
         _parse_options(entry.options, config, source)
 
 
-def workload_metrics(config: WorkloadConfig) -> tuple[str, ...] | None:
+def workload_metrics(config: WorkloadConfig, source: str = "config") -> tuple[str, ...] | None:
     """Metric names the workload reports, if known without building it (plugins: None)."""
-    entry = _entry(config.name)
+    entry = _entry(config.name, source)
     return None if entry.classifier is None else metric_names(entry.classifier)
 
 
@@ -116,7 +116,7 @@ def _parse_options(options: type[Options], config: WorkloadConfig, source: str) 
 
 def build_workload(config: WorkloadConfig, seed: int, source: str = "config") -> Workload:
     """Validate the options and build the workload; model initialisation is seeded."""
-    entry = _entry(config.name)
+    entry = _entry(config.name, source)
     opts: Any = config.options if entry.options is None else _parse_options(entry.options, config, source)
     torch.manual_seed(seed)
     return entry.build(opts, seed)

@@ -38,7 +38,12 @@ def sweep_file(path: Path, **overrides) -> Path:
         "space": {
             "optimizer.lr": {"type": "float", "low": 1e-3, "high": 0.5, "log": True},
             "optimizer.q_structure": {"type": "categorical", "choices": ["diag", "kron", "kron_sum"]},
-            "optimizer.kron_sum_rank": {"type": "int", "low": 2, "high": 3, "when": {"optimizer.q_structure": "kron_sum"}},
+            "optimizer.kron_sum_rank": {
+                "type": "int",
+                "low": 2,
+                "high": 3,
+                "when": {"optimizer.q_structure": "kron_sum"},
+            },
         },
         "search": {"sampler": "tpe", "seed": 0, "num_samples": 4, "max_concurrent": 2, "max_failures": 0},
         "scheduler": {"type": "asha", "grace_period": 1, "reduction_factor": 2},
@@ -54,10 +59,25 @@ def sweep_file(path: Path, **overrides) -> Path:
 def mlflow_server(tmp_path) -> Iterator[str]:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-         "--default-artifact-root", str(tmp_path / "artifacts"), "--workers", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--backend-store-uri",
+            f"sqlite:///{tmp_path / 'server.db'}",
+            "--default-artifact-root",
+            str(tmp_path / "artifacts"),
+            "--workers",
+            "1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
     try:

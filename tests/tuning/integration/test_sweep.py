@@ -134,8 +134,9 @@ def test_interrupted_sweep_resumes_without_losing_or_rerunning_trials(tmp_path):
     _, _, children = mlflow_runs(f"sqlite:///{folder / 'mlflow.db'}", "tiny")
     assert all(r.info.status != "RUNNING" for r in children)
 
-    resumed = subprocess.run([sys.executable, "-m", "tuning.cli", "resume", str(folder)],
-                             capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(
+        [sys.executable, "-m", "tuning.cli", "resume", str(folder)], capture_output=True, text=True, timeout=300
+    )
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     after = ledger(folder)
     assert len(after) == 6

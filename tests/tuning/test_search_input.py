@@ -1,0 +1,125 @@
+"""Bad sweep input: one paragraph naming the file and key, exit status 2, no trial started."""
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from tuning.cli import main
+
+from .conftest import free_port
+
+GOOD = {
+    "name": "bad",
+    "workload": {"name": "digits_autoencoder"},
+    "optimizer": {"name": "fishleg"},
+    "training": {"epochs": 2},
+    "metric": {"name": "val_loss", "mode": "min"},
+    "space": {
+        "optimizer.lr": {"type": "float", "low": 1e-3, "high": 1.0, "log": True},
+        "optimizer.q_structure": {"type": "categorical", "choices": ["kron", "kron_sum"]},
+        "optimizer.kron_sum_rank": {"type": "int", "low": 2, "high": 3, "when": {"optimizer.q_structure": "kron_sum"}},
+    },
+}
+
+
+def variant(**changes):
+    spec = yaml.safe_load(yaml.safe_dump(GOOD, sort_keys=False))
+    for dotted, value in changes.items():
+        *path, leaf = dotted.split("/")
+        node = spec
+        for key in path:
+            node = node[key]
+        if value is None:
+            del node[leaf]
+        else:
+            node[leaf] = value
+    return spec
+
+
+CASES = {
+    "unknown key": (variant(sapce={}), ["sapce", "unknown key"]),
+    "wrong type": (variant(search={"num_samples": "many"}), ["search.num_samples", "integer"]),
+    "low > high": (variant(**{"space/optimizer.lr/low": 2.0}), ["space.optimizer.lr", "low (2.0) must be <= high"]),
+    "log low <= 0": (variant(**{"space/optimizer.lr/low": 0.0}), ["space.optimizer.lr", "log scale needs low > 0"]),
+    "empty choices": (
+        variant(**{"space/optimizer.q_structure/choices": []}),
+        ["space.optimizer.q_structure", "non-empty"],
+    ),
+    "when unknown": (
+        variant(**{"space/optimizer.kron_sum_rank/when": {"optimizer.structure": "kron_sum"}}),
+        ["optimizer.kron_sum_rank.when", "optimizer.structure", "not a parameter"],
+    ),
+    "unknown workload": (variant(workload={"name": "imagenet"}), ["workload.name", "digits_autoencoder"]),
+    "unknown optimizer": (variant(optimizer={"name": "lion"}), ["optimizer", "'fishleg'"]),
+    "unknown sampler": (variant(search={"sampler": "bohb"}), ["search.sampler", "'tpe'"]),
+    "unknown scheduler": (variant(scheduler={"type": "pbt"}), ["scheduler.type", "'asha'"]),
+    "metric not reported": (variant(metric={"name": "val_accuracy"}), ["metric.name", "val_accuracy", "val_loss"]),
+    "space key not in config": (
+        variant(space={"optimizer.lrr": {"type": "float", "low": 0.1, "high": 1.0}}),
+        ["space", "optimizer.lrr", "unknown key"],
+    ),
+    "grid float without step": (variant(search={"sampler": "grid"}), ["grid", "step"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_sweep_files_exit_2_naming_the_key(tmp_path, capsys, case):
+    spec, fragments = CASES[case]
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    assert main(["search", str(path), "--storage-path", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err
+    for fragment in fragments:
+        assert fragment in err, err
+    assert not (tmp_path / "runs").exists()
+
+
+def write_good(tmp_path):
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(GOOD, sort_keys=False))
+    return path
+
+
+def test_malformed_yaml_names_the_line_without_traceback(tmp_path):
+    path = tmp_path / "sweep.yaml"
+    path.write_text("workload:\n  name: digits_autoencoder\nspace: {optimizer.lr: [\n")
+    proc = subprocess.run([sys.executable, "-m", "tuning.cli", "search", str(path)], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "malformed YAML at line" in proc.stderr and str(path) in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_unreachable_mlflow_server(tmp_path, capsys):
+    uri = f"http://127.0.0.1:{free_port()}"
+    args = ["search", str(write_good(tmp_path)), "--storage-path", str(tmp_path / "runs"), "--mlflow-uri", uri]
+    assert main(args) == 2
+    assert f"--mlflow-uri {uri}" in capsys.readouterr().err
+
+
+def test_unreachable_ray_address(tmp_path, capsys):
+    address = f"127.0.0.1:{free_port()}"
+    args = ["search", str(write_good(tmp_path)), "--storage-path", str(tmp_path / "runs"), "--address", address]
+    assert main(args) == 2
+    assert f"--address {address}: no Ray cluster answers" in capsys.readouterr().err
+
+
+def test_storage_path_that_cannot_be_written(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    assert main(["search", str(write_good(tmp_path)), "--storage-path", str(blocker / "runs")]) == 2
+    assert "--storage-path: cannot write" in capsys.readouterr().err
+
+
+def test_dry_run_prints_the_plan_and_runs_nothing(tmp_path, capsys):
+    assert main(["search", str(write_good(tmp_path)), "--storage-path", str(tmp_path / "runs"), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "optimizer.kron_sum_rank" in out and "when" in out and "asha" in out
+    assert not (tmp_path / "runs").exists()
+
+
+def test_shipped_sweep_files_validate(capsys):
+    for name in ("quickstart", "autoencoder", "cifar"):
+        assert main(["search", f"search_spaces/{name}.yaml", "--dry-run"]) == 0, capsys.readouterr().err
