@@ -6,7 +6,6 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 import yaml
@@ -68,16 +67,17 @@ def _print_outcome(outcome: SweepOutcome, metric: str) -> None:
             if best.full_budget
             else f" [yellow](no trial ran the full budget; best at {best.record.epochs} epochs)[/yellow]"
         )
+        path = outcome.folder / BEST_FILE
         console.print(
             f"  best {metric}: {best.value:.5g} (trial {best.record.trial_id}){flag}\n"
-            f"  best config:  {outcome.folder / BEST_FILE}\n"
-            f"  train it:     fishleg-tune train {outcome.folder / BEST_FILE}\n"
-            f'  in code:      FishLeg.from_config(model, fishleg.load_config("{outcome.folder / BEST_FILE}"), likelihood=...)'
+            f"  best config:  {path}\n"
+            f"  train it:     fishleg-tune train {path}\n"
+            f'  in code:      FishLeg.from_config(model, fishleg.load_config("{path}"), likelihood=...)'
         )
     console.print(f"  trials:       fishleg-tune best {outcome.folder}")
     ui = outcome.mlflow_uri
     console.print(
-        f"  MLflow UI:    " + (f"open {ui}" if ui.startswith("http") else f"mlflow ui --backend-store-uri {ui}")
+        "  MLflow UI:    " + (f"open {ui}" if ui.startswith("http") else f"mlflow ui --backend-store-uri {ui}")
     )
     if outcome.interrupted:
         console.print(f"  resume:       fishleg-tune resume {outcome.folder}")

@@ -13,9 +13,9 @@ from fishleg.config import (
     FishLegConfig,
     OptimizerConfig,
     RunConfig,
+    StrictModel,
     TrainingConfig,
     WorkloadConfig,
-    StrictModel,
     describe_validation_error,
     parse_yaml,
 )

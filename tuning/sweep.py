@@ -33,8 +33,8 @@ from tuning.export import Best, select_best, write_best_config
 from tuning.progress import ProgressPrinter
 from tuning.space import DefineByRun, make_sampler, validate_space
 from tuning.spec import SweepSpec, file_sha256, load_sweep
-from tuning.trainable import run_trial
 from tuning.tracking import MlflowSweep, check_tracking_uri, default_tracking_uri, experiment_id, flatten
+from tuning.trainable import run_trial
 from tuning.trials import Ledger, TrialRecorder
 from tuning.workloads.base import validate_workload, workload_metrics
 
