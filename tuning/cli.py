@@ -84,6 +84,7 @@ def _print_outcome(outcome: SweepOutcome, metric: str) -> None:
 
 
 def _search(args: argparse.Namespace) -> int:
+    from tuning.cluster import resolve_address
     from tuning.spec import load_sweep
     from tuning.sweep import run_sweep
 
@@ -93,7 +94,8 @@ def _search(args: argparse.Namespace) -> int:
         name=args.name,
         num_samples=args.num_samples,
         max_concurrent=args.max_concurrent,
-        address=args.address,
+        address=resolve_address(args.address),
+        shared_storage=args.shared_storage,
         mlflow_uri=args.mlflow_uri,
         experiment=args.experiment,
         dry_run=args.dry_run,
@@ -106,10 +108,13 @@ def _search(args: argparse.Namespace) -> int:
 
 
 def _resume(args: argparse.Namespace) -> int:
+    from tuning.cluster import resolve_address
     from tuning.spec import load_sweep
     from tuning.sweep import resume_sweep
 
-    outcome = resume_sweep(args.folder, address=args.address, echo=console.print)
+    outcome = resume_sweep(
+        args.folder, address=resolve_address(args.address), shared_storage=args.shared_storage, echo=console.print
+    )
     _print_outcome(outcome, load_sweep(outcome.folder / "sweep.yaml").metric.name)
     return outcome.exit_code
 
@@ -153,6 +158,34 @@ def _best(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cluster_check(args: argparse.Namespace) -> int:
+    from tuning import cluster
+    from tuning.spec import load_sweep
+    from tuning.sweep import check_ray_address, cluster_preflight, connect, preflight
+    from tuning.tracking import check_tracking_uri
+
+    address = cluster.resolve_address(args.address)
+    check_ray_address(address)
+    spec = None
+    if args.spec is not None:
+        spec = load_sweep(args.spec)
+        preflight(spec, str(args.spec))
+    if args.mlflow_uri:
+        check_tracking_uri(args.mlflow_uri)
+    connect(address)
+    console.print(cluster.describe(cluster.nodes()))
+    if spec is not None:
+        cluster_preflight(spec, str(args.storage_path), address, args.shared_storage)
+    elif address is not None:
+        cluster.check_versions(cluster.nodes())
+    console.print(
+        "[green]preflight passed[/green]: the cluster answers"
+        + (f", a trial of {args.spec} fits and its storage is usable" if spec is not None else "")
+        + "."
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fishleg-tune",
@@ -174,10 +207,17 @@ def build_parser() -> argparse.ArgumentParser:
     search = sub.add_parser("search", help="run a sweep (Ray Tune + Optuna + ASHA, tracked in MLflow)")
     search.add_argument("spec", type=Path, help="sweep file, e.g. search_spaces/quickstart.yaml")
     search.add_argument("--name", help="sweep name (default: the file's name: or its stem)")
-    search.add_argument("--storage-path", type=Path, default=Path("fishleg-runs"), help="results go to STORAGE/NAME")
+    search.add_argument(
+        "--storage-path", default="fishleg-runs", help="results go to STORAGE/NAME (a folder, or s3://, gs:// URI)"
+    )
     search.add_argument("--num-samples", type=int, help="override search.num_samples")
     search.add_argument("--max-concurrent", type=int, help="override search.max_concurrent")
-    search.add_argument("--address", help="Ray cluster address (HOST:PORT or auto); default: start Ray locally")
+    search.add_argument(
+        "--address", help="Ray cluster address (HOST:PORT or auto; default $RAY_ADDRESS, else start Ray locally)"
+    )
+    search.add_argument(
+        "--shared-storage", action="store_true", help="--storage-path is a folder every node shares (NFS)"
+    )
     search.add_argument("--mlflow-uri", help="MLflow tracking URI (default: sqlite in the sweep folder)")
     search.add_argument("--experiment", help="MLflow experiment (default: the sweep name)")
     search.add_argument("--dry-run", action="store_true", help="validate and print the plan; run nothing")
@@ -185,7 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     resume = sub.add_parser("resume", help="continue an interrupted sweep")
     resume.add_argument("folder", type=Path, help="STORAGE/NAME of the sweep")
-    resume.add_argument("--address", help="Ray cluster address; default: start Ray locally")
+    resume.add_argument("--address", help="Ray cluster address (default $RAY_ADDRESS, else start Ray locally)")
+    resume.add_argument("--shared-storage", action="store_true", help="the storage folder is shared by all nodes")
     resume.set_defaults(func=_resume)
 
     best = sub.add_parser("best", help="print the best config and the top trials of a sweep")
@@ -193,6 +234,14 @@ def build_parser() -> argparse.ArgumentParser:
     best.add_argument("--top", type=int, default=10, help="how many trials to list")
     best.add_argument("--json", action="store_true", help="machine-readable output")
     best.set_defaults(func=_best)
+
+    check = sub.add_parser("cluster-check", help="run the cluster preflight alone and list nodes and resources")
+    check.add_argument("spec", type=Path, nargs="?", help="a sweep file whose resources and storage to check")
+    check.add_argument("--address", help="Ray cluster address (default $RAY_ADDRESS, else start Ray locally)")
+    check.add_argument("--storage-path", default="fishleg-runs")
+    check.add_argument("--shared-storage", action="store_true")
+    check.add_argument("--mlflow-uri")
+    check.set_defaults(func=_cluster_check)
     return parser
 
 

@@ -28,6 +28,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
+from tuning.cluster import check_fits, check_shared_storage, check_versions, nodes
 from tuning.errors import ConfigError, UserError
 from tuning.export import Best, select_best, write_best_config
 from tuning.progress import ProgressPrinter
@@ -173,7 +174,7 @@ def _trainable(spec: SweepSpec) -> Any:
     return tune.with_resources(fn, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
 
 
-def _tuner(spec: SweepSpec, folder: Path, mlflow: MlflowSweep) -> tune.Tuner:
+def _tuner(spec: SweepSpec, folder: Path, tune_storage: str, mlflow: MlflowSweep) -> tune.Tuner:
     searcher = BudgetAwareOptunaSearch(
         space=DefineByRun(spec.space),
         metric=spec.metric.name,
@@ -198,7 +199,7 @@ def _tuner(spec: SweepSpec, folder: Path, mlflow: MlflowSweep) -> tune.Tuner:
         ),
         run_config=tune.RunConfig(
             name=TUNE_DIR,
-            storage_path=str(folder),
+            storage_path=tune_storage,
             callbacks=callbacks,
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             failure_config=tune.FailureConfig(max_failures=spec.search.max_failures),
@@ -217,14 +218,37 @@ class SweepOutcome:
     exit_code: int
 
 
+def sweep_locations(storage: str, name: str) -> tuple[Path, str]:
+    """(the driver's sweep folder, where Tune keeps experiment state and checkpoints).
+
+    A local STORAGE holds both (STORAGE/NAME and STORAGE/NAME/tune). A URI (s3://, gs://,
+    file://) holds Tune's part, which every node must reach, at URI/NAME/tune; the driver's
+    own files (ledger, studies, MLflow sqlite) then live in ./fishleg-runs/NAME."""
+    if "://" in storage:
+        return (Path("fishleg-runs") / name).resolve(), f"{storage.rstrip('/')}/{name}"
+    folder = (Path(storage) / name).resolve()
+    return folder, str(folder)
+
+
+def cluster_preflight(spec: SweepSpec, storage: str, address: str | None, shared_storage: bool) -> None:
+    """Checks that need the cluster: one trial fits on a node, storage is reachable from every
+    node, and (on an existing cluster) the workers run the driver's package versions."""
+    cluster = nodes()
+    check_fits(cluster, spec.resources.cpu, spec.resources.gpu)
+    check_shared_storage(storage, cluster, shared_storage)
+    if address is not None:
+        check_versions(cluster)
+
+
 def run_sweep(
     spec_path: Path,
     *,
-    storage: Path,
+    storage: str | Path,
     name: str | None = None,
     num_samples: int | None = None,
     max_concurrent: int | None = None,
     address: str | None = None,
+    shared_storage: bool = False,
     mlflow_uri: str | None = None,
     experiment: str | None = None,
     dry_run: bool = False,
@@ -235,7 +259,8 @@ def run_sweep(
     if search_updates:
         spec = spec.model_copy(update={"search": spec.search.model_copy(update=search_updates)})
     name = name or spec.name or spec_path.stem
-    folder = (storage / name).resolve()
+    storage = str(storage)
+    folder, tune_storage = sweep_locations(storage, name)
     preflight(spec, str(spec_path))
     uri = mlflow_uri or spec.mlflow.tracking_uri or default_tracking_uri(folder)
     check_tracking_uri(uri)
@@ -248,12 +273,15 @@ def run_sweep(
             f"{folder} already holds a sweep; continue it with `fishleg-tune resume {folder}` or choose another --name."
         )
     check_storage(folder)
+    connect(address)
+    cluster_preflight(spec, storage, address, shared_storage)
     _copy_spec(spec_path, folder / SPEC_FILE, search_updates)
     mlflow = _start_parent(uri, experiment or spec.mlflow.experiment or name, name, spec, folder)
     meta = {
         "name": name,
         "sweep_file": str(spec_path.resolve()),
         "sweep_file_sha256": file_sha256(spec_path),
+        "tune_storage": tune_storage,
         "mlflow_uri": uri,
         "experiment_id": mlflow.experiment_id,
         "parent_run_id": mlflow.parent_run_id,
@@ -261,8 +289,7 @@ def run_sweep(
     }
     (folder / META_FILE).write_text(json.dumps(meta, indent=1))
     echo(plan(spec, folder, uri))
-    connect(address)
-    _tuner(spec, folder, mlflow).fit()
+    _tuner(spec, folder, tune_storage, mlflow).fit()
     return _finish(spec, folder, meta, mlflow, echo)
 
 
@@ -289,7 +316,9 @@ def _start_parent(uri: str, experiment: str, name: str, spec: SweepSpec, folder:
     return sweep
 
 
-def resume_sweep(folder: Path, *, address: str | None = None, echo: Echo = print) -> SweepOutcome:
+def resume_sweep(
+    folder: Path, *, address: str | None = None, shared_storage: bool = False, echo: Echo = print
+) -> SweepOutcome:
     folder = folder.resolve()
     if not (folder / META_FILE).exists():
         raise UserError(f"{folder} is not a sweep folder (no {META_FILE}); give STORAGE/NAME of a sweep.")
@@ -297,12 +326,13 @@ def resume_sweep(folder: Path, *, address: str | None = None, echo: Echo = print
     spec = load_sweep(folder / SPEC_FILE)
     check_tracking_uri(meta["mlflow_uri"])
     check_ray_address(address)
+    connect(address)
+    cluster_preflight(spec, meta["tune_storage"], address, shared_storage)
     mlflow = MlflowSweep(meta["mlflow_uri"], meta["experiment_id"], meta["parent_run_id"])
     mlflow.reopen(mlflow.parent_run_id)
-    ledger = Ledger(folder / LEDGER_FILE)
-    echo(f"resuming {folder}: {ledger.counts()} so far")
-    connect(address)
-    tune.Tuner.restore(str(folder / TUNE_DIR), trainable=_trainable(spec), resume_unfinished=True).fit()
+    echo(f"resuming {folder}: {Ledger(folder / LEDGER_FILE).counts()} so far")
+    experiment = f"{meta['tune_storage'].rstrip('/')}/{TUNE_DIR}"
+    tune.Tuner.restore(experiment, trainable=_trainable(spec), resume_unfinished=True).fit()
     return _finish(spec, folder, meta, mlflow, echo)
 
 

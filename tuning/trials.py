@@ -116,7 +116,8 @@ class TrialRecorder(tune.Callback):
     def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any) -> None:
         rec = self._record(trial)
         epoch = int(result.get("epoch", 0))
-        row = {k: v for k, v in result.items() if k in ("epoch", "node_id") or k.startswith(("val_", "train_"))}
+        kept = ("epoch", "node_id", "started_at_epoch")
+        row = {k: v for k, v in result.items() if k in kept or k.startswith(("val_", "train_"))}
         row.update({k: result[k] for k in ("aux_loss", "epoch_time_s") if k in result})
         rec.history = [h for h in rec.history if h.get("epoch", 0) < epoch] + [row]
         rec.epochs = epoch
