@@ -196,6 +196,7 @@ def _tuner(spec: SweepSpec, folder: Path, tune_storage: str, mlflow: MlflowSweep
             scheduler=make_scheduler(spec),
             num_samples=spec.search.num_samples,
             trial_dirname_creator=trial_dirname,
+            reuse_actors=True,
         ),
         run_config=tune.RunConfig(
             name=TUNE_DIR,

@@ -9,7 +9,8 @@ import time
 import pytest
 from mlflow import MlflowClient
 
-from .cluster import loopback_cluster
+from tuning.loopback import loopback_cluster
+
 from .conftest import sweep_file
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]

@@ -1,4 +1,4 @@
-"""A real multi-node Ray cluster on loopback for tests and benchmarks: `ray start --block`
+"""A real multi-node Ray cluster on one machine, for tests and benchmarks: `ray start --block`
 subprocesses with a shared random auth token, stopped by PID.
 
 Ray rewrites the addresses 127.0.0.1 and localhost to the machine's network address, so
