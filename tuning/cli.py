@@ -99,6 +99,8 @@ def _search(args: argparse.Namespace) -> int:
         mlflow_uri=args.mlflow_uri,
         experiment=args.experiment,
         dry_run=args.dry_run,
+        robust_top=args.robust_top,
+        seeds=args.seeds,
         echo=console.print,
     )
     if outcome is None:
@@ -155,6 +157,38 @@ def _best(args: argparse.Namespace) -> int:
     if best_file.exists():
         console.print(f"[bold]{best_file}[/bold]\n{best_file.read_text()}")
     console.print(trials_table(ranked, metric, args.top))
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from tuning.report import write_report
+
+    report = write_report(args.folder)
+    for note in report.notes:
+        console.print(f"[yellow]note[/yellow]: {note}")
+    for path in report.figures.values():
+        console.print(f"  figure: {path}")
+    console.print(f"report: {report.html}  (one file; opens offline in a browser)")
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from tuning.cluster import resolve_address
+    from tuning.compare import compare_sweeps
+
+    result = compare_sweeps(
+        args.spec_a,
+        args.spec_b,
+        storage=args.storage_path,
+        num_samples=args.num_samples,
+        seeds=args.seeds,
+        top_k=args.top_k,
+        target=args.target,
+        address=resolve_address(args.address),
+        echo=console.print,
+    )
+    console.print(f"\nreport: {result.folder / 'comparison.html'}\nnumbers: {result.folder / 'comparison.json'}")
+    console.print(f"[bold]verdict[/bold]: {result.verdict}")
     return 0
 
 
@@ -221,6 +255,14 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--mlflow-uri", help="MLflow tracking URI (default: sqlite in the sweep folder)")
     search.add_argument("--experiment", help="MLflow experiment (default: the sweep name)")
     search.add_argument("--dry-run", action="store_true", help="validate and print the plan; run nothing")
+    search.add_argument(
+        "--robust-top",
+        type=int,
+        default=0,
+        metavar="K",
+        help="re-train the top K trials with fresh seeds and export the best mean (default: off)",
+    )
+    search.add_argument("--seeds", type=int, default=3, help="fresh seeds per re-trained config (with --robust-top)")
     search.set_defaults(func=_search)
 
     resume = sub.add_parser("resume", help="continue an interrupted sweep")
@@ -234,6 +276,21 @@ def build_parser() -> argparse.ArgumentParser:
     best.add_argument("--top", type=int, default=10, help="how many trials to list")
     best.add_argument("--json", action="store_true", help="machine-readable output")
     best.set_defaults(func=_best)
+
+    report = sub.add_parser("report", help="write report.html and PNG figures of a sweep")
+    report.add_argument("folder", type=Path, help="STORAGE/NAME of the sweep")
+    report.set_defaults(func=_report)
+
+    compare = sub.add_parser("compare", help="tune two optimizers at equal budget and compare them on fresh seeds")
+    compare.add_argument("spec_a", type=Path, help="sweep file of the first optimizer (e.g. FishLeg)")
+    compare.add_argument("spec_b", type=Path, help="sweep file of the baseline (e.g. AdamW)")
+    compare.add_argument("--storage-path", default="fishleg-runs")
+    compare.add_argument("--num-samples", type=int, help="trials per sweep (default: the larger of the two files)")
+    compare.add_argument("--seeds", type=int, default=3, help="fresh seeds per re-trained config")
+    compare.add_argument("--top-k", type=int, default=3, help="configs of each sweep to re-train")
+    compare.add_argument("--target", type=float, help="metric value for time-to-target (default: baseline's mean)")
+    compare.add_argument("--address", help="Ray cluster address (default $RAY_ADDRESS, else start Ray locally)")
+    compare.set_defaults(func=_compare)
 
     check = sub.add_parser("cluster-check", help="run the cluster preflight alone and list nodes and resources")
     check.add_argument("spec", type=Path, nargs="?", help="a sweep file whose resources and storage to check")

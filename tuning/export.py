@@ -64,8 +64,10 @@ def write_best_config(
     sweep_file: str,
     sweep_sha256: str,
     mlflow_uri: str | None,
+    seed_runs: dict[str, Any] | None = None,
 ) -> RunConfig:
-    """best_config.yaml: the train-config format plus `provenance`."""
+    """best_config.yaml: the train-config format plus `provenance` (and, when the top trials
+    were re-trained with fresh seeds, `seed_runs`: the seeds, their finals, mean and std)."""
     provenance = {
         "metric": metric,
         "mode": mode,
@@ -82,6 +84,8 @@ def write_best_config(
         "packages": _versions(),
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
+    if seed_runs is not None:
+        provenance["seed_runs"] = seed_runs
     config = RunConfig.model_validate({**apply_params(base, best.record.params), "provenance": provenance})
     save_config(config, path)
     return config

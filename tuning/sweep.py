@@ -30,13 +30,14 @@ from ray.tune.search.optuna import OptunaSearch
 
 from tuning.cluster import check_fits, check_shared_storage, check_versions, nodes
 from tuning.errors import ConfigError, UserError
-from tuning.export import Best, select_best, write_best_config
+from tuning.export import Best, rank_trials, select_best, write_best_config
 from tuning.progress import ProgressPrinter
+from tuning.robust import fresh_seeds, retrain
 from tuning.space import DefineByRun, make_sampler, validate_space
 from tuning.spec import SweepSpec, file_sha256, load_sweep
 from tuning.tracking import MlflowSweep, check_tracking_uri, default_tracking_uri, experiment_id, flatten
 from tuning.trainable import run_trial
-from tuning.trials import Ledger, TrialRecorder
+from tuning.trials import Ledger, TrialRecord, TrialRecorder
 from tuning.workloads.base import validate_workload, workload_metrics
 
 __all__ = ["SweepOutcome", "plan", "preflight", "resume_sweep", "run_sweep"]
@@ -253,6 +254,8 @@ def run_sweep(
     mlflow_uri: str | None = None,
     experiment: str | None = None,
     dry_run: bool = False,
+    robust_top: int = 0,
+    seeds: int = 3,
     echo: Echo = print,
 ) -> SweepOutcome | None:
     spec = load_sweep(spec_path)
@@ -291,7 +294,7 @@ def run_sweep(
     (folder / META_FILE).write_text(json.dumps(meta, indent=1))
     echo(plan(spec, folder, uri))
     _tuner(spec, folder, tune_storage, mlflow).fit()
-    return _finish(spec, folder, meta, mlflow, echo)
+    return _finish(spec, folder, meta, mlflow, echo, robust_top, seeds)
 
 
 def _copy_spec(source: Path, dest: Path, search_updates: dict[str, Any]) -> None:
@@ -337,12 +340,54 @@ def resume_sweep(
     return _finish(spec, folder, meta, mlflow, echo)
 
 
-def _finish(spec: SweepSpec, folder: Path, meta: dict[str, Any], mlflow: MlflowSweep, echo: Echo) -> SweepOutcome:
+def _robust_best(
+    spec: SweepSpec, records: list[TrialRecord], top: int, seeds: int, echo: Echo
+) -> tuple[Best, dict[str, Any]] | None:
+    """Re-train the top full-budget trials with fresh seeds; the best mean wins."""
+    metric, mode = spec.metric.name, spec.metric.mode
+    ranked = [r for r in rank_trials(records, metric, mode) if r.epochs >= spec.budget][:top]
+    if not ranked:
+        return None
+    echo(f"re-training the top {len(ranked)} trials with {seeds} fresh seeds each")
+    runs = retrain(
+        spec.base_config(),
+        [r.params for r in ranked],
+        fresh_seeds(spec.training.seed, seeds),
+        spec.resources.cpu,
+        spec.resources.gpu,
+    )
+    sign = 1.0 if mode == "min" else -1.0
+    index = min(range(len(runs)), key=lambda i: sign * runs[i].mean(metric))
+    chosen = runs[index]
+    info = {
+        "seeds": chosen.seeds,
+        "finals": chosen.finals(metric),
+        "mean": chosen.mean(metric),
+        "std": chosen.std(metric),
+        "candidates": [
+            {"trial_id": r.trial_id, "mean": s.mean(metric), "std": s.std(metric)} for r, s in zip(ranked, runs)
+        ],
+    }
+    return Best(ranked[index], chosen.mean(metric), True), info
+
+
+def _finish(
+    spec: SweepSpec,
+    folder: Path,
+    meta: dict[str, Any],
+    mlflow: MlflowSweep,
+    echo: Echo,
+    robust_top: int = 0,
+    seeds: int = 3,
+) -> SweepOutcome:
     recorder = TrialRecorder(folder / LEDGER_FILE, spec.budget, mlflow)
     unfinished = recorder.close_unfinished()
     records = list(recorder.ledger.records.values())
     interrupted = bool(unfinished) or len(records) < spec.search.num_samples
     best = select_best(records, spec.metric.name, spec.metric.mode, spec.budget)
+    robust = _robust_best(spec, records, robust_top, seeds, echo) if robust_top and not interrupted else None
+    if robust is not None:
+        best = robust[0]
     if best is not None:
         write_best_config(
             best,
@@ -354,6 +399,7 @@ def _finish(spec: SweepSpec, folder: Path, meta: dict[str, Any], mlflow: MlflowS
             sweep_file=meta["sweep_file"],
             sweep_sha256=meta["sweep_file_sha256"],
             mlflow_uri=meta["mlflow_uri"],
+            seed_runs=None if robust is None else robust[1],
         )
         mlflow.client.log_artifact(mlflow.parent_run_id, str(folder / BEST_FILE))
         mlflow.log_metrics(mlflow.parent_run_id, {f"best_{spec.metric.name}": best.value}, step=0)

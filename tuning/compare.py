@@ -1,0 +1,193 @@
+"""`fishleg-tune compare`: two optimizers tuned at equal budget, then judged on fresh seeds.
+
+Both sweeps get the same workload, budget, training seed and number of trials; the top-k
+configs of each are re-trained with fresh seeds at full budget; the verdict compares the
+best of each by mean final metric, and by epochs and wall-clock time to a target."""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from dataclasses import dataclass
+from itertools import accumulate
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from tuning.errors import UserError  # noqa: E402
+from tuning.export import rank_trials  # noqa: E402
+from tuning.report import CSS, png_tag  # noqa: E402
+from tuning.robust import SeedRuns, fresh_seeds, retrain  # noqa: E402
+from tuning.spec import SweepSpec, load_sweep  # noqa: E402
+from tuning.sweep import Echo, SweepOutcome, run_sweep  # noqa: E402
+from tuning.trials import Ledger  # noqa: E402
+
+__all__ = ["Comparison", "Side", "compare_sweeps", "time_to_target"]
+
+
+@dataclass
+class Side:
+    label: str
+    spec: SweepSpec
+    outcome: SweepOutcome
+    candidates: list[SeedRuns]
+
+    def best(self, metric: str, mode: str) -> SeedRuns:
+        sign = 1.0 if mode == "min" else -1.0
+        return min(self.candidates, key=lambda r: sign * r.mean(metric))
+
+
+@dataclass
+class Comparison:
+    folder: Path
+    verdict: str
+    summary: dict
+
+
+def time_to_target(runs: SeedRuns, metric: str, mode: str, target: float) -> tuple[int | None, float | None]:
+    """(epochs, seconds) until the seed-mean curve first reaches `target`; None if never."""
+    curve = runs.mean_curve(metric)
+    seconds = list(accumulate(runs.mean_curve("epoch_time_s")))
+    for i, value in enumerate(curve):
+        if (value <= target) if mode == "min" else (value >= target):
+            return i + 1, seconds[i]
+    return None, None
+
+
+def _comparable(a: SweepSpec, b: SweepSpec, paths: tuple[Path, Path]) -> None:
+    checks = {
+        "workload": (a.workload, b.workload),
+        "training": (a.training, b.training),
+        "metric": (a.metric, b.metric),
+    }
+    for key, (x, y) in checks.items():
+        if x != y:
+            raise UserError(
+                f"compare: {paths[0]} and {paths[1]} differ in `{key}:` ({x} vs {y}); "
+                "a fair comparison needs the same workload, training budget and seed, and metric."
+            )
+
+
+def _plot(sides: list[Side], metric: str, mode: str, folder: Path) -> dict[str, Path]:
+    paths = {}
+    for axis in ("epochs", "seconds"):
+        fig, ax = plt.subplots(figsize=(7, 4.2))
+        for side in sides:
+            best = side.best(metric, mode)
+            per_seed = [[row[metric] for row in c] for c in best.curves]
+            mean = best.mean_curve(metric)
+            low = [min(v) for v in zip(*per_seed)]
+            high = [max(v) for v in zip(*per_seed)]
+            x = list(range(1, len(mean) + 1)) if axis == "epochs" else list(accumulate(best.mean_curve("epoch_time_s")))
+            ax.plot(x, mean, marker=".", label=f"{side.label} (best config, {len(per_seed)} seeds)")
+            ax.fill_between(x, low, high, alpha=0.25)
+        ax.set_xlabel("epoch" if axis == "epochs" else "wall-clock seconds")
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+        ax.legend()
+        paths[axis] = folder / f"curves_vs_{axis}.png"
+        fig.savefig(paths[axis], dpi=110, bbox_inches="tight")
+        plt.close(fig)
+    return paths
+
+
+def _fmt(x: float | None, spec: str = ".4g") -> str:
+    return "never" if x is None else format(x, spec)
+
+
+def compare_sweeps(
+    spec_a: Path,
+    spec_b: Path,
+    *,
+    storage: str,
+    num_samples: int | None,
+    seeds: int,
+    top_k: int,
+    target: float | None,
+    address: str | None,
+    echo: Echo,
+) -> Comparison:
+    specs = [load_sweep(spec_a), load_sweep(spec_b)]
+    _comparable(*specs, (spec_a, spec_b))
+    n = num_samples or max(s.search.num_samples for s in specs)
+    labels = [s.name or p.stem for s, p in zip(specs, (spec_a, spec_b))]
+    if labels[0] == labels[1]:
+        labels = [f"{labels[0]}-a", f"{labels[1]}-b"]
+    folder = (Path(storage) / f"compare-{labels[0]}-vs-{labels[1]}").resolve()
+    if (folder / "comparison.json").exists():
+        raise UserError(f"{folder} already holds a comparison; choose another --storage-path.")
+    sides = []
+    for spec, path, label in zip(specs, (spec_a, spec_b), labels):
+        echo(f"[bold]sweep {label}[/bold]: {n} trials")
+        outcome = run_sweep(path, storage=str(folder), name=label, num_samples=n, address=address, echo=echo)
+        if outcome is None or outcome.interrupted:
+            raise UserError(f"compare: the {label} sweep did not finish; resume it with fishleg-tune resume.")
+        records = list(Ledger(outcome.folder / "trials.json").records.values())
+        ranked = [r for r in rank_trials(records, spec.metric.name, spec.metric.mode) if r.epochs >= spec.budget]
+        if not ranked:
+            raise UserError(f"compare: no {label} trial ran the full budget; raise num_samples or grace_period.")
+        echo(f"re-training the top {min(top_k, len(ranked))} {label} configs with {seeds} fresh seeds")
+        runs = retrain(
+            spec.base_config(),
+            [r.params for r in ranked[:top_k]],
+            fresh_seeds(spec.training.seed, seeds),
+            spec.resources.cpu,
+            spec.resources.gpu,
+        )
+        sides.append(Side(label, spec, outcome, runs))
+    metric, mode = specs[0].metric.name, specs[0].metric.mode
+    best = [s.best(metric, mode) for s in sides]
+    goal = best[1].mean(metric) if target is None else target
+    reach = [time_to_target(b, metric, mode, goal) for b in best]
+    sign = 1.0 if mode == "min" else -1.0
+    winner = labels[0] if sign * best[0].mean(metric) < sign * best[1].mean(metric) else labels[1]
+    verdict = (
+        f"{labels[0]} vs {labels[1]} on {specs[0].workload.name}, {n} trials each, best config over {seeds} fresh "
+        f"seeds: {metric} {best[0].mean(metric):.4g} ± {best[0].std(metric):.2g} vs "
+        f"{best[1].mean(metric):.4g} ± {best[1].std(metric):.2g}; to reach {goal:.4g}: "
+        f"{_fmt(reach[0][0], 'd')} vs {_fmt(reach[1][0], 'd')} epochs, "
+        f"{_fmt(reach[0][1], '.1f')} s vs {_fmt(reach[1][1], '.1f')} s. Better final {metric}: {winner}."
+    )
+    figures = _plot(sides, metric, mode, folder)
+    summary = {
+        "metric": metric,
+        "mode": mode,
+        "num_samples": n,
+        "seeds": best[0].seeds,
+        "target": goal,
+        "verdict": verdict,
+        "figures": {k: str(v) for k, v in figures.items()},
+        "sides": {
+            side.label: {
+                "sweep": str(side.outcome.folder),
+                "best": {
+                    "params": b.params,
+                    "mean": b.mean(metric),
+                    "std": b.std(metric),
+                    "finals": b.finals(metric),
+                    "epochs_to_target": r[0],
+                    "seconds_to_target": r[1],
+                },
+                "candidates": [
+                    {"params": c.params, "finals": c.finals(metric), "mean": c.mean(metric)} for c in side.candidates
+                ],
+            }
+            for side, b, r in zip(sides, best, reach)
+        },
+    }
+    (folder / "comparison.json").write_text(json.dumps(summary, indent=1, default=_json_default))
+    body = f"<h1>{html.escape(labels[0])} vs {html.escape(labels[1])}</h1><p>{html.escape(verdict)}</p>"
+    body += "".join(f"<h2>{metric} vs {axis}</h2>{png_tag(path)}" for axis, path in figures.items())
+    body += f"<h2>Numbers</h2><pre>{html.escape(json.dumps(summary['sides'], indent=1, default=_json_default))}</pre>"
+    (folder / "comparison.html").write_text(
+        f"<!doctype html><html><head><meta charset='utf-8'><style>{CSS}</style></head><body>{body}</body></html>"
+    )
+    return Comparison(folder, verdict, summary)
+
+
+def _json_default(value: object) -> object:
+    return None if isinstance(value, float) and math.isnan(value) else str(value)
