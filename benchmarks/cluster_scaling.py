@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -36,19 +35,9 @@ def trials_per_minute(workers: int, trials: int, folder: Path) -> float:
     spec = folder / f"scaling{workers}.yaml"
     spec.write_text(yaml.safe_dump({**SPEC, "search": {**SPEC["search"], "num_samples": trials}}))
     with loopback_cluster(workers=workers) as cluster:
-        cmd = [
-            sys.executable,
-            "-m",
-            "tuning.cli",
-            "search",
-            str(spec),
-            "--address",
-            cluster.address,
-            "--storage-path",
-            str(folder / f"runs{workers}"),
-            "--shared-storage",
-        ]
-        subprocess.run(cmd, env=cluster.env, check=True, capture_output=True, text=True)
+        out = cluster.cli(*cluster.sweep_args(spec, folder / f"runs{workers}"))
+    if out.returncode != 0:
+        raise RuntimeError(out.stdout + out.stderr)
     records = json.loads((folder / f"runs{workers}" / "scaling" / "trials.json").read_text())
     span = max(r["ended"] for r in records) - min(r["started"] for r in records)
     return 60.0 * len(records) / span

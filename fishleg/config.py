@@ -8,7 +8,7 @@ configs and exported best configs, so a tuned value has the same name everywhere
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, Union
 
 import torch
 import yaml
@@ -205,16 +205,25 @@ def parse_yaml(path: Path) -> Any:
         raise ConfigError(f"{path}: malformed YAML{where}: {problem}.") from None
 
 
-def load_config(path: str | Path) -> RunConfig:
-    """Read and validate a run config (a `fishleg-tune train` file or an exported best config)."""
+M = TypeVar("M", bound=BaseModel)
+
+
+def load_yaml_model(path: str | Path, model: type[M]) -> M:
+    """A YAML file validated as `model`; every problem is a one-paragraph ConfigError."""
     path = Path(path)
     data = parse_yaml(path)
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping with keys workload, optimizer, training.")
+        keys = ", ".join(model.model_fields)
+        raise ConfigError(f"{path}: expected a mapping with keys such as {keys}.")
     try:
-        return RunConfig.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as err:
         raise ConfigError(describe_validation_error(err, str(path))) from None
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read and validate a run config (a `fishleg-tune train` file or an exported best config)."""
+    return load_yaml_model(path, RunConfig)
 
 
 def save_config(config: RunConfig, path: str | Path) -> None:

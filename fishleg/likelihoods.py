@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable
-from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from fishleg.registry import Registry
 
 __all__ = [
     "BernoulliLikelihood",
@@ -25,18 +25,8 @@ __all__ = [
     "register_likelihood",
 ]
 
-LIKELIHOODS: dict[str, type[Likelihood]] = {}
-_L = TypeVar("_L", bound="type[Likelihood]")
-
-
-def register_likelihood(name: str) -> Callable[[_L], _L]:
-    """Class decorator: make a likelihood available by name (workloads and configs use it)."""
-
-    def wrap(cls: _L) -> _L:
-        LIKELIHOODS[name] = cls
-        return cls
-
-    return wrap
+LIKELIHOODS: Registry[type[Likelihood]] = Registry("likelihood")
+register_likelihood = LIKELIHOODS.register
 
 
 class Likelihood(nn.Module, ABC):

@@ -59,6 +59,18 @@ class LoopbackCluster:
                 raise RuntimeError(f"ray node did not start:\n{log.read_text()[-3000:]}")
             time.sleep(0.5)
 
+    def command(self, *args: str) -> list[str]:
+        """argv of `fishleg-tune ARGS` as a driver of this cluster."""
+        return [sys.executable, "-m", "tuning.cli", *args]
+
+    def sweep_args(self, spec: Path, storage: Path) -> list[str]:
+        """`search` on this cluster; its nodes share this machine's disk, hence --shared-storage."""
+        return ["search", str(spec), "--address", self.address, "--storage-path", str(storage), "--shared-storage"]
+
+    def cli(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+        """Run `fishleg-tune ARGS` to completion with the cluster's auth token."""
+        return subprocess.run(self.command(*args), env=self.env, capture_output=True, text=True, timeout=timeout)
+
     def kill_node(self, proc: subprocess.Popen) -> None:
         """Hard node failure: SIGKILL the node's whole process group (raylet and workers)."""
         os.killpg(proc.pid, signal.SIGKILL)

@@ -7,7 +7,7 @@ import hashlib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
 from fishleg.config import (
     FishLegConfig,
@@ -16,8 +16,7 @@ from fishleg.config import (
     StrictModel,
     TrainingConfig,
     WorkloadConfig,
-    describe_validation_error,
-    parse_yaml,
+    load_yaml_model,
 )
 from tuning.errors import ConfigError
 
@@ -156,11 +155,4 @@ def file_sha256(path: Path) -> str:
 
 
 def load_sweep(path: str | Path) -> SweepSpec:
-    path = Path(path)
-    data = parse_yaml(path)
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping with keys workload, optimizer, training, metric, space, ...")
-    try:
-        return SweepSpec.model_validate(data)
-    except ValidationError as err:
-        raise ConfigError(describe_validation_error(err, str(path))) from None
+    return load_yaml_model(path, SweepSpec)

@@ -203,7 +203,7 @@ def _tuner(spec: SweepSpec, folder: Path, tune_storage: str, mlflow: MlflowSweep
             name=TUNE_DIR,
             storage_path=tune_storage,
             callbacks=callbacks,
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             failure_config=tune.FailureConfig(max_failures=spec.search.max_failures),
             verbose=0,
         ),

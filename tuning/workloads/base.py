@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from fishleg.config import WorkloadConfig, describe_validation_error
 from fishleg.likelihoods import Likelihood
+from fishleg.registry import Registry
 from tuning.errors import ConfigError
 
 __all__ = ["Options", "Workload", "WORKLOADS", "build_workload", "register_workload", "workload_metrics"]
@@ -65,13 +66,15 @@ class WorkloadEntry:
     classifier: bool | None
 
 
-WORKLOADS: dict[str, WorkloadEntry] = {}
+WORKLOADS: Registry[WorkloadEntry] = Registry("workload")
 _F = TypeVar("_F", bound=Builder)
 
 
 def register_workload(name: str, options: type[Options], classifier: bool) -> Callable[[_F], _F]:
+    """Decorator for a builder (options, seed) → Workload; `classifier` decides the metrics."""
+
     def wrap(fn: _F) -> _F:
-        WORKLOADS[name] = WorkloadEntry(fn, options, classifier)
+        WORKLOADS.register(name)(WorkloadEntry(fn, options, classifier))
         return fn
 
     return wrap

@@ -3,7 +3,6 @@
 import json
 import re
 import subprocess
-import sys
 import time
 
 import pytest
@@ -16,19 +15,13 @@ from .conftest import sweep_file
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 
-def cli(args, env, timeout=600, **kwargs):
-    return subprocess.run(
-        [sys.executable, "-m", "tuning.cli", *args], env=env, capture_output=True, text=True, timeout=timeout, **kwargs
-    )
-
-
 def ledger(folder):
     return json.loads((folder / "trials.json").read_text())
 
 
 def node_roles(cluster):
     """{node id prefix: 'head' | 'worker'} from `fishleg-tune cluster-check`."""
-    out = cli(["cluster-check", "--address", cluster.address], cluster.env)
+    out = cluster.cli("cluster-check", "--address", cluster.address)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "preflight passed" in out.stdout
     return dict(re.findall(r"^\s+([0-9a-f]{12})\s+\S+\s+(head|worker)", out.stdout, re.M))
@@ -39,18 +32,7 @@ def test_sweep_spreads_over_both_nodes_and_tracks_every_trial(tmp_path):
     with loopback_cluster(workers=1) as cluster:
         roles = node_roles(cluster)
         assert sorted(roles.values()) == ["head", "worker"]
-        out = cli(
-            [
-                "search",
-                str(spec),
-                "--address",
-                cluster.address,
-                "--storage-path",
-                str(tmp_path / "runs"),
-                "--shared-storage",
-            ],
-            cluster.env,
-        )
+        out = cluster.cli(*cluster.sweep_args(spec, tmp_path / "runs"))
     assert out.returncode == 0, out.stdout + out.stderr
     folder = tmp_path / "runs" / "tiny"
     records = ledger(folder)
@@ -76,18 +58,7 @@ def test_worker_node_death_mid_sweep_loses_nothing(tmp_path):
     with loopback_cluster(workers=1) as cluster:
         worker = next(k for k, v in node_roles(cluster).items() if v == "worker")
         driver = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tuning.cli",
-                "search",
-                str(spec),
-                "--address",
-                cluster.address,
-                "--storage-path",
-                str(tmp_path / "runs"),
-                "--shared-storage",
-            ],
+            cluster.command(*cluster.sweep_args(spec, tmp_path / "runs")),
             env=cluster.env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -119,7 +90,7 @@ def test_worker_node_death_mid_sweep_loses_nothing(tmp_path):
     assert all(r["status"] == "COMPLETE" for r in records.values()), out
     resumed = records[victim]
     assert resumed["epochs"] == 8
-    assert any(row.get("started_at_epoch", 0) >= 2 for row in resumed["history"])  # restored from a checkpoint
+    assert any(row.get("started_at_epoch", 0) >= 2 for row in resumed["history"]), out  # restored from a checkpoint
     assert len(resumed["node_ids"]) == 2  # began on the worker, finished on the head
     client = MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
@@ -132,20 +103,9 @@ def test_preflight_refuses_what_the_cluster_cannot_run(tmp_path):
     big = sweep_file(tmp_path / "big.yaml", resources={"cpu": 4})
     small = sweep_file(tmp_path / "small.yaml")
     with loopback_cluster(workers=1) as cluster:
-        too_big = cli(
-            [
-                "search",
-                str(big),
-                "--address",
-                cluster.address,
-                "--storage-path",
-                str(tmp_path / "a"),
-                "--shared-storage",
-            ],
-            cluster.env,
-        )
-        node_local = cli(
-            ["search", str(small), "--address", cluster.address, "--storage-path", str(tmp_path / "b")], cluster.env
+        too_big = cluster.cli(*cluster.sweep_args(big, tmp_path / "a"))
+        node_local = cluster.cli(
+            "search", str(small), "--address", cluster.address, "--storage-path", str(tmp_path / "b")
         )
     assert too_big.returncode == 2, too_big.stdout + too_big.stderr
     assert "a trial asks for 4 CPU" in too_big.stderr and "1 CPU" in too_big.stderr
