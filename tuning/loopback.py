@@ -31,6 +31,23 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _descendants(root: int) -> list[int]:
+    """PIDs below `root` in the process tree (Linux /proc)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
 @dataclass
 class LoopbackCluster:
     address: str
@@ -72,8 +89,13 @@ class LoopbackCluster:
         return subprocess.run(self.command(*args), env=self.env, capture_output=True, text=True, timeout=timeout)
 
     def kill_node(self, proc: subprocess.Popen) -> None:
-        """Hard node failure: SIGKILL the node's whole process group (raylet and workers)."""
-        os.killpg(proc.pid, signal.SIGKILL)
+        """Hard node failure: SIGKILL the node's whole process tree (`ray start`, raylet and
+        every worker it spawned, some of which leave the process group)."""
+        for pid in [proc.pid, *_descendants(proc.pid)]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         proc.wait(timeout=30)
 
     def stop(self) -> None:

@@ -117,3 +117,21 @@ def test_plugin_workload_by_module_function(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     w = build_workload(WorkloadConfig(name="my_workload:build"), seed=0)
     assert w.model[0].out_features == 4
+
+
+def test_train_logs_the_run_to_mlflow(tmp_path):
+    from mlflow import MlflowClient
+
+    cfg = write_config(tmp_path / "c.yaml", epochs=2)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    args = ["train", str(cfg), "--output", str(tmp_path / "o"), "--mlflow-uri", uri, "--experiment", "prod"]
+    assert main(args) == 0
+    client = MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("prod").experiment_id])
+    assert run.info.status == "FINISHED"
+    assert run.data.params["optimizer.lr"] == "0.2" and run.data.params["workload.name"] == "digits_classifier"
+    history = client.get_metric_history(run.info.run_id, "val_loss")
+    assert sorted(m.step for m in history) == [1, 2]
+    assert [m.value for m in sorted(history, key=lambda m: m.step)] == [
+        r["val_loss"] for r in read_metrics(tmp_path / "o")
+    ]
