@@ -170,7 +170,8 @@ class FishLeg(torch.optim.Optimizer):
         if probe is None:
             return
         buffers = {n: b.clone() for n, b in self.model.named_buffers()}
-        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        devices = [self._device] if self._device.type == "cuda" else []
+        with torch.no_grad(), torch.random.fork_rng(devices=devices, device_type=self._device.type):
             outputs = torch.func.functional_call(self.model, buffers, (probe,))
         self.likelihood.check_outputs(outputs)
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import yaml
 from rich.console import Console
+from rich.progress import Progress
 
 from tuning.errors import USER_ERRORS, NonFiniteLoss, UserError
 
@@ -36,15 +37,17 @@ def _train(args: argparse.Namespace) -> int:
     if args.mlflow_uri:
         check_tracking_uri(args.mlflow_uri)
     output = Path(args.output or Path("runs") / Path(args.config).stem)
-    result = train_to_folder(
-        config,
-        output,
-        source=str(args.config),
-        resume=args.resume,
-        mlflow_uri=args.mlflow_uri,
-        experiment=args.experiment,
-        echo=console.print,
-    )
+    with Progress(console=console, disable=not console.is_terminal, transient=True) as progress:
+        result = train_to_folder(
+            config,
+            output,
+            source=str(args.config),
+            resume=args.resume,
+            mlflow_uri=args.mlflow_uri,
+            experiment=args.experiment,
+            echo=console.print,
+            progress=progress,
+        )
     shown = ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items() if k.startswith("val_"))
     console.print(
         f"\n[bold]done[/bold]: {result.epochs} epochs, {shown}.\n"

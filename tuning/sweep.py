@@ -310,7 +310,8 @@ def _copy_spec(source: Path, dest: Path, search_updates: dict[str, Any]) -> None
 
 def _start_parent(uri: str, experiment: str, name: str, spec: SweepSpec, folder: Path) -> MlflowSweep:
     probe = MlflowSweep(uri, "", "")
-    exp_id = experiment_id(probe.client, experiment)
+    local_store = uri.startswith("sqlite:")
+    exp_id = experiment_id(probe.client, experiment, folder / "mlartifacts" if local_store else None)
     parent = probe.create_run(exp_id, name, {"fishleg_tune.sweep_folder": str(folder)})
     sweep = MlflowSweep(uri, exp_id, parent)
     params = flatten({k: v for k, v in spec.model_dump(mode="json").items() if k != "space"})

@@ -62,9 +62,13 @@ def check_tracking_uri(uri: str) -> None:
         ) from None
 
 
-def experiment_id(client: Any, name: str) -> str:
+def experiment_id(client: Any, name: str, artifacts: Path | None = None) -> str:
+    """The experiment's id, creating it if needed. `artifacts`: where a new experiment keeps its
+    artifacts (MLflow's default for a sqlite store is ./mlruns under whatever the cwd is)."""
     exp = client.get_experiment_by_name(name)
-    return exp.experiment_id if exp is not None else client.create_experiment(name)
+    if exp is not None:
+        return exp.experiment_id
+    return client.create_experiment(name, artifact_location=None if artifacts is None else artifacts.as_uri())
 
 
 class Tracker:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from rich.progress import Progress
 from torch import Tensor
 
 from fishleg.config import RunConfig, save_config
@@ -158,6 +159,7 @@ def train_to_folder(
     mlflow_uri: str | None = None,
     experiment: str = "fishleg-tune",
     echo: Callable[[str], None] = print,
+    progress: Progress | None = None,
 ) -> TrainResult:
     """`fishleg-tune train`: per-epoch metrics (metrics.jsonl) and a checkpoint each epoch in
     `output`; `resume` continues from the checkpoint there. A non-finite loss raises
@@ -172,6 +174,7 @@ def train_to_folder(
     metrics_file = output / "metrics.jsonl"
     metrics_file.write_text("".join(json.dumps(m) + "\n" for m in trainer.history))
     total = config.training.epochs
+    bar = None if progress is None else progress.add_task("epochs", total=total, completed=trainer.epoch)
     with maybe_run(mlflow_uri, experiment, output.name) as run:
         if run is not None:
             tracker, run_id = run
@@ -187,5 +190,7 @@ def train_to_folder(
                 tracker.log_metrics(run_id, metrics, step=trainer.epoch)
             shown = "  ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k not in ("epoch", "epoch_time_s"))
             echo(f"epoch {trainer.epoch}/{total}  {shown}  ({metrics['epoch_time_s']:.1f}s)")
+            if bar is not None:
+                progress.update(bar, completed=trainer.epoch, description=f"val_loss {metrics['val_loss']:.4g}")
     final = trainer.history[-1] if trainer.history else {}
     return TrainResult(output, final, trainer.epoch)

@@ -148,3 +148,17 @@ def test_interrupted_sweep_resumes_without_losing_or_rerunning_trials(tmp_path):
     assert all(r.info.status != "RUNNING" for r in children + parents)
     assert len(study(folder).trials) == 6
     assert load_config(folder / "best_config.yaml").provenance["trial_id"] in after
+
+
+def test_uri_storage_keeps_tune_state_there_and_driver_files_local(ray_local, tmp_path, monkeypatch):
+    """A storage URI (file:// here; s3:// and gs:// go through the same pyarrow filesystem
+    layer in Ray Tune) holds the trials' checkpoints; the driver keeps its files locally."""
+    monkeypatch.chdir(tmp_path)
+    spec = sweep_file(tmp_path / "tiny.yaml", search={"num_samples": 2})
+    outcome = run_sweep(spec, storage=(tmp_path / "bucket").as_uri())
+    assert outcome.folder == (tmp_path / "fishleg-runs" / "tiny").resolve()
+    assert len(ledger(outcome.folder)) == 2 and (outcome.folder / "best_config.yaml").exists()
+    assert list((tmp_path / "bucket" / "tiny" / "tune").glob("trial_*/checkpoint_*"))
+    assert json.loads((outcome.folder / "sweep.json").read_text())["tune_storage"].startswith("file://")
+    assert not (tmp_path / "mlruns").exists()  # MLflow artifacts stay in the sweep folder
+    assert list((outcome.folder / "mlartifacts").rglob("best_config.yaml"))
