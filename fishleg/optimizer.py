@@ -133,6 +133,7 @@ class FishLeg(torch.optim.Optimizer):
             lr=config.aux_lr,
             betas=config.aux_betas,
             eps=config.aux_eps,
+            fused=True,  # one kernel over all λ: λ has ~(out² + in²) entries per layer
         )
         if seed is None:
             seed = int(torch.randint(2**62, (1,)).item())

@@ -37,8 +37,7 @@ class Side:
     candidates: list[SeedRuns]
 
     def best(self, metric: str, mode: str) -> SeedRuns:
-        sign = 1.0 if mode == "min" else -1.0
-        return min(self.candidates, key=lambda r: sign * r.mean(metric))
+        return min(self.candidates, key=lambda r: r.rank_key(metric, mode))
 
 
 @dataclass
@@ -78,7 +77,9 @@ def _plot(sides: list[Side], metric: str, mode: str, folder: Path) -> dict[str, 
         fig, ax = plt.subplots(figsize=(7, 4.2))
         for side in sides:
             best = side.best(metric, mode)
-            per_seed = [[row[metric] for row in c] for c in best.curves]
+            per_seed = [[row[metric] for row in c] for c in best.complete_curves()]
+            if not per_seed:
+                continue
             mean = best.mean_curve(metric)
             low = [min(v) for v in zip(*per_seed)]
             high = [max(v) for v in zip(*per_seed)]
@@ -95,8 +96,8 @@ def _plot(sides: list[Side], metric: str, mode: str, folder: Path) -> dict[str, 
     return paths
 
 
-def _fmt(x: float | None, spec: str = ".4g") -> str:
-    return "never" if x is None else format(x, spec)
+def _fmt(x: float | None, spec: str, unit: str) -> str:
+    return "never" if x is None else f"{format(x, spec)} {unit}"
 
 
 def compare_sweeps(
@@ -143,15 +144,17 @@ def compare_sweeps(
     best = [s.best(metric, mode) for s in sides]
     goal = best[1].mean(metric) if target is None else target
     reach = [time_to_target(b, metric, mode, goal) for b in best]
-    sign = 1.0 if mode == "min" else -1.0
-    winner = labels[0] if sign * best[0].mean(metric) < sign * best[1].mean(metric) else labels[1]
+    winner = labels[0] if best[0].rank_key(metric, mode) < best[1].rank_key(metric, mode) else labels[1]
     verdict = (
         f"{labels[0]} vs {labels[1]} on {specs[0].workload.name}, {n} trials each, best config over {seeds} fresh "
         f"seeds: {metric} {best[0].mean(metric):.4g} ± {best[0].std(metric):.2g} vs "
         f"{best[1].mean(metric):.4g} ± {best[1].std(metric):.2g}; to reach {goal:.4g}: "
-        f"{_fmt(reach[0][0], 'd')} vs {_fmt(reach[1][0], 'd')} epochs, "
-        f"{_fmt(reach[0][1], '.1f')} s vs {_fmt(reach[1][1], '.1f')} s. Better final {metric}: {winner}."
+        f"{_fmt(reach[0][0], 'd', 'epochs')} vs {_fmt(reach[1][0], 'd', 'epochs')}, "
+        f"{_fmt(reach[0][1], '.1f', 's')} vs {_fmt(reach[1][1], '.1f', 's')}. Better final {metric}: {winner}."
     )
+    for label, b in zip(labels, best):
+        if any(b.diverged):
+            verdict += f" ({label}: {sum(b.diverged)} of {len(b.seeds)} seeds diverged.)"
     figures = _plot(sides, metric, mode, folder)
     summary = {
         "metric": metric,
@@ -169,6 +172,7 @@ def compare_sweeps(
                     "mean": b.mean(metric),
                     "std": b.std(metric),
                     "finals": b.finals(metric),
+                    "diverged_seeds": sum(b.diverged),
                     "epochs_to_target": r[0],
                     "seconds_to_target": r[1],
                 },

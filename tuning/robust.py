@@ -3,6 +3,7 @@ not pick the exported config, and comparisons need seed bands."""
 
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import dataclass
 from typing import Any
@@ -23,14 +24,16 @@ def fresh_seeds(base_seed: int, count: int) -> list[int]:
 
 @dataclass
 class SeedRuns:
-    """One config trained with several seeds; `curves[i]` is seed i's per-epoch metrics."""
+    """One config trained with several seeds; `curves[i]` is seed i's per-epoch metrics, cut
+    short where that seed diverged (`diverged[i]`; its final value is then NaN)."""
 
     params: dict[str, Any]
     seeds: list[int]
     curves: list[list[dict[str, float]]]
+    diverged: list[bool]
 
     def finals(self, metric: str) -> list[float]:
-        return [c[-1][metric] for c in self.curves]
+        return [math.nan if bad or not c else c[-1][metric] for c, bad in zip(self.curves, self.diverged)]
 
     def mean(self, metric: str) -> float:
         return statistics.mean(self.finals(metric))
@@ -39,16 +42,32 @@ class SeedRuns:
         values = self.finals(metric)
         return statistics.stdev(values) if len(values) > 1 else 0.0
 
+    def rank_key(self, metric: str, mode: str) -> float:
+        """Smaller is better; a config with a diverged seed ranks last."""
+        mean = self.mean(metric)
+        return math.inf if math.isnan(mean) else (mean if mode == "min" else -mean)
+
+    def complete_curves(self) -> list[list[dict[str, float]]]:
+        return [c for c, bad in zip(self.curves, self.diverged) if not bad]
+
     def mean_curve(self, key: str) -> list[float]:
-        return [statistics.mean(vals) for vals in zip(*[[row[key] for row in c] for c in self.curves])]
+        rows = [[row[key] for row in c] for c in self.complete_curves()]
+        return [statistics.mean(vals) for vals in zip(*rows)]
 
 
-def _train(config: dict[str, Any]) -> list[dict[str, float]]:
+def _train(config: dict[str, Any]) -> tuple[list[dict[str, float]], bool]:
+    """(per-epoch metrics, diverged) of one full-budget run."""
+    from tuning.errors import NonFiniteLoss
     from tuning.train import Trainer
 
     cfg = RunConfig.model_validate(config)
     trainer = Trainer(cfg, source="seed re-run")
-    return [trainer.run_epoch() for _ in range(cfg.training.epochs)]
+    try:
+        while trainer.epoch < cfg.training.epochs:
+            trainer.run_epoch()
+    except NonFiniteLoss:
+        return trainer.history, True
+    return trainer.history, False
 
 
 def retrain(
@@ -60,4 +79,5 @@ def retrain(
     for p in params:
         config = apply_params(base, p)
         refs.append([task.remote({**config, "training": {**config["training"], "seed": s}}) for s in seeds])
-    return [SeedRuns(p, seeds, ray.get(r)) for p, r in zip(params, refs)]
+    results = [ray.get(r) for r in refs]
+    return [SeedRuns(p, seeds, [c for c, _ in runs], [d for _, d in runs]) for p, runs in zip(params, results)]

@@ -357,8 +357,7 @@ def _robust_best(
         spec.resources.cpu,
         spec.resources.gpu,
     )
-    sign = 1.0 if mode == "min" else -1.0
-    index = min(range(len(runs)), key=lambda i: sign * runs[i].mean(metric))
+    index = min(range(len(runs)), key=lambda i: runs[i].rank_key(metric, mode))
     chosen = runs[index]
     info = {
         "seeds": chosen.seeds,
