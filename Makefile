@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 quickstart: $(STAMP)
-	$(VENV)/bin/fishleg-tune search search_spaces/quickstart.yaml
+	$(VENV)/bin/fishleg-tune search search_spaces/quickstart.yaml --name quickstart-$$(date +%Y%m%d-%H%M%S)
 
 # The whole suite, slow (multi-node, fault-injection) tests included: what CI runs.
 test: $(STAMP)
