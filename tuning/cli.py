@@ -317,7 +317,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         err_console.print(f"[red]training stopped:[/red] {exc}. The last good checkpoint is kept.", soft_wrap=True)
         return 1
     except KeyboardInterrupt:
-        err_console.print("interrupted; completed work is kept (rerun with --resume to continue).")
+        err_console.print(
+            "interrupted; completed work is kept (continue a training run with --resume, a sweep with "
+            "fishleg-tune resume STORAGE/NAME)."
+        )
         return 130
 
 

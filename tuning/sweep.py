@@ -293,7 +293,7 @@ def run_sweep(
     }
     (folder / META_FILE).write_text(json.dumps(meta, indent=1))
     echo(plan(spec, folder, uri))
-    _tuner(spec, folder, tune_storage, mlflow).fit()
+    _fit(lambda: _tuner(spec, folder, tune_storage, mlflow).fit(), spec, folder, mlflow)
     return _finish(spec, folder, meta, mlflow, echo, robust_top, seeds)
 
 
@@ -337,8 +337,24 @@ def resume_sweep(
     mlflow.reopen(mlflow.parent_run_id)
     echo(f"resuming {folder}: {Ledger(folder / LEDGER_FILE).counts()} so far")
     experiment = f"{meta['tune_storage'].rstrip('/')}/{TUNE_DIR}"
-    tune.Tuner.restore(experiment, trainable=_trainable(spec), resume_unfinished=True).fit()
+    _fit(
+        lambda: tune.Tuner.restore(experiment, trainable=_trainable(spec), resume_unfinished=True).fit(),
+        spec,
+        folder,
+        mlflow,
+    )
     return _finish(spec, folder, meta, mlflow, echo)
+
+
+def _fit(run: Callable[[], object], spec: SweepSpec, folder: Path, mlflow: MlflowSweep) -> None:
+    """Run the Tuner; if it dies (a second Ctrl-C, a crash in Tune), close the MLflow runs it
+    leaves open before the error goes on, so nothing stays RUNNING until `resume`."""
+    try:
+        run()
+    except BaseException:
+        TrialRecorder(folder / LEDGER_FILE, spec.budget, mlflow).close_unfinished()
+        mlflow.end(mlflow.parent_run_id, "KILLED")
+        raise
 
 
 def _robust_best(
