@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import warnings
 from typing import Any
 
@@ -63,6 +64,12 @@ def make_sampler(spec: SweepSpec, source: str = "sweep file") -> optuna.samplers
         grid = {name: p.grid() for name, p in spec.space.items()}
     except ValueError as exc:
         raise ConfigError(f"{source}: search.sampler grid: {exc}.") from None
+    points = math.prod(len(values) for values in grid.values())
+    if s.num_samples > points:
+        raise ConfigError(
+            f"{source}: search.num_samples: {s.num_samples} trials but the grid has only {points} points; "
+            f"set num_samples <= {points}."
+        )
     return optuna.samplers.GridSampler(grid, seed=s.seed)
 
 
