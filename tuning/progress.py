@@ -33,7 +33,6 @@ class ProgressPrinter(tune.Callback):
         self.budget = budget
         self.num_samples = num_samples
         self._console: Console | None = None
-        self._done = 0
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_console": None}
@@ -54,19 +53,23 @@ class ProgressPrinter(tune.Callback):
             f"{self.metric} {_fmt(result.get(self.metric))}   [dim]({running} running)[/dim]"
         )
 
+    @staticmethod
+    def _done(trials: list[Trial], trial: Trial) -> int:
+        """Finished trials including `trial` (whose own status may not be updated yet)."""
+        return 1 + sum(t.status in ("TERMINATED", "ERROR") for t in trials if t is not trial)
+
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
-        self._done += 1
         epochs = (trial.last_result or {}).get("epoch", 0)
         word = "[green]complete[/green]" if epochs >= self.budget else "[yellow]pruned[/yellow]  "
         value = (trial.last_result or {}).get(self.metric)
         self.console.print(
             f"{word} {trial.trial_id}  {self.metric} {_fmt(value)} after {epochs} epochs  "
-            f"[dim]({self._done}/{self.num_samples} done)[/dim]"
+            f"[dim]({self._done(trials, trial)}/{self.num_samples} done)[/dim]"
         )
 
     def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
-        self._done += 1
-        self.console.print(f"[red]failed[/red]   {trial.trial_id}  [dim]({self._done}/{self.num_samples} done)[/dim]")
+        done = self._done(trials, trial)
+        self.console.print(f"[red]failed[/red]   {trial.trial_id}  [dim]({done}/{self.num_samples} done)[/dim]")
 
 
 def trials_table(records: Sequence[TrialRecord], metric: str, limit: int | None = None) -> Table:
