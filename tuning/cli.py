@@ -58,7 +58,7 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_outcome(outcome: SweepOutcome, metric: str) -> None:
+def _print_outcome(outcome: SweepOutcome) -> None:
     from tuning.sweep import BEST_FILE
 
     counts = ", ".join(f"{n} {s.lower()}" for s, n in sorted(outcome.counts.items()))
@@ -72,7 +72,7 @@ def _print_outcome(outcome: SweepOutcome, metric: str) -> None:
         )
         path = outcome.folder / BEST_FILE
         console.print(
-            f"  best {metric}: {best.value:.5g} (trial {best.record.trial_id}){flag}\n"
+            f"  best {outcome.metric}: {best.value:.5g} (trial {best.record.trial_id}){flag}\n"
             f"  best config:  {path}\n"
             f"  train it:     fishleg-tune train {path}\n"
             f'  in code:      FishLeg.from_config(model, fishleg.load_config("{path}"), likelihood=...)'
@@ -88,7 +88,6 @@ def _print_outcome(outcome: SweepOutcome, metric: str) -> None:
 
 def _search(args: argparse.Namespace) -> int:
     from tuning.cluster import resolve_address
-    from tuning.spec import load_sweep
     from tuning.sweep import run_sweep
 
     outcome = run_sweep(
@@ -108,19 +107,18 @@ def _search(args: argparse.Namespace) -> int:
     )
     if outcome is None:
         return 0
-    _print_outcome(outcome, load_sweep(outcome.folder / "sweep.yaml").metric.name)
+    _print_outcome(outcome)
     return outcome.exit_code
 
 
 def _resume(args: argparse.Namespace) -> int:
     from tuning.cluster import resolve_address
-    from tuning.spec import load_sweep
     from tuning.sweep import resume_sweep
 
     outcome = resume_sweep(
         args.folder, address=resolve_address(args.address), shared_storage=args.shared_storage, echo=console.print
     )
-    _print_outcome(outcome, load_sweep(outcome.folder / "sweep.yaml").metric.name)
+    _print_outcome(outcome)
     return outcome.exit_code
 
 

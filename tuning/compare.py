@@ -128,7 +128,7 @@ def compare_sweeps(
         if outcome is None or outcome.interrupted:
             raise UserError(f"compare: the {label} sweep did not finish; resume it with fishleg-tune resume.")
         records = list(Ledger(outcome.folder / "trials.json").records.values())
-        ranked = [r for r in rank_trials(records, spec.metric.name, spec.metric.mode) if r.epochs >= spec.budget]
+        ranked = rank_trials(records, spec.metric.name, spec.metric.mode, min_epochs=spec.budget)
         if not ranked:
             raise UserError(f"compare: no {label} trial ran the full budget; raise num_samples or grace_period.")
         echo(f"re-training the top {min(top_k, len(ranked))} {label} configs with {seeds} fresh seeds")

@@ -28,9 +28,10 @@ class Best:
     full_budget: bool
 
 
-def rank_trials(records: list[TrialRecord], metric: str, mode: str) -> list[TrialRecord]:
-    """Trials with a value, longest-trained first, then best metric first."""
-    scored = [r for r in records if r.value(metric) is not None and r.status != "FAILED"]
+def rank_trials(records: list[TrialRecord], metric: str, mode: str, min_epochs: int = 0) -> list[TrialRecord]:
+    """Trials with a value that ran at least `min_epochs`, longest-trained first, then best
+    metric first."""
+    scored = [r for r in records if r.value(metric) is not None and r.status != "FAILED" and r.epochs >= min_epochs]
     sign = 1.0 if mode == "min" else -1.0
     return sorted(scored, key=lambda r: (-r.epochs, sign * r.value(metric)))
 

@@ -130,7 +130,8 @@ def write_report(folder: Path) -> Report:
         raise UserError(f"{folder}: not a sweep folder with results yet (no {LEDGER_FILE} / {STUDY_FILE}).")
     spec = load_sweep(folder / SPEC_FILE)
     study = optuna.load_study(study_name=folder.name, storage=f"sqlite:///{folder / STUDY_FILE}")
-    records = list(Ledger(folder / LEDGER_FILE).records.values())
+    ledger = Ledger(folder / LEDGER_FILE)
+    records = list(ledger.records.values())
     figures, notes = _figures(spec, study, records)
     out = folder / "report"
     out.mkdir(exist_ok=True)
@@ -139,7 +140,7 @@ def write_report(folder: Path) -> Report:
         paths[name] = out / f"{name}.png"
         fig.savefig(paths[name], dpi=110, bbox_inches="tight")
         plt.close(fig)
-    counts = ", ".join(f"{n} {s.lower()}" for s, n in sorted(Ledger(folder / LEDGER_FILE).counts().items()))
+    counts = ", ".join(f"{n} {s.lower()}" for s, n in sorted(ledger.counts().items()))
     best = (folder / BEST_FILE).read_text() if (folder / BEST_FILE).exists() else "no best config yet"
     ranked = rank_trials(records, spec.metric.name, spec.metric.mode)
     sections = [

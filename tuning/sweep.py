@@ -217,6 +217,7 @@ class SweepOutcome:
     best: Best | None
     interrupted: bool
     mlflow_uri: str
+    metric: str
     exit_code: int
 
 
@@ -362,7 +363,7 @@ def _robust_best(
 ) -> tuple[Best, dict[str, Any]] | None:
     """Re-train the top full-budget trials with fresh seeds; the best mean wins."""
     metric, mode = spec.metric.name, spec.metric.mode
-    ranked = [r for r in rank_trials(records, metric, mode) if r.epochs >= spec.budget][:top]
+    ranked = rank_trials(records, metric, mode, min_epochs=spec.budget)[:top]
     if not ranked:
         return None
     echo(f"re-training the top {len(ranked)} trials with {seeds} fresh seeds each")
@@ -421,4 +422,5 @@ def _finish(
         mlflow.log_metrics(mlflow.parent_run_id, {f"best_{spec.metric.name}": best.value}, step=0)
     mlflow.end(mlflow.parent_run_id, "KILLED" if interrupted else "FINISHED")
     counts = recorder.ledger.counts()
-    return SweepOutcome(folder, counts, best, interrupted, meta["mlflow_uri"], 130 if interrupted else 0)
+    exit_code = 130 if interrupted else 0
+    return SweepOutcome(folder, counts, best, interrupted, meta["mlflow_uri"], spec.metric.name, exit_code)
