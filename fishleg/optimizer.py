@@ -255,12 +255,14 @@ class FishLeg(torch.optim.Optimizer):
         torch._foreach_add_(residual, v, alpha=cfg.damping)
         aux_loss = 0.5 * _dot(v, residual) - _dot(probes, v)
         torch._foreach_sub_(residual, list(probes))
-        if cfg.precondition_aux:
-            residual = [b.structure.apply_cached(r, out=torch.empty_like(r)) for b, r in zip(blocks, residual)]
         if cfg.normalize_aux:
             scale = (_global_norm(v) * _global_norm(probes)).clamp_min(torch.finfo(torch.float32).tiny)
             torch._foreach_div_(residual, scale)
-        grads = [g for b, u, r in zip(blocks, probes, residual) for g in b.structure.lambda_grad(u, r)]
+        grads = [
+            g
+            for b, u, r in zip(blocks, probes, residual)
+            for g in b.structure.lambda_grad(u, r, precondition=cfg.precondition_aux)
+        ]
         return grads, aux_loss
 
     def _aux_update(

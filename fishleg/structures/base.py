@@ -58,9 +58,18 @@ class QStructure(ABC):
     def apply_cached(self, u: Tensor, out: Tensor) -> Tensor:
         """Q(λ) u into `out` without autograd. u, out: `shape`; returns `out`."""
 
-    def lambda_grad(self, u: Tensor, r: Tensor) -> list[Tensor]:
-        """∂⟨Q(λ)u, r⟩/∂λ, one tensor per λ (autograd through `apply`; structures with a
-        cheaper closed form override this). u, r: `shape`."""
+    def lambda_grad(self, u: Tensor, r: Tensor, precondition: bool = False) -> list[Tensor]:
+        """∂⟨Q(λ)u, r̃⟩/∂λ, one tensor per λ, with r̃ = Q(λ)r held constant if `precondition`
+        (a natural-gradient step for λ), else r̃ = r. u, r: `shape`."""
+        return self.product_grad(u, self.preconditioned(r) if precondition else r)
+
+    def preconditioned(self, r: Tensor) -> Tensor:
+        """Q(λ) r into a new tensor (structures with a workspace for it override this)."""
+        return self.apply_cached(r, torch.empty_like(r))
+
+    def product_grad(self, u: Tensor, r: Tensor) -> list[Tensor]:
+        """∂⟨Q(λ)u, r⟩/∂λ by autograd through `apply`; structures with a cheaper closed form
+        override this. u, r: `shape`."""
         with torch.enable_grad():
             return list(torch.autograd.grad((self.apply(u) * r).sum(), self.params))
 

@@ -15,20 +15,30 @@ def kron_apply(left: Tensor, right: Tensor, u: Tensor) -> Tensor:
     return left @ ((left.T @ u) @ right) @ right.T
 
 
-def kron_lambda_grad(
-    left: Tensor, right: Tensor, left_gram: Tensor, right_gram: Tensor, u: Tensor, r: Tensor
-) -> tuple[Tensor, Tensor]:
-    """∂⟨L Lᵀ U R Rᵀ, r⟩/∂(L, R) = ((r Mᵀ + M rᵀ) L, (Nᵀ r + rᵀ N) R), M = U RRᵀ, N = LLᵀ U.
+def gram(x: Tensor, out: Tensor) -> Tensor:
+    """x xᵀ into `out`, the upper-right block copied from the lower-left: ¾ of a plain mm's
+    FLOPs, and the Gram refresh is a large share of an aux step. x (m, k), out (m, m)."""
+    h = x.shape[0] // 2
+    top, bottom = x[:h], x[h:]
+    torch.mm(top, top.T, out=out[:h, :h])
+    torch.mm(bottom, top.T, out=out[h:, :h])
+    torch.mm(bottom, bottom.T, out=out[h:, h:])
+    out[:h, h:].copy_(out[h:, :h].T)
+    return out
 
-    left, left_gram (m, m); right, right_gram (n, n); u, r (m, n). Reuses the cached Grams,
-    which costs far less than differentiating the four-product chain."""
-    s = r @ (u @ right_gram).T
-    t = (left_gram @ u).T @ r
-    return (s + s.T) @ left, (t + t.T) @ right
+
+def sym_times(s: Tensor, factor: Tensor, sym: Tensor, out: Tensor) -> Tensor:
+    """(s + sᵀ) · factor into `out` (which may be `s`), with `sym` as workspace. All (k, k)."""
+    torch.add(s, s.T, out=sym)
+    return torch.mm(sym, factor, out=out)
 
 
 @register_structure("kron")
 class KronQ(QStructure):
+    """Keeps the half-product of the last `apply_cached` (LLᵀU or URRᵀ, whichever costs more),
+    so that the λ gradient for a probe u whose Q·u the parameter step already formed (u = the
+    gradient) skips that product: the closed form needs both LLᵀU and URRᵀ."""
+
     def init_params(self, shape: tuple[int, ...], spec: QSpec, device: torch.device) -> list[Tensor]:
         m, n = shape
         c = spec.init_scale**0.25
@@ -39,20 +49,54 @@ class KronQ(QStructure):
 
     def allocate(self) -> None:
         left, right = self.params
-        self._left_gram = torch.empty_like(left, requires_grad=False)
-        self._right_gram = torch.empty_like(right, requires_grad=False)
-        self._tmp = torch.empty(self.shape, device=left.device)
+        m, n = self.shape
+        device = left.device
+        self._keep_left = m >= n  # LLᵀU costs 2m²n, URRᵀ 2mn²: keep the dearer one
+        self._left_gram = torch.empty(m, m, device=device)
+        self._right_gram = torch.empty(n, n, device=device)
+        self._left_u = torch.empty(m, n, device=device)
+        self._u_right = torch.empty(m, n, device=device)
+        self._r_half = torch.empty(m, n, device=device)
+        self._r_full = torch.empty(m, n, device=device)
+        self._left_work = (torch.empty(m, m, device=device), torch.empty(m, m, device=device))
+        self._right_work = (torch.empty(n, n, device=device), torch.empty(n, n, device=device))
+        self._kept_for: tuple[Tensor, int] | None = None
 
     def refresh(self) -> None:
         with torch.no_grad():
             left, right = self.params
-            torch.mm(left, left.T, out=self._left_gram)
-            torch.mm(right, right.T, out=self._right_gram)
-
-    def lambda_grad(self, u: Tensor, r: Tensor) -> list[Tensor]:
-        left, right = (p.detach() for p in self.params)
-        return list(kron_lambda_grad(left, right, self._left_gram, self._right_gram, u, r))
+            gram(left, self._left_gram)
+            gram(right, self._right_gram)
+        self._kept_for = None
 
     def apply_cached(self, u: Tensor, out: Tensor) -> Tensor:
-        torch.mm(self._left_gram, u, out=self._tmp)
-        return torch.mm(self._tmp, self._right_gram, out=out)
+        if self._keep_left:
+            torch.mm(torch.mm(self._left_gram, u, out=self._left_u), self._right_gram, out=out)
+        else:
+            torch.mm(self._left_gram, torch.mm(u, self._right_gram, out=self._u_right), out=out)
+        self._kept_for = (u, u._version)
+        return out
+
+    def _half_products(self, u: Tensor) -> tuple[Tensor, Tensor]:
+        """(LLᵀU, URRᵀ), reusing the one `apply_cached` kept if u is unchanged since then."""
+        kept = self._kept_for is not None and self._kept_for[0] is u and self._kept_for[1] == u._version
+        if not (kept and self._keep_left):
+            torch.mm(self._left_gram, u, out=self._left_u)
+        if not (kept and not self._keep_left):
+            torch.mm(u, self._right_gram, out=self._u_right)
+        return self._left_u, self._u_right
+
+    def preconditioned(self, r: Tensor) -> Tensor:
+        return torch.mm(self._left_gram, torch.mm(r, self._right_gram, out=self._r_half), out=self._r_full)
+
+    def product_grad(self, u: Tensor, r: Tensor) -> list[Tensor]:
+        """((s + sᵀ) L, (t + tᵀ) R) with s = r (URRᵀ)ᵀ, t = (LLᵀU)ᵀ r: the closed form of
+        ∂⟨LLᵀ U RRᵀ, r⟩/∂(L, R), from the cached Grams. The returned tensors are workspaces,
+        valid until the next call."""
+        left, right = (p.detach() for p in self.params)
+        left_u, u_right = self._half_products(u)
+        s, s_sym = self._left_work
+        t, t_sym = self._right_work
+        torch.mm(r, u_right.T, out=s)
+        torch.mm(left_u.T, r, out=t)
+        return [sym_times(s, left, s_sym, out=s), sym_times(t, right, t_sym, out=t)]

@@ -58,7 +58,7 @@ class KronSumQ(QStructure):
             torch.bmm(left, left.transpose(1, 2), out=self._left_grams)
             torch.bmm(right, right.transpose(1, 2), out=self._right_grams)
 
-    def lambda_grad(self, u: Tensor, r: Tensor) -> list[Tensor]:
+    def product_grad(self, u: Tensor, r: Tensor) -> list[Tensor]:
         left, right = (p.detach() for p in self.params)
         return list(kron_sum_lambda_grad(left, right, self._left_grams, self._right_grams, u, r))
 

@@ -38,6 +38,27 @@ def test_aux_gradient_matches_dense_autograd(name):
         torch.testing.assert_close(g, e, rtol=1e-3, atol=1e-5)
 
 
+@pytest.mark.parametrize("name", STRUCTURE_NAMES)
+def test_preconditioned_aux_gradient_matches_dense_autograd(name):
+    """precondition_aux: ∂/∂λ ⟨Q(λ)u, sg(Q r)⟩ with r = (F+γI)Qu − u, Q and F dense."""
+    model, likelihood, damping = tiny_mlp(), CategoricalLikelihood(), 0.3
+    opt = FishLeg(model, likelihood, q_structure=name, damping=damping, normalize_aux=False, precondition_aux=True)
+    randomize(opt)
+    x = torch.randn(7, 3)
+    probes = [torch.randn(b.structure.shape) for b in opt.blocks]
+    grads, _ = opt.aux_gradients(opt.blocks, x, probes)
+
+    fisher = dense_fisher(model, likelihood, x, opt.blocks)
+    lambdas = [[lam.detach().clone().requires_grad_() for lam in b.structure.params] for b in opt.blocks]
+    q = torch.block_diag(*[dense_q(b.structure, lams) for b, lams in zip(opt.blocks, lambdas)])
+    u = torch.cat([p.flatten() for p in probes])
+    q_const = q.detach()
+    residual = (fisher + damping * torch.eye(len(u))) @ q_const @ u - u
+    expected = torch.autograd.grad((q @ u) @ (q_const @ residual), [lam for lams in lambdas for lam in lams])
+    for g, e in zip(grads, expected):
+        torch.testing.assert_close(g, e, rtol=1e-3, atol=1e-5)
+
+
 def test_kron_learns_inverse_damped_fisher_of_linear_regression():
     """y = W̃ x̃ + ε with σ = 1: F = I_out ⊗ E[x̃x̃ᵀ] exactly (row-major [W | b]), so kron can
     represent (F + γI)⁻¹ = I ⊗ (E[x̃x̃ᵀ] + γI)⁻¹ and the aux loop must find it."""

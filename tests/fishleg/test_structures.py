@@ -6,6 +6,7 @@ from torch import nn
 
 from fishleg import FishLeg, GaussianLikelihood
 from fishleg.structures import STRUCTURES, QSpec, build_structure
+from fishleg.structures.kron import gram
 
 from .dense import dense_q
 
@@ -63,3 +64,39 @@ def test_norm_layers_and_unknown_parameters_get_diag():
 
 def test_registry_lists_builtins():
     assert set(STRUCTURE_NAMES) <= set(STRUCTURES)
+
+
+@pytest.mark.parametrize("rows", [1, 2, 5, 8])
+def test_gram_equals_plain_product(rows):
+    x = torch.randn(rows, 6)
+    torch.testing.assert_close(gram(x, torch.full((rows, rows), float("nan"))), x @ x.T)
+
+
+@pytest.mark.parametrize("shape", [(5, 3), (3, 5)], ids=["keeps_left", "keeps_right"])
+def test_kron_lambda_grad_reuses_the_kept_product_only_while_valid(shape):
+    """After apply_cached(u) the λ gradient may reuse half of that product; once u or λ
+    changes it must not. Reference: autograd through the differentiable `apply`."""
+    s = build_structure("kron", shape, QSpec(), torch.device("cpu"))
+    with torch.no_grad():
+        for lam in s.params:
+            lam.copy_(torch.randn_like(lam))
+    s.refresh()
+
+    def reference(u, r):
+        with torch.enable_grad():
+            return torch.autograd.grad((s.apply(u) * r).sum(), s.params)
+
+    def check(u, r):
+        for g, e in zip(s.lambda_grad(u, r), reference(u, r)):
+            torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-5)
+
+    u, r = torch.randn(shape), torch.randn(shape)
+    s.apply_cached(u, torch.empty(shape))
+    check(u, r)
+    u.mul_(-2.0).add_(1.0)  # same tensor, new values
+    check(u, r)
+    s.apply_cached(u, torch.empty(shape))
+    with torch.no_grad():
+        s.params[0].add_(0.5)
+    s.refresh()  # λ changed since the product was kept
+    check(u, r)
