@@ -16,6 +16,7 @@ import os
 import shutil
 import socket
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -156,6 +157,9 @@ def connect(address: str | None) -> None:
     # trials would otherwise flood the log with snapshot-frequency warnings.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # The ledger and MLflow record every result; Tune's own JSON/CSV/TensorBoard writers
+    # would repeat that on the driver while the trial waits for its next `train` call.
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     ray.init(
         address=address,
         include_dashboard=False,
@@ -278,10 +282,17 @@ def run_sweep(
             f"{folder} already holds a sweep; continue it with `fishleg-tune resume {folder}` or choose another --name."
         )
     check_storage(folder)
-    connect(address)
-    cluster_preflight(spec, storage, address, shared_storage)
     _copy_spec(spec_path, folder / SPEC_FILE, search_updates)
-    mlflow = _start_parent(uri, experiment or spec.mlflow.experiment or name, name, spec, folder)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # MLflow's store set-up (schema migrations on a new sqlite file) overlaps Ray's start-up.
+        parent = pool.submit(_start_parent, uri, experiment or spec.mlflow.experiment or name, name, spec, folder)
+        try:
+            connect(address)
+            cluster_preflight(spec, storage, address, shared_storage)
+        except BaseException:
+            _abandon(parent)
+            raise
+        mlflow = parent.result()
     meta = {
         "name": name,
         "sweep_file": str(spec_path.resolve()),
@@ -320,6 +331,15 @@ def _start_parent(uri: str, experiment: str, name: str, spec: SweepSpec, folder:
     sweep.log_params(parent, params)
     sweep.client.log_artifact(parent, str(folder / SPEC_FILE))
     return sweep
+
+
+def _abandon(parent: Future[MlflowSweep]) -> None:
+    """The sweep did not start: mark its parent run FAILED rather than leave it RUNNING."""
+    try:
+        sweep = parent.result()
+    except Exception:  # the run was never created; the error that stopped the sweep is the one to show
+        return
+    sweep.end(sweep.parent_run_id, "FAILED")
 
 
 def resume_sweep(
