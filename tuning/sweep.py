@@ -25,6 +25,7 @@ import optuna
 import ray
 import yaml
 from ray import tune
+from ray.tune.logger import JsonLoggerCallback
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler, MedianStoppingRule, TrialScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
@@ -157,8 +158,9 @@ def connect(address: str | None) -> None:
     # trials would otherwise flood the log with snapshot-frequency warnings.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    # The ledger and MLflow record every result; Tune's own JSON/CSV/TensorBoard writers
-    # would repeat that on the driver while the trial waits for its next `train` call.
+    # The ledger and MLflow record every result; Tune's CSV and TensorBoard writers would
+    # repeat that on the driver while the trial waits for its next `train` call. Its JSON
+    # writer stays (see _tuner): Tune's ResultGrid reads result.json.
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     ray.init(
         address=address,
@@ -193,6 +195,7 @@ def _tuner(spec: SweepSpec, folder: Path, tune_storage: str, mlflow: MlflowSweep
     callbacks = [
         TrialRecorder(folder / LEDGER_FILE, spec.budget, mlflow),
         ProgressPrinter(spec.metric.name, spec.budget, spec.search.num_samples),
+        JsonLoggerCallback(),
     ]
     return tune.Tuner(
         _trainable(spec),
