@@ -4,13 +4,14 @@ Mean time per step over a window that contains whole aux periods (aux steps incl
 for the paper's MNIST autoencoder (batch 100) and a CIFAR ResNet-20 (batch 128), plus the
 efficiency of the Kronecker Q·g product against a plain torch.mm on the same shapes.
 
-    python benchmarks/step_time.py [--steps 30] [--device cpu] [--skip-resnet]
+    python benchmarks/step_time.py [--steps 30] [--rounds 3] [--device cpu] [--skip-resnet]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import time
 from collections.abc import Callable
 
@@ -46,12 +47,19 @@ def mean_step_ms(
 
 
 def compare(
-    make_model: Callable[[], nn.Module], lik: Likelihood, x: torch.Tensor, y: torch.Tensor, steps: int, aux_every: int
+    make_model: Callable[[], nn.Module],
+    lik: Likelihood,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    steps: int,
+    aux_every: int,
+    rounds: int,
 ) -> dict[str, float]:
+    """Adam and FishLeg timed in alternating rounds on the same model; the medians of the
+    rounds' means, so a burst of load on the machine moves neither side alone."""
     torch.manual_seed(0)
     model = make_model().to(x.device)
     adam = torch.optim.Adam(model.parameters(), lr=1e-4)
-    adam_ms = mean_step_ms(model, adam, lik, x, y, steps)
     fish = FishLeg(
         model,
         lik,
@@ -62,9 +70,12 @@ def compare(
         lr=1e-4,
         aux_lr=1e-5,
     )
-    fish_ms = mean_step_ms(model, fish, lik, x, y, steps)
-    adam_ms = 0.5 * (adam_ms + mean_step_ms(model, adam, lik, x, y, steps))
-    return {"adam_ms": adam_ms, "fishleg_ms": fish_ms, "ratio": fish_ms / adam_ms}
+    adam_ms, fish_ms = [], []
+    for _ in range(rounds):
+        adam_ms.append(mean_step_ms(model, adam, lik, x, y, steps))
+        fish_ms.append(mean_step_ms(model, fish, lik, x, y, steps))
+    adam_med, fish_med = statistics.median(adam_ms), statistics.median(fish_ms)
+    return {"adam_ms": adam_med, "fishleg_ms": fish_med, "ratio": fish_med / adam_med}
 
 
 def kron_flops(model: nn.Module) -> tuple[int, int]:
@@ -114,7 +125,8 @@ def qg_efficiency(model: nn.Module, device: torch.device, reps: int = 20) -> tup
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=30, help="timed steps (a multiple of 10)")
+    parser.add_argument("--steps", type=int, default=30, help="timed steps per round (a multiple of 10)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating Adam/FishLeg rounds (medians reported)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--skip-resnet", action="store_true")
     args = parser.parse_args()
@@ -126,7 +138,7 @@ def main() -> None:
     result["autoencoder_qg_efficiency"] = efficiency
     qg_flops, aux_flops = kron_flops(mnist_autoencoder())
     for k in (10, 1):
-        r = compare(mnist_autoencoder, BernoulliLikelihood(), x, x, args.steps, k)
+        r = compare(mnist_autoencoder, BernoulliLikelihood(), x, x, args.steps, k, args.rounds)
         model_ms = 1e3 * (qg_flops + aux_flops / k) / mm_rate
         r["overhead_over_flop_model"] = (r["fishleg_ms"] - r["adam_ms"]) / model_ms
         result[f"autoencoder_kron_aux{k}"] = r
@@ -135,7 +147,7 @@ def main() -> None:
         xi = torch.randn(128, 3, 32, 32, device=device)
         yi = torch.randint(10, (128,), device=device)
         for k in (10, 1):
-            r = compare(lambda: resnet_cifar(20), CategoricalLikelihood(), xi, yi, args.steps, k)
+            r = compare(lambda: resnet_cifar(20), CategoricalLikelihood(), xi, yi, args.steps, k, args.rounds)
             result[f"resnet20_kron_aux{k}"] = r
             print(f"resnet20 kron aux every {k}: {r}", flush=True)
     print(json.dumps(result))

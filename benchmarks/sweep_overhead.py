@@ -5,7 +5,8 @@
    gets (its `resources.cpu`), for the epochs each trial actually ran: the compute the sweep
    had to do. Overhead = wall time minus that compute divided by the concurrency, as a
    fraction of the wall time: for the whole command (Ray start-up and MLflow set-up
-   included) and for the trials alone (first trial start to last trial end).
+   included) and for the trials alone (first trial start to last trial end), and where it
+   goes: start-up, time inside trials outside their epochs, empty trial slots, teardown.
 3. Retrains every config for the full budget: how close ASHA's best comes to the best of
    all trials at full budget, and at what fraction of the full-budget compute.
 Prints one JSON line at the end.
@@ -46,11 +47,15 @@ def main() -> None:
     args = parser.parse_args()
     spec = load_sweep(args.spec)
     with tempfile.TemporaryDirectory() as storage:
+        wall_start = time.time()
         start = time.perf_counter()
         outcome = run_sweep(args.spec, storage=storage, echo=lambda _: None)
         sweep_s = time.perf_counter() - start
         records = list(json.loads((outcome.folder / "trials.json").read_text()))
-    span_s = max(r["ended"] for r in records) - min(r["started"] for r in records)
+    first_start, last_end = min(r["started"] for r in records), max(r["ended"] for r in records)
+    span_s = last_end - first_start
+    trial_walls = [r["ended"] - r["started"] for r in records]
+    in_trial_epochs_s = sum(h.get("epoch_time_s", 0.0) for r in records for h in r["history"])
     torch.set_num_threads(max(1, int(spec.resources.cpu)))
     base = spec.base_config()
     metric, sign = spec.metric.name, (1 if spec.metric.mode == "min" else -1)
@@ -77,6 +82,14 @@ def main() -> None:
         "compute_s": sequential_s,
         "overhead_fraction": (sweep_s - ideal_s) / sweep_s,
         "trial_overhead_fraction": (span_s - ideal_s) / span_s,
+        # where the overhead goes: before the first trial starts (Ray, MLflow, trial actors),
+        # inside trials but outside their epochs (per-epoch report + checkpoint, set-up), trial
+        # slots left empty (the tail, scheduling gaps), and after the last trial ends
+        "startup_s": first_start - wall_start,
+        "in_trial_overhead_s": sum(trial_walls) - in_trial_epochs_s,
+        "in_trial_overhead_per_epoch_s": (sum(trial_walls) - in_trial_epochs_s) / sum(r["epochs"] for r in records),
+        "empty_slot_s": span_s * concurrency - sum(trial_walls),
+        "teardown_s": sweep_s - (last_end - wall_start),
         "asha_best": outcome.best.value if outcome.best else None,
         "full_budget_best": best_full,
         "asha_compute_fraction": epochs_run / (len(records) * spec.budget),
