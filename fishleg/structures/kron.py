@@ -74,7 +74,8 @@ class KronQ(QStructure):
             torch.mm(torch.mm(self._left_gram, u, out=self._left_u), self._right_gram, out=out)
         else:
             torch.mm(self._left_gram, torch.mm(u, self._right_gram, out=self._u_right), out=out)
-        self._kept_for = (u, u._version)
+        # inference tensors keep no version counter, so a kept product could not be validated
+        self._kept_for = None if u.is_inference() else (u, u._version)
         return out
 
     def _half_products(self, u: Tensor) -> tuple[Tensor, Tensor]:

@@ -100,3 +100,15 @@ def test_kron_lambda_grad_reuses_the_kept_product_only_while_valid(shape):
         s.params[0].add_(0.5)
     s.refresh()  # λ changed since the product was kept
     check(u, r)
+
+
+@pytest.mark.parametrize("name", STRUCTURE_NAMES)
+def test_apply_q_works_in_inference_mode(name):
+    opt = FishLeg(nn.Linear(4, 3), GaussianLikelihood(), q_structure=name)
+    randomize(opt)
+    vectors = [torch.randn(3, 4), torch.randn(3)]
+    expected = opt.apply_q(vectors)
+    with torch.inference_mode():
+        got = opt.apply_q(vectors)
+    for g, e in zip(got, expected):
+        torch.testing.assert_close(g, e)
