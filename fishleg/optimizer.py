@@ -27,7 +27,7 @@ _EXTRA_STATE = "fishleg"
 @dataclass(eq=False)
 class Block:
     """Parameters that share one Q(λ) block, with preallocated gradient and Q·g buffers and
-    their views in the parameters' shapes."""
+    their views in the parameters' shapes; the aux step's buffers are made on first use."""
 
     names: list[str]
     params: list[nn.Parameter]
@@ -47,9 +47,28 @@ class Block:
 
     def join(self, tensors: Sequence[Tensor]) -> Tensor:
         """Per-parameter tensors → one new block tensor (float32)."""
-        out = torch.empty(self.structure.shape, device=self.grad.device)
+        out = torch.empty_like(self.grad)
         torch._foreach_copy_(self.split(out), list(tensors))
         return out
+
+    @functools.cached_property
+    def residual(self) -> Tensor:
+        """(F+γI)Qu − u of the aux step."""
+        return torch.empty_like(self.grad)
+
+    @functools.cached_property
+    def residual_views(self) -> list[Tensor]:
+        return self.split(self.residual)
+
+    @functools.cached_property
+    def probe(self) -> Tensor:
+        """A Gaussian probe u (u_sampling="gaussian")."""
+        return torch.empty_like(self.grad)
+
+    @functools.cached_property
+    def probe_q(self) -> Tensor:
+        """Q(λ)u for a probe that is not the gradient."""
+        return torch.empty_like(self.grad)
 
 
 def _identity_split(t: Tensor) -> list[Tensor]:
@@ -228,7 +247,7 @@ class FishLeg(torch.optim.Optimizer):
 
     # ---------------------------------------------------------------- auxiliary loop
     def _gaussian_probes(self, blocks: Sequence[Block]) -> list[Tensor]:
-        return [torch.randn(b.structure.shape, device=self._device, generator=self._probe_rng) for b in blocks]
+        return [b.probe.normal_(generator=self._probe_rng) for b in blocks]
 
     def aux_gradients(
         self,
@@ -243,15 +262,13 @@ class FishLeg(torch.optim.Optimizer):
         parameter step's Q·g when u is the gradient). Uses ∂A/∂λ = ∂⟨Q(λ)u, sg(r)⟩/∂λ with
         r = (F+γI)Qu − u, optionally preconditioned by Q and divided by ‖Qu‖·‖u‖."""
         cfg = self.config
-        v = (
-            list(qu)
-            if qu is not None
-            else [b.structure.apply_cached(u, torch.empty_like(u)) for b, u in zip(blocks, probes)]
-        )
+        v = list(qu) if qu is not None else [b.structure.apply_cached(u, b.probe_q) for b, u in zip(blocks, probes)]
         params = {n: p.detach() for b in blocks for n, p in zip(b.names, b.params)}
         tangents = {n: t for b, vb in zip(blocks, v) for n, t in zip(b.names, b.split(vb))}
         fv, _ = fisher_vector_product(self.model, self.likelihood, inputs, params, tangents)
-        residual = [b.join([fv[n] for n in b.names]) for b in blocks]
+        for b in blocks:
+            torch._foreach_copy_(b.residual_views, [fv[n] for n in b.names])
+        residual = [b.residual for b in blocks]
         torch._foreach_add_(residual, v, alpha=cfg.damping)
         aux_loss = 0.5 * _dot(v, residual) - _dot(probes, v)
         torch._foreach_sub_(residual, list(probes))
