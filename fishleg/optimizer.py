@@ -260,7 +260,8 @@ class FishLeg(torch.optim.Optimizer):
 
         probes: one tensor per block, in block shape; qu: Q(λ)u if already known (the
         parameter step's Q·g when u is the gradient). Uses ∂A/∂λ = ∂⟨Q(λ)u, sg(r)⟩/∂λ with
-        r = (F+γI)Qu − u, optionally preconditioned by Q and divided by ‖Qu‖·‖u‖."""
+        r = (F+γI)Qu − u, optionally preconditioned by Q and divided by ‖Qu‖·‖u‖. The gradients
+        may be the structures' workspaces: use them before the next call."""
         cfg = self.config
         v = list(qu) if qu is not None else [b.structure.apply_cached(u, b.probe_q) for b, u in zip(blocks, probes)]
         params = {n: p.detach() for b in blocks for n, p in zip(b.names, b.params)}
