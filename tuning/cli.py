@@ -60,8 +60,9 @@ def _train(args: argparse.Namespace) -> int:
 
 def _print_outcome(outcome: SweepOutcome) -> None:
     from tuning.sweep import BEST_FILE
+    from tuning.trials import format_counts
 
-    counts = ", ".join(f"{n} {s.lower()}" for s, n in sorted(outcome.counts.items()))
+    counts = format_counts(outcome.counts)
     console.print(f"\n[bold]{'interrupted' if outcome.interrupted else 'done'}[/bold]: {counts}.")
     if outcome.best is not None:
         best = outcome.best

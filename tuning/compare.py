@@ -21,9 +21,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 from tuning.errors import UserError  # noqa: E402
 from tuning.export import rank_trials  # noqa: E402
 from tuning.report import CSS, png_tag  # noqa: E402
-from tuning.robust import SeedRuns, fresh_seeds, retrain  # noqa: E402
+from tuning.robust import SeedRuns, retrain_trials  # noqa: E402
 from tuning.spec import SweepSpec, load_sweep  # noqa: E402
-from tuning.sweep import Echo, SweepOutcome, run_sweep  # noqa: E402
+from tuning.sweep import LEDGER_FILE, Echo, SweepOutcome, run_sweep  # noqa: E402
 from tuning.trials import Ledger  # noqa: E402
 
 __all__ = ["Comparison", "Side", "compare_sweeps", "time_to_target"]
@@ -127,18 +127,12 @@ def compare_sweeps(
         outcome = run_sweep(path, storage=str(folder), name=label, num_samples=n, address=address, echo=echo)
         if outcome is None or outcome.interrupted:
             raise UserError(f"compare: the {label} sweep did not finish; resume it with fishleg-tune resume.")
-        records = list(Ledger(outcome.folder / "trials.json").records.values())
+        records = list(Ledger(outcome.folder / LEDGER_FILE).records.values())
         ranked = rank_trials(records, spec.metric.name, spec.metric.mode, min_epochs=spec.budget)
         if not ranked:
             raise UserError(f"compare: no {label} trial ran the full budget; raise num_samples or grace_period.")
         echo(f"re-training the top {min(top_k, len(ranked))} {label} configs with {seeds} fresh seeds")
-        runs = retrain(
-            spec.base_config(),
-            [r.params for r in ranked[:top_k]],
-            fresh_seeds(spec.training.seed, seeds),
-            spec.resources.cpu,
-            spec.resources.gpu,
-        )
+        runs = retrain_trials(spec, ranked[:top_k], seeds)
         sides.append(Side(label, spec, outcome, runs))
     metric, mode = specs[0].metric.name, specs[0].metric.mode
     best = [s.best(metric, mode) for s in sides]

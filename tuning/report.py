@@ -23,7 +23,7 @@ from optuna.visualization import matplotlib as ovm  # noqa: E402
 from tuning.errors import UserError  # noqa: E402
 from tuning.export import rank_trials  # noqa: E402
 from tuning.spec import SweepSpec, load_sweep  # noqa: E402
-from tuning.trials import Ledger, TrialRecord  # noqa: E402
+from tuning.trials import Ledger, TrialRecord, format_counts  # noqa: E402
 
 __all__ = ["CSS", "Report", "learning_curves", "png_tag", "write_report"]
 
@@ -123,13 +123,13 @@ img{max-width:100%;margin:1em 0}pre{background:#f6f6f6;padding:1em;overflow:auto
 
 
 def write_report(folder: Path) -> Report:
-    from tuning.sweep import BEST_FILE, LEDGER_FILE, SPEC_FILE, STUDY_FILE
+    from tuning.sweep import BEST_FILE, LEDGER_FILE, SPEC_FILE, STUDY_FILE, study_url
 
     folder = folder.resolve()
     if not (folder / LEDGER_FILE).exists() or not (folder / STUDY_FILE).exists():
         raise UserError(f"{folder}: not a sweep folder with results yet (no {LEDGER_FILE} / {STUDY_FILE}).")
     spec = load_sweep(folder / SPEC_FILE)
-    study = optuna.load_study(study_name=folder.name, storage=f"sqlite:///{folder / STUDY_FILE}")
+    study = optuna.load_study(study_name=folder.name, storage=study_url(folder))
     ledger = Ledger(folder / LEDGER_FILE)
     records = list(ledger.records.values())
     figures, notes = _figures(spec, study, records)
@@ -140,7 +140,7 @@ def write_report(folder: Path) -> Report:
         paths[name] = out / f"{name}.png"
         fig.savefig(paths[name], dpi=110, bbox_inches="tight")
         plt.close(fig)
-    counts = ", ".join(f"{n} {s.lower()}" for s, n in sorted(ledger.counts().items()))
+    counts = format_counts(ledger.counts())
     best = (folder / BEST_FILE).read_text() if (folder / BEST_FILE).exists() else "no best config yet"
     ranked = rank_trials(records, spec.metric.name, spec.metric.mode)
     sections = [

@@ -12,8 +12,10 @@ import ray
 
 from fishleg.config import RunConfig
 from tuning.space import apply_params
+from tuning.spec import SweepSpec
+from tuning.trials import TrialRecord
 
-__all__ = ["SeedRuns", "fresh_seeds", "retrain"]
+__all__ = ["SeedRuns", "fresh_seeds", "retrain", "retrain_trials"]
 
 SEED_OFFSET = 1000  # fresh seeds: never the seed the sweep itself trained with
 
@@ -81,3 +83,14 @@ def retrain(
         refs.append([task.remote({**config, "training": {**config["training"], "seed": s}}) for s in seeds])
     results = [ray.get(r) for r in refs]
     return [SeedRuns(p, seeds, [c for c, _ in runs], [d for _, d in runs]) for p, runs in zip(params, results)]
+
+
+def retrain_trials(spec: SweepSpec, trials: list[TrialRecord], seeds: int) -> list[SeedRuns]:
+    """Each trial's config re-trained at `spec`'s full budget with `seeds` fresh seeds."""
+    return retrain(
+        spec.base_config(),
+        [t.params for t in trials],
+        fresh_seeds(spec.training.seed, seeds),
+        spec.resources.cpu,
+        spec.resources.gpu,
+    )

@@ -34,7 +34,7 @@ from tuning.cluster import check_fits, check_shared_storage, check_versions, nod
 from tuning.errors import ConfigError, UserError
 from tuning.export import Best, rank_trials, select_best, write_best_config
 from tuning.progress import ProgressPrinter
-from tuning.robust import fresh_seeds, retrain
+from tuning.robust import retrain_trials
 from tuning.space import DefineByRun, make_sampler, validate_space
 from tuning.spec import SweepSpec, file_sha256, load_sweep
 from tuning.tracking import MlflowSweep, check_tracking_uri, default_tracking_uri, experiment_id, flatten
@@ -42,7 +42,7 @@ from tuning.trainable import run_trial
 from tuning.trials import Ledger, TrialRecord, TrialRecorder
 from tuning.workloads.base import validate_workload, workload_metrics
 
-__all__ = ["SweepOutcome", "plan", "preflight", "resume_sweep", "run_sweep"]
+__all__ = ["SweepOutcome", "plan", "preflight", "resume_sweep", "run_sweep", "study_url"]
 
 SPEC_FILE, META_FILE, LEDGER_FILE, BEST_FILE, STUDY_FILE, TUNE_DIR = (
     "sweep.yaml",
@@ -181,13 +181,18 @@ def _trainable(spec: SweepSpec) -> Any:
     return tune.with_resources(fn, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
 
 
+def study_url(folder: Path) -> str:
+    """Where the sweep's Optuna study persists (what `resume` and `report` load)."""
+    return f"sqlite:///{folder / STUDY_FILE}"
+
+
 def _tuner(spec: SweepSpec, folder: Path, tune_storage: str, mlflow: MlflowSweep) -> tune.Tuner:
     searcher = BudgetAwareOptunaSearch(
         space=DefineByRun(spec.space),
         metric=spec.metric.name,
         mode=spec.metric.mode,
         sampler=make_sampler(spec),
-        storage=optuna.storages.RDBStorage(f"sqlite:///{folder / STUDY_FILE}"),
+        storage=optuna.storages.RDBStorage(study_url(folder)),
         study_name=folder.name,
         points_to_evaluate=[dict(p) for p in spec.search.points_to_evaluate] or None,
         budget=spec.budget,
@@ -390,13 +395,7 @@ def _robust_best(
     if not ranked:
         return None
     echo(f"re-training the top {len(ranked)} trials with {seeds} fresh seeds each")
-    runs = retrain(
-        spec.base_config(),
-        [r.params for r in ranked],
-        fresh_seeds(spec.training.seed, seeds),
-        spec.resources.cpu,
-        spec.resources.gpu,
-    )
+    runs = retrain_trials(spec, ranked, seeds)
     index = min(range(len(runs)), key=lambda i: runs[i].rank_key(metric, mode))
     chosen = runs[index]
     info = {

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
     from tuning.tracking import MlflowSweep
 
-__all__ = ["Ledger", "TrialRecord", "TrialRecorder", "TERMINAL"]
+__all__ = ["Ledger", "TrialRecord", "TrialRecorder", "TERMINAL", "format_counts"]
 
 TERMINAL = ("COMPLETE", "PRUNED", "FAILED")
 
@@ -61,6 +61,11 @@ class Ledger:
         for r in self.records.values():
             out[r.status] = out.get(r.status, 0) + 1
         return out
+
+
+def format_counts(counts: dict[str, int]) -> str:
+    """{'COMPLETE': 7, 'PRUNED': 5} → '7 complete, 5 pruned'."""
+    return ", ".join(f"{n} {status.lower()}" for status, n in sorted(counts.items()))
 
 
 def _error_text(trial: Trial) -> str:
