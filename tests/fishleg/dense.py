@@ -17,7 +17,8 @@ def dense_q(structure: QStructure, params: list[Tensor] | None = None) -> Tensor
     if isinstance(structure, DiagQ):
         return torch.diag((p[0] * p[0]).flatten())
     if isinstance(structure, KronQ):
-        return torch.kron(p[0] @ p[0].T, p[1] @ p[1].T)
+        left, right = p[0].tril(), p[1].tril()  # kron's factors are lower-triangular
+        return torch.kron(left @ left.T, right @ right.T)
     if isinstance(structure, KronDiagQ):
         left, right, outer, inner = p
         k = torch.kron(left, right)

@@ -6,7 +6,7 @@ from torch import nn
 
 from fishleg import FishLeg, GaussianLikelihood
 from fishleg.structures import STRUCTURES, QSpec, build_structure
-from fishleg.structures.kron import gram
+from fishleg.structures.kron import MIN_BLOCK, gram, sym_times_tril, tril_gram
 
 from .dense import dense_q
 
@@ -72,7 +72,40 @@ def test_gram_equals_plain_product(rows):
     torch.testing.assert_close(gram(x, torch.full((rows, rows), float("nan"))), x @ x.T)
 
 
-@pytest.mark.parametrize("shape", [(5, 3), (3, 5)], ids=["keeps_left", "keeps_right"])
+# sizes on both sides of MIN_BLOCK, so the triangular products' halving runs, twice at the last
+TRIANGULAR_SIZES = [1, 5, MIN_BLOCK + 3, 2 * MIN_BLOCK + 45]
+
+
+@pytest.mark.parametrize("size", TRIANGULAR_SIZES)
+def test_tril_gram_equals_plain_product(size):
+    lower = torch.randn(size, size).tril()
+    got = tril_gram(lower, torch.full((size, size), float("nan")))
+    torch.testing.assert_close(got, lower @ lower.T, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("size", TRIANGULAR_SIZES)
+def test_sym_times_tril_equals_plain_product(size):
+    s, lower = torch.randn(size, size), torch.randn(size, size).tril()
+    expected = ((s + s.T) @ lower).tril()
+    got = sym_times_tril(s.clone(), lower, torch.empty(size, size), torch.full((size, size), float("nan")))
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_kron_refresh_makes_factors_lower_triangular():
+    """λ from outside (a checkpoint) may be full; Q is defined by their lower triangles."""
+    s = build_structure("kron", (4, 3), QSpec(), torch.device("cpu"))
+    full = [torch.randn_like(lam) for lam in s.params]
+    with torch.no_grad():
+        for lam, f in zip(s.params, full):
+            lam.copy_(f)
+    s.refresh()
+    for lam, f in zip(s.params, full):
+        torch.testing.assert_close(lam.detach(), f.tril())
+
+
+@pytest.mark.parametrize(
+    "shape", [(5, 3), (3, 5), (MIN_BLOCK + 7, 6)], ids=["keeps_left", "keeps_right", "triangular_halves"]
+)
 def test_kron_lambda_grad_reuses_the_kept_product_only_while_valid(shape):
     """After apply_cached(u) the λ gradient may reuse half of that product; once u or λ
     changes it must not. Reference: autograd through the differentiable `apply`."""
@@ -88,7 +121,7 @@ def test_kron_lambda_grad_reuses_the_kept_product_only_while_valid(shape):
 
     def check(u, r):
         for g, e in zip(s.lambda_grad(u, r), reference(u, r)):
-            torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-5)
+            torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-6 * e.abs().max().item())
 
     u, r = torch.randn(shape), torch.randn(shape)
     s.apply_cached(u, torch.empty(shape))
