@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from fishleg import BernoulliLikelihood, CategoricalLikelihood, FishLeg
 from fishleg.likelihoods import Likelihood
@@ -78,17 +79,26 @@ def compare(
     return {"adam_ms": adam_med, "fishleg_ms": fish_med, "ratio": fish_med / adam_med}
 
 
+def _addmm_inplace_flops(self_shape: torch.Size, a_shape: torch.Size, b_shape: torch.Size, **_: object) -> int:
+    return 2 * a_shape[0] * a_shape[1] * b_shape[1]
+
+
 def kron_flops(model: nn.Module) -> tuple[int, int]:
-    """(FLOPs of Q·g, FLOPs of one aux step's products) for kron on `model`'s blocks, as
-    fishleg.structures.kron computes them when u is the gradient: Q·r (preconditioning),
-    the half of Q·u the parameter step did not keep, s = r̃(URRᵀ)ᵀ and t = (LLᵀU)ᵀr̃ (one
-    Q·g together), (s+sᵀ)L and (t+tᵀ)R, and the Gram refresh at ¾ of a plain product."""
+    """(FLOPs of Q·g, FLOPs of one aux step's products) for kron on `model`'s blocks, counted
+    by torch's FlopCounterMode over the structures' own calls in the order the optimizer makes
+    them when u is the gradient: Q·g, then the preconditioned λ gradient (which reuses half of
+    Q·g) and the Gram refresh."""
     opt = FishLeg(model, BernoulliLikelihood(), q_structure="kron")
-    shapes = [b.structure.shape for b in opt.blocks if len(b.structure.shape) == 2]
-    qg = sum(2 * m * n * (m + n) for m, n in shapes)
-    half = sum(2 * m * n * min(m, n) for m, n in shapes)
-    cubes = sum(2 * (m**3 + n**3) for m, n in shapes)
-    return qg, 2 * qg + half + cubes + (3 * cubes) // 4
+    blocks = [b for b in opt.blocks if len(b.structure.shape) == 2]
+    counted = {torch.ops.aten.addmm_: _addmm_inplace_flops}  # not in torch's own table
+    with FlopCounterMode(display=False, custom_mapping=counted) as qg:
+        for b in blocks:
+            b.structure.apply_cached(b.grad, out=b.qg)
+    with FlopCounterMode(display=False, custom_mapping=counted) as aux:
+        for b in blocks:
+            b.structure.lambda_grad(b.grad, b.qg, precondition=True)
+            b.structure.refresh()
+    return qg.get_total_flops(), aux.get_total_flops()
 
 
 def qg_efficiency(model: nn.Module, device: torch.device, reps: int = 20) -> tuple[float, float]:

@@ -17,7 +17,8 @@ def dense_q(structure: QStructure, params: list[Tensor] | None = None) -> Tensor
     if isinstance(structure, DiagQ):
         return torch.diag((p[0] * p[0]).flatten())
     if isinstance(structure, KronQ):
-        left, right = p[0].tril(), p[1].tril()  # kron's factors are lower-triangular
+        # kron: λ's lower triangles with the strictly-lower entries doubled
+        left, right = p[0].tril() + p[0].tril(-1), p[1].tril() + p[1].tril(-1)
         return torch.kron(left @ left.T, right @ right.T)
     if isinstance(structure, KronDiagQ):
         left, right, outer, inner = p

@@ -6,7 +6,7 @@ from torch import nn
 
 from fishleg import FishLeg, GaussianLikelihood
 from fishleg.structures import STRUCTURES, QSpec, build_structure
-from fishleg.structures.kron import MIN_BLOCK, gram, sym_times_tril, tril_gram
+from fishleg.structures.kron import MIN_BLOCK, gram, sym_times_tril, times_lower, tril_gram
 
 from .dense import dense_q
 
@@ -81,6 +81,13 @@ def test_tril_gram_equals_plain_product(size):
     lower = torch.randn(size, size).tril()
     got = tril_gram(lower, torch.full((size, size), float("nan")))
     torch.testing.assert_close(got, lower @ lower.T, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("size", TRIANGULAR_SIZES)
+def test_times_lower_equals_plain_product(size):
+    x, lower = torch.randn(7, size), torch.randn(size, size).tril()
+    got = times_lower(x, lower, torch.full((7, size), float("nan")))
+    torch.testing.assert_close(got, x @ lower, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("size", TRIANGULAR_SIZES)
