@@ -21,6 +21,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from fishleg import BernoulliLikelihood, CategoricalLikelihood, FishLeg
 from fishleg.likelihoods import Likelihood
+from fishleg.optimizer import Block
 from tuning.workloads.models import mnist_autoencoder, resnet_cifar
 
 
@@ -94,21 +95,21 @@ def _addmm_inplace_flops(self_shape: torch.Size, a_shape: torch.Size, b_shape: t
     return 2 * a_shape[0] * a_shape[1] * b_shape[1]
 
 
-def kron_flops(model: nn.Module) -> tuple[int, int]:
-    """(FLOPs of Q·g, FLOPs of one aux step's products) for kron on `model`'s blocks, counted
-    by torch's FlopCounterMode over the structures' own calls in the order the optimizer makes
-    them when u is the gradient: Q·g, then the preconditioned λ gradient (which reuses half of
-    Q·g) and the Gram refresh."""
-    opt = FishLeg(model, BernoulliLikelihood(), q_structure="kron")
-    blocks = [b for b in opt.blocks if len(b.structure.shape) == 2]
+def kron_flops(model: nn.Module, lik: Likelihood, inputs: torch.Tensor) -> tuple[int, int]:
+    """(FLOPs of Q·g, FLOPs of one aux step on `inputs`) for kron on `model`, counted by
+    torch's FlopCounterMode over the optimizer's own calls when u is the gradient: Q·g, then
+    the aux step (the Fisher-vector product and the preconditioned λ gradient, which reuses
+    half of Q·g) and the Gram refresh. Together, every product FishLeg adds to an Adam step."""
+    opt = FishLeg(model, lik, q_structure="kron")
     counted = {torch.ops.aten.addmm_: _addmm_inplace_flops}  # not in torch's own table
-    with FlopCounterMode(display=False, custom_mapping=counted) as qg:
-        for b in blocks:
-            b.structure.apply_cached(b.grad, out=b.qg)
-    with FlopCounterMode(display=False, custom_mapping=counted) as aux:
-        for b in blocks:
-            b.structure.lambda_grad(b.grad, b.qg, precondition=True)
-            b.structure.refresh()
+    with torch.no_grad():
+        with FlopCounterMode(display=False, custom_mapping=counted) as qg:
+            for b in opt.blocks:
+                b.structure.apply_cached(b.grad, out=b.qg)
+        with FlopCounterMode(display=False, custom_mapping=counted) as aux:
+            opt.aux_gradients(opt.blocks, inputs, [b.grad for b in opt.blocks], [b.qg for b in opt.blocks])
+            for b in opt.blocks:
+                b.structure.refresh()
     return qg.get_total_flops(), aux.get_total_flops()
 
 
@@ -122,37 +123,42 @@ def _time_it(fn: Callable[[], None], device: torch.device, reps: int) -> float:
     return (time.perf_counter() - start) / reps
 
 
+def _kron_blocks(model: nn.Module) -> list[Block]:
+    opt = FishLeg(model, BernoulliLikelihood(), q_structure="kron")
+    return [b for b in opt.blocks if len(b.structure.shape) == 2]
+
+
+def _qg_flops(blocks: list[Block]) -> int:
+    return sum(2 * m * n * (m + n) for m, n in (b.structure.shape for b in blocks))
+
+
 def mm_rate_meter(model: nn.Module, device: torch.device, reps: int = 10) -> Callable[[], float]:
     """A function that times plain torch.mm products A·U·C on the kron blocks' shapes (the
     physical limit of Q·g) and returns their FLOP/s."""
-    opt = FishLeg(model, BernoulliLikelihood(), q_structure="kron")
-    shapes = [b.structure.shape for b in opt.blocks if len(b.structure.shape) == 2]
+    blocks = _kron_blocks(model)
     mats = [
         (torch.randn(m, m, device=device), torch.randn(m, n, device=device), torch.randn(n, n, device=device))
-        for m, n in shapes
+        for m, n in (b.structure.shape for b in blocks)
     ]
-    flops = sum(2 * m * n * (m + n) for m, n in shapes)
 
     def mm() -> None:
         for a, u, c in mats:
             torch.mm(torch.mm(a, u), c)
 
-    return lambda: flops / _time_it(mm, device, reps)
+    return lambda: _qg_flops(blocks) / _time_it(mm, device, reps)
 
 
 def qg_efficiency(model: nn.Module, device: torch.device, rounds: int, reps: int = 10) -> float:
     """Achieved FLOP/s of the cached kron Q·g ÷ torch.mm's on the same shapes, timed in
     alternating rounds (median)."""
-    opt = FishLeg(model, BernoulliLikelihood(), q_structure="kron")
-    blocks = [b for b in opt.blocks if len(b.structure.shape) == 2]
-    flops = kron_flops(model)[0]
+    blocks = _kron_blocks(model)
     mm_rate = mm_rate_meter(model, device, reps)
 
     def qg() -> None:
         for b in blocks:
             b.structure.apply_cached(b.grad, out=b.qg)
 
-    return statistics.median(flops / _time_it(qg, device, reps) / mm_rate() for _ in range(rounds))
+    return statistics.median(_qg_flops(blocks) / _time_it(qg, device, reps) / mm_rate() for _ in range(rounds))
 
 
 def main() -> None:
@@ -167,7 +173,7 @@ def main() -> None:
 
     x = torch.rand(100, 784, device=device)
     result["autoencoder_qg_efficiency"] = qg_efficiency(mnist_autoencoder().to(device), device, args.rounds)
-    qg_flops, aux_flops = kron_flops(mnist_autoencoder())
+    qg_flops, aux_flops = kron_flops(mnist_autoencoder().to(device), BernoulliLikelihood(), x)
     mm_rate = mm_rate_meter(mnist_autoencoder().to(device), device)
     for k in (10, 1):
         flop_model = (qg_flops + aux_flops / k, mm_rate)
