@@ -21,7 +21,8 @@ def kron_sum_apply(left: Tensor, right: Tensor, u: Tensor) -> Tensor:
 def kron_sum_lambda_grad(
     left: Tensor, right: Tensor, left_grams: Tensor, right_grams: Tensor, u: Tensor, r: Tensor
 ) -> tuple[Tensor, Tensor]:
-    """The Kronecker closed form (see kron.py) for every term at once.
+    """The Kronecker closed form of kron.py for every term at once, with full (not
+    triangular) factors: ((s + sᵀ) L, (t + tᵀ) R).
 
     left, left_grams (k, m, m); right, right_grams (k, n, n); u, r (m, n)."""
     s = r @ (u @ right_grams).transpose(1, 2)
