@@ -30,9 +30,10 @@ def factor(lam: Tensor) -> Tensor:
 
 
 def factor_into(lam: Tensor, out: Tensor) -> Tensor:
-    """`factor` into `out` (not `lam`), for λ that is already lower-triangular. lam, out (k, k)."""
-    torch.mul(lam, 2.0, out=out)
-    out.diagonal().copy_(lam.diagonal())
+    """`factor` into `out` (which may be `lam`), for λ that is already lower-triangular. The
+    map scales each entry, so it is its own adjoint: it also takes a gradient in the factor to
+    the gradient in λ. lam, out (k, k)."""
+    torch.mul(lam, 2.0, out=out).diagonal().mul_(0.5)
     return out
 
 
@@ -164,6 +165,4 @@ class KronQ(QStructure):
         torch.mm(r, u_right.T, out=s)
         torch.mm(left_u.T, r, out=t)
         grads = [sym_times_tril(s, self._left, s_sym, out=s), sym_times_tril(t, self._right, t_sym, out=t)]
-        for g in grads:
-            g.mul_(2.0).diagonal().mul_(0.5)
-        return grads
+        return [factor_into(g, g) for g in grads]
