@@ -2,8 +2,10 @@
 
 FishLeg uses the reference repository's MNIST-autoencoder settings (lr 0.02, aux_lr 2e-3,
 damping 0.3, update_aux_every 10, batch 100); AdamW its usual lr 1e-3, weight decay 1e-2.
-Prints a table and, last, one JSON line: per workload and optimizer the mean ± std of the
-final test loss, and the epochs each needs to reach AdamW's final mean loss.
+Validation (a fixed share of the training data) is evaluated every epoch; the test split
+once, after the last epoch. Prints a table and, last, one JSON line: per workload and
+optimizer the mean ± std of the final validation and test losses, and the epochs each needs
+to reach AdamW's final mean validation loss.
 
     python benchmarks/quality.py [--seeds 3] [--epochs 20] [--workloads mnist5k digits]
 """
@@ -40,7 +42,8 @@ OPTIMIZERS = {
 }
 
 
-def run(workload: dict, optimizer: dict, epochs: int, seed: int) -> tuple[list[float], float]:
+def run(workload: dict, optimizer: dict, epochs: int, seed: int) -> tuple[list[float], float, float]:
+    """(validation loss per epoch, test loss after the last epoch, training seconds)."""
     config = RunConfig.model_validate(
         {
             "workload": workload,
@@ -51,7 +54,8 @@ def run(workload: dict, optimizer: dict, epochs: int, seed: int) -> tuple[list[f
     trainer = Trainer(config)
     start = time.perf_counter()
     losses = [trainer.run_epoch()["val_loss"] for _ in range(epochs)]
-    return losses, time.perf_counter() - start
+    took = time.perf_counter() - start
+    return losses, trainer.test()["test_loss"], took
 
 
 def epochs_to(curve: list[float], target: float) -> int | None:
@@ -69,11 +73,13 @@ def main() -> None:
     summary: dict[str, object] = {"benchmark": "quality", "epochs": args.epochs, "seeds": args.seeds}
     for wname in args.workloads:
         curves = {o: [] for o in OPTIMIZERS}
+        tests = {o: [] for o in OPTIMIZERS}
         seconds = {o: 0.0 for o in OPTIMIZERS}
         for opt in OPTIMIZERS:
             for seed in range(args.seeds):
-                curve, took = run(WORKLOADS[wname], OPTIMIZERS[opt], args.epochs, seed)
+                curve, test, took = run(WORKLOADS[wname], OPTIMIZERS[opt], args.epochs, seed)
                 curves[opt].append(curve)
+                tests[opt].append(test)
                 seconds[opt] += took
         target = statistics.mean(c[-1] for c in curves["adamw"])
         result = {}
@@ -81,15 +87,19 @@ def main() -> None:
             finals = [c[-1] for c in runs]
             mean_curve = [statistics.mean(vals) for vals in zip(*runs)]
             result[opt] = {
-                "test_loss_mean": statistics.mean(finals),
-                "test_loss_std": statistics.stdev(finals) if len(finals) > 1 else 0.0,
-                "epochs_to_adamw_final": epochs_to(mean_curve, target),
+                "val_loss_mean": statistics.mean(finals),
+                "val_loss_std": statistics.stdev(finals) if len(finals) > 1 else 0.0,
+                "test_loss_mean": statistics.mean(tests[opt]),
+                "test_loss_std": statistics.stdev(tests[opt]) if len(tests[opt]) > 1 else 0.0,
+                "epochs_to_adamw_final_val": epochs_to(mean_curve, target),
                 "seconds_per_epoch": seconds[opt] / (args.seeds * args.epochs),
             }
             r = result[opt]
             print(
-                f"{wname:<10} {opt:<8} test loss {r['test_loss_mean']:.3f} ± {r['test_loss_std']:.3f}   "
-                f"epochs to AdamW's final {r['epochs_to_adamw_final']}   {r['seconds_per_epoch']:.2f} s/epoch",
+                f"{wname:<10} {opt:<8} val loss {r['val_loss_mean']:.3f} ± {r['val_loss_std']:.3f}   "
+                f"test loss {r['test_loss_mean']:.3f} ± {r['test_loss_std']:.3f}   "
+                f"epochs to AdamW's final val {r['epochs_to_adamw_final_val']}   "
+                f"{r['seconds_per_epoch']:.2f} s/epoch",
                 flush=True,
             )
         summary[wname] = result

@@ -329,6 +329,11 @@ class FishLeg(torch.optim.Optimizer):
             out.extend(t.clone() for t in b.split(b.structure.apply_cached(block_in, torch.empty_like(block_in))))
         return out
 
+    def is_finite(self) -> Tensor:
+        """Whether every λ is finite, as a 0-d bool tensor: no host sync here, so a training loop
+        reads it when it chooses (e.g. once per epoch) to stop a run whose Q has broken down."""
+        return torch.stack([torch.isfinite(lam).all() for b in self.blocks for lam in b.structure.params]).all()
+
     # ---------------------------------------------------------------- checkpointing
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()

@@ -48,10 +48,12 @@ def _train(args: argparse.Namespace) -> int:
             echo=console.print,
             progress=progress,
         )
-    shown = ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items() if k.startswith("val_"))
+    shown = ", ".join(
+        f"{k} {v:.4g}" for k, v in {**result.metrics, **result.test}.items() if k.startswith(("val_", "test_"))
+    )
     console.print(
-        f"\n[bold]done[/bold]: {result.epochs} epochs, {shown}.\n"
-        f"  metrics:    {output / 'metrics.jsonl'}\n"
+        f"\n[bold]done[/bold]: {result.epochs} epochs, {shown} (test evaluated once, at the end).\n"
+        f"  metrics:    {output / 'metrics.jsonl'}, {output / 'test_metrics.json'}\n"
         f"  checkpoint: {output / 'checkpoint.pt'}\n"
         f"  config:     {output / 'config.yaml'}"
     )
@@ -72,8 +74,10 @@ def _print_outcome(outcome: SweepOutcome) -> None:
             else f" [yellow](no trial ran the full budget; best at {best.record.epochs} epochs)[/yellow]"
         )
         path = outcome.folder / BEST_FILE
+        test = ", ".join(f"{k} {v:.5g}" for k, v in outcome.test.items()) if outcome.test else "not evaluated yet"
         console.print(
             f"  best {outcome.metric}: {best.value:.5g} (trial {best.record.trial_id}){flag}\n"
+            f"  its test:     {test} (evaluated once, after choosing on validation)\n"
             f"  best config:  {path}\n"
             f"  train it:     fishleg-tune train {path}\n"
             f'  in code:      FishLeg.from_config(model, fishleg.load_config("{path}"), likelihood=...)'
@@ -313,7 +317,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         err_console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
         return 2
     except NonFiniteLoss as exc:
-        err_console.print(f"[red]training stopped:[/red] {exc}. The last good checkpoint is kept.", soft_wrap=True)
+        err_console.print(f"[red]training stopped:[/red] {exc}.", soft_wrap=True)
         return 1
     except KeyboardInterrupt:
         err_console.print(

@@ -2,7 +2,8 @@
 
 Both sweeps get the same workload, budget, training seed and number of trials; the top-k
 configs of each are re-trained with fresh seeds at full budget; the verdict compares the
-best of each by mean final metric, and by epochs and wall-clock time to a target."""
+best of each by mean final validation metric, and by epochs and wall-clock time to a target;
+the chosen config of each side is then evaluated on the test split, once."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from tuning.errors import UserError  # noqa: E402
 from tuning.export import rank_trials  # noqa: E402
 from tuning.report import CSS, png_tag  # noqa: E402
-from tuning.robust import SeedRuns, retrain_trials  # noqa: E402
+from tuning.robust import SeedRuns, retrain_trials, test_seed_runs  # noqa: E402
 from tuning.spec import SweepSpec, load_sweep  # noqa: E402
 from tuning.sweep import LEDGER_FILE, Echo, SweepOutcome, run_sweep  # noqa: E402
 from tuning.trials import Ledger  # noqa: E402
@@ -136,6 +137,11 @@ def compare_sweeps(
         sides.append(Side(label, spec, outcome, runs))
     metric, mode = specs[0].metric.name, specs[0].metric.mode
     best = [s.best(metric, mode) for s in sides]
+    echo("evaluating each side's chosen config on the test split (once, over its seed re-runs)")
+    tests = [
+        test_seed_runs(s.spec.base_config(), b, s.spec.resources.cpu, s.spec.resources.gpu) for s, b in zip(sides, best)
+    ]
+    test_metric = "test_" + metric.removeprefix("val_").removeprefix("train_")
     goal = best[1].mean(metric) if target is None else target
     reach = [time_to_target(b, metric, mode, goal) for b in best]
     winner = labels[0] if best[0].rank_key(metric, mode) < best[1].rank_key(metric, mode) else labels[1]
@@ -146,6 +152,12 @@ def compare_sweeps(
         f"{_fmt(reach[0][0], 'd', 'epochs')} vs {_fmt(reach[1][0], 'd', 'epochs')}, "
         f"{_fmt(reach[0][1], '.1f', 's')} vs {_fmt(reach[1][1], '.1f', 's')}. Better final {metric}: {winner}."
     )
+    if all(test_metric in t for t in tests):
+        verdict += (
+            f" Test {test_metric.removeprefix('test_')} of the chosen configs (evaluated once): "
+            f"{tests[0][test_metric]:.4g} ± {tests[0][test_metric + '_std']:.2g} vs "
+            f"{tests[1][test_metric]:.4g} ± {tests[1][test_metric + '_std']:.2g}."
+        )
     for label, b in zip(labels, best):
         if any(b.diverged):
             verdict += f" ({label}: {sum(b.diverged)} of {len(b.seeds)} seeds diverged.)"
@@ -169,12 +181,13 @@ def compare_sweeps(
                     "diverged_seeds": sum(b.diverged),
                     "epochs_to_target": r[0],
                     "seconds_to_target": r[1],
+                    "test": t,
                 },
                 "candidates": [
                     {"params": c.params, "finals": c.finals(metric), "mean": c.mean(metric)} for c in side.candidates
                 ],
             }
-            for side, b, r in zip(sides, best, reach)
+            for side, b, r, t in zip(sides, best, reach, tests)
         },
     }
     (folder / "comparison.json").write_text(json.dumps(summary, indent=1, default=_json_default))

@@ -31,7 +31,11 @@ class Best:
 def rank_trials(records: list[TrialRecord], metric: str, mode: str, min_epochs: int = 0) -> list[TrialRecord]:
     """Trials with a value that ran at least `min_epochs`, longest-trained first, then best
     metric first."""
-    scored = [r for r in records if r.value(metric) is not None and r.status != "FAILED" and r.epochs >= min_epochs]
+    scored = [
+        r
+        for r in records
+        if r.value(metric) is not None and r.status not in ("FAILED", "DIVERGED") and r.epochs >= min_epochs
+    ]
     sign = 1.0 if mode == "min" else -1.0
     return sorted(scored, key=lambda r: (-r.epochs, sign * r.value(metric)))
 
@@ -66,9 +70,13 @@ def write_best_config(
     sweep_sha256: str,
     mlflow_uri: str | None,
     seed_runs: dict[str, Any] | None = None,
+    test: dict[str, float] | None = None,
+    test_info: dict[str, Any] | None = None,
 ) -> RunConfig:
-    """best_config.yaml: the train-config format plus `provenance` (and, when the top trials
-    were re-trained with fresh seeds, `seed_runs`: the seeds, their finals, mean and std)."""
+    """best_config.yaml: the train-config format plus `provenance`: the validation value it was
+    chosen by, `test` (its test metrics, evaluated once after the choice; null until the
+    sweep ends) with `test_on` saying on what, and, when the top trials were re-trained with
+    fresh seeds, `seed_runs`: the seeds, their validation finals, mean and std."""
     provenance = {
         "metric": metric,
         "mode": mode,
@@ -85,6 +93,8 @@ def write_best_config(
         "packages": _versions(),
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
+    provenance["test"] = test
+    provenance.update(test_info or {})
     if seed_runs is not None:
         provenance["seed_runs"] = seed_runs
     config = RunConfig.model_validate({**apply_params(base, best.record.params), "provenance": provenance})

@@ -9,6 +9,7 @@ from ray import tune
 from rich.console import Console
 from rich.table import Table
 
+from tuning.trainable import DIVERGED
 from tuning.trials import TrialRecord
 
 if TYPE_CHECKING:
@@ -59,12 +60,15 @@ class ProgressPrinter(tune.Callback):
         return 1 + sum(t.status in ("TERMINATED", "ERROR") for t in trials if t is not trial)
 
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
-        epochs = (trial.last_result or {}).get("epoch", 0)
+        last = trial.last_result or {}
+        epochs = last.get("epoch", 0)
+        done = f"[dim]({self._done(trials, trial)}/{self.num_samples} done)[/dim]"
+        if DIVERGED in last:
+            self.console.print(f"[magenta]diverged[/magenta] {trial.trial_id}  {last[DIVERGED]}  {done}")
+            return
         word = "[green]complete[/green]" if epochs >= self.budget else "[yellow]pruned[/yellow]  "
-        value = (trial.last_result or {}).get(self.metric)
         self.console.print(
-            f"{word} {trial.trial_id}  {self.metric} {_fmt(value)} after {epochs} epochs  "
-            f"[dim]({self._done(trials, trial)}/{self.num_samples} done)[/dim]"
+            f"{word} {trial.trial_id}  {self.metric} {_fmt(last.get(self.metric))} after {epochs} epochs  {done}"
         )
 
     def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
@@ -78,6 +82,6 @@ def trials_table(records: Sequence[TrialRecord], metric: str, limit: int | None 
         table.add_column(col, overflow="fold")
     for rec in list(records)[:limit]:
         value = rec.value(metric)
-        note = rec.error if rec.status == "FAILED" else _params(rec.params)
+        note = rec.error if rec.status in ("FAILED", "DIVERGED") else _params(rec.params)
         table.add_row(rec.trial_id, rec.status, str(rec.epochs), "" if value is None else _fmt(value), note)
     return table

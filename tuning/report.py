@@ -18,6 +18,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import optuna  # noqa: E402
+import yaml  # noqa: E402
 from optuna.visualization import matplotlib as ovm  # noqa: E402
 
 from tuning.errors import UserError  # noqa: E402
@@ -30,6 +31,7 @@ __all__ = ["CSS", "Report", "learning_curves", "png_tag", "write_report"]
 STATUS_STYLE = {
     "COMPLETE": ("tab:blue", "-"),
     "PRUNED": ("tab:gray", "--"),
+    "DIVERGED": ("tab:purple", ":"),
     "FAILED": ("tab:red", ":"),
     "RUNNING": ("tab:green", "-"),
     "INTERRUPTED": ("tab:orange", "-."),
@@ -142,12 +144,22 @@ def write_report(folder: Path) -> Report:
         plt.close(fig)
     counts = format_counts(ledger.counts())
     best = (folder / BEST_FILE).read_text() if (folder / BEST_FILE).exists() else "no best config yet"
+    provenance = (yaml.safe_load(best) or {}).get("provenance", {}) if (folder / BEST_FILE).exists() else {}
+    test = provenance.get("test")
+    test_line = (
+        "Test split, evaluated once for the exported config (chosen on validation): "
+        + ", ".join(f"{k} {v:.5g}" for k, v in test.items())
+        + f" ({provenance.get('test_on', '')})."
+        if test
+        else "Test split: not evaluated yet (it is evaluated once, for the exported config, when the sweep ends)."
+    )
     ranked = rank_trials(records, spec.metric.name, spec.metric.mode)
     sections = [
         f"<h1>Sweep {html.escape(folder.name)}</h1>",
         f"<p>{html.escape(spec.workload.name)} with {html.escape(spec.optimizer.name)}: {counts} of "
         f"{spec.search.num_samples} trials; metric {html.escape(spec.metric.name)} ({spec.metric.mode}), "
         f"budget {spec.budget} epochs, sampler {spec.search.sampler}, scheduler {spec.scheduler.type}.</p>",
+        f"<p><strong>{html.escape(test_line)}</strong></p>",
         *[f"<p><em>{html.escape(n)}</em></p>" for n in notes],
         "<h2>Top trials</h2>",
         _table(ranked, spec.metric.name),

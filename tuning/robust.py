@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import ray
@@ -15,7 +15,7 @@ from tuning.space import apply_params
 from tuning.spec import SweepSpec
 from tuning.trials import TrialRecord
 
-__all__ = ["SeedRuns", "fresh_seeds", "retrain", "retrain_trials"]
+__all__ = ["SeedRuns", "fresh_seeds", "retrain", "retrain_trials", "test_seed_runs"]
 
 SEED_OFFSET = 1000  # fresh seeds: never the seed the sweep itself trained with
 
@@ -26,13 +26,16 @@ def fresh_seeds(base_seed: int, count: int) -> list[int]:
 
 @dataclass
 class SeedRuns:
-    """One config trained with several seeds; `curves[i]` is seed i's per-epoch metrics, cut
-    short where that seed diverged (`diverged[i]`; its final value is then NaN)."""
+    """One config trained with several seeds; `curves[i]` is seed i's per-epoch validation
+    metrics, cut short where that seed diverged (`diverged[i]`; its final value is then NaN).
+    `models[i]`: a Ray object ref to seed i's final weights, for the test split once this
+    config is chosen (`test`)."""
 
     params: dict[str, Any]
     seeds: list[int]
     curves: list[list[dict[str, float]]]
     diverged: list[bool]
+    models: list[Any] = field(default_factory=list, repr=False)
 
     def finals(self, metric: str) -> list[float]:
         return [math.nan if bad or not c else c[-1][metric] for c, bad in zip(self.curves, self.diverged)]
@@ -57,8 +60,9 @@ class SeedRuns:
         return [statistics.mean(vals) for vals in zip(*rows)]
 
 
-def _train(config: dict[str, Any]) -> tuple[list[dict[str, float]], bool]:
-    """(per-epoch metrics, diverged) of one full-budget run."""
+def _train(config: dict[str, Any]) -> tuple[tuple[list[dict[str, float]], bool], dict[str, Any] | None]:
+    """((per-epoch metrics, diverged), final model weights or None) of one full-budget run;
+    a Ray task with two returns, so the weights stay in the object store until tested."""
     from tuning.errors import NonFiniteLoss
     from tuning.train import Trainer
 
@@ -68,21 +72,36 @@ def _train(config: dict[str, Any]) -> tuple[list[dict[str, float]], bool]:
         while trainer.epoch < cfg.training.epochs:
             trainer.run_epoch()
     except NonFiniteLoss:
-        return trainer.history, True
-    return trainer.history, False
+        return (trainer.history, True), None
+    return (trainer.history, False), {k: v.cpu() for k, v in trainer.model.state_dict().items()}
+
+
+def _seed_config(base: dict[str, Any], params: dict[str, Any], seed: int) -> dict[str, Any]:
+    config = apply_params(base, params)
+    return {**config, "training": {**config["training"], "seed": seed}}
 
 
 def retrain(
     base: dict[str, Any], params: list[dict[str, Any]], seeds: list[int], cpu: float, gpu: float
 ) -> list[SeedRuns]:
     """Every (params, seed) pair at the base config's full budget, as concurrent Ray tasks."""
-    task = ray.remote(num_cpus=cpu, num_gpus=gpu)(_train)
-    refs = []
-    for p in params:
-        config = apply_params(base, p)
-        refs.append([task.remote({**config, "training": {**config["training"], "seed": s}}) for s in seeds])
-    results = [ray.get(r) for r in refs]
-    return [SeedRuns(p, seeds, [c for c, _ in runs], [d for _, d in runs]) for p, runs in zip(params, results)]
+    task = ray.remote(num_cpus=cpu, num_gpus=gpu, num_returns=2)(_train)
+    refs = [[task.remote(_seed_config(base, p, s)) for s in seeds] for p in params]
+    out = []
+    for p, pairs in zip(params, refs):
+        runs = ray.get([curve for curve, _ in pairs])
+        out.append(SeedRuns(p, seeds, [c for c, _ in runs], [d for _, d in runs], [m for _, m in pairs]))
+    return out
+
+
+def test_seed_runs(base: dict[str, Any], runs: SeedRuns, cpu: float, gpu: float) -> dict[str, Any]:
+    """The test split, once, for a chosen config's seeds that did not diverge: mean, std and
+    per-seed values of each test metric (see `holdout.summarize`)."""
+    from tuning.holdout import summarize, test_states
+
+    ok = [i for i, bad in enumerate(runs.diverged) if not bad]
+    configs = [_seed_config(base, runs.params, runs.seeds[i]) for i in ok]
+    return summarize(test_states(configs, [runs.models[i] for i in ok], cpu, gpu))
 
 
 def retrain_trials(spec: SweepSpec, trials: list[TrialRecord], seeds: int) -> list[SeedRuns]:

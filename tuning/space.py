@@ -12,7 +12,8 @@ from pydantic import ValidationError
 
 from fishleg.config import RunConfig, describe_validation_error
 from tuning.errors import ConfigError
-from tuning.spec import ParamSpec, SweepSpec, set_dotted
+from tuning.spec import ParamSpec, Scalar, SweepSpec, set_dotted
+from tuning.workloads.base import validate_workload
 
 __all__ = ["DefineByRun", "apply_params", "make_sampler", "validate_space"]
 
@@ -81,24 +82,58 @@ def apply_params(base: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]
     return config
 
 
-def validate_space(spec: SweepSpec, source: str, draws: int = 8) -> None:
-    """Every parameter must land on a valid config key with a valid value: sample the space
-    (plus `points_to_evaluate`) with a seeded random sampler and validate each config."""
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-    fn = DefineByRun(spec.space)
-    candidates = [dict(point) for point in spec.search.points_to_evaluate]
-    for _ in range(draws):
-        trial = study.ask()
-        fn(trial)
-        candidates.append(trial.params)
-        study.tell(trial, 0.0)
+def _needs(p: ParamSpec) -> dict[str, Scalar]:
+    """Values of the earlier parameters under which `p` is sampled (the first allowed of each)."""
+    return {ref: want[0] if isinstance(want, list) else want for ref, want in (p.when or {}).items()}
+
+
+def _ends(p: ParamSpec) -> list[tuple[str, Scalar]]:
+    """Every categorical choice, or both ends of a numeric range: the pydantic constraints
+    (gt, ge, lt, le) are intervals, so a range is valid exactly when both of its ends are."""
+    if p.type == "categorical":
+        return [("choice", c) for c in p.choices or []]
+    cast = int if p.type == "int" else float
+    return [("low", cast(p.low)), ("high", cast(p.high))]
+
+
+def _reachable(p: ParamSpec, value: Scalar) -> bool:
+    if p.type == "categorical":
+        return value in (p.choices or [])
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and p.low <= value <= p.high
+
+
+def validate_space(spec: SweepSpec, source: str) -> None:
+    """Every parameter of `space:` checked deterministically against the run-config schema and
+    the workload's options: both ends of each range and every choice (with the values its
+    `when:` needs), each `when:` value reachable, and each of `points_to_evaluate`."""
     base = spec.base_config()
-    for params in candidates:
+
+    def check(params: dict[str, Any], what: str) -> None:
         try:
-            RunConfig.model_validate(apply_params(base, params))
+            config = RunConfig.model_validate(apply_params(base, params))
         except ValidationError as err:
             detail = describe_validation_error(err, source).split(": invalid configuration: ", 1)[1]
             raise ConfigError(
-                f"{source}: space: the config built from sampled parameters {params} is invalid: {detail} "
+                f"{source}: {what} gives an invalid config: {detail} "
                 "(space keys are dotted config names such as optimizer.lr)"
             ) from None
+        try:
+            validate_workload(config.workload, source)
+        except ConfigError as err:
+            raise ConfigError(f"{what} gives an invalid workload: {err}") from None
+
+    for name, p in spec.space.items():
+        for ref, want in (p.when or {}).items():
+            wanted = want if isinstance(want, list) else [want]
+            never = [w for w in wanted if not _reachable(spec.space[ref], w)]
+            if never:
+                r = spec.space[ref]
+                allowed = r.choices if r.type == "categorical" else f"[{r.low:g}, {r.high:g}]"
+                raise ConfigError(
+                    f"{source}: space.{name}.when: {ref} is never {never[0]!r}; {ref} takes {allowed}, "
+                    f"so {name} would never be sampled."
+                )
+        for end, value in _ends(p):
+            check({**_needs(p), name: value}, f"space.{name} at its {end} {value!r}")
+    for i, point in enumerate(spec.search.points_to_evaluate):
+        check(dict(point), f"search.points_to_evaluate[{i}]")

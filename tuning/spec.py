@@ -7,7 +7,7 @@ import hashlib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from fishleg.config import (
     FishLegConfig,
@@ -74,8 +74,20 @@ class ParamSpec(StrictModel):
 
 
 class MetricSpec(StrictModel):
+    """What trials are ranked by: a per-epoch validation (or training) metric."""
+
     name: str = "val_loss"
     mode: Literal["min", "max"] = "min"
+
+    @field_validator("name")
+    @classmethod
+    def _not_test(cls, value: str) -> str:
+        if value.startswith("test_"):
+            raise ValueError(
+                "sweeps choose on validation metrics (val_loss, val_accuracy); test metrics are "
+                "evaluated once, for the chosen config, and cannot be what chooses it"
+            )
+        return value
 
 
 class SearchSpec(StrictModel):

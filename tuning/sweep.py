@@ -25,20 +25,23 @@ import optuna
 import ray
 import yaml
 from ray import tune
+from ray.tune import ResultGrid
 from ray.tune.logger import JsonLoggerCallback
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler, MedianStoppingRule, TrialScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
+from fishleg.config import load_config
 from tuning.cluster import check_fits, check_shared_storage, check_versions, nodes
 from tuning.errors import ConfigError, UserError
 from tuning.export import Best, rank_trials, select_best, write_best_config
+from tuning.holdout import test_checkpoint
 from tuning.progress import ProgressPrinter
-from tuning.robust import retrain_trials
-from tuning.space import DefineByRun, make_sampler, validate_space
+from tuning.robust import SeedRuns, retrain_trials, test_seed_runs
+from tuning.space import DefineByRun, apply_params, make_sampler, validate_space
 from tuning.spec import SweepSpec, file_sha256, load_sweep
 from tuning.tracking import MlflowSweep, check_tracking_uri, default_tracking_uri, experiment_id, flatten
-from tuning.trainable import run_trial
+from tuning.trainable import CHECKPOINT_FILE, DIVERGED, run_trial
 from tuning.trials import Ledger, TrialRecord, TrialRecorder
 from tuning.workloads.base import validate_workload, workload_metrics
 
@@ -57,15 +60,22 @@ Echo = Callable[[str], None]
 
 class BudgetAwareOptunaSearch(OptunaSearch):
     """OptunaSearch that tells Optuna PRUNED (not COMPLETE with a truncated value) for
-    trials the scheduler stopped before the budget."""
+    trials the scheduler stopped before the budget, and COMPLETE with the worst-case value of
+    `trainable.diverged_report` (user attribute `diverged`) for trials that diverged."""
 
     def __init__(self, *args: Any, budget: int, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.budget = budget
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        stopped_early = bool(result) and not error and result.get("epoch", 0) < self.budget
-        if not stopped_early or trial_id in self._completed_trials:
+        if trial_id in self._completed_trials or error or not result:
+            super().on_trial_complete(trial_id, result, error)
+            return
+        if DIVERGED in result:
+            self._ot_trials[trial_id].set_user_attr(DIVERGED, result[DIVERGED])
+            super().on_trial_complete(trial_id, result, error)
+            return
+        if result.get("epoch", 0) >= self.budget:
             super().on_trial_complete(trial_id, result, error)
             return
         self._ot_study.tell(self._ot_trials[trial_id], state=optuna.trial.TrialState.PRUNED)
@@ -224,6 +234,9 @@ def _tuner(spec: SweepSpec, folder: Path, tune_storage: str, mlflow: MlflowSweep
 
 @dataclass
 class SweepOutcome:
+    """What a sweep ended with. `test`: the exported config's test metrics, evaluated once
+    after the choice (None while the sweep is unfinished)."""
+
     folder: Path
     counts: dict[str, int]
     best: Best | None
@@ -231,6 +244,7 @@ class SweepOutcome:
     mlflow_uri: str
     metric: str
     exit_code: int
+    test: dict[str, float] | None = None
 
 
 def sweep_locations(storage: str, name: str) -> tuple[Path, str]:
@@ -313,8 +327,8 @@ def run_sweep(
     }
     (folder / META_FILE).write_text(json.dumps(meta, indent=1))
     echo(plan(spec, folder, uri))
-    _fit(lambda: _tuner(spec, folder, tune_storage, mlflow).fit(), spec, folder, mlflow)
-    return _finish(spec, folder, meta, mlflow, echo, robust_top, seeds)
+    results = _fit(lambda: _tuner(spec, folder, tune_storage, mlflow).fit(), spec, folder, mlflow)
+    return _finish(spec, folder, meta, mlflow, echo, results, robust_top, seeds)
 
 
 def _copy_spec(source: Path, dest: Path, search_updates: dict[str, Any]) -> None:
@@ -366,20 +380,20 @@ def resume_sweep(
     mlflow.reopen(mlflow.parent_run_id)
     echo(f"resuming {folder}: {Ledger(folder / LEDGER_FILE).counts()} so far")
     experiment = f"{meta['tune_storage'].rstrip('/')}/{TUNE_DIR}"
-    _fit(
+    results = _fit(
         lambda: tune.Tuner.restore(experiment, trainable=_trainable(spec), resume_unfinished=True).fit(),
         spec,
         folder,
         mlflow,
     )
-    return _finish(spec, folder, meta, mlflow, echo)
+    return _finish(spec, folder, meta, mlflow, echo, results)
 
 
-def _fit(run: Callable[[], object], spec: SweepSpec, folder: Path, mlflow: MlflowSweep) -> None:
+def _fit(run: Callable[[], ResultGrid], spec: SweepSpec, folder: Path, mlflow: MlflowSweep) -> ResultGrid:
     """Run the Tuner; if it dies (a second Ctrl-C, a crash in Tune), close the MLflow runs it
     leaves open before the error goes on, so nothing stays RUNNING until `resume`."""
     try:
-        run()
+        return run()
     except BaseException:
         TrialRecorder(folder / LEDGER_FILE, spec.budget, mlflow).close_unfinished()
         mlflow.end(mlflow.parent_run_id, "KILLED")
@@ -388,8 +402,8 @@ def _fit(run: Callable[[], object], spec: SweepSpec, folder: Path, mlflow: Mlflo
 
 def _robust_best(
     spec: SweepSpec, records: list[TrialRecord], top: int, seeds: int, echo: Echo
-) -> tuple[Best, dict[str, Any]] | None:
-    """Re-train the top full-budget trials with fresh seeds; the best mean wins."""
+) -> tuple[Best, dict[str, Any], SeedRuns] | None:
+    """Re-train the top full-budget trials with fresh seeds; the best validation mean wins."""
     metric, mode = spec.metric.name, spec.metric.mode
     ranked = rank_trials(records, metric, mode, min_epochs=spec.budget)[:top]
     if not ranked:
@@ -407,7 +421,40 @@ def _robust_best(
             {"trial_id": r.trial_id, "mean": s.mean(metric), "std": s.std(metric)} for r, s in zip(ranked, runs)
         ],
     }
-    return Best(ranked[index], chosen.mean(metric), True), info
+    return Best(ranked[index], chosen.mean(metric), True), info, chosen
+
+
+def _test_once(
+    spec: SweepSpec,
+    folder: Path,
+    best: Best,
+    seed_runs: SeedRuns | None,
+    results: ResultGrid | None,
+    echo: Echo,
+) -> tuple[dict[str, float] | None, dict[str, Any]]:
+    """(test metrics, what to add to the provenance) of the chosen config, evaluated once: on
+    the chosen seed re-runs' weights, else on the chosen trial's final checkpoint. A resumed
+    sweep that exports the same trial again reuses the test it already has."""
+    previous = load_config(folder / BEST_FILE).provenance if (folder / BEST_FILE).exists() else None
+    if previous and previous.get("trial_id") == best.record.trial_id and previous.get("test"):
+        return previous["test"], {k: previous[k] for k in ("test_on",) if k in previous}
+    cpu, gpu = spec.resources.cpu, spec.resources.gpu
+    if seed_runs is not None:
+        echo(f"evaluating the chosen config's {len(seed_runs.seeds)} seed re-runs on the test split (once)")
+        summary = test_seed_runs(spec.base_config(), seed_runs, cpu, gpu)
+        means = {k: v for k, v in summary.items() if not k.endswith(("_std", "_finals"))}
+        return means or None, {"test_on": "seed re-runs (mean)", "test_seed_runs": summary}
+    by_trial = {r.metrics.get("trial_id"): r for r in results or []}
+    result = by_trial.get(best.record.trial_id)
+    if result is None or result.checkpoint is None:
+        return None, {"test_on": "not evaluated: the chosen trial's final checkpoint is not available"}
+    echo(f"evaluating trial {best.record.trial_id}'s final checkpoint on the test split (once)")
+    base = apply_params(spec.base_config(), best.record.params)
+    metrics = test_checkpoint(base, result.checkpoint, CHECKPOINT_FILE, cpu, gpu)
+    epoch = metrics.pop("epoch")
+    if epoch != best.record.epochs:
+        return None, {"test_on": f"not evaluated: the last checkpoint is of epoch {epoch}, not {best.record.epochs}"}
+    return metrics, {"test_on": f"trial {best.record.trial_id}'s final checkpoint (epoch {epoch})"}
 
 
 def _finish(
@@ -416,6 +463,7 @@ def _finish(
     meta: dict[str, Any],
     mlflow: MlflowSweep,
     echo: Echo,
+    results: ResultGrid | None,
     robust_top: int = 0,
     seeds: int = 3,
 ) -> SweepOutcome:
@@ -427,7 +475,13 @@ def _finish(
     robust = _robust_best(spec, records, robust_top, seeds, echo) if robust_top and not interrupted else None
     if robust is not None:
         best = robust[0]
+    test: dict[str, float] | None = None
     if best is not None:
+        test, test_info = (
+            _test_once(spec, folder, best, None if robust is None else robust[2], results, echo)
+            if not interrupted
+            else (None, {"test_on": "not evaluated: the sweep is unfinished (evaluated once it ends)"})
+        )
         write_best_config(
             best,
             spec.base_config(),
@@ -439,10 +493,14 @@ def _finish(
             sweep_sha256=meta["sweep_file_sha256"],
             mlflow_uri=meta["mlflow_uri"],
             seed_runs=None if robust is None else robust[1],
+            test=test,
+            test_info=test_info,
         )
         mlflow.client.log_artifact(mlflow.parent_run_id, str(folder / BEST_FILE))
-        mlflow.log_metrics(mlflow.parent_run_id, {f"best_{spec.metric.name}": best.value}, step=0)
+        mlflow.log_metrics(mlflow.parent_run_id, {f"best_{spec.metric.name}": best.value, **(test or {})}, step=0)
+        if test is not None:
+            recorder.record_test(best.record.trial_id, test)
     mlflow.end(mlflow.parent_run_id, "KILLED" if interrupted else "FINISHED")
     counts = recorder.ledger.counts()
     exit_code = 130 if interrupted else 0
-    return SweepOutcome(folder, counts, best, interrupted, meta["mlflow_uri"], spec.metric.name, exit_code)
+    return SweepOutcome(folder, counts, best, interrupted, meta["mlflow_uri"], spec.metric.name, exit_code, test)

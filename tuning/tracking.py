@@ -26,7 +26,13 @@ __all__ = [
     "maybe_run",
 ]
 
-_RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAILED": "FAILED", "INTERRUPTED": "KILLED"}
+_RUN_STATUS = {
+    "COMPLETE": "FINISHED",
+    "PRUNED": "KILLED",
+    "DIVERGED": "FAILED",  # MLflow has no such status; the tag `trial_status` says DIVERGED
+    "FAILED": "FAILED",
+    "INTERRUPTED": "KILLED",
+}
 
 
 def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

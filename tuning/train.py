@@ -80,21 +80,32 @@ class Trainer:
         return total / steps
 
     @torch.no_grad()
-    def evaluate(self) -> dict[str, float]:
+    def _evaluate(self, x: Tensor, y: Tensor, prefix: str) -> dict[str, float]:
+        """Mean NLL (and accuracy for classifiers) over (x, y) in eval mode, as `{prefix}_loss`…"""
         self.model.eval()
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device)
-        for start in range(0, len(self.val_x), EVAL_BATCH):
-            x, y = self.val_x[start : start + EVAL_BATCH], self.val_y[start : start + EVAL_BATCH]
-            out = self.model(x)
-            loss_sum += self.likelihood.nll(out, y) * len(x)
+        for start in range(0, len(x), EVAL_BATCH):
+            xb, yb = x[start : start + EVAL_BATCH], y[start : start + EVAL_BATCH]
+            out = self.model(xb)
+            loss_sum += self.likelihood.nll(out, yb) * len(xb)
             if self.workload.classifier:
-                correct += (out.argmax(1) == y).sum()
+                correct += (out.argmax(1) == yb).sum()
         self.model.train()
-        metrics = {"val_loss": float(loss_sum) / len(self.val_x)}
+        metrics = {f"{prefix}_loss": float(loss_sum) / len(x)}
         if self.workload.classifier:
-            metrics["val_accuracy"] = float(correct) / len(self.val_x)
+            metrics[f"{prefix}_accuracy"] = float(correct) / len(x)
         return metrics
+
+    def evaluate(self) -> dict[str, float]:
+        """Validation metrics: what every epoch reports and what sweeps choose on."""
+        return self._evaluate(self.val_x, self.val_y, "val")
+
+    def test(self) -> dict[str, float]:
+        """Test metrics (`test_loss`, …). Call once, for a configuration already chosen on
+        validation: the test split is read here and nowhere else."""
+        w = self.workload
+        return self._evaluate(w.test_x.to(self.device), w.test_y.to(self.device), "test")
 
     def run_epoch(self) -> dict[str, float]:
         """Train and evaluate one epoch. Raises NonFiniteLoss (state left at the last good epoch
@@ -108,6 +119,8 @@ class Trainer:
                 f"epoch {self.epoch + 1}: loss became {train_loss} (train) / {metrics['val_loss']} (validation); "
                 "lower lr or raise damping"
             )
+        if isinstance(self.optimizer, FishLeg) and not bool(self.optimizer.is_finite()):
+            raise NonFiniteLoss(f"epoch {self.epoch + 1}: FishLeg's λ became non-finite; lower aux_lr or raise damping")
         if isinstance(self.optimizer, FishLeg):
             metrics["aux_loss"] = float(self.optimizer.last_aux_loss)
         metrics["epoch_time_s"] = time.perf_counter() - start
@@ -148,6 +161,7 @@ class TrainResult:
     output: Path
     metrics: dict[str, float]
     epochs: int
+    test: dict[str, float]
 
 
 def train_to_folder(
@@ -161,9 +175,10 @@ def train_to_folder(
     echo: Callable[[str], None] = print,
     progress: Progress | None = None,
 ) -> TrainResult:
-    """`fishleg-tune train`: per-epoch metrics (metrics.jsonl) and a checkpoint each epoch in
-    `output`; `resume` continues from the checkpoint there. A non-finite loss raises
-    NonFiniteLoss and leaves the last good checkpoint in place."""
+    """`fishleg-tune train`: per-epoch validation metrics (metrics.jsonl) and a checkpoint each
+    epoch in `output`, then the test metrics once at the end (test_metrics.json); `resume`
+    continues from the checkpoint there. A non-finite loss raises NonFiniteLoss saying which
+    checkpoint, if any, is kept."""
     output.mkdir(parents=True, exist_ok=True)
     save_config(config, output / "config.yaml")
     trainer = Trainer(config, source=source)
@@ -182,7 +197,15 @@ def train_to_folder(
             for m in trainer.history:
                 tracker.log_metrics(run_id, m, step=int(m["epoch"]))
         while trainer.epoch < total:
-            metrics = trainer.run_epoch()
+            try:
+                metrics = trainer.run_epoch()
+            except NonFiniteLoss as exc:
+                kept = (
+                    f"the checkpoint of epoch {trainer.epoch} is kept in {ckpt}"
+                    if ckpt.exists()
+                    else "no epoch completed, so there is no checkpoint"
+                )
+                raise NonFiniteLoss(f"{exc}; {kept}") from None
             save_checkpoint(trainer, ckpt)
             with metrics_file.open("a") as f:
                 f.write(json.dumps(metrics) + "\n")
@@ -192,5 +215,9 @@ def train_to_folder(
             echo(f"epoch {trainer.epoch}/{total}  {shown}  ({metrics['epoch_time_s']:.1f}s)")
             if bar is not None:
                 progress.update(bar, completed=trainer.epoch, description=f"val_loss {metrics['val_loss']:.4g}")
+        test = trainer.test()
+        (output / "test_metrics.json").write_text(json.dumps({"epoch": trainer.epoch, **test}))
+        if run is not None:
+            tracker.log_metrics(run_id, test, step=trainer.epoch)
     final = trainer.history[-1] if trainer.history else {}
-    return TrainResult(output, final, trainer.epoch)
+    return TrainResult(output, final, trainer.epoch, test)

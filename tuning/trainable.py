@@ -2,7 +2,9 @@
 
 It reports validation metrics each epoch with `ray.tune.report`, saving a checkpoint with
 every report, and restores from `ray.tune.get_checkpoint()` when Tune retries or resumes it
-(`started_at_epoch` in its results says from which epoch this attempt ran, 0 if fresh)."""
+(`started_at_epoch` in its results says from which epoch this attempt ran, 0 if fresh).
+A run that diverges ends cleanly with one last report (see `diverged_report`), so Tune does
+not retry it and the sampler learns from it. The test split is never touched here."""
 
 from __future__ import annotations
 
@@ -14,27 +16,45 @@ import ray
 from ray import tune
 
 from fishleg.config import RunConfig
+from tuning.errors import NonFiniteLoss
 from tuning.space import apply_params
 from tuning.train import Trainer, load_checkpoint, save_checkpoint
 
-__all__ = ["CHECKPOINT_FILE", "run_trial"]
+__all__ = ["CHECKPOINT_FILE", "DIVERGED", "diverged_report", "run_trial"]
 
 CHECKPOINT_FILE = "trainer.pt"
+DIVERGED = "diverged"  # the key of a diverged trial's last result: the reason, as text
+
+
+def diverged_report(config: RunConfig, epoch: int, reason: str) -> dict[str, Any]:
+    """The last result of a trial that diverged in `epoch`: the metrics of the same model
+    untrained (same seed, so the same initial weights), flagged with `DIVERGED`.
+
+    Why a value, and this one: Optuna's GP and CMA-ES samplers learn only from COMPLETE trials
+    (TPE also from PRUNED), so a diverged trial is told COMPLETE with a value; a diverged run
+    is worth no more than not training at all, and the untrained model's metrics are a finite,
+    workload-scaled worst case that keeps a GP's standardisation sane (unlike inf or 1e30).
+    `train_loss` gets the untrained validation loss (the same distribution)."""
+    untrained = Trainer(config, source="sweep trial").evaluate()
+    return {"epoch": epoch, "train_loss": untrained["val_loss"], **untrained, DIVERGED: reason}
 
 
 def run_trial(params: dict[str, Any], base: dict[str, Any]) -> None:
+    """Train one sampled config to its budget, reporting every epoch (Tune's function API)."""
     config = RunConfig.model_validate(apply_params(base, params))
     trainer = Trainer(config, source="sweep trial")
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
             load_checkpoint(trainer, Path(folder) / CHECKPOINT_FILE)
-    node_id = ray.get_runtime_context().get_node_id()
-    started_at = trainer.epoch
+    context = {"node_id": ray.get_runtime_context().get_node_id(), "started_at_epoch": trainer.epoch}
     while trainer.epoch < config.training.epochs:
-        metrics: dict[str, Any] = dict(trainer.run_epoch())
-        metrics["node_id"] = node_id
-        metrics["started_at_epoch"] = started_at
+        try:
+            metrics: dict[str, Any] = dict(trainer.run_epoch())
+        except NonFiniteLoss as exc:
+            tune.report({**diverged_report(config, trainer.epoch + 1, str(exc)), **context})
+            return
+        metrics.update(context)
         with tempfile.TemporaryDirectory() as folder:
             save_checkpoint(trainer, Path(folder) / CHECKPOINT_FILE)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from ray import tune
 
+from tuning.trainable import DIVERGED
+
 if TYPE_CHECKING:
     from ray.tune.experiment import Trial
 
@@ -20,13 +22,15 @@ if TYPE_CHECKING:
 
 __all__ = ["Ledger", "TrialRecord", "TrialRecorder", "TERMINAL", "format_counts"]
 
-TERMINAL = ("COMPLETE", "PRUNED", "FAILED")
+TERMINAL = ("COMPLETE", "PRUNED", "DIVERGED", "FAILED")
 
 
 @dataclass
 class TrialRecord:
     """status: RUNNING, COMPLETE (ran the full budget), PRUNED (stopped early by the
-    scheduler), FAILED (an exception or a non-finite loss), INTERRUPTED (sweep stopped)."""
+    scheduler), DIVERGED (a non-finite loss or optimizer state; `history` holds the finite
+    epochs, `error` the reason), FAILED (an exception), INTERRUPTED (sweep stopped).
+    `test`: the test metrics, only on the trial whose config the sweep exported."""
 
     trial_id: str
     params: dict[str, Any]
@@ -38,6 +42,7 @@ class TrialRecord:
     node_ids: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.time)
     ended: float | None = None
+    test: dict[str, float] | None = None
 
     def value(self, metric: str) -> float | None:
         return self.history[-1].get(metric) if self.history else None
@@ -120,6 +125,8 @@ class TrialRecorder(tune.Callback):
 
     def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any) -> None:
         rec = self._record(trial)
+        if DIVERGED in result:  # its metrics are the worst-case stand-ins Optuna gets, not measurements
+            return
         epoch = int(result.get("epoch", 0))
         kept = ("epoch", "node_id", "started_at_epoch")
         row = {k: v for k, v in result.items() if k in kept or k.startswith(("val_", "train_"))}
@@ -135,6 +142,10 @@ class TrialRecorder(tune.Callback):
 
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         rec = self._record(trial)
+        reason = (trial.last_result or {}).get(DIVERGED)
+        if reason is not None:
+            self._finish(rec, "DIVERGED", reason)
+            return
         self._finish(rec, "COMPLETE" if rec.epochs >= self.budget else "PRUNED", None)
 
     def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
@@ -145,6 +156,14 @@ class TrialRecorder(tune.Callback):
         rec.status, rec.error, rec.ended = status, error, time.time()
         if self.mlflow is not None and rec.mlflow_run_id is not None:
             self.mlflow.end_trial(rec.mlflow_run_id, status, error)
+        self.ledger.save()
+
+    def record_test(self, trial_id: str, test: dict[str, float]) -> None:
+        """The exported trial's test metrics, into its ledger row and its MLflow run."""
+        rec = self.ledger.records[trial_id]
+        rec.test = dict(test)
+        if self.mlflow is not None and rec.mlflow_run_id is not None:
+            self.mlflow.log_metrics(rec.mlflow_run_id, test, rec.epochs)
         self.ledger.save()
 
     def close_unfinished(self) -> list[TrialRecord]:

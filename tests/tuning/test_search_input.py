@@ -61,6 +61,36 @@ CASES = {
         ["space", "optimizer.lrr", "unknown key"],
     ),
     "grid float without step": (variant(search={"sampler": "grid"}), ["grid", "step"]),
+    # Ranges are checked at both ends against the config schema, not by random draws.
+    "int range below the schema": (
+        variant(space={"optimizer.update_aux_every": {"type": "int", "low": 0, "high": 40}}),
+        ["space.optimizer.update_aux_every at its low 0", "optimizer.update_aux_every", "greater than 0"],
+    ),
+    "float range from 0": (
+        variant(space={"optimizer.lr": {"type": "float", "low": 0, "high": 0.1}}),
+        ["space.optimizer.lr at its low 0.0", "greater than 0"],
+    ),
+    "float range up to an excluded bound": (
+        variant(space={"optimizer.beta": {"type": "float", "low": 0.5, "high": 1.0}}),
+        ["space.optimizer.beta at its high 1.0", "less than 1"],
+    ),
+    "a categorical choice the schema refuses": (
+        variant(**{"space/optimizer.q_structure/choices": ["kron", "kron_summ"]}),
+        ["space.optimizer.q_structure at its choice 'kron_summ'", "kron_sum"],
+    ),
+    "a workload option out of range": (
+        variant(space={"workload.val_fraction": {"type": "float", "low": 0.1, "high": 1.0}}),
+        ["space.workload.val_fraction at its high 1.0", "workload.val_fraction", "less than 1"],
+    ),
+    "a when: value never sampled": (
+        variant(**{"space/optimizer.kron_sum_rank/when": {"optimizer.q_structure": "kron_summ"}}),
+        ["space.optimizer.kron_sum_rank.when", "never 'kron_summ'", "['kron', 'kron_sum']"],
+    ),
+    "an invalid point to evaluate": (
+        variant(search={"points_to_evaluate": [{"optimizer.lr": -1.0}]}),
+        ["search.points_to_evaluate[0]", "greater than 0"],
+    ),
+    "ranking on test": (variant(metric={"name": "test_loss"}), ["metric.name", "choose on validation"]),
 }
 
 

@@ -15,14 +15,14 @@ from tuning.workloads import build_workload
 from tuning.workloads.base import WorkloadConfig
 
 
-def write_config(path, optimizer=None, epochs=3, workload=None):
+def write_config(path, optimizer=None, epochs=3, workload=None, batch_size=64):
     path.write_text(
         yaml.safe_dump(
             {
                 "workload": workload or {"name": "digits_classifier", "hidden": [16]},
                 "optimizer": optimizer
                 or {"name": "fishleg", "lr": 0.2, "aux_lr": 1e-2, "update_aux_every": 5, "aux_batch_size": 32},
-                "training": {"epochs": epochs, "batch_size": 64, "seed": 3, "device": "cpu"},
+                "training": {"epochs": epochs, "batch_size": batch_size, "seed": 3, "device": "cpu"},
             }
         )
     )
@@ -45,6 +45,10 @@ def test_train_end_to_end_and_resume_matches_uninterrupted(tmp_path, capsys):
     full = read_metrics(tmp_path / "full")
     assert [r["epoch"] for r in full] == [1, 2, 3, 4]
     assert full[-1]["val_accuracy"] > 0.7 and full[-1]["val_loss"] < full[0]["val_loss"]
+    assert not any(k.startswith("test_") for row in full for k in row)  # per epoch: validation only
+    test = json.loads((tmp_path / "full" / "test_metrics.json").read_text())
+    assert test["epoch"] == 4 and test["test_accuracy"] > 0.7
+    assert f"test_loss {test['test_loss']:.4g}" in out
 
     assert main(["train", str(cfg), "--output", str(tmp_path / "part"), "--epochs", "2"]) == 0
     assert main(["train", str(cfg), "--output", str(tmp_path / "part"), "--resume"]) == 0
@@ -64,16 +68,51 @@ def test_baseline_config_trains(tmp_path):
     assert "aux_loss" not in read_metrics(tmp_path / "o")[-1]
 
 
-def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, capsys):
+def test_divergence_in_the_first_epoch_says_there_is_no_checkpoint(tmp_path, capsys):
     cfg = write_config(tmp_path / "c.yaml", optimizer={"name": "sgd", "lr": 1e15, "momentum": 0.9}, epochs=5)
-    code = main(["train", str(cfg), "--output", str(tmp_path / "o")])
-    assert code == 1
-    assert "loss became" in capsys.readouterr().err
+    assert main(["train", str(cfg), "--output", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert "epoch 1: loss became" in err and "no epoch completed, so there is no checkpoint" in err
+    assert read_metrics(tmp_path / "o") == [] and not (tmp_path / "o" / "checkpoint.pt").exists()
+
+
+def test_divergence_later_keeps_the_last_good_checkpoint(tmp_path, capsys):
+    # SGD on the quadratic plugin with lr 1.03 grows w by 1.06 per step: inf in epoch 3.
+    cfg = write_config(
+        tmp_path / "c.yaml",
+        optimizer={"name": "sgd", "lr": 1.03, "momentum": 0.0},
+        epochs=8,
+        workload={"name": "tests.tuning.plugins:quadratic"},
+        batch_size=1,
+    )
+    assert main(["train", str(cfg), "--output", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert "epoch 3: loss became" in err and "the checkpoint of epoch 2 is kept" in err
     rows = read_metrics(tmp_path / "o")
-    if rows:
-        state = torch.load(tmp_path / "o" / "checkpoint.pt", weights_only=True)
-        assert state["epoch"] == len(rows)
-        assert all(torch.isfinite(t).all() for t in state["model"].values() if t.is_floating_point())
+    assert [r["epoch"] for r in rows] == [1, 2]
+    state = torch.load(tmp_path / "o" / "checkpoint.pt", weights_only=True)
+    assert state["epoch"] == 2
+    assert all(torch.isfinite(t).all() for t in state["model"].values() if t.is_floating_point())
+    assert not (tmp_path / "o" / "test_metrics.json").exists()
+
+
+def test_trainer_reads_the_test_split_only_in_test(tmp_path):
+    import tests.tuning.plugins as plugins
+
+    log = tmp_path / "touches.jsonl"
+    cfg = load_config(
+        write_config(
+            tmp_path / "c.yaml",
+            epochs=1,
+            workload={"name": "tests.tuning.plugins:sealed_digits", "touch_log": str(log)},
+        )
+    )
+    plugins._logged = False
+    trainer = Trainer(cfg)
+    trainer.run_epoch()
+    assert not log.exists()
+    test = trainer.test()
+    assert set(test) == {"test_loss", "test_accuracy"} and log.exists()
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import torch
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import Tensor, nn
 
 from fishleg.config import WorkloadConfig, describe_validation_error
@@ -21,15 +21,25 @@ from fishleg.likelihoods import Likelihood
 from fishleg.registry import Registry
 from tuning.errors import ConfigError
 
-__all__ = ["Options", "Workload", "WORKLOADS", "build_workload", "register_workload", "workload_metrics"]
+__all__ = [
+    "Options",
+    "Workload",
+    "WORKLOADS",
+    "build_workload",
+    "register_workload",
+    "split_validation",
+    "workload_metrics",
+]
 
 Augment = Callable[[Tensor, torch.Generator], Tensor]
 
 
 @dataclass
 class Workload:
-    """What a training run needs. Data are in-memory tensors; `augment` (optional) maps a
-    training batch to an augmented one on its own device."""
+    """What a training run needs, in three parts: train (stepped on), validation (chosen on:
+    every epoch's metrics, what sweeps rank) and test (evaluated once, for what was chosen).
+    Data are in-memory tensors; `augment` (optional) maps a training batch to an augmented
+    one on its own device."""
 
     model: nn.Module
     likelihood: Likelihood
@@ -37,6 +47,8 @@ class Workload:
     train_y: Tensor
     val_x: Tensor
     val_y: Tensor
+    test_x: Tensor
+    test_y: Tensor
     classifier: bool
     augment: Augment | None = None
 
@@ -46,14 +58,35 @@ class Workload:
 
 
 def metric_names(classifier: bool) -> tuple[str, ...]:
+    """What a run reports each epoch (the metrics a sweep may rank on)."""
     base = ("train_loss", "val_loss")
     return base + ("val_accuracy",) if classifier else base
 
 
+def held_out_metric_names(classifier: bool) -> tuple[str, ...]:
+    """What the test split gives, once, for a chosen config."""
+    return ("test_loss", "test_accuracy") if classifier else ("test_loss",)
+
+
+SPLIT_SEED = 0  # the validation split never depends on a trial's seed: every trial sees the same one
+
+
+def split_validation(x: Tensor, y: Tensor, fraction: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(train_x, train_y, val_x, val_y): a fixed, seeded `fraction` of the training data held
+    out for validation. x (N, ...), y (N, ...)."""
+    n = len(x)
+    n_val = min(max(1, round(fraction * n)), n - 1)
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(SPLIT_SEED))
+    train, val = perm[n_val:], perm[:n_val]
+    return x[train], y[train], x[val], y[val]
+
+
 class Options(BaseModel):
-    """Base for a workload's options (strict: unknown keys are errors)."""
+    """Base for a workload's options (strict: unknown keys are errors). `val_fraction` is the
+    share of the training data held out for validation; each workload sets its default."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+    val_fraction: float = Field(0.1, gt=0, lt=1, description="training data held out for validation")
 
 
 Builder = Callable[[dict[str, Any], int], Workload]

@@ -11,10 +11,10 @@ from pydantic import Field, PositiveInt
 from torch import Tensor
 
 from fishleg.likelihoods import BernoulliLikelihood, CategoricalLikelihood
-from tuning.workloads.base import Options, Workload, register_workload
+from tuning.workloads.base import Options, Workload, register_workload, split_validation
 from tuning.workloads.models import autoencoder, mlp
 
-VAL_SIZE = 360
+TEST_SIZE = 360
 
 
 def load_digits_arrays() -> tuple[np.ndarray, np.ndarray]:
@@ -32,32 +32,38 @@ def load_digits_arrays() -> tuple[np.ndarray, np.ndarray]:
     return table[:, :-1], table[:, -1].astype(np.int64)
 
 
-def _digits() -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Pixels scaled to [0, 1]; a fixed permutation splits 1,437 train / 360 validation."""
+def _digits(val_fraction: float) -> tuple[Tensor, ...]:
+    """(train x, y, validation x, y, test x, y): pixels scaled to [0, 1]; a fixed permutation
+    holds out 360 images for test, and `val_fraction` of the other 1,437 are validation."""
     pixels, labels = load_digits_arrays()
     perm = np.random.default_rng(0).permutation(len(pixels))
     x = torch.from_numpy((pixels[perm] / 16.0).astype(np.float32))
     y = torch.from_numpy(labels[perm].astype(np.int64))
-    return x[VAL_SIZE:], y[VAL_SIZE:], x[:VAL_SIZE], y[:VAL_SIZE]
+    return (*split_validation(x[TEST_SIZE:], y[TEST_SIZE:], val_fraction), x[:TEST_SIZE], y[:TEST_SIZE])
 
 
-class AutoencoderOptions(Options):
+class DigitsOptions(Options):
+    val_fraction: float = Field(0.2, gt=0, lt=1, description="0.2: 1,150 train / 287 validation images")
+
+
+class AutoencoderOptions(DigitsOptions):
     hidden: list[PositiveInt] = Field(default_factory=lambda: [32, 16], min_length=1)
     code: int = Field(8, gt=0)
 
 
-class ClassifierOptions(Options):
+class ClassifierOptions(DigitsOptions):
     hidden: list[PositiveInt] = Field(default_factory=lambda: [64], min_length=1)
 
 
 @register_workload("digits_autoencoder", AutoencoderOptions, classifier=False)
 def digits_autoencoder(options: AutoencoderOptions, seed: int) -> Workload:
-    tx, _, vx, _ = _digits()
+    tx, _, vx, _, test_x, _ = _digits(options.val_fraction)
     model = autoencoder([64, *options.hidden, options.code])
-    return Workload(model, BernoulliLikelihood(), tx, tx, vx, vx, classifier=False)
+    return Workload(model, BernoulliLikelihood(), tx, tx, vx, vx, test_x, test_x, classifier=False)
 
 
 @register_workload("digits_classifier", ClassifierOptions, classifier=True)
 def digits_classifier(options: ClassifierOptions, seed: int) -> Workload:
-    tx, ty, vx, vy = _digits()
-    return Workload(mlp([64, *options.hidden, 10]), CategoricalLikelihood(), tx, ty, vx, vy, classifier=True)
+    tx, ty, vx, vy, test_x, test_y = _digits(options.val_fraction)
+    model = mlp([64, *options.hidden, 10])
+    return Workload(model, CategoricalLikelihood(), tx, ty, vx, vy, test_x, test_y, classifier=True)

@@ -25,6 +25,10 @@ def test_report_of_a_real_sweep(ray_local, tmp_path):
     for rec in records:
         assert rec["trial_id"] in page
     assert page.count("data:image/png;base64,") == 4 and "provenance" in page
+    assert (
+        f"evaluated once for the exported config (chosen on validation): test_loss {outcome.test['test_loss']:.5g}"
+        in page
+    )
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium:
         dom = subprocess.run(
@@ -58,6 +62,12 @@ def test_robust_top_exports_the_best_mean_over_fresh_seeds(ray_local, tmp_path):
     assert runs["seeds"] == [1000, 1001] and len(runs["finals"]) == 2 and len(runs["candidates"]) == 2
     assert best["value"] == pytest.approx(sum(runs["finals"]) / 2)
     assert best["value"] == pytest.approx(min(c["mean"] for c in runs["candidates"]))
+    # Test once, on the chosen config's two seed re-runs; the ledger row of that trial holds it.
+    assert best["test_on"] == "seed re-runs (mean)"
+    per_seed = best["test_seed_runs"]["test_loss_finals"]
+    assert len(per_seed) == 2 and best["test"]["test_loss"] == pytest.approx(sum(per_seed) / 2)
+    records = json.loads((outcome.folder / "trials.json").read_text())
+    assert [r["test"] for r in records if r["test"]] == [best["test"]]
 
 
 def test_compare_end_to_end(ray_local, tmp_path, capsys):
@@ -79,6 +89,9 @@ def test_compare_end_to_end(ray_local, tmp_path, capsys):
     assert fish_best["mean"] == pytest.approx(sum(fish_best["finals"]) / 2)
     assert summary["target"] == pytest.approx(adam_best["mean"])
     assert f"{fish_best['mean']:.4g}" in summary["verdict"] and f"{adam_best['mean']:.4g}" in summary["verdict"]
-    assert summary["verdict"] in out.replace("\n", " ") or "verdict" in out
+    assert f"verdict: {summary['verdict']}" in out
+    for side in (fish_best, adam_best):
+        assert len(side["test"]["test_loss_finals"]) == 2 and side["test"]["test_loss"] > 0
+    assert f"{fish_best['test']['test_loss']:.4g} ± " in summary["verdict"]
     assert (folder / "comparison.html").exists() and (folder / "curves_vs_seconds.png").exists()
     assert adam_best["epochs_to_target"] is not None  # the baseline reaches its own mean

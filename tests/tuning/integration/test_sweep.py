@@ -1,6 +1,7 @@
 """`fishleg-tune search` end to end with real Ray Tune, Optuna and MLflow, on digits."""
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -9,6 +10,7 @@ import time
 
 import optuna
 import pytest
+import torch
 from mlflow import MlflowClient
 
 from fishleg import load_config
@@ -77,6 +79,18 @@ def test_sweep_end_to_end(ray_local, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "complete" in out and "epoch 1/3" in out
 
+    # Test, once, for the exported trial only: in its provenance, its ledger row and MLflow.
+    test = best.provenance["test"]
+    assert set(test) == {"test_loss", "test_accuracy"} and outcome.test == test
+    assert "final checkpoint (epoch 3)" in best.provenance["test_on"]
+    assert [r["trial_id"] for r in records.values() if r["test"]] == [best.provenance["trial_id"]]
+    assert records[best.provenance["trial_id"]]["test"] == test
+    assert not any(k.startswith("test_") for r in records.values() for row in r["history"] for k in row)
+    chosen = next(r for r in children if r.info.run_id == best.provenance["mlflow_run_id"])
+    assert chosen.data.metrics["test_loss"] == pytest.approx(test["test_loss"])
+    assert not any("test_loss" in r.data.metrics for r in children if r is not chosen)
+    assert client.get_run(parents[0].info.run_id).data.metrics["test_loss"] == pytest.approx(test["test_loss"])
+
     assert main(["best", str(folder), "--json", "--top", "2"]) == 0
     payload = json.loads(capsys.readouterr().out)
     assert payload["best_config"]["provenance"]["trial_id"] == best.provenance["trial_id"]
@@ -86,23 +100,77 @@ def test_sweep_end_to_end(ray_local, tmp_path, capsys):
 def test_failed_trial_is_recorded_and_the_sweep_goes_on(ray_local, tmp_path):
     spec = sweep_file(
         tmp_path / "tiny.yaml",
-        optimizer={"name": "sgd", "momentum": 0.9},
-        space={"optimizer.lr": {"type": "float", "low": 1e-3, "high": 1e15, "log": True}},
-        search={"num_samples": 3, "sampler": "random", "points_to_evaluate": [{"optimizer.lr": 1e15}]},
+        workload={"name": "tests.tuning.plugins:sometimes_broken"},
+        space={"workload.broken": {"type": "categorical", "choices": [True, False]}},
+        search={"num_samples": 2, "points_to_evaluate": [{"workload.broken": True}, {"workload.broken": False}]},
         scheduler={"type": "none"},
     )
     outcome = run_sweep(spec, storage=tmp_path / "runs")
-    folder = outcome.folder
-    records = ledger(folder)
-    failed = [r for r in records.values() if r["status"] == "FAILED"]
-    assert len(records) == 3 and failed
-    assert all("loss became" in r["error"] for r in failed)
-    states = [t.state for t in study(folder).trials]
-    assert states.count(optuna.trial.TrialState.FAIL) == len(failed)
-    client, _, children = mlflow_runs(outcome.mlflow_uri, "tiny")
-    failed_runs = [r for r in children if r.info.status == "FAILED"]
-    assert len(failed_runs) == len(failed)
-    assert "loss became" in failed_runs[0].data.tags["failure_reason"]
+    records = ledger(outcome.folder)
+    assert sorted(r["status"] for r in records.values()) == ["COMPLETE", "FAILED"]
+    (failed,) = [r for r in records.values() if r["status"] == "FAILED"]
+    assert "broken on purpose" in failed["error"]
+    states = sorted(t.state.name for t in study(outcome.folder).trials)
+    assert states == ["COMPLETE", "FAIL"]
+    _, _, children = mlflow_runs(outcome.mlflow_uri, "tiny")
+    (failed_run,) = [r for r in children if r.info.status == "FAILED"]
+    assert "broken on purpose" in failed_run.data.tags["failure_reason"]
+
+
+def test_diverged_trials_end_cleanly_and_teach_the_sampler(ray_local, tmp_path):
+    """SGD on a quadratic that diverges for every lr > 1: the diverged trials are DIVERGED
+    everywhere, never retried, and TPE learns to stay away from them."""
+    spec = sweep_file(
+        tmp_path / "tiny.yaml",
+        workload={"name": "tests.tuning.plugins:quadratic"},
+        optimizer={"name": "sgd", "momentum": 0.0},
+        training={"epochs": 2, "batch_size": 1},
+        space={"optimizer.lr": {"type": "float", "low": 1e-3, "high": 1e3, "log": True}},
+        search={"num_samples": 30, "max_failures": 2, "seed": 0},
+        scheduler={"type": "none"},
+    )
+    outcome = run_sweep(spec, storage=tmp_path / "runs")
+    assert outcome.exit_code == 0
+    records = sorted(ledger(outcome.folder).values(), key=lambda r: r["started"])
+    assert len(records) == 30
+    lrs = [r["params"]["optimizer.lr"] for r in records]
+    diverged = [r["status"] == "DIVERGED" for r in records]
+    assert all(d for lr, d in zip(lrs, diverged) if lr > 1.1) and not any(d for lr, d in zip(lrs, diverged) if lr < 1)
+    assert all("loss became" in r["error"] for r, d in zip(records, diverged) if d)
+    first, later = sum(diverged[:15]), sum(diverged[15:])  # TPE's 10 random start-up trials are in `first`
+    assert first >= 5 and later <= first // 2, (first, later)
+    # Nothing retried: no error files, no attempt that started past epoch 0.
+    assert not list((outcome.folder / "tune").rglob("error.txt"))
+    assert all(row["started_at_epoch"] == 0 for r in records for row in r["history"])
+    # Optuna learnt from them: COMPLETE with the untrained model's loss, flagged diverged.
+    val_y = torch.randn(256 + 128, 1, generator=torch.Generator().manual_seed(0))[256 : 256 + 64]
+    untrained = float(0.5 * ((2**0.5 - val_y) ** 2).mean() + 0.5 * math.log(2 * math.pi))  # w = 1
+    trials = {t.params["optimizer.lr"]: t for t in study(outcome.folder).trials}
+    for lr, d in zip(lrs, diverged):
+        if d:
+            trial = trials[pytest.approx(lr)] if lr not in trials else trials[lr]
+            assert trial.state == optuna.trial.TrialState.COMPLETE and "loss became" in trial.user_attrs["diverged"]
+            assert trial.value == pytest.approx(untrained)
+    _, _, children = mlflow_runs(outcome.mlflow_uri, "tiny")
+    assert sum(r.data.tags.get("trial_status") == "DIVERGED" for r in children) == sum(diverged)
+    best = load_config(outcome.folder / "best_config.yaml")
+    assert best.optimizer.lr < 1
+
+
+def test_trials_never_touch_the_test_split(ray_local, tmp_path):
+    log = tmp_path / "touches.jsonl"
+    spec = sweep_file(
+        tmp_path / "tiny.yaml",
+        workload={"name": "tests.tuning.plugins:sealed_digits", "touch_log": str(log)},
+        search={"num_samples": 3},
+    )
+    outcome = run_sweep(spec, storage=tmp_path / "runs")
+    records = ledger(outcome.folder)
+    assert all(r["status"] in ("COMPLETE", "PRUNED") for r in records.values())
+    touches = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(touches) == 1  # one process, after every trial had ended: the export's test
+    assert touches[0]["time"] > max(r["ended"] for r in records.values())
+    assert outcome.test is not None and outcome.test["test_accuracy"] > 0
 
 
 def test_sweep_logs_to_an_mlflow_server(ray_local, tmp_path, mlflow_server):

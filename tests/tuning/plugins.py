@@ -1,0 +1,72 @@
+"""Workload plugins the tests name as `tests.tuning.plugins:NAME` (importable in Ray workers
+too, which start in the driver's working directory, the repository root)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from fishleg.likelihoods import GaussianLikelihood
+from tuning.workloads.base import Workload
+from tuning.workloads.digits import ClassifierOptions, digits_classifier
+
+_touch_log: Path | None = None
+_logged = False
+
+
+def _touched() -> None:
+    """Append one line per process (pid, time) the first time it reads a sealed tensor."""
+    global _logged
+    if _logged or _touch_log is None:
+        return
+    _logged = True
+    with _touch_log.open("a") as f:
+        f.write(json.dumps({"pid": os.getpid(), "time": time.time()}) + "\n")
+
+
+class SealedTensor(torch.Tensor):
+    """A tensor that records, in the touch log, every process that computes with it."""
+
+    @classmethod
+    def __torch_function__(cls, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        _touched()
+        return super().__torch_function__(func, types, args, kwargs or {})
+
+
+def sealed_digits(options: dict[str, Any], seed: int) -> Workload:
+    """digits_classifier whose test tensors log each process that touches them
+    (`touch_log`: the log file)."""
+    global _touch_log
+    _touch_log = Path(options["touch_log"])
+    w = digits_classifier(ClassifierOptions(hidden=[16]), seed)
+    w.test_x = w.test_x.as_subclass(SealedTensor)
+    w.test_y = w.test_y.as_subclass(SealedTensor)
+    return w
+
+
+def quadratic(options: dict[str, Any], seed: int) -> Workload:
+    """One weight w (from 1), inputs x ≡ √2, targets y ~ N(0, 1), Gaussian NLL: the
+    curvature is exactly 2, so plain SGD maps w to (1 − 2·lr)·w + lr·√2·y each step. It
+    converges for every lr < 1, to a noise floor that grows with lr (E w² = lr / 2(1 − lr)),
+    so the objective has a slope a sampler can follow; it diverges for every lr > 1 (to inf
+    within 512 steps of batch 1 once lr ≳ 1.05)."""
+    n = int(options.get("n", 256))
+    x = torch.full((n + 128, 1), 2**0.5)
+    y = torch.randn(n + 128, 1, generator=torch.Generator().manual_seed(0))
+    model = nn.Linear(1, 1, bias=False)
+    nn.init.constant_(model.weight, 1.0)
+    parts = x[:n], y[:n], x[n : n + 64], y[n : n + 64], x[n + 64 :], y[n + 64 :]
+    return Workload(model, GaussianLikelihood(), *parts, classifier=False)
+
+
+def sometimes_broken(options: dict[str, Any], seed: int) -> Workload:
+    """A small digits classifier, or (`broken: true`) a RuntimeError: a trial that fails."""
+    if options.get("broken"):
+        raise RuntimeError("broken on purpose")
+    return digits_classifier(ClassifierOptions(hidden=[16]), seed)
