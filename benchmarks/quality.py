@@ -18,7 +18,7 @@ import statistics
 import time
 from pathlib import Path
 
-from fishleg.config import RunConfig
+from tuning.config import RunConfig
 from tuning.train import Trainer
 
 WORKLOADS = {

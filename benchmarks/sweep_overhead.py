@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from fishleg.config import RunConfig
+from tuning.config import RunConfig
 from tuning.space import apply_params
 from tuning.spec import load_sweep
 from tuning.sweep import run_sweep

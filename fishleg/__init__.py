@@ -1,17 +1,9 @@
-"""FishLeg: a second-order optimizer that learns the inverse Fisher (Fisher–Legendre)."""
+"""FishLeg: a second-order optimizer for PyTorch that learns the inverse Fisher (Fisher–Legendre).
 
-from fishleg.config import (
-    AdamConfig,
-    AdamWConfig,
-    ConfigError,
-    FishLegConfig,
-    RunConfig,
-    SGDConfig,
-    TrainingConfig,
-    WorkloadConfig,
-    load_config,
-    save_config,
-)
+A standalone library: it depends on torch, pydantic and PyYAML only. The tuning toolkit
+(`fishleg-tune`, package `tuning`) is built around it, never the other way round."""
+
+from fishleg.config import ConfigError, FishLegConfig, load_config
 from fishleg.layers import LayerAdapter, WeightBiasAdapter, register_layer
 from fishleg.likelihoods import (
     BernoulliLikelihood,
@@ -26,8 +18,6 @@ from fishleg.structures import QSpec, QStructure, register_structure
 __version__ = "0.1.0"
 
 __all__ = [
-    "AdamConfig",
-    "AdamWConfig",
     "BernoulliLikelihood",
     "CategoricalLikelihood",
     "ConfigError",
@@ -38,14 +28,9 @@ __all__ = [
     "Likelihood",
     "QSpec",
     "QStructure",
-    "RunConfig",
-    "SGDConfig",
-    "TrainingConfig",
     "WeightBiasAdapter",
-    "WorkloadConfig",
     "load_config",
     "register_layer",
     "register_likelihood",
     "register_structure",
-    "save_config",
 ]

@@ -9,10 +9,10 @@ block with a diagonal Q.  Register an adapter for your own module type with
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
-from typing import TypeVar
 
 from torch import Tensor, nn
+
+from fishleg.registry import Registry
 
 __all__ = ["LAYERS", "LayerAdapter", "WeightBiasAdapter", "adapter_for", "register_layer"]
 
@@ -53,20 +53,10 @@ class WeightBiasAdapter(LayerAdapter):
         return views
 
 
-LAYERS: dict[type[nn.Module], LayerAdapter] = {}
-_A = TypeVar("_A", bound="type[LayerAdapter]")
-
-
-def register_layer(*module_types: type[nn.Module]) -> Callable[[_A], _A]:
-    """Class decorator: use this adapter (and so the chosen q_structure) for these types."""
-
-    def wrap(cls: _A) -> _A:
-        for module_type in module_types:
-            LAYERS[module_type] = cls()
-        return cls
-
-    return wrap
-
+LAYERS: Registry[type[nn.Module], type[LayerAdapter]] = Registry("layer type")
+register_layer = LAYERS.register
+"""Class decorator: `@register_layer(MyModule, ...)` on a LayerAdapter subclass gives these
+module types (and their subclasses) the chosen q_structure."""
 
 register_layer(nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)(WeightBiasAdapter)
 
@@ -74,6 +64,7 @@ register_layer(nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)(WeightBiasAdapter)
 def adapter_for(module: nn.Module) -> LayerAdapter | None:
     """The adapter of the most specific registered base class of `module`, if any."""
     for cls in type(module).__mro__:
-        if cls in LAYERS:
-            return LAYERS[cls]
+        adapter = LAYERS.get(cls)
+        if adapter is not None:
+            return adapter()
     return None

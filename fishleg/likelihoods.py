@@ -25,8 +25,9 @@ __all__ = [
     "register_likelihood",
 ]
 
-LIKELIHOODS: Registry[type[Likelihood]] = Registry("likelihood")
+LIKELIHOODS: Registry[str, type[Likelihood]] = Registry("likelihood")
 register_likelihood = LIKELIHOODS.register
+"""Class decorator: `@register_likelihood("name")` lets `FishLeg(model, "name")` build it."""
 
 
 class Likelihood(nn.Module, ABC):
@@ -43,9 +44,6 @@ class Likelihood(nn.Module, ABC):
 
         outputs, v: (B, ...) → (B, ...). No gradient flows into `outputs`."""
 
-    @abstractmethod
-    def sample(self, outputs: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """Draw targets y ~ p(y | outputs), of the form `nll` accepts."""
 
     def check_outputs(self, outputs: Tensor) -> None:
         """Raise ValueError if the model's outputs cannot parameterise this likelihood."""
@@ -79,9 +77,6 @@ class GaussianLikelihood(Likelihood):
     def fisher_product(self, outputs: Tensor, v: Tensor) -> Tensor:
         return v * torch.exp(-2 * self.log_sigma.detach())
 
-    def sample(self, outputs: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        noise = torch.randn(outputs.shape, generator=generator, device=outputs.device)
-        return outputs.detach() + noise * torch.exp(self.log_sigma.detach())
 
 
 @register_likelihood("bernoulli")
@@ -96,8 +91,6 @@ class BernoulliLikelihood(Likelihood):
         p = torch.sigmoid(outputs.detach())
         return p * (1 - p) * v
 
-    def sample(self, outputs: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        return torch.bernoulli(torch.sigmoid(outputs.detach()), generator=generator)
 
 
 @register_likelihood("categorical")
@@ -113,11 +106,6 @@ class CategoricalLikelihood(Likelihood):
         pv = p * v
         return pv - p * pv.sum(dim=1, keepdim=True)
 
-    def sample(self, outputs: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        logits = outputs.detach().movedim(1, -1)
-        flat = torch.softmax(logits.reshape(-1, logits.shape[-1]), dim=-1)
-        draws = torch.multinomial(flat, 1, generator=generator)
-        return draws.reshape(logits.shape[:-1])
 
     def check_outputs(self, outputs: Tensor) -> None:
         if outputs.dim() < 2 or outputs.shape[1] < 2:

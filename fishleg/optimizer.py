@@ -6,17 +6,17 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from pydantic import ValidationError
 from torch import Tensor, nn
 
 from fishleg.aux_data import AuxData, AuxSampler
-from fishleg.config import FishLegConfig, RunConfig, describe_validation_error
+from fishleg.config import FishLegConfig, describe_validation_error
 from fishleg.fisher import fisher_vector_product
 from fishleg.layers import adapter_for
-from fishleg.likelihoods import Likelihood
+from fishleg.likelihoods import LIKELIHOODS, Likelihood
 from fishleg.structures import QSpec, QStructure, build_structure
 
 __all__ = ["Block", "FishLeg"]
@@ -75,10 +75,12 @@ def _identity_split(t: Tensor) -> list[Tensor]:
     return [t]
 
 
-def build_blocks(model: nn.Module, config: FishLegConfig, device: torch.device) -> list[Block]:
+def build_blocks(
+    model: nn.Module, config: FishLegConfig, device: torch.device, generator: torch.Generator | None = None
+) -> list[Block]:
     """One block per registered layer (chosen structure on [W | b]); a diagonal block for
-    every other trainable parameter."""
-    spec = QSpec(init_scale=config.init_scale, rank=config.kron_sum_rank)
+    every other trainable parameter. Random initial factors come from `generator`."""
+    spec = QSpec(init_scale=config.init_scale, rank=config.kron_sum_rank, generator=generator)
     names = {id(p): n for n, p in model.named_parameters()}
     claimed: set[int] = set()
     blocks: list[Block] = []
@@ -111,25 +113,47 @@ def _dot(a: Sequence[Tensor], b: Sequence[Tensor]) -> Tensor:
 class FishLeg(torch.optim.Optimizer):
     """Natural-gradient optimizer with a learnt inverse Fisher, used like torch.optim.AdamW:
 
-    >>> opt = FishLeg(model, CategoricalLikelihood(), aux_data=train_inputs)
+    >>> opt = FishLeg(model, CategoricalLikelihood(), aux_data=train_inputs, lr=0.05)
     >>> loss = opt.likelihood.nll(model(x), y); loss.backward(); opt.step()
 
-    With `aux_data`, every `update_aux_every` steps one λ update runs on `aux_batch_size`
-    inputs drawn from it; with `aux_data=None` call `update_aux(inputs)` yourself.
-    Hyperparameters are those of `FishLegConfig` (validated there); `lr`, `beta` and
-    `weight_decay` live in `param_groups` so torch LR schedulers work, `aux_lr` in
-    `aux_optimizer.param_groups`.
+    model: the network (FishLeg needs the module, not only its parameters: Q(λ) is built per
+    layer and the Fisher-vector products run the model). likelihood: a `Likelihood`, or the
+    name of a registered one ("categorical", "bernoulli", "gaussian"). aux_data: inputs for the
+    λ updates (a tensor, a map-style Dataset or an iterable of batches); every
+    `update_aux_every` steps one λ update runs on `aux_batch_size` inputs drawn from it; with
+    None, call `update_aux(inputs)` yourself. seed: of aux sampling, Gaussian probes and random
+    initial factors (default: derived from torch.initial_seed(), without drawing from torch's
+    global generator).
+
+    `lr`, `beta`, `weight_decay` and `damping` live in `param_groups[0]`, so schedulers (and
+    adaptive rules) can change them between steps; `aux_lr` lives in
+    `aux_optimizer.param_groups`. FishLeg has one parameter group (its blocks span the model).
     """
 
     def __init__(
         self,
         model: nn.Module,
-        likelihood: Likelihood,
+        likelihood: Likelihood | str,
         aux_data: AuxData | None = None,
         *,
+        lr: float = 5e-2,
+        aux_lr: float = 1e-4,
+        aux_batch_size: int = 100,
+        damping: float = 0.5,
+        update_aux_every: int = 10,
+        q_structure: str = "kron",
+        kron_sum_rank: int = 2,
+        beta: float = 0.9,
+        weight_decay: float = 1e-5,
+        init_scale: float = 1.0,
+        aux_betas: tuple[float, float] = (0.9, 0.999),
+        aux_eps: float = 1e-8,
+        u_sampling: Literal["gradient", "gaussian"] = "gradient",
+        normalize_aux: bool = True,
+        precondition_aux: bool = True,
         seed: int | None = None,
-        **hyperparameters: Any,
     ) -> None:
+        hyperparameters = {k: v for k, v in locals().items() if k in FishLegConfig.model_fields}
         try:
             config = FishLegConfig(**hyperparameters)
         except ValidationError as err:
@@ -137,13 +161,17 @@ class FishLeg(torch.optim.Optimizer):
         trainable = [p for p in model.parameters() if p.requires_grad]
         if not trainable:
             raise ValueError("FishLeg: model has no trainable parameters (requires_grad=True)")
+        if isinstance(likelihood, str):
+            likelihood = LIKELIHOODS[likelihood]()
+        if seed is None:
+            seed = torch.initial_seed() % 2**62
         self.config = config
         self.model = model
         self.likelihood = likelihood
         self._device = trainable[0].device
-        self.blocks = build_blocks(model, config, self._device)
+        self.blocks = build_blocks(model, config, self._device, torch.Generator().manual_seed(seed + 2))
         params = [p for b in self.blocks for p in b.params]
-        defaults = {"lr": config.lr, "beta": config.beta, "weight_decay": config.weight_decay}
+        defaults = {"lr": lr, "beta": beta, "weight_decay": weight_decay, "damping": damping}
         super().__init__(params, defaults)
         for p in params:
             self.state[p]["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
@@ -154,8 +182,6 @@ class FishLeg(torch.optim.Optimizer):
             eps=config.aux_eps,
             fused=True,  # one kernel over all λ: λ has ~(out² + in²) entries per layer
         )
-        if seed is None:
-            seed = int(torch.randint(2**62, (1,)).item())
         self._probe_rng = torch.Generator(device=self._device).manual_seed(seed + 1)
         self.aux_sampler = None if aux_data is None else AuxSampler(aux_data, config.aux_batch_size, self._device, seed)
         self.step_count = 0
@@ -170,20 +196,30 @@ class FishLeg(torch.optim.Optimizer):
     def from_config(
         cls,
         model: nn.Module,
-        config: FishLegConfig | RunConfig,
+        config: FishLegConfig,
         *,
-        likelihood: Likelihood,
+        likelihood: Likelihood | str,
         aux_data: AuxData | None = None,
         seed: int | None = None,
     ) -> FishLeg:
-        """Build from a loaded config (e.g. `fishleg.load_config("best_config.yaml")`)."""
-        opt_config = config.optimizer if isinstance(config, RunConfig) else config
+        """Build from a loaded config (e.g. `fishleg.load_config("best_config.yaml")`); a run
+        config (anything whose `optimizer` is the FishLeg config) works too."""
+        opt_config = getattr(config, "optimizer", config)
         if not isinstance(opt_config, FishLegConfig):
             raise ValueError(
-                f"config's optimizer is {opt_config.name!r}, not 'fishleg'; "
+                f"config's optimizer is {getattr(opt_config, 'name', type(opt_config).__name__)!r}, not 'fishleg'; "
                 "use config.build_optimizer(model) for baselines"
             )
-        return cls(model, likelihood, aux_data, seed=seed, **opt_config.model_dump(exclude={"name"}))
+        return cls(model, likelihood, aux_data, seed=seed, **opt_config.hyperparameters())
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """FishLeg makes its one group from the model; more groups are refused, not ignored."""
+        if self.param_groups:
+            raise ValueError(
+                "FishLeg has one parameter group, built from the model's layers; to train other "
+                "parameters with different settings, give them their own optimizer"
+            )
+        super().add_param_group(param_group)
 
     def _check_likelihood(self) -> None:
         probe = None if self.aux_sampler is None else self.aux_sampler.peek()
@@ -260,8 +296,9 @@ class FishLeg(torch.optim.Optimizer):
 
         probes: one tensor per block, in block shape; qu: Q(λ)u if already known (the
         parameter step's Q·g when u is the gradient). Uses ∂A/∂λ = ∂⟨Q(λ)u, sg(r)⟩/∂λ with
-        r = (F+γI)Qu − u, optionally preconditioned by Q and divided by ‖Qu‖·‖u‖. The gradients
-        may be the structures' workspaces: use them before the next call."""
+        r = (F+γI)Qu − u (γ = param_groups[0]["damping"]), optionally preconditioned by Q and
+        divided by ‖Qu‖·‖u‖. The gradients may be the structures' workspaces: use them before
+        the next call."""
         cfg = self.config
         v = list(qu) if qu is not None else [b.structure.apply_cached(u, b.probe_q) for b, u in zip(blocks, probes)]
         params = {n: p.detach() for b in blocks for n, p in zip(b.names, b.params)}
@@ -270,7 +307,7 @@ class FishLeg(torch.optim.Optimizer):
         for b in blocks:
             torch._foreach_copy_(b.residual_views, [fv[n] for n in b.names])
         residual = [b.residual for b in blocks]
-        torch._foreach_add_(residual, v, alpha=cfg.damping)
+        torch._foreach_add_(residual, v, alpha=self.param_groups[0]["damping"])
         aux_loss = 0.5 * _dot(v, residual) - _dot(probes, v)
         torch._foreach_sub_(residual, list(probes))
         if cfg.normalize_aux:
@@ -366,3 +403,16 @@ class FishLeg(torch.optim.Optimizer):
         self._probe_rng.set_state(extra["probe_rng"])
         if self.aux_sampler is not None and extra["aux_sampler"] is not None:
             self.aux_sampler.load_state_dict(extra["aux_sampler"])
+
+
+def _hyperparameter_doc() -> str:
+    """The constructor's hyperparameters with defaults, from FishLegConfig's field descriptions
+    (their one place), for `help(FishLeg)`."""
+    lines = ["", "Hyperparameters (keyword-only; validated by `FishLegConfig`):"]
+    for name, field_info in FishLegConfig.model_fields.items():
+        if name != "name":
+            lines.append(f"    {name} = {field_info.default!r}: {field_info.description}")
+    return "\n".join(lines)
+
+
+FishLeg.__doc__ = (FishLeg.__doc__ or "") + _hyperparameter_doc()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,12 +23,12 @@ err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def _train(args: argparse.Namespace) -> int:
-    from fishleg.config import load_config
+    from tuning.config import load_run_config
     from tuning.tracking import check_tracking_uri
     from tuning.train import train_to_folder
     from tuning.workloads import validate_workload
 
-    config = load_config(args.config)
+    config = load_run_config(args.config)
     updates = {
         k: v for k, v in (("epochs", args.epochs), ("seed", args.seed), ("device", args.device)) if v is not None
     }
@@ -308,8 +309,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_libraries() -> None:
+    """The command's own output replaces Optuna's INFO log; the multivariate/grouped TPE and
+    constant-liar options it uses are marked experimental by Optuna, which is not news to a user."""
+    import optuna
+
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """The `fishleg-tune` command: returns its exit status (0 done, 1 diverged, 2 bad input, 130 interrupted)."""
     args = build_parser().parse_args(argv)
+    if args.command != "train":  # train never imports Optuna (a second of start-up saved)
+        _quiet_libraries()
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)

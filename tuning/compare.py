@@ -14,18 +14,15 @@ from dataclasses import dataclass
 from itertools import accumulate
 from pathlib import Path
 
-import matplotlib
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from tuning.errors import UserError  # noqa: E402
-from tuning.export import rank_trials  # noqa: E402
-from tuning.report import CSS, png_tag  # noqa: E402
-from tuning.robust import SeedRuns, retrain_trials, test_seed_runs  # noqa: E402
-from tuning.spec import SweepSpec, load_sweep  # noqa: E402
-from tuning.sweep import LEDGER_FILE, Echo, SweepOutcome, run_sweep  # noqa: E402
-from tuning.trials import Ledger  # noqa: E402
+from tuning.errors import UserError
+from tuning.export import rank_trials
+from tuning.report import CSS, png_tag
+from tuning.robust import SeedRuns, retrain_trials, test_seed_runs
+from tuning.spec import SweepSpec, load_sweep
+from tuning.sweep import LEDGER_FILE, Echo, SweepOutcome, run_sweep
+from tuning.trials import Ledger
 
 __all__ = ["Comparison", "Side", "compare_sweeps", "time_to_target"]
 
@@ -75,7 +72,8 @@ def _comparable(a: SweepSpec, b: SweepSpec, paths: tuple[Path, Path]) -> None:
 def _plot(sides: list[Side], metric: str, mode: str, folder: Path) -> dict[str, Path]:
     paths = {}
     for axis in ("epochs", "seconds"):
-        fig, ax = plt.subplots(figsize=(7, 4.2))
+        fig = Figure(figsize=(7, 4.2))
+        ax = fig.subplots()
         for side in sides:
             best = side.best(metric, mode)
             per_seed = [[row[metric] for row in c] for c in best.complete_curves()]
@@ -93,7 +91,6 @@ def _plot(sides: list[Side], metric: str, mode: str, folder: Path) -> dict[str, 
         ax.legend()
         paths[axis] = folder / f"curves_vs_{axis}.png"
         fig.savefig(paths[axis], dpi=110, bbox_inches="tight")
-        plt.close(fig)
     return paths
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fishleg.config import RunConfig, save_config
+from tuning.config import RunConfig, save_config
 from tuning.space import apply_params
 from tuning.trials import TrialRecord
 

@@ -14,7 +14,7 @@ from typing import Any
 import ray
 from ray import tune
 
-from fishleg.config import RunConfig
+from tuning.config import RunConfig
 from tuning.train import Trainer, load_checkpoint
 
 __all__ = ["summarize", "test_checkpoint", "test_states"]

@@ -13,18 +13,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import optuna
+import yaml
+from matplotlib.figure import Figure
+from optuna.visualization import matplotlib as ovm
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import optuna  # noqa: E402
-import yaml  # noqa: E402
-from optuna.visualization import matplotlib as ovm  # noqa: E402
-
-from tuning.errors import UserError  # noqa: E402
-from tuning.export import rank_trials  # noqa: E402
-from tuning.spec import SweepSpec, load_sweep  # noqa: E402
-from tuning.trials import Ledger, TrialRecord, format_counts  # noqa: E402
+from tuning.errors import UserError
+from tuning.export import rank_trials
+from tuning.spec import SweepSpec, load_sweep
+from tuning.trials import Ledger, TrialRecord, format_counts
 
 __all__ = ["CSS", "Report", "learning_curves", "png_tag", "write_report"]
 
@@ -45,9 +43,10 @@ class Report:
     notes: list[str]
 
 
-def learning_curves(records: Sequence[TrialRecord], metric: str, title: str) -> plt.Figure:
+def learning_curves(records: Sequence[TrialRecord], metric: str, title: str) -> Figure:
     """Validation metric per epoch for every trial; pruned trials dashed grey, failed red."""
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig = Figure(figsize=(7, 4.2))
+    ax = fig.subplots()
     seen = set()
     for rec in records:
         points = [(row["epoch"], row[metric]) for row in rec.history if metric in row]
@@ -66,7 +65,8 @@ def learning_curves(records: Sequence[TrialRecord], metric: str, title: str) -> 
     return fig
 
 
-def _optuna_figure(plot: Callable[..., object], study: optuna.Study, **kwargs: object) -> plt.Figure:
+def _optuna_figure(plot: Callable[..., object], study: optuna.Study, **kwargs: object) -> Figure:
+    """An Optuna plot's figure (Optuna draws through pyplot: the figure is closed there once saved)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         axes = plot(study, **kwargs)
@@ -78,7 +78,7 @@ def _optuna_figure(plot: Callable[..., object], study: optuna.Study, **kwargs: o
 def _figures(spec: SweepSpec, study: optuna.Study, records: list[TrialRecord]) -> tuple[dict, list[str]]:
     metric = spec.metric.name
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    figures: dict[str, plt.Figure] = {"learning_curves": learning_curves(records, metric, "learning curves")}
+    figures: dict[str, Figure] = {"learning_curves": learning_curves(records, metric, "learning curves")}
     notes = []
     if complete:
         figures["history"] = _optuna_figure(ovm.plot_optimization_history, study, target_name=metric)
@@ -141,7 +141,7 @@ def write_report(folder: Path) -> Report:
     for name, fig in figures.items():
         paths[name] = out / f"{name}.png"
         fig.savefig(paths[name], dpi=110, bbox_inches="tight")
-        plt.close(fig)
+        plt.close(fig)  # a no-op for figures made without pyplot
     counts = format_counts(ledger.counts())
     best = (folder / BEST_FILE).read_text() if (folder / BEST_FILE).exists() else "no best config yet"
     provenance = (yaml.safe_load(best) or {}).get("provenance", {}) if (folder / BEST_FILE).exists() else {}

@@ -10,7 +10,7 @@ from typing import Any
 
 import ray
 
-from fishleg.config import RunConfig
+from tuning.config import RunConfig
 from tuning.space import apply_params
 from tuning.spec import SweepSpec
 from tuning.trials import TrialRecord

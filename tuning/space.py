@@ -4,22 +4,17 @@ from __future__ import annotations
 
 import copy
 import math
-import warnings
 from typing import Any
 
 import optuna
 from pydantic import ValidationError
 
-from fishleg.config import RunConfig, describe_validation_error
+from tuning.config import RunConfig, describe_error
 from tuning.errors import ConfigError
 from tuning.spec import ParamSpec, Scalar, SweepSpec, set_dotted
 from tuning.workloads.base import validate_workload
 
 __all__ = ["DefineByRun", "apply_params", "make_sampler", "validate_space"]
-
-# The multivariate/grouped TPE and constant-liar options are marked experimental by Optuna.
-warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 class DefineByRun:
@@ -112,7 +107,7 @@ def validate_space(spec: SweepSpec, source: str) -> None:
         try:
             config = RunConfig.model_validate(apply_params(base, params))
         except ValidationError as err:
-            detail = describe_validation_error(err, source).split(": invalid configuration: ", 1)[1]
+            detail = describe_error(err, source).split(": invalid configuration: ", 1)[1]
             raise ConfigError(
                 f"{source}: {what} gives an invalid config: {detail} "
                 "(space keys are dotted config names such as optimizer.lr)"

@@ -9,15 +9,8 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from fishleg.config import (
-    FishLegConfig,
-    OptimizerConfig,
-    RunConfig,
-    StrictModel,
-    TrainingConfig,
-    WorkloadConfig,
-    load_yaml_model,
-)
+from fishleg.config import FishLegConfig, StrictModel
+from tuning.config import OptimizerConfig, RunConfig, TrainingConfig, WorkloadConfig, load_yaml_model
 from tuning.errors import ConfigError
 
 __all__ = ["ParamSpec", "SweepSpec", "load_sweep", "set_dotted"]

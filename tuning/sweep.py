@@ -31,8 +31,8 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
-from fishleg.config import load_config
 from tuning.cluster import check_fits, check_shared_storage, check_versions, nodes
+from tuning.config import load_run_config
 from tuning.errors import ConfigError, UserError
 from tuning.export import Best, rank_trials, select_best, write_best_config
 from tuning.holdout import test_checkpoint
@@ -435,7 +435,7 @@ def _test_once(
     """(test metrics, what to add to the provenance) of the chosen config, evaluated once: on
     the chosen seed re-runs' weights, else on the chosen trial's final checkpoint. A resumed
     sweep that exports the same trial again reuses the test it already has."""
-    previous = load_config(folder / BEST_FILE).provenance if (folder / BEST_FILE).exists() else None
+    previous = load_run_config(folder / BEST_FILE).provenance if (folder / BEST_FILE).exists() else None
     if previous and previous.get("trial_id") == best.record.trial_id and previous.get("test"):
         return previous["test"], {k: previous[k] for k in ("test_on",) if k in previous}
     cpu, gpu = spec.resources.cpu, spec.resources.gpu

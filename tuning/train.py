@@ -14,8 +14,8 @@ import torch
 from rich.progress import Progress
 from torch import Tensor
 
-from fishleg.config import RunConfig, save_config
 from fishleg.optimizer import FishLeg
+from tuning.config import RunConfig, save_config
 from tuning.errors import NonFiniteLoss
 from tuning.tracking import flatten, maybe_run
 from tuning.workloads import build_workload

@@ -15,7 +15,7 @@ from typing import Any
 import ray
 from ray import tune
 
-from fishleg.config import RunConfig
+from tuning.config import RunConfig
 from tuning.errors import NonFiniteLoss
 from tuning.space import apply_params
 from tuning.train import Trainer, load_checkpoint, save_checkpoint

@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
 
 import torch
 from torch import Tensor
+
+from fishleg.registry import Registry
 
 __all__ = ["QSpec", "QStructure", "STRUCTURES", "register_structure", "build_structure"]
 
 
 @dataclass(frozen=True)
 class QSpec:
-    """What every structure may read when it is built. Q starts at `init_scale`·I."""
+    """What every structure may read when it is built. Q starts at `init_scale`·I; a
+    structure that draws random initial factors draws them from `generator` (a CPU
+    generator: the optimizer's own, never torch's global one)."""
 
     init_scale: float = 1.0
     rank: int = 2
+    generator: torch.Generator | None = None
 
 
 class QStructure(ABC):
@@ -73,25 +76,12 @@ class QStructure(ABC):
         with torch.enable_grad():
             return list(torch.autograd.grad((self.apply(u) * r).sum(), self.params))
 
-    def num_bytes(self) -> int:
-        return sum(p.numel() * p.element_size() for p in self.params)
 
-
-STRUCTURES: dict[str, type[QStructure]] = {}
-_S = TypeVar("_S", bound="type[QStructure]")
-
-
-def register_structure(name: str) -> Callable[[_S], _S]:
-    """Class decorator: make a Q structure selectable as `q_structure=name`."""
-
-    def wrap(cls: _S) -> _S:
-        STRUCTURES[name] = cls
-        return cls
-
-    return wrap
+STRUCTURES: Registry[str, type[QStructure]] = Registry("q_structure")
+register_structure = STRUCTURES.register
+"""Class decorator: `@register_structure("name")` makes a QStructure selectable as `q_structure="name"`."""
 
 
 def build_structure(name: str, shape: tuple[int, ...], spec: QSpec, device: torch.device) -> QStructure:
-    if name not in STRUCTURES:
-        raise ValueError(f"unknown q_structure {name!r}; allowed: {sorted(STRUCTURES)}")
+    """A new Q(λ) of family `name` on a block of `shape`, equal to spec.init_scale·I."""
     return STRUCTURES[name](shape, spec, device)

@@ -30,9 +30,10 @@ def kron_sum_lambda_grad(
     return (s + s.transpose(1, 2)) @ left, (t + t.transpose(1, 2)) @ right
 
 
-def random_orthogonal(rank: int, size: int, device: torch.device) -> Tensor:
-    """`rank` orthogonal matrices (rank, size, size); the first is the identity."""
-    q, _ = torch.linalg.qr(torch.randn(rank, size, size))
+def random_orthogonal(rank: int, size: int, device: torch.device, generator: torch.Generator | None) -> Tensor:
+    """`rank` orthogonal matrices (rank, size, size); the first is the identity. Drawn on the
+    CPU from `generator` (torch's global generator only if None)."""
+    q, _ = torch.linalg.qr(torch.randn(rank, size, size, generator=generator))
     q[0] = torch.eye(size)
     return q.to(device)
 
@@ -42,7 +43,10 @@ class KronSumQ(QStructure):
     def init_params(self, shape: tuple[int, ...], spec: QSpec, device: torch.device) -> list[Tensor]:
         m, n = shape
         c = (spec.init_scale / spec.rank) ** 0.25
-        return [c * random_orthogonal(spec.rank, m, device), c * random_orthogonal(spec.rank, n, device)]
+        return [
+            c * random_orthogonal(spec.rank, m, device, spec.generator),
+            c * random_orthogonal(spec.rank, n, device, spec.generator),
+        ]
 
     def apply(self, u: Tensor) -> Tensor:
         return kron_sum_apply(self.params[0], self.params[1], u)

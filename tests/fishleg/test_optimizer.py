@@ -202,12 +202,70 @@ def test_autocast_training_keeps_curvature_in_float32():
         ({"lr": 0.0}, "lr"),
         ({"damping": -1.0}, "damping"),
         ({"aux_batch_size": 0}, "aux_batch_size"),
-        ({"bogus": 1}, "bogus"),
+        ({"beta": 1.0}, "beta"),
     ],
 )
 def test_bad_hyperparameters_raise_value_error_naming_them(kwargs, fragment):
     with pytest.raises(ValueError, match=fragment):
         FishLeg(tiny_mlp(), CategoricalLikelihood(), **kwargs)
+
+
+def test_unknown_hyperparameter_is_a_type_error():
+    with pytest.raises(TypeError, match="bogus"):
+        FishLeg(tiny_mlp(), CategoricalLikelihood(), bogus=1)
+
+
+def test_lr_scheduler_scales_the_step():
+    """β = 0, no weight decay, Q = 0.5·I: Δθ = −lr·0.5·g, and StepLR halves lr after a step."""
+    model = tiny_mlp()
+    opt = FishLeg(model, CategoricalLikelihood(), lr=0.1, beta=0.0, weight_decay=0.0, init_scale=0.5)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+    grads = [torch.randn_like(p) for p in model.parameters()]
+    for lr in (0.1, 0.05):
+        for p, g in zip(model.parameters(), grads):
+            p.grad = g.clone()
+        before = [p.detach().clone() for p in model.parameters()]
+        opt.step()
+        sched.step()
+        for p, p0, g in zip(model.parameters(), before, grads):
+            torch.testing.assert_close(p - p0, -lr * 0.5 * g)
+
+
+def test_damping_in_param_groups_drives_the_aux_step():
+    """Changing param_groups[0]["damping"] between steps gives the λ update of an optimizer
+    built with that damping (the residual is (F + γI)Qu − u)."""
+    x = torch.randn(8, 3)
+    grads = [torch.randn_like(p) for p in tiny_mlp().parameters()]
+    results = []
+    for build, then in ((0.5, 0.05), (0.05, None)):
+        torch.manual_seed(0)
+        model = tiny_mlp()
+        opt = FishLeg(model, CategoricalLikelihood(), damping=build, seed=0, aux_lr=1e-2)
+        if then is not None:
+            opt.param_groups[0]["damping"] = then
+        opt.update_aux(x, u=grads)
+        results.append([lam.detach().clone() for b in opt.blocks for lam in b.structure.params])
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b)
+    with pytest.raises(AssertionError):  # and the damping does matter
+        torch.testing.assert_close(results[0][0], FishLeg(tiny_mlp(), "categorical", seed=0).blocks[0].structure.params[0])
+
+
+def test_a_second_parameter_group_is_refused():
+    opt = FishLeg(tiny_mlp(), CategoricalLikelihood())
+    with pytest.raises(ValueError, match="one parameter group"):
+        opt.add_param_group({"params": [nn.Parameter(torch.zeros(2))]})
+
+
+def test_building_leaves_the_global_rng_alone_and_seed_fixes_random_factors():
+    models = [tiny_mlp() for _ in range(3)]
+    state = torch.get_rng_state()
+    a = FishLeg(models[0], "categorical", q_structure="kron_sum", seed=3)
+    assert torch.equal(torch.get_rng_state(), state)
+    b = FishLeg(models[1], "categorical", q_structure="kron_sum", seed=3)
+    c = FishLeg(models[2], "categorical", q_structure="kron_sum", seed=4)
+    lam = [blk.structure.params[0] for blk in (a.blocks[0], b.blocks[0], c.blocks[0])]
+    assert torch.equal(lam[0], lam[1]) and not torch.equal(lam[0], lam[2])
 
 
 def test_model_without_trainable_parameters_is_refused():

@@ -8,8 +8,8 @@ import pytest
 import torch
 import yaml
 
-from fishleg import load_config
 from tuning.cli import main
+from tuning.config import load_run_config
 from tuning.train import Trainer
 from tuning.workloads import build_workload
 from tuning.workloads.base import WorkloadConfig
@@ -53,11 +53,11 @@ def test_train_end_to_end_and_resume_matches_uninterrupted(tmp_path, capsys):
     assert main(["train", str(cfg), "--output", str(tmp_path / "part"), "--epochs", "2"]) == 0
     assert main(["train", str(cfg), "--output", str(tmp_path / "part"), "--resume"]) == 0
     assert strip_time(read_metrics(tmp_path / "part")) == strip_time(full)
-    assert load_config(tmp_path / "full" / "config.yaml") == load_config(cfg).model_copy()
+    assert load_run_config(tmp_path / "full" / "config.yaml") == load_run_config(cfg).model_copy()
 
 
 def test_same_seed_same_metrics(tmp_path):
-    cfg = load_config(write_config(tmp_path / "c.yaml", epochs=2))
+    cfg = load_run_config(write_config(tmp_path / "c.yaml", epochs=2))
     runs = [[Trainer(cfg).run_epoch() for _ in range(1)] for _ in range(2)]
     assert strip_time(runs[0]) == strip_time(runs[1])
 
@@ -100,7 +100,7 @@ def test_trainer_reads_the_test_split_only_in_test(tmp_path):
     import tests.tuning.plugins as plugins
 
     log = tmp_path / "touches.jsonl"
-    cfg = load_config(
+    cfg = load_run_config(
         write_config(
             tmp_path / "c.yaml",
             epochs=1,

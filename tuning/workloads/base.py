@@ -16,9 +16,9 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import Tensor, nn
 
-from fishleg.config import WorkloadConfig, describe_validation_error
 from fishleg.likelihoods import Likelihood
 from fishleg.registry import Registry
+from tuning.config import WorkloadConfig, describe_error
 from tuning.errors import ConfigError
 
 __all__ = [
@@ -146,13 +146,14 @@ def _parse_options(options: type[Options], config: WorkloadConfig, source: str) 
     try:
         return options.model_validate(config.options)
     except ValidationError as err:
-        msg = describe_validation_error(err, source)
-        raise ConfigError(msg.replace(": invalid configuration: ", ": invalid configuration: workload.")) from None
+        raise ConfigError(describe_error(err, source, prefix="workload.")) from None
 
 
 def build_workload(config: WorkloadConfig, seed: int, source: str = "config") -> Workload:
-    """Validate the options and build the workload; model initialisation is seeded."""
+    """Validate the options and build the workload. Model initialisation is seeded with `seed`
+    inside a forked RNG, so the caller's global random stream is left as it was."""
     entry = _entry(config.name, source)
     opts: Any = config.options if entry.options is None else _parse_options(entry.options, config, source)
-    torch.manual_seed(seed)
-    return entry.build(opts, seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return entry.build(opts, seed)

@@ -6,8 +6,8 @@ import subprocess
 
 import pytest
 
-from fishleg import load_config
 from tuning.cli import main
+from tuning.config import load_run_config
 from tuning.report import write_report
 from tuning.sweep import run_sweep
 
@@ -57,7 +57,7 @@ def test_robust_top_exports_the_best_mean_over_fresh_seeds(ray_local, tmp_path):
         robust_top=2,
         seeds=2,
     )
-    best = load_config(outcome.folder / "best_config.yaml").provenance
+    best = load_run_config(outcome.folder / "best_config.yaml").provenance
     runs = best["seed_runs"]
     assert runs["seeds"] == [1000, 1001] and len(runs["finals"]) == 2 and len(runs["candidates"]) == 2
     assert best["value"] == pytest.approx(sum(runs["finals"]) / 2)

@@ -13,8 +13,8 @@ import pytest
 import torch
 from mlflow import MlflowClient
 
-from fishleg import load_config
 from tuning.cli import main
+from tuning.config import load_run_config
 from tuning.sweep import run_sweep
 from tuning.train import Trainer
 
@@ -70,7 +70,7 @@ def test_sweep_end_to_end(ray_local, tmp_path, capsys):
         assert [m.step for m in sorted(history, key=lambda m: m.step)] == list(range(1, rec["epochs"] + 1))
 
     # The best config is the best full-budget trial; it loads and trains.
-    best = load_config(folder / "best_config.yaml")
+    best = load_run_config(folder / "best_config.yaml")
     assert best.provenance["value"] == pytest.approx(min(finals))
     assert best.provenance["full_budget"] is True
     assert best.provenance["mlflow_run_id"] in {r.info.run_id for r in children}
@@ -153,7 +153,7 @@ def test_diverged_trials_end_cleanly_and_teach_the_sampler(ray_local, tmp_path):
             assert trial.value == pytest.approx(untrained)
     _, _, children = mlflow_runs(outcome.mlflow_uri, "tiny")
     assert sum(r.data.tags.get("trial_status") == "DIVERGED" for r in children) == sum(diverged)
-    best = load_config(outcome.folder / "best_config.yaml")
+    best = load_run_config(outcome.folder / "best_config.yaml")
     assert best.optimizer.lr < 1
 
 
@@ -179,7 +179,7 @@ def test_sweep_logs_to_an_mlflow_server(ray_local, tmp_path, mlflow_server):
     _, parents, children = mlflow_runs(mlflow_server, "server-sweep")
     assert len(parents) == 1 and len(children) == 2
     assert all(r.info.status in ("FINISHED", "KILLED") for r in children)
-    assert load_config(outcome.folder / "best_config.yaml").provenance["mlflow_tracking_uri"] == mlflow_server
+    assert load_run_config(outcome.folder / "best_config.yaml").provenance["mlflow_tracking_uri"] == mlflow_server
 
 
 @pytest.mark.slow
@@ -220,7 +220,7 @@ def test_interrupted_sweep_resumes_without_losing_or_rerunning_trials(tmp_path):
     assert len(children) == 6 and len(parents) == 1
     assert all(r.info.status != "RUNNING" for r in children + parents)
     assert len(study(folder).trials) == 6
-    assert load_config(folder / "best_config.yaml").provenance["trial_id"] in after
+    assert load_run_config(folder / "best_config.yaml").provenance["trial_id"] in after
 
 
 def test_uri_storage_keeps_tune_state_there_and_driver_files_local(ray_local, tmp_path, monkeypatch):

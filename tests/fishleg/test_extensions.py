@@ -1,0 +1,140 @@
+"""The extension points: a Q structure, a layer type and a likelihood of one's own, and
+aux data given as a Dataset or an iterable of batches."""
+
+import pytest
+import torch
+from torch import Tensor, nn
+from torch.utils.data import TensorDataset
+
+from fishleg import (
+    FishLeg,
+    FishLegConfig,
+    GaussianLikelihood,
+    QSpec,
+    QStructure,
+    WeightBiasAdapter,
+    register_layer,
+    register_likelihood,
+    register_structure,
+)
+from fishleg.aux_data import AuxSampler
+from fishleg.layers import LAYERS
+from fishleg.likelihoods import LIKELIHOODS
+from fishleg.structures import STRUCTURES, KronQ
+
+
+@pytest.fixture
+def registries(monkeypatch):
+    """Registrations made in a test are undone after it."""
+    for registry in (STRUCTURES, LAYERS, LIKELIHOODS):
+        monkeypatch.setattr(registry, "_items", dict(registry._items))
+
+
+class ScalarQ(QStructure):
+    """Q = c²·I: one λ per block; the λ gradient comes from autograd through `apply`."""
+
+    def init_params(self, shape: tuple[int, ...], spec: QSpec, device: torch.device) -> list[Tensor]:
+        return [torch.tensor(spec.init_scale**0.5, device=device)]
+
+    def apply(self, u: Tensor) -> Tensor:
+        return self.params[0] ** 2 * u
+
+    def refresh(self) -> None:
+        self._c2 = self.params[0].detach() ** 2
+
+    def apply_cached(self, u: Tensor, out: Tensor) -> Tensor:
+        return torch.mul(u, self._c2, out=out)
+
+
+def test_a_registered_structure_is_selectable_and_trains(registries):
+    register_structure("scalar")(ScalarQ)
+    assert FishLegConfig(q_structure="scalar").q_structure == "scalar"
+    model = nn.Linear(3, 2)
+    opt = FishLeg(model, GaussianLikelihood(), q_structure="scalar", init_scale=0.25, seed=0)
+    assert [type(b.structure) for b in opt.blocks] == [ScalarQ]
+    g = [torch.randn_like(p) for p in model.parameters()]
+    for out, gi in zip(opt.apply_q(g), g):
+        torch.testing.assert_close(out, 0.25 * gi)
+    before = opt.blocks[0].structure.params[0].detach().clone()
+    opt.update_aux(torch.randn(16, 3), u=g)
+    assert not torch.equal(before, opt.blocks[0].structure.params[0])
+    with pytest.raises(ValueError, match=r"(?s)q_structure.*must be one of .*scalar"):
+        FishLegConfig(q_structure="scalarr")
+
+
+class MyLinear(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(4, 3))
+        self.bias = nn.Parameter(torch.zeros(4))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x @ self.weight.T + self.bias
+
+
+def test_a_registered_layer_gets_the_chosen_structure(registries):
+    before = FishLeg(MyLinear(), GaussianLikelihood())
+    assert [b.structure.shape for b in before.blocks] == [(4, 3), (4,)]  # unknown: diag per parameter
+    register_layer(MyLinear)(WeightBiasAdapter)
+    after = FishLeg(MyLinear(), GaussianLikelihood())
+    assert len(after.blocks) == 1 and isinstance(after.blocks[0].structure, KronQ)
+    assert after.blocks[0].structure.shape == (4, 4) and after.blocks[0].names == ["weight", "bias"]
+
+
+class HalfGaussian(GaussianLikelihood):
+    """N(f(x), 2²I), built by name without arguments."""
+
+    def __init__(self) -> None:
+        super().__init__(sigma=2.0)
+
+
+def test_a_registered_likelihood_is_built_by_name(registries):
+    with pytest.raises(ValueError, match="unknown likelihood 'half'"):
+        FishLeg(nn.Linear(3, 2), "half")
+    register_likelihood("half")(HalfGaussian)
+    opt = FishLeg(nn.Linear(3, 2), "half")
+    assert isinstance(opt.likelihood, HalfGaussian)
+    assert isinstance(FishLeg(nn.Linear(3, 2), "gaussian").likelihood, GaussianLikelihood)
+
+
+def test_aux_data_as_a_dataset_draws_seeded_rows_and_resumes():
+    x = torch.randn(50, 3)
+    data = TensorDataset(x, torch.zeros(50))
+    a = AuxSampler(data, 8, torch.device("cpu"), seed=5)
+    first = a.draw()
+    assert first.shape == (8, 3) and all(any(torch.equal(r, xr) for xr in x) for r in first)
+    state = a.state_dict()
+    second = a.draw()
+    b = AuxSampler(data, 8, torch.device("cpu"), seed=0)
+    b.load_state_dict(state)
+    torch.testing.assert_close(b.draw(), second)
+    torch.testing.assert_close(AuxSampler(data, 8, torch.device("cpu"), seed=5).draw(), first)
+    assert torch.equal(a.peek(), x[:2])
+
+
+def test_aux_data_as_an_iterable_of_batches_cycles():
+    batches = [(torch.full((6, 3), float(i)), torch.zeros(6)) for i in range(2)]
+    sampler = AuxSampler(batches, 4, torch.device("cpu"), seed=0)
+    drawn = [sampler.draw() for _ in range(3)]
+    assert [d.shape for d in drawn] == [(4, 3)] * 3
+    assert [d[0, 0].item() for d in drawn] == [0.0, 1.0, 0.0]
+    assert sampler.peek() is None
+    with pytest.raises(ValueError, match="empty iterable"):
+        AuxSampler([], 4, torch.device("cpu"), seed=0).draw()
+    with pytest.raises(ValueError, match="aux_data must be"):
+        AuxSampler(3, 4, torch.device("cpu"), seed=0)
+
+
+def test_fishleg_trains_with_a_dataset_as_aux_data():
+    x = torch.randn(64, 3)
+    y = x @ torch.randn(3, 2)
+    model = nn.Linear(3, 2)
+    opt = FishLeg(model, GaussianLikelihood(), aux_data=TensorDataset(x, y), update_aux_every=1, aux_batch_size=16)
+    losses = []
+    for _ in range(20):
+        opt.zero_grad()
+        loss = GaussianLikelihood().nll(model(x), y)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert opt.aux_step_count == 20 and losses[-1] < losses[0]

@@ -1,0 +1,168 @@
+"""The run-config file format: what `fishleg-tune train` reads, sweeps start from and export.
+
+A run config is `workload:`, `optimizer:` (FishLeg, or a baseline by `name:` with its
+constructor's own argument names), `training:` and an optional `provenance:`. The optimizer
+section is `fishleg.FishLegConfig` itself, so `fishleg.load_config` reads the same files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, Union
+
+import torch
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from torch import nn
+
+from fishleg import FishLeg
+from fishleg.config import ConfigError, FishLegConfig, StrictModel, describe_validation_error, parse_yaml
+
+if TYPE_CHECKING:
+    from fishleg.aux_data import AuxData
+    from fishleg.likelihoods import Likelihood
+
+__all__ = [
+    "AdamConfig",
+    "AdamWConfig",
+    "OPTIMIZER_NAMES",
+    "OptimizerConfig",
+    "RunConfig",
+    "SGDConfig",
+    "TrainingConfig",
+    "WorkloadConfig",
+    "describe_error",
+    "load_run_config",
+    "load_yaml_model",
+    "save_config",
+]
+
+
+class AdamWConfig(StrictModel):
+    """torch.optim.AdamW, the baseline FishLeg is compared with."""
+
+    name: Literal["adamw"] = "adamw"
+    lr: float = Field(1e-3, gt=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = Field(1e-8, gt=0)
+    weight_decay: float = Field(1e-2, ge=0)
+
+    def build(self, model: nn.Module) -> torch.optim.Optimizer:
+        """The optimizer over the model's parameters."""
+        return torch.optim.AdamW(model.parameters(), **self.model_dump(exclude={"name"}))
+
+
+class AdamConfig(StrictModel):
+    """torch.optim.Adam."""
+
+    name: Literal["adam"] = "adam"
+    lr: float = Field(1e-3, gt=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = Field(1e-8, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+
+    def build(self, model: nn.Module) -> torch.optim.Optimizer:
+        """The optimizer over the model's parameters."""
+        return torch.optim.Adam(model.parameters(), **self.model_dump(exclude={"name"}))
+
+
+class SGDConfig(StrictModel):
+    """torch.optim.SGD (with momentum by default)."""
+
+    name: Literal["sgd"] = "sgd"
+    lr: float = Field(0.1, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    nesterov: bool = False
+    weight_decay: float = Field(0.0, ge=0)
+
+    def build(self, model: nn.Module) -> torch.optim.Optimizer:
+        """The optimizer over the model's parameters."""
+        return torch.optim.SGD(model.parameters(), **self.model_dump(exclude={"name"}))
+
+
+OptimizerConfig = Annotated[Union[FishLegConfig, AdamWConfig, AdamConfig, SGDConfig], Field(discriminator="name")]
+OPTIMIZER_NAMES = ("fishleg", "adamw", "adam", "sgd")
+
+
+class WorkloadConfig(BaseModel):
+    """A workload by registered name (or `module:function`) and its own options, which the
+    workload validates."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    name: str
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """Everything but `name`: the workload's own options."""
+        return dict(self.model_extra or {})
+
+
+class TrainingConfig(StrictModel):
+    """How long and how a run trains; `epochs` is a sweep's budget."""
+
+    epochs: int = Field(10, gt=0)
+    batch_size: int = Field(64, gt=0)
+    seed: int = 0
+    device: str = Field("auto", description="'auto', 'cpu', 'cuda' or 'cuda:N'")
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        if value not in ("auto", "cpu", "cuda") and not value.startswith("cuda:"):
+            raise ValueError("must be 'auto', 'cpu', 'cuda' or 'cuda:N'")
+        return value
+
+
+class RunConfig(StrictModel):
+    """One training run: what `fishleg-tune train` reads and sweeps export."""
+
+    workload: WorkloadConfig
+    optimizer: OptimizerConfig = Field(default_factory=FishLegConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    provenance: dict[str, Any] | None = None
+
+    def build_optimizer(
+        self, model: nn.Module, *, likelihood: Likelihood | None = None, aux_data: AuxData | None = None
+    ) -> torch.optim.Optimizer:
+        """The configured optimizer; FishLeg needs the likelihood (and usually aux_data)."""
+        if not isinstance(self.optimizer, FishLegConfig):
+            return self.optimizer.build(model)
+        if likelihood is None:
+            raise ConfigError("optimizer 'fishleg' needs a likelihood (e.g. CategoricalLikelihood())")
+        return FishLeg.from_config(model, self.optimizer, likelihood=likelihood, aux_data=aux_data)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The file form: plain YAML-safe values, workload options beside its name."""
+        data = self.model_dump(mode="json", exclude_none=True)
+        data["workload"] = {"name": self.workload.name, **self.workload.options}
+        return data
+
+
+def describe_error(err: ValidationError, source: str, prefix: str = "") -> str:
+    """`describe_validation_error` for run-config-shaped files (optimizer names left out of paths)."""
+    return describe_validation_error(err, source, prefix=prefix, union_tags=OPTIMIZER_NAMES)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def load_yaml_model(path: str | Path, model: type[M]) -> M:
+    """A YAML file validated as `model`; every problem is a one-paragraph ConfigError."""
+    path = Path(path)
+    data = parse_yaml(path)
+    if not isinstance(data, dict):
+        keys = ", ".join(model.model_fields)
+        raise ConfigError(f"{path}: expected a mapping with keys such as {keys}.")
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(describe_error(err, str(path))) from None
+
+
+def load_run_config(path: str | Path) -> RunConfig:
+    """Read and validate a run config (a `fishleg-tune train` file or an exported best config)."""
+    return load_yaml_model(path, RunConfig)
+
+
+def save_config(config: RunConfig, path: str | Path) -> None:
+    """Write a run config in the format `load_run_config` (and `fishleg.load_config`) read."""
+    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
