@@ -46,6 +46,7 @@ class AuxSampler:
         return None
 
     def draw(self) -> Tensor:
+        """A batch of `batch_size` inputs on the optimizer's device."""
         if isinstance(self.data, Tensor):
             idx = torch.randint(len(self.data), (self.batch_size,), generator=self.generator)
             return self.data[idx.to(self.data.device)].to(self.device, non_blocking=True)
@@ -65,7 +66,9 @@ class AuxSampler:
         return first_input(item)[: self.batch_size].to(self.device, non_blocking=True)
 
     def state_dict(self) -> dict[str, Tensor]:
+        """The sampler's RNG state (what a restored optimizer needs to draw the same batches)."""
         return {"generator": self.generator.get_state()}
 
     def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        """Restore the RNG state saved by `state_dict`."""
         self.generator.set_state(state["generator"])

@@ -11,6 +11,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 
 from torch import Tensor, nn
+from typing_extensions import override
 
 from fishleg.registry import Registry
 
@@ -36,14 +37,17 @@ class LayerAdapter(ABC):
 class WeightBiasAdapter(LayerAdapter):
     """weight (out, ...) and optional bias (out,) → U = [W.reshape(out, -1) | b]."""
 
+    @override
     def params(self, module: nn.Module) -> list[nn.Parameter]:
         return [p for p in (module.weight, getattr(module, "bias", None)) if p is not None]
 
+    @override
     def block_shape(self, module: nn.Module) -> tuple[int, int]:
         weight = module.weight
         has_bias = getattr(module, "bias", None) is not None
         return weight.shape[0], weight[0].numel() + int(has_bias)
 
+    @override
     def split(self, module: nn.Module, block: Tensor) -> list[Tensor]:
         weight = module.weight
         cols = weight[0].numel()

@@ -13,6 +13,7 @@ from abc import ABC, abstractmethod
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from typing_extensions import override
 
 from fishleg.registry import Registry
 
@@ -44,7 +45,6 @@ class Likelihood(nn.Module, ABC):
 
         outputs, v: (B, ...) → (B, ...). No gradient flows into `outputs`."""
 
-
     def check_outputs(self, outputs: Tensor) -> None:
         """Raise ValueError if the model's outputs cannot parameterise this likelihood."""
         if outputs.dim() < 1:
@@ -68,45 +68,49 @@ class GaussianLikelihood(Likelihood):
         else:
             self.register_buffer("log_sigma", log_sigma)
 
+    @override
     def nll(self, outputs: Tensor, targets: Tensor) -> Tensor:
         var = torch.exp(2 * self.log_sigma)
         sq = (outputs - targets).pow(2).flatten(1).sum(1)
         dim = outputs[0].numel()
         return (0.5 * sq / var + dim * (self.log_sigma + 0.5 * math.log(2 * math.pi))).mean()
 
+    @override
     def fisher_product(self, outputs: Tensor, v: Tensor) -> Tensor:
         return v * torch.exp(-2 * self.log_sigma.detach())
-
 
 
 @register_likelihood("bernoulli")
 class BernoulliLikelihood(Likelihood):
     """Independent Bernoulli outputs parameterised by logits; targets in [0, 1]."""
 
+    @override
     def nll(self, outputs: Tensor, targets: Tensor) -> Tensor:
         per = F.binary_cross_entropy_with_logits(outputs, targets.to(outputs.dtype), reduction="none")
         return per.flatten(1).sum(1).mean()
 
+    @override
     def fisher_product(self, outputs: Tensor, v: Tensor) -> Tensor:
         p = torch.sigmoid(outputs.detach())
         return p * (1 - p) * v
-
 
 
 @register_likelihood("categorical")
 class CategoricalLikelihood(Likelihood):
     """Softmax over dimension 1 of the logits; targets are integer class indices."""
 
+    @override
     def nll(self, outputs: Tensor, targets: Tensor) -> Tensor:
         per = F.cross_entropy(outputs, targets.long(), reduction="none")
         return per.reshape(outputs.shape[0], -1).sum(1).mean()
 
+    @override
     def fisher_product(self, outputs: Tensor, v: Tensor) -> Tensor:
         p = torch.softmax(outputs.detach(), dim=1)
         pv = p * v
         return pv - p * pv.sum(dim=1, keepdim=True)
 
-
+    @override
     def check_outputs(self, outputs: Tensor) -> None:
         if outputs.dim() < 2 or outputs.shape[1] < 2:
             raise ValueError(

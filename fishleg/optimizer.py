@@ -11,6 +11,7 @@ from typing import Any, Literal
 import torch
 from pydantic import ValidationError
 from torch import Tensor, nn
+from typing_extensions import override
 
 from fishleg.aux_data import AuxData, AuxSampler
 from fishleg.config import FishLegConfig, describe_validation_error
@@ -58,6 +59,7 @@ class Block:
 
     @functools.cached_property
     def residual_views(self) -> list[Tensor]:
+        """Views of `residual` in the parameters' shapes."""
         return self.split(self.residual)
 
     @functools.cached_property
@@ -232,6 +234,7 @@ class FishLeg(torch.optim.Optimizer):
         self.likelihood.check_outputs(outputs)
 
     # ---------------------------------------------------------------- parameter step
+    @override
     @torch.no_grad()
     def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:
         loss = None
@@ -372,6 +375,7 @@ class FishLeg(torch.optim.Optimizer):
         return torch.stack([torch.isfinite(lam).all() for b in self.blocks for lam in b.structure.params]).all()
 
     # ---------------------------------------------------------------- checkpointing
+    @override
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
         state[_EXTRA_STATE] = {
@@ -385,6 +389,7 @@ class FishLeg(torch.optim.Optimizer):
         }
         return state
 
+    @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         state_dict = dict(state_dict)
         extra = state_dict.pop(_EXTRA_STATE)

@@ -1,4 +1,7 @@
-"""`fishleg-tune`: parse, call, print, exit code. Bad input exits 2 with one paragraph."""
+"""`fishleg-tune`: parse, call, print, exit code. Bad input exits 2 with one paragraph.
+
+Each command imports what it needs when it runs, so `fishleg-tune train` never loads Ray,
+Optuna or MLflow (unless asked to log), and `--help` answers at once."""
 
 from __future__ import annotations
 
@@ -16,7 +19,9 @@ from rich.progress import Progress
 from tuning.errors import USER_ERRORS, NonFiniteLoss, UserError
 
 if TYPE_CHECKING:
-    from tuning.sweep import SweepOutcome
+    from tuning.sweep import SweepOutcome, SweepPlan
+
+EXIT_OK, EXIT_DIVERGED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -61,8 +66,34 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_outcome(outcome: SweepOutcome) -> None:
-    from tuning.sweep import BEST_FILE
+def format_plan(plan: SweepPlan) -> str:
+    """What a sweep will do, as `--dry-run` shows it and a sweep prints before it starts."""
+    spec, folder = plan.spec, plan.folder.path
+    lines = [
+        f"sweep {folder.name}: {spec.search.num_samples} trials of {spec.workload.name} "
+        f"with {spec.optimizer.name}, {spec.budget} epochs each at most"
+    ]
+    lines.append(f"  metric     {spec.metric.name} ({spec.metric.mode}), on validation; test once, at the end")
+    lines.append(
+        f"  sampler    {spec.search.sampler} (seed {spec.search.seed}), "
+        f"{spec.search.max_concurrent} at a time, {len(spec.search.points_to_evaluate)} given points first"
+    )
+    sched = spec.scheduler
+    lines.append(f"  scheduler  {sched.type} (grace {sched.grace_period} epochs, reduction {sched.reduction_factor:g})")
+    lines.append(f"  resources  {spec.resources.cpu:g} CPU, {spec.resources.gpu:g} GPU per trial")
+    lines.append("  space")
+    for name, p in spec.space.items():
+        rng = f"{p.choices}" if p.type == "categorical" else f"[{p.low:g}, {p.high:g}]" + (" log" if p.log else "")
+        cond = f"  when {p.when}" if p.when else ""
+        lines.append(f"    {name:<32} {p.type:<12} {rng}{cond}")
+    lines.append(f"  results    {folder}")
+    lines.append(f"  MLflow     {plan.mlflow_uri}")
+    return "\n".join(lines)
+
+
+def _print_outcome(outcome: SweepOutcome) -> int:
+    """The sweep's closing summary; returns the exit status (interrupted: 130)."""
+    from tuning.folder import SweepFolder
     from tuning.trials import format_counts
 
     counts = format_counts(outcome.counts)
@@ -74,7 +105,7 @@ def _print_outcome(outcome: SweepOutcome) -> None:
             if best.full_budget
             else f" [yellow](no trial ran the full budget; best at {best.record.epochs} epochs)[/yellow]"
         )
-        path = outcome.folder / BEST_FILE
+        path = outcome.folder / SweepFolder.BEST
         test = ", ".join(f"{k} {v:.5g}" for k, v in outcome.test.items()) if outcome.test else "not evaluated yet"
         console.print(
             f"  best {outcome.metric}: {best.value:.5g} (trial {best.record.trial_id}){flag}\n"
@@ -90,31 +121,35 @@ def _print_outcome(outcome: SweepOutcome) -> None:
     )
     if outcome.interrupted:
         console.print(f"  resume:       fishleg-tune resume {outcome.folder}")
+        return EXIT_INTERRUPTED
+    return EXIT_OK
 
 
 def _search(args: argparse.Namespace) -> int:
     from tuning.cluster import resolve_address
-    from tuning.sweep import run_sweep
+    from tuning.sweep import plan_sweep, start_sweep
 
-    outcome = run_sweep(
+    plan = plan_sweep(
         args.spec,
         storage=args.storage_path,
         name=args.name,
         num_samples=args.num_samples,
         max_concurrent=args.max_concurrent,
-        address=resolve_address(args.address),
-        shared_storage=args.shared_storage,
         mlflow_uri=args.mlflow_uri,
         experiment=args.experiment,
-        dry_run=args.dry_run,
+    )
+    console.print(format_plan(plan))
+    if args.dry_run:
+        return EXIT_OK
+    outcome = start_sweep(
+        plan,
+        address=resolve_address(args.address),
+        shared_storage=args.shared_storage,
         robust_top=args.robust_top,
         seeds=args.seeds,
         echo=console.print,
     )
-    if outcome is None:
-        return 0
-    _print_outcome(outcome)
-    return outcome.exit_code
+    return _print_outcome(outcome)
 
 
 def _resume(args: argparse.Namespace) -> int:
@@ -124,27 +159,26 @@ def _resume(args: argparse.Namespace) -> int:
     outcome = resume_sweep(
         args.folder, address=resolve_address(args.address), shared_storage=args.shared_storage, echo=console.print
     )
-    _print_outcome(outcome)
-    return outcome.exit_code
+    return _print_outcome(outcome)
 
 
 def _best(args: argparse.Namespace) -> int:
     import json
 
     from tuning.export import rank_trials
+    from tuning.folder import SweepFolder
     from tuning.progress import trials_table
     from tuning.spec import load_sweep
-    from tuning.sweep import BEST_FILE, LEDGER_FILE, SPEC_FILE
     from tuning.trials import Ledger
 
-    folder = args.folder
-    if not (folder / LEDGER_FILE).exists():
-        raise UserError(f"{folder}: no {LEDGER_FILE}; give the STORAGE/NAME folder of a sweep.")
-    spec = load_sweep(folder / SPEC_FILE)
+    folder = SweepFolder.at(args.folder)
+    if not folder.ledger_file.exists():
+        raise UserError(f"{folder.path}: no {folder.LEDGER}; give the STORAGE/NAME folder of a sweep.")
+    spec = load_sweep(folder.spec_file)
     metric = spec.metric.name
-    records = list(Ledger(folder / LEDGER_FILE).records.values())
+    records = list(Ledger(folder.ledger_file).records.values())
     ranked = rank_trials(records, metric, spec.metric.mode)
-    best_file = folder / BEST_FILE
+    best_file = folder.best_file
     if args.json:
         payload = {
             "best_config": yaml.safe_load(best_file.read_text()) if best_file.exists() else None,
@@ -201,24 +235,25 @@ def _compare(args: argparse.Namespace) -> int:
 
 def _cluster_check(args: argparse.Namespace) -> int:
     from tuning import cluster
+    from tuning.preflight import check_cluster, check_ray_address, check_spec, check_versions
     from tuning.spec import load_sweep
-    from tuning.sweep import check_ray_address, cluster_preflight, connect, preflight
     from tuning.tracking import check_tracking_uri
+    from tuning.tuner import connect
 
     address = cluster.resolve_address(args.address)
     check_ray_address(address)
     spec = None
     if args.spec is not None:
         spec = load_sweep(args.spec)
-        preflight(spec, str(args.spec))
+        check_spec(spec, str(args.spec))
     if args.mlflow_uri:
         check_tracking_uri(args.mlflow_uri)
     connect(address)
     console.print(cluster.describe(cluster.nodes()))
     if spec is not None:
-        cluster_preflight(spec, str(args.storage_path), address, args.shared_storage)
+        check_cluster(spec, str(args.storage_path), address, args.shared_storage)
     elif address is not None:
-        cluster.check_versions(cluster.nodes())
+        check_versions(cluster.nodes())
     console.print(
         "[green]preflight passed[/green]: the cluster answers"
         + (f", a trial of {args.spec} fits and its storage is usable" if spec is not None else "")
@@ -227,12 +262,32 @@ def _cluster_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _option_parsers() -> dict[str, argparse.ArgumentParser]:
+    """The options several commands share, each defined once (used as argparse parents)."""
+    address = argparse.ArgumentParser(add_help=False)
+    address.add_argument(
+        "--address", help="Ray cluster address (HOST:PORT or auto; default $RAY_ADDRESS, else start Ray locally)"
+    )
+    storage = argparse.ArgumentParser(add_help=False)
+    storage.add_argument(
+        "--storage-path", default="fishleg-runs", help="results go to STORAGE/NAME (a folder, or s3://, gs:// URI)"
+    )
+    shared = argparse.ArgumentParser(add_help=False)
+    shared.add_argument(
+        "--shared-storage", action="store_true", help="the storage folder is one every node shares (NFS)"
+    )
+    return {"address": address, "storage": storage, "shared": shared}
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The `fishleg-tune` command line: one subcommand per task."""
     parser = argparse.ArgumentParser(
         prog="fishleg-tune",
         description="Tune and train the FishLeg optimizer: Ray Tune + Optuna sweeps tracked in MLflow.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    opts = _option_parsers()
+    address, storage, shared = opts["address"], opts["storage"], opts["shared"]
 
     train = sub.add_parser("train", help="train one config (a train file or an exported best_config.yaml)")
     train.add_argument("config", type=Path, help="YAML with workload:, optimizer:, training:")
@@ -245,20 +300,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--experiment", default="fishleg-tune", help="MLflow experiment name")
     train.set_defaults(func=_train)
 
-    search = sub.add_parser("search", help="run a sweep (Ray Tune + Optuna + ASHA, tracked in MLflow)")
+    search = sub.add_parser(
+        "search", parents=[storage, address, shared], help="run a sweep (Ray Tune + Optuna + ASHA, tracked in MLflow)"
+    )
     search.add_argument("spec", type=Path, help="sweep file, e.g. search_spaces/quickstart.yaml")
     search.add_argument("--name", help="sweep name (default: the file's name: or its stem)")
-    search.add_argument(
-        "--storage-path", default="fishleg-runs", help="results go to STORAGE/NAME (a folder, or s3://, gs:// URI)"
-    )
     search.add_argument("--num-samples", type=int, help="override search.num_samples")
     search.add_argument("--max-concurrent", type=int, help="override search.max_concurrent")
-    search.add_argument(
-        "--address", help="Ray cluster address (HOST:PORT or auto; default $RAY_ADDRESS, else start Ray locally)"
-    )
-    search.add_argument(
-        "--shared-storage", action="store_true", help="--storage-path is a folder every node shares (NFS)"
-    )
     search.add_argument("--mlflow-uri", help="MLflow tracking URI (default: sqlite in the sweep folder)")
     search.add_argument("--experiment", help="MLflow experiment (default: the sweep name)")
     search.add_argument("--dry-run", action="store_true", help="validate and print the plan; run nothing")
@@ -272,10 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--seeds", type=int, default=3, help="fresh seeds per re-trained config (with --robust-top)")
     search.set_defaults(func=_search)
 
-    resume = sub.add_parser("resume", help="continue an interrupted sweep")
+    resume = sub.add_parser("resume", parents=[address, shared], help="continue an interrupted sweep")
     resume.add_argument("folder", type=Path, help="STORAGE/NAME of the sweep")
-    resume.add_argument("--address", help="Ray cluster address (default $RAY_ADDRESS, else start Ray locally)")
-    resume.add_argument("--shared-storage", action="store_true", help="the storage folder is shared by all nodes")
     resume.set_defaults(func=_resume)
 
     best = sub.add_parser("best", help="print the best config and the top trials of a sweep")
@@ -288,23 +334,26 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("folder", type=Path, help="STORAGE/NAME of the sweep")
     report.set_defaults(func=_report)
 
-    compare = sub.add_parser("compare", help="tune two optimizers at equal budget and compare them on fresh seeds")
+    compare = sub.add_parser(
+        "compare",
+        parents=[storage, address],
+        help="tune two optimizers at equal budget and compare them on fresh seeds",
+    )
     compare.add_argument("spec_a", type=Path, help="sweep file of the first optimizer (e.g. FishLeg)")
     compare.add_argument("spec_b", type=Path, help="sweep file of the baseline (e.g. AdamW)")
-    compare.add_argument("--storage-path", default="fishleg-runs")
     compare.add_argument("--num-samples", type=int, help="trials per sweep (default: the larger of the two files)")
     compare.add_argument("--seeds", type=int, default=3, help="fresh seeds per re-trained config")
     compare.add_argument("--top-k", type=int, default=3, help="configs of each sweep to re-train")
     compare.add_argument("--target", type=float, help="metric value for time-to-target (default: baseline's mean)")
-    compare.add_argument("--address", help="Ray cluster address (default $RAY_ADDRESS, else start Ray locally)")
     compare.set_defaults(func=_compare)
 
-    check = sub.add_parser("cluster-check", help="run the cluster preflight alone and list nodes and resources")
+    check = sub.add_parser(
+        "cluster-check",
+        parents=[storage, address, shared],
+        help="run the cluster preflight alone and list nodes and resources",
+    )
     check.add_argument("spec", type=Path, nargs="?", help="a sweep file whose resources and storage to check")
-    check.add_argument("--address", help="Ray cluster address (default $RAY_ADDRESS, else start Ray locally)")
-    check.add_argument("--storage-path", default="fishleg-runs")
-    check.add_argument("--shared-storage", action="store_true")
-    check.add_argument("--mlflow-uri")
+    check.add_argument("--mlflow-uri", help="an MLflow tracking server to check")
     check.set_defaults(func=_cluster_check)
     return parser
 
@@ -328,16 +377,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return func(args)
     except USER_ERRORS as exc:
         err_console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
-        return 2
+        return EXIT_BAD_INPUT
     except NonFiniteLoss as exc:
         err_console.print(f"[red]training stopped:[/red] {exc}.", soft_wrap=True)
-        return 1
+        return EXIT_DIVERGED
     except KeyboardInterrupt:
         err_console.print(
             "interrupted; completed work is kept (continue a training run with --resume, a sweep with "
             "fishleg-tune resume STORAGE/NAME)."
         )
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

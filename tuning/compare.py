@@ -18,10 +18,12 @@ from matplotlib.figure import Figure
 
 from tuning.errors import UserError
 from tuning.export import rank_trials
+from tuning.folder import SweepFolder
+from tuning.holdout import test_seed_runs
 from tuning.report import CSS, png_tag
-from tuning.robust import SeedRuns, retrain_trials, test_seed_runs
+from tuning.robust import SeedRuns, retrain_trials
 from tuning.spec import SweepSpec, load_sweep
-from tuning.sweep import LEDGER_FILE, Echo, SweepOutcome, run_sweep
+from tuning.sweep import Echo, SweepOutcome, run_sweep
 from tuning.trials import Ledger
 
 __all__ = ["Comparison", "Side", "compare_sweeps", "time_to_target"]
@@ -29,17 +31,22 @@ __all__ = ["Comparison", "Side", "compare_sweeps", "time_to_target"]
 
 @dataclass
 class Side:
+    """One optimizer's sweep and its top configs re-trained with fresh seeds."""
+
     label: str
     spec: SweepSpec
     outcome: SweepOutcome
     candidates: list[SeedRuns]
 
     def best(self, metric: str, mode: str) -> SeedRuns:
+        """The candidate with the best mean final metric over its seeds."""
         return min(self.candidates, key=lambda r: r.rank_key(metric, mode))
 
 
 @dataclass
 class Comparison:
+    """Where the comparison's report is, its one-line verdict and its numbers."""
+
     folder: Path
     verdict: str
     summary: dict
@@ -110,6 +117,8 @@ def compare_sweeps(
     address: str | None,
     echo: Echo,
 ) -> Comparison:
+    """Tune both sweep files at equal budget, re-train each side's top-k with fresh seeds, judge
+    on validation, test each side's choice once, and write comparison.html/.json."""
     specs = [load_sweep(spec_a), load_sweep(spec_b)]
     _comparable(*specs, (spec_a, spec_b))
     n = num_samples or max(s.search.num_samples for s in specs)
@@ -123,9 +132,9 @@ def compare_sweeps(
     for spec, path, label in zip(specs, (spec_a, spec_b), labels):
         echo(f"[bold]sweep {label}[/bold]: {n} trials")
         outcome = run_sweep(path, storage=str(folder), name=label, num_samples=n, address=address, echo=echo)
-        if outcome is None or outcome.interrupted:
+        if outcome.interrupted:
             raise UserError(f"compare: the {label} sweep did not finish; resume it with fishleg-tune resume.")
-        records = list(Ledger(outcome.folder / LEDGER_FILE).records.values())
+        records = list(Ledger(outcome.folder / SweepFolder.LEDGER).records.values())
         ranked = rank_trials(records, spec.metric.name, spec.metric.mode, min_epochs=spec.budget)
         if not ranked:
             raise UserError(f"compare: no {label} trial ran the full budget; raise num_samples or grace_period.")

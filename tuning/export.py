@@ -23,6 +23,8 @@ PACKAGES = ("fishleg-tune", "torch", "ray", "optuna", "mlflow")
 
 @dataclass(frozen=True)
 class Best:
+    """The chosen trial, the value it was chosen by, and whether it ran the full budget."""
+
     record: TrialRecord
     value: float
     full_budget: bool
@@ -41,6 +43,7 @@ def rank_trials(records: list[TrialRecord], metric: str, mode: str, min_epochs: 
 
 
 def select_best(records: list[TrialRecord], metric: str, mode: str, budget: int) -> Best | None:
+    """The best trial among those that trained longest (the full budget if any did)."""
     ranked = rank_trials(records, metric, mode)
     if not ranked:
         return None

@@ -8,24 +8,32 @@ hold it; nothing else reads the test split."""
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import ray
 from ray import tune
+from ray.tune import ResultGrid
 
-from tuning.config import RunConfig
+from tuning.config import RunConfig, load_run_config
+from tuning.export import Best
+from tuning.folder import SweepFolder
+from tuning.robust import SeedRuns, seed_config
+from tuning.space import apply_params
+from tuning.spec import SweepSpec
 from tuning.train import Trainer, load_checkpoint
+from tuning.trainable import CHECKPOINT_FILE
 
-__all__ = ["summarize", "test_checkpoint", "test_states"]
+__all__ = ["summarize", "test_chosen", "test_checkpoint", "test_seed_runs", "test_states"]
 
 SOURCE = "test of the chosen config"
 
 
-def _test_checkpoint(config: dict[str, Any], checkpoint: tune.Checkpoint, filename: str) -> dict[str, float]:
+def _test_checkpoint(config: dict[str, Any], checkpoint: tune.Checkpoint) -> dict[str, float]:
     trainer = Trainer(RunConfig.model_validate(config), source=SOURCE)
     with checkpoint.as_directory() as folder:
-        load_checkpoint(trainer, Path(folder) / filename)
+        load_checkpoint(trainer, Path(folder) / CHECKPOINT_FILE)
     return {"epoch": trainer.epoch, **trainer.test()}
 
 
@@ -35,12 +43,10 @@ def _test_state(config: dict[str, Any], model_state: dict[str, Any]) -> dict[str
     return trainer.test()
 
 
-def test_checkpoint(
-    config: dict[str, Any], checkpoint: tune.Checkpoint, filename: str, cpu: float, gpu: float
-) -> dict[str, float]:
+def test_checkpoint(config: dict[str, Any], checkpoint: tune.Checkpoint, cpu: float, gpu: float) -> dict[str, float]:
     """Test metrics (and the epoch it had reached) of a trial's checkpoint."""
     task = ray.remote(num_cpus=cpu, num_gpus=gpu)(_test_checkpoint)
-    return ray.get(task.remote(config, checkpoint, filename))
+    return ray.get(task.remote(config, checkpoint))
 
 
 def test_states(configs: list[dict[str, Any]], states: list[Any], cpu: float, gpu: float) -> list[dict[str, float]]:
@@ -58,3 +64,43 @@ def summarize(per_seed: list[dict[str, float]]) -> dict[str, Any]:
         out[f"{key}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
         out[f"{key}_finals"] = values
     return out
+
+
+def test_seed_runs(base: dict[str, Any], runs: SeedRuns, cpu: float, gpu: float) -> dict[str, Any]:
+    """The test split, once, for a chosen config's seeds that did not diverge: mean, std and
+    per-seed values of each test metric (see `summarize`)."""
+    ok = [i for i, bad in enumerate(runs.diverged) if not bad]
+    configs = [seed_config(base, runs.params, runs.seeds[i]) for i in ok]
+    return summarize(test_states(configs, [runs.models[i] for i in ok], cpu, gpu))
+
+
+def test_chosen(
+    spec: SweepSpec,
+    folder: SweepFolder,
+    best: Best,
+    seed_runs: SeedRuns | None,
+    results: ResultGrid | None,
+    echo: Callable[[str], None],
+) -> tuple[dict[str, float] | None, dict[str, Any]]:
+    """(test metrics, what they add to the provenance) of the chosen config, evaluated once:
+    on the chosen seed re-runs' weights, else on the chosen trial's final checkpoint. A resumed
+    sweep that exports the same trial again reuses the test it already has."""
+    previous = load_run_config(folder.best_file).provenance if folder.best_file.exists() else None
+    if previous and previous.get("trial_id") == best.record.trial_id and previous.get("test"):
+        return previous["test"], {k: previous[k] for k in ("test_on", "test_seed_runs") if k in previous}
+    cpu, gpu = spec.resources.cpu, spec.resources.gpu
+    if seed_runs is not None:
+        echo(f"evaluating the chosen config's {len(seed_runs.seeds)} seed re-runs on the test split (once)")
+        summary = test_seed_runs(spec.base_config(), seed_runs, cpu, gpu)
+        means = {k: v for k, v in summary.items() if not k.endswith(("_std", "_finals"))}
+        return means or None, {"test_on": "seed re-runs (mean)", "test_seed_runs": summary}
+    by_trial = {r.metrics.get("trial_id"): r for r in results or []}
+    result = by_trial.get(best.record.trial_id)
+    if result is None or result.checkpoint is None:
+        return None, {"test_on": "not evaluated: the chosen trial's final checkpoint is not available"}
+    echo(f"evaluating trial {best.record.trial_id}'s final checkpoint on the test split (once)")
+    metrics = test_checkpoint(apply_params(spec.base_config(), best.record.params), result.checkpoint, cpu, gpu)
+    epoch = metrics.pop("epoch")
+    if epoch != best.record.epochs:
+        return None, {"test_on": f"not evaluated: the last checkpoint is of epoch {epoch}, not {best.record.epochs}"}
+    return metrics, {"test_on": f"trial {best.record.trial_id}'s final checkpoint (epoch {epoch})"}

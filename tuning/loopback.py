@@ -50,12 +50,15 @@ def _descendants(root: int) -> list[int]:
 
 @dataclass
 class LoopbackCluster:
+    """A Ray head and worker nodes on 127.0.0.2, started as subprocesses and stopped by PID."""
+
     address: str
     env: dict[str, str]
     temp_dir: Path
     nodes: list[subprocess.Popen] = field(default_factory=list)
 
     def add_node(self, head: bool = False, cpus: int = 1) -> subprocess.Popen:
+        """Start one more worker node on loopback and wait until it has joined."""
         log = (self.temp_dir / f"node{len(self.nodes)}.log").open("w")
         cmd = [RAY, "start", "--block", f"--node-ip-address={NODE_IP}", f"--num-cpus={cpus}", "--disable-usage-stats"]
         if head:
@@ -99,6 +102,7 @@ class LoopbackCluster:
         proc.wait(timeout=30)
 
     def stop(self) -> None:
+        """Stop every node started here, by PID (the head last)."""
         for proc in reversed(self.nodes):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)

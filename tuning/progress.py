@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from ray import tune
 from rich.console import Console
 from rich.table import Table
+from typing_extensions import override
 
 from tuning.trainable import DIVERGED
 from tuning.trials import TrialRecord
@@ -40,13 +41,16 @@ class ProgressPrinter(tune.Callback):
 
     @property
     def console(self) -> Console:
+        """The console, made on first use (a Console does not pickle)."""
         if self._console is None:
             self._console = Console(highlight=False, soft_wrap=True)
         return self._console
 
+    @override
     def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         self.console.print(f"[cyan]start[/cyan]    {trial.trial_id}  {_params(trial.config)}")
 
+    @override
     def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any) -> None:
         running = sum(t.status == "RUNNING" for t in trials)
         self.console.print(
@@ -59,6 +63,7 @@ class ProgressPrinter(tune.Callback):
         """Finished trials including `trial` (whose own status may not be updated yet)."""
         return 1 + sum(t.status in ("TERMINATED", "ERROR") for t in trials if t is not trial)
 
+    @override
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         last = trial.last_result or {}
         epochs = last.get("epoch", 0)
@@ -71,12 +76,14 @@ class ProgressPrinter(tune.Callback):
             f"{word} {trial.trial_id}  {self.metric} {_fmt(last.get(self.metric))} after {epochs} epochs  {done}"
         )
 
+    @override
     def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         done = self._done(trials, trial)
         self.console.print(f"[red]failed[/red]   {trial.trial_id}  [dim]({done}/{self.num_samples} done)[/dim]")
 
 
 def trials_table(records: Sequence[TrialRecord], metric: str, limit: int | None = None) -> Table:
+    """A table of trials (best first if ranked), with the reason where one failed or diverged."""
     table = Table(title=None, show_lines=False)
     for col in ("trial", "status", "epochs", metric, "params"):
         table.add_column(col, overflow="fold")

@@ -21,6 +21,7 @@ from optuna.visualization import matplotlib as ovm
 
 from tuning.errors import UserError
 from tuning.export import rank_trials
+from tuning.folder import SweepFolder
 from tuning.spec import SweepSpec, load_sweep
 from tuning.trials import Ledger, TrialRecord, format_counts
 
@@ -38,6 +39,8 @@ STATUS_STYLE = {
 
 @dataclass(frozen=True)
 class Report:
+    """The report's HTML file, its PNG figures, and notes on what could not be drawn yet."""
+
     html: Path
     figures: dict[str, Path]
     notes: list[str]
@@ -102,6 +105,7 @@ def _figures(spec: SweepSpec, study: optuna.Study, records: list[TrialRecord]) -
 
 
 def png_tag(path: Path) -> str:
+    """An <img> tag with the PNG embedded, so the HTML is one self-contained file."""
     data = base64.b64encode(path.read_bytes()).decode()
     return f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}">'
 
@@ -124,15 +128,15 @@ table{border-collapse:collapse;font-size:14px}td,th{border:1px solid #ccc;paddin
 img{max-width:100%;margin:1em 0}pre{background:#f6f6f6;padding:1em;overflow:auto}"""
 
 
-def write_report(folder: Path) -> Report:
-    from tuning.sweep import BEST_FILE, LEDGER_FILE, SPEC_FILE, STUDY_FILE, study_url
-
-    folder = folder.resolve()
-    if not (folder / LEDGER_FILE).exists() or not (folder / STUDY_FILE).exists():
-        raise UserError(f"{folder}: not a sweep folder with results yet (no {LEDGER_FILE} / {STUDY_FILE}).")
-    spec = load_sweep(folder / SPEC_FILE)
-    study = optuna.load_study(study_name=folder.name, storage=study_url(folder))
-    ledger = Ledger(folder / LEDGER_FILE)
+def write_report(path: Path) -> Report:
+    """report.html and the PNG figures of the sweep in `path` (STORAGE/NAME), from what it has so far."""
+    sweep = SweepFolder.at(path)
+    folder = sweep.path
+    if not sweep.ledger_file.exists() or not sweep.study_file.exists():
+        raise UserError(f"{folder}: not a sweep folder with results yet (no {sweep.LEDGER} / {sweep.STUDY}).")
+    spec = load_sweep(sweep.spec_file)
+    study = optuna.load_study(study_name=sweep.name, storage=sweep.study_url)
+    ledger = Ledger(sweep.ledger_file)
     records = list(ledger.records.values())
     figures, notes = _figures(spec, study, records)
     out = folder / "report"
@@ -143,8 +147,8 @@ def write_report(folder: Path) -> Report:
         fig.savefig(paths[name], dpi=110, bbox_inches="tight")
         plt.close(fig)  # a no-op for figures made without pyplot
     counts = format_counts(ledger.counts())
-    best = (folder / BEST_FILE).read_text() if (folder / BEST_FILE).exists() else "no best config yet"
-    provenance = (yaml.safe_load(best) or {}).get("provenance", {}) if (folder / BEST_FILE).exists() else {}
+    best = sweep.best_file.read_text() if sweep.best_file.exists() else "no best config yet"
+    provenance = (yaml.safe_load(best) or {}).get("provenance", {}) if sweep.best_file.exists() else {}
     test = provenance.get("test")
     test_line = (
         "Test split, evaluated once for the exported config (chosen on validation): "

@@ -1,26 +1,32 @@
 """Re-training configs with fresh seeds at full budget, as Ray tasks: one lucky seed should
-not pick the exported config, and comparisons need seed bands."""
+not pick the exported config (`robust_best`, for `--robust-top`), and comparisons need seed
+bands (`compare`)."""
 
 from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import ray
 
 from tuning.config import RunConfig
+from tuning.errors import NonFiniteLoss
+from tuning.export import Best, rank_trials
 from tuning.space import apply_params
 from tuning.spec import SweepSpec
+from tuning.train import Trainer
 from tuning.trials import TrialRecord
 
-__all__ = ["SeedRuns", "fresh_seeds", "retrain", "retrain_trials", "test_seed_runs"]
+__all__ = ["RobustChoice", "SeedRuns", "fresh_seeds", "retrain", "retrain_trials", "robust_best", "seed_config"]
 
 SEED_OFFSET = 1000  # fresh seeds: never the seed the sweep itself trained with
 
 
 def fresh_seeds(base_seed: int, count: int) -> list[int]:
+    """`count` seeds no sweep trial trained with."""
     return [base_seed + SEED_OFFSET + i for i in range(count)]
 
 
@@ -38,12 +44,15 @@ class SeedRuns:
     models: list[Any] = field(default_factory=list, repr=False)
 
     def finals(self, metric: str) -> list[float]:
+        """Each seed's final `metric` (NaN where it diverged)."""
         return [math.nan if bad or not c else c[-1][metric] for c, bad in zip(self.curves, self.diverged)]
 
     def mean(self, metric: str) -> float:
+        """Mean final `metric` over seeds (NaN if any seed diverged)."""
         return statistics.mean(self.finals(metric))
 
     def std(self, metric: str) -> float:
+        """Sample standard deviation of the final `metric` over seeds (0 for one seed)."""
         values = self.finals(metric)
         return statistics.stdev(values) if len(values) > 1 else 0.0
 
@@ -53,9 +62,11 @@ class SeedRuns:
         return math.inf if math.isnan(mean) else (mean if mode == "min" else -mean)
 
     def complete_curves(self) -> list[list[dict[str, float]]]:
+        """The curves of the seeds that did not diverge."""
         return [c for c, bad in zip(self.curves, self.diverged) if not bad]
 
     def mean_curve(self, key: str) -> list[float]:
+        """Per-epoch mean of `key` over the seeds that did not diverge."""
         rows = [[row[key] for row in c] for c in self.complete_curves()]
         return [statistics.mean(vals) for vals in zip(*rows)]
 
@@ -63,9 +74,6 @@ class SeedRuns:
 def _train(config: dict[str, Any]) -> tuple[tuple[list[dict[str, float]], bool], dict[str, Any] | None]:
     """((per-epoch metrics, diverged), final model weights or None) of one full-budget run;
     a Ray task with two returns, so the weights stay in the object store until tested."""
-    from tuning.errors import NonFiniteLoss
-    from tuning.train import Trainer
-
     cfg = RunConfig.model_validate(config)
     trainer = Trainer(cfg, source="seed re-run")
     try:
@@ -76,7 +84,8 @@ def _train(config: dict[str, Any]) -> tuple[tuple[list[dict[str, float]], bool],
     return (trainer.history, False), {k: v.cpu() for k, v in trainer.model.state_dict().items()}
 
 
-def _seed_config(base: dict[str, Any], params: dict[str, Any], seed: int) -> dict[str, Any]:
+def seed_config(base: dict[str, Any], params: dict[str, Any], seed: int) -> dict[str, Any]:
+    """The base run config with the sampled params and training seed `seed`."""
     config = apply_params(base, params)
     return {**config, "training": {**config["training"], "seed": seed}}
 
@@ -86,22 +95,12 @@ def retrain(
 ) -> list[SeedRuns]:
     """Every (params, seed) pair at the base config's full budget, as concurrent Ray tasks."""
     task = ray.remote(num_cpus=cpu, num_gpus=gpu, num_returns=2)(_train)
-    refs = [[task.remote(_seed_config(base, p, s)) for s in seeds] for p in params]
+    refs = [[task.remote(seed_config(base, p, s)) for s in seeds] for p in params]
     out = []
     for p, pairs in zip(params, refs):
         runs = ray.get([curve for curve, _ in pairs])
         out.append(SeedRuns(p, seeds, [c for c, _ in runs], [d for _, d in runs], [m for _, m in pairs]))
     return out
-
-
-def test_seed_runs(base: dict[str, Any], runs: SeedRuns, cpu: float, gpu: float) -> dict[str, Any]:
-    """The test split, once, for a chosen config's seeds that did not diverge: mean, std and
-    per-seed values of each test metric (see `holdout.summarize`)."""
-    from tuning.holdout import summarize, test_states
-
-    ok = [i for i, bad in enumerate(runs.diverged) if not bad]
-    configs = [_seed_config(base, runs.params, runs.seeds[i]) for i in ok]
-    return summarize(test_states(configs, [runs.models[i] for i in ok], cpu, gpu))
 
 
 def retrain_trials(spec: SweepSpec, trials: list[TrialRecord], seeds: int) -> list[SeedRuns]:
@@ -113,3 +112,38 @@ def retrain_trials(spec: SweepSpec, trials: list[TrialRecord], seeds: int) -> li
         spec.resources.cpu,
         spec.resources.gpu,
     )
+
+
+@dataclass
+class RobustChoice:
+    """The trial whose config had the best validation mean over fresh seeds (`best`), its
+    seed re-runs, and the provenance they add to the export (`info`)."""
+
+    best: Best
+    runs: SeedRuns
+    info: dict[str, Any]
+
+
+def robust_best(
+    spec: SweepSpec, records: list[TrialRecord], top: int, seeds: int, echo: Callable[[str], None]
+) -> RobustChoice | None:
+    """Re-train the top `top` full-budget trials with `seeds` fresh seeds; the best validation
+    mean wins (a config with a diverged seed ranks last)."""
+    metric, mode = spec.metric.name, spec.metric.mode
+    ranked = rank_trials(records, metric, mode, min_epochs=spec.budget)[:top]
+    if not ranked:
+        return None
+    echo(f"re-training the top {len(ranked)} trials with {seeds} fresh seeds each")
+    runs = retrain_trials(spec, ranked, seeds)
+    index = min(range(len(runs)), key=lambda i: runs[i].rank_key(metric, mode))
+    chosen = runs[index]
+    info = {
+        "seeds": chosen.seeds,
+        "finals": chosen.finals(metric),
+        "mean": chosen.mean(metric),
+        "std": chosen.std(metric),
+        "candidates": [
+            {"trial_id": r.trial_id, "mean": s.mean(metric), "std": s.std(metric)} for r, s in zip(ranked, runs)
+        ],
+    }
+    return RobustChoice(Best(ranked[index], chosen.mean(metric), True), chosen, info)

@@ -8,6 +8,7 @@ from typing import Any
 
 import optuna
 from pydantic import ValidationError
+from typing_extensions import override
 
 from tuning.config import RunConfig, describe_error
 from tuning.errors import ConfigError
@@ -24,6 +25,7 @@ class DefineByRun:
     def __init__(self, space: dict[str, ParamSpec]) -> None:
         self.space = space
 
+    @override
     def __call__(self, trial: optuna.Trial) -> None:
         chosen: dict[str, Any] = {}
         for name, p in self.space.items():
@@ -45,6 +47,7 @@ def suggest(trial: optuna.Trial, name: str, p: ParamSpec) -> Any:
 
 
 def make_sampler(spec: SweepSpec, source: str = "sweep file") -> optuna.samplers.BaseSampler:
+    """The Optuna sampler the sweep file names, seeded; the grid sampler gets every grid point."""
     s = spec.search
     if s.sampler == "tpe":
         return optuna.samplers.TPESampler(seed=s.seed, multivariate=True, group=True, constant_liar=True)

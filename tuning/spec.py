@@ -109,6 +109,8 @@ class MlflowSpec(StrictModel):
 
 
 class SweepSpec(StrictModel):
+    """A sweep file: a base run config plus what to search, how, and where to record it."""
+
     name: str | None = None
     workload: WorkloadConfig
     optimizer: OptimizerConfig = Field(default_factory=FishLegConfig)
@@ -141,6 +143,7 @@ class SweepSpec(StrictModel):
         return self.training.epochs
 
     def base_config(self) -> dict[str, Any]:
+        """The run config every trial starts from, as a dict (the space's values are set on it)."""
         return RunConfig(workload=self.workload, optimizer=self.optimizer, training=self.training).to_dict()
 
 
@@ -160,4 +163,5 @@ def file_sha256(path: Path) -> str:
 
 
 def load_sweep(path: str | Path) -> SweepSpec:
+    """Read and validate a sweep file; every problem is a one-paragraph ConfigError."""
     return load_yaml_model(path, SweepSpec)

@@ -10,6 +10,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
+from concurrent.futures import Future
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ from tuning.errors import UserError
 
 __all__ = [
     "MlflowSweep",
+    "abandon",
+    "start_sweep_run",
     "Tracker",
     "check_tracking_uri",
     "default_tracking_uri",
@@ -90,6 +93,7 @@ class Tracker:
 
     @property
     def client(self) -> Any:
+        """The MlflowClient, made on first use."""
         if self._client is None:
             from mlflow import MlflowClient
 
@@ -97,10 +101,12 @@ class Tracker:
         return self._client
 
     def create_run(self, experiment: str, name: str, tags: Mapping[str, str] | None = None) -> str:
+        """A new run in `experiment`; returns its id."""
         run = self.client.create_run(experiment, run_name=name, tags=dict(tags or {}))
         return run.info.run_id
 
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        """Log params in batches of 100 (MLflow's limit), values cut to 6,000 characters."""
         from mlflow.entities import Param
 
         items = [Param(k, str(v)[:6000]) for k, v in params.items()]
@@ -108,6 +114,7 @@ class Tracker:
             self.client.log_batch(run_id, params=items[i : i + 100])
 
     def log_metrics(self, run_id: str, metrics: Mapping[str, Any], step: int) -> None:
+        """Log the numeric entries of `metrics` at `step` in one batch."""
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
@@ -148,16 +155,44 @@ class MlflowSweep(Tracker):
         self.parent_run_id = parent_run_id
 
     def start_trial(self, trial_id: str, params: Mapping[str, Any]) -> str:
+        """A child run of the parent for one trial, with its sampled params."""
         tags = {"mlflow.parentRunId": self.parent_run_id, "trial_id": trial_id}
         run_id = self.create_run(self.experiment_id, trial_id, tags)
         self.log_params(run_id, params)
         return run_id
 
     def end_trial(self, run_id: str, status: str, error: str | None) -> None:
+        """End a trial's run with its ledger status as tag and, if it failed, the reason."""
         self.client.set_tag(run_id, "trial_status", status)
         if error:
             self.client.set_tag(run_id, "failure_reason", error[:5000])
         self.end(run_id, _RUN_STATUS[status])
 
     def reopen(self, run_id: str) -> None:
+        """Mark a run RUNNING again (a resumed sweep continues its runs)."""
         self.client.update_run(run_id, status="RUNNING")
+
+
+def start_sweep_run(
+    uri: str, experiment: str, name: str, folder: Path, params: Mapping[str, Any], sweep_file: Path
+) -> MlflowSweep:
+    """The sweep's parent run, with its params and the sweep file as an artifact. A sqlite
+    store keeps the experiment's artifacts in the sweep folder (MLflow's default would be
+    ./mlruns in whatever the working directory is)."""
+    probe = MlflowSweep(uri, "", "")
+    local_store = uri.startswith("sqlite:")
+    exp_id = experiment_id(probe.client, experiment, folder / "mlartifacts" if local_store else None)
+    parent = probe.create_run(exp_id, name, {"fishleg_tune.sweep_folder": str(folder)})
+    sweep = MlflowSweep(uri, exp_id, parent)
+    sweep.log_params(parent, params)
+    sweep.client.log_artifact(parent, str(sweep_file))
+    return sweep
+
+
+def abandon(parent: Future[MlflowSweep]) -> None:
+    """The sweep did not start: mark its parent run FAILED rather than leave it RUNNING."""
+    try:
+        sweep = parent.result()
+    except Exception:  # the run was never created; the error that stopped the sweep is the one to show
+        return
+    sweep.end(sweep.parent_run_id, "FAILED")

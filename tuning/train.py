@@ -26,6 +26,7 @@ EVAL_BATCH = 1000
 
 
 def resolve_device(name: str) -> torch.device:
+    """'auto' is CUDA when available, else the CPU."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
@@ -57,6 +58,7 @@ class Trainer:
 
     @property
     def metrics(self) -> tuple[str, ...]:
+        """The metric names this run reports each epoch."""
         return self.workload.metrics
 
     def train_epoch(self) -> Tensor:
@@ -129,6 +131,7 @@ class Trainer:
         return metrics
 
     def state_dict(self) -> dict[str, Any]:
+        """Everything that decides the next epoch (see the class docstring)."""
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -138,6 +141,7 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from a `state_dict` of the same config."""
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
@@ -153,11 +157,14 @@ def save_checkpoint(trainer: Trainer, path: Path) -> None:
 
 
 def load_checkpoint(trainer: Trainer, path: Path) -> None:
+    """Restore a `save_checkpoint` file into `trainer` (weights_only: no code is loaded)."""
     trainer.load_state_dict(torch.load(path, map_location=trainer.device, weights_only=True))
 
 
 @dataclass
 class TrainResult:
+    """Where a `train_to_folder` run wrote, its last epoch's metrics, epochs run and test metrics."""
+
     output: Path
     metrics: dict[str, float]
     epochs: int

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ray import tune
+from typing_extensions import override
 
 from tuning.trainable import DIVERGED
 
@@ -45,10 +46,13 @@ class TrialRecord:
     test: dict[str, float] | None = None
 
     def value(self, metric: str) -> float | None:
+        """The trial's last reported value of `metric`, if any."""
         return self.history[-1].get(metric) if self.history else None
 
 
 class Ledger:
+    """trials.json: one TrialRecord per trial, read on creation and written with `save`."""
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self.records: dict[str, TrialRecord] = {}
@@ -57,11 +61,13 @@ class Ledger:
                 self.records[row["trial_id"]] = TrialRecord(**row)
 
     def save(self) -> None:
+        """Write atomically (write, then rename), so a crash never leaves half a file."""
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps([asdict(r) for r in self.records.values()], indent=1))
         os.replace(tmp, self.path)
 
     def counts(self) -> dict[str, int]:
+        """{status: number of trials}."""
         out: dict[str, int] = {}
         for r in self.records.values():
             out[r.status] = out.get(r.status, 0) + 1
@@ -99,10 +105,12 @@ class TrialRecorder(tune.Callback):
 
     @property
     def ledger(self) -> Ledger:
+        """The ledger, read from disk on first use."""
         if self._ledger is None:
             self._ledger = Ledger(self.ledger_path)
         return self._ledger
 
+    @override
     def setup(self, **info: Any) -> None:
         self._ledger = Ledger(self.ledger_path)
 
@@ -119,10 +127,12 @@ class TrialRecorder(tune.Callback):
             rec.mlflow_run_id = self.mlflow.start_trial(rec.trial_id, rec.params)
         return rec
 
+    @override
     def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         self._record(trial)
         self.ledger.save()
 
+    @override
     def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any) -> None:
         rec = self._record(trial)
         if DIVERGED in result:  # its metrics are the worst-case stand-ins Optuna gets, not measurements
@@ -140,6 +150,7 @@ class TrialRecorder(tune.Callback):
             self.mlflow.log_metrics(rec.mlflow_run_id, row, epoch)
         self.ledger.save()
 
+    @override
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         rec = self._record(trial)
         reason = (trial.last_result or {}).get(DIVERGED)
@@ -148,6 +159,7 @@ class TrialRecorder(tune.Callback):
             return
         self._finish(rec, "COMPLETE" if rec.epochs >= self.budget else "PRUNED", None)
 
+    @override
     def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         rec = self._record(trial)
         self._finish(rec, "FAILED", _error_text(trial))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
+from typing_extensions import override
 
 from fishleg.structures.base import QSpec, QStructure, register_structure
 
@@ -99,14 +100,17 @@ class KronQ(QStructure):
     so that the λ gradient for a probe u whose Q·u the parameter step already formed (u = the
     gradient) skips that product: the closed form needs both LLᵀU and URRᵀ."""
 
+    @override
     def init_params(self, shape: tuple[int, ...], spec: QSpec, device: torch.device) -> list[Tensor]:
         m, n = shape
         c = spec.init_scale**0.25
         return [c * torch.eye(m, device=device), c * torch.eye(n, device=device)]
 
+    @override
     def apply(self, u: Tensor) -> Tensor:
         return kron_apply(factor(self.params[0]), factor(self.params[1]), u)
 
+    @override
     def allocate(self) -> None:
         left, right = self.params
         m, n = self.shape
@@ -133,6 +137,7 @@ class KronQ(QStructure):
             tril_gram(factor_into(right.tril_(), self._right), self._right_gram)
         self._kept_for = None
 
+    @override
     def apply_cached(self, u: Tensor, out: Tensor) -> Tensor:
         if self._keep_left:
             torch.mm(torch.mm(self._left_gram, u, out=self._left_u), self._right_gram, out=out)
@@ -151,6 +156,7 @@ class KronQ(QStructure):
             torch.mm(u, self._right_gram, out=self._u_right)
         return self._left_u, self._u_right
 
+    @override
     def preconditioned(self, r: Tensor) -> Tensor:
         return torch.mm(self._left_gram, torch.mm(r, self._right_gram, out=self._r_half), out=self._r_full)
 

@@ -10,6 +10,7 @@ import math
 
 import torch
 from torch import Tensor
+from typing_extensions import override
 
 from fishleg.structures.base import QSpec, QStructure, register_structure
 
@@ -22,6 +23,9 @@ def kron_diag_apply(left: Tensor, right: Tensor, outer: Tensor, inner: Tensor, u
 
 @register_structure("kron_diag")
 class KronDiagQ(QStructure):
+    """`kron` with diagonal scalings inside and outside the Kronecker product (see the module docstring)."""
+
+    @override
     def init_params(self, shape: tuple[int, ...], spec: QSpec, device: torch.device) -> list[Tensor]:
         m, n = shape
         return [
@@ -31,19 +35,23 @@ class KronDiagQ(QStructure):
             torch.ones(shape, device=device),
         ]
 
+    @override
     def apply(self, u: Tensor) -> Tensor:
         return kron_diag_apply(*self.params, u)
 
+    @override
     def allocate(self) -> None:
         left, right, outer, inner = self.params
         self._left, self._right, self._outer = left.detach(), right.detach(), outer.detach()
         self._inner2 = torch.empty_like(inner, requires_grad=False)
         self._tmp = torch.empty(self.shape, device=left.device)
 
+    @override
     def refresh(self) -> None:
         inner = self.params[3].detach()
         torch.mul(inner, inner, out=self._inner2)
 
+    @override
     def apply_cached(self, u: Tensor, out: Tensor) -> Tensor:
         tmp = self._tmp
         torch.mul(self._outer, u, out=out)

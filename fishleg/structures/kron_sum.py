@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
+from typing_extensions import override
 
 from fishleg.structures.base import QSpec, QStructure, register_structure
 
@@ -40,6 +41,9 @@ def random_orthogonal(rank: int, size: int, device: torch.device, generator: tor
 
 @register_structure("kron_sum")
 class KronSumQ(QStructure):
+    """Σ_k L_k L_kᵀ U R_k R_kᵀ with `rank` terms of full factors."""
+
+    @override
     def init_params(self, shape: tuple[int, ...], spec: QSpec, device: torch.device) -> list[Tensor]:
         m, n = shape
         c = (spec.init_scale / spec.rank) ** 0.25
@@ -48,25 +52,30 @@ class KronSumQ(QStructure):
             c * random_orthogonal(spec.rank, n, device, spec.generator),
         ]
 
+    @override
     def apply(self, u: Tensor) -> Tensor:
         return kron_sum_apply(self.params[0], self.params[1], u)
 
+    @override
     def allocate(self) -> None:
         left, right = self.params
         self._left_grams = torch.empty_like(left, requires_grad=False)
         self._right_grams = torch.empty_like(right, requires_grad=False)
         self._tmp = torch.empty((2, left.shape[0], *self.shape), device=left.device)
 
+    @override
     def refresh(self) -> None:
         with torch.no_grad():
             left, right = self.params
             torch.bmm(left, left.transpose(1, 2), out=self._left_grams)
             torch.bmm(right, right.transpose(1, 2), out=self._right_grams)
 
+    @override
     def product_grad(self, u: Tensor, r: Tensor) -> list[Tensor]:
         left, right = (p.detach() for p in self.params)
         return list(kron_sum_lambda_grad(left, right, self._left_grams, self._right_grams, u, r))
 
+    @override
     def apply_cached(self, u: Tensor, out: Tensor) -> Tensor:
         left_u, left_u_right = self._tmp[0], self._tmp[1]
         torch.matmul(self._left_grams, u, out=left_u)

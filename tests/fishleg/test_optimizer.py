@@ -232,23 +232,23 @@ def test_lr_scheduler_scales_the_step():
 
 
 def test_damping_in_param_groups_drives_the_aux_step():
-    """Changing param_groups[0]["damping"] between steps gives the λ update of an optimizer
-    built with that damping (the residual is (F + γI)Qu − u)."""
+    """Changing param_groups[0]["damping"] between steps gives the aux step of an optimizer
+    built with that damping: the aux loss ½ uᵀQ(F+γI)Qu − uᵀQu and the λ gradient."""
     x = torch.randn(8, 3)
     grads = [torch.randn_like(p) for p in tiny_mlp().parameters()]
-    results = []
-    for build, then in ((0.5, 0.05), (0.05, None)):
+    losses, lambda_grads = [], []
+    for build, then in ((0.5, 0.05), (0.05, None), (0.5, None)):
         torch.manual_seed(0)
-        model = tiny_mlp()
-        opt = FishLeg(model, CategoricalLikelihood(), damping=build, seed=0, aux_lr=1e-2)
+        opt = FishLeg(tiny_mlp(), CategoricalLikelihood(), damping=build, seed=0)
         if then is not None:
             opt.param_groups[0]["damping"] = then
-        opt.update_aux(x, u=grads)
-        results.append([lam.detach().clone() for b in opt.blocks for lam in b.structure.params])
-    for a, b in zip(*results):
-        torch.testing.assert_close(a, b)
-    with pytest.raises(AssertionError):  # and the damping does matter
-        torch.testing.assert_close(results[0][0], FishLeg(tiny_mlp(), "categorical", seed=0).blocks[0].structure.params[0])
+        g, loss = opt.aux_gradients(opt.blocks, x, [b.join(grads[i : i + 2]) for i, b in zip((0, 2), opt.blocks)])
+        losses.append(float(loss))
+        lambda_grads.append([t.clone() for t in g])
+    assert losses[0] == pytest.approx(losses[1]) and losses[0] != pytest.approx(losses[2])
+    for changed, built in zip(lambda_grads[0], lambda_grads[1]):
+        torch.testing.assert_close(changed, built)
+    assert not torch.allclose(lambda_grads[0][0], lambda_grads[2][0])
 
 
 def test_a_second_parameter_group_is_refused():

@@ -49,18 +49,9 @@ def test_baselines_build_from_the_same_format(name, cls):
         FishLeg.from_config(nn.Linear(3, 4), cfg, likelihood=CategoricalLikelihood())
 
 
-def test_defaults_are_the_reference_implementations():
-    cfg = FishLegConfig()
-    assert (cfg.lr, cfg.beta, cfg.weight_decay, cfg.aux_lr, cfg.damping, cfg.update_aux_every, cfg.init_scale) == (
-        5e-2,
-        0.9,
-        1e-5,
-        1e-4,
-        0.5,
-        10,
-        1.0,
-    )
-    assert AdamWConfig().lr == 1e-3
+def test_run_config_defaults_to_fishleg_and_adamw_to_its_usual_settings():
+    assert RunConfig.model_validate({"workload": {"name": "x"}}).optimizer == FishLegConfig()
+    assert (AdamWConfig().lr, AdamWConfig().weight_decay) == (1e-3, 1e-2)
 
 
 @pytest.mark.parametrize(

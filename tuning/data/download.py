@@ -14,6 +14,7 @@ __all__ = ["md5sum", "fetch"]
 
 
 def md5sum(path: Path) -> str:
+    """The file's MD5 as hex (the checksum the data sets publish)."""
     digest = hashlib.md5()
     with path.open("rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):

@@ -54,6 +54,7 @@ class Workload:
 
     @property
     def metrics(self) -> tuple[str, ...]:
+        """The metric names this workload reports each epoch."""
         return metric_names(self.classifier)
 
 

@@ -20,6 +20,8 @@ STD = (0.2470, 0.2435, 0.2616)
 
 
 class CifarOptions(Options):
+    """Options of `cifar10_resnet`."""
+
     data_dir: Path = Path("data/cifar10")
     depth: Literal[20, 32, 44, 56, 110] = 20
     width: int = Field(16, gt=0)

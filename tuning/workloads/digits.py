@@ -43,20 +43,27 @@ def _digits(val_fraction: float) -> tuple[Tensor, ...]:
 
 
 class DigitsOptions(Options):
+    """What both digits workloads share: the validation share of the 1,437 non-test images."""
+
     val_fraction: float = Field(0.2, gt=0, lt=1, description="0.2: 1,150 train / 287 validation images")
 
 
 class AutoencoderOptions(DigitsOptions):
+    """Options of `digits_autoencoder`: encoder widths and code size (the decoder mirrors them)."""
+
     hidden: list[PositiveInt] = Field(default_factory=lambda: [32, 16], min_length=1)
     code: int = Field(8, gt=0)
 
 
 class ClassifierOptions(DigitsOptions):
+    """Options of `digits_classifier`: hidden widths of the MLP."""
+
     hidden: list[PositiveInt] = Field(default_factory=lambda: [64], min_length=1)
 
 
 @register_workload("digits_autoencoder", AutoencoderOptions, classifier=False)
 def digits_autoencoder(options: AutoencoderOptions, seed: int) -> Workload:
+    """A Bernoulli autoencoder of the 8×8 digits (pixels in [0, 1])."""
     tx, _, vx, _, test_x, _ = _digits(options.val_fraction)
     model = autoencoder([64, *options.hidden, options.code])
     return Workload(model, BernoulliLikelihood(), tx, tx, vx, vx, test_x, test_x, classifier=False)
@@ -64,6 +71,7 @@ def digits_autoencoder(options: AutoencoderOptions, seed: int) -> Workload:
 
 @register_workload("digits_classifier", ClassifierOptions, classifier=True)
 def digits_classifier(options: ClassifierOptions, seed: int) -> Workload:
+    """An MLP classifying the 8×8 digits into 10 classes."""
     tx, ty, vx, vy, test_x, test_y = _digits(options.val_fraction)
     model = mlp([64, *options.hidden, 10])
     return Workload(model, CategoricalLikelihood(), tx, ty, vx, vy, test_x, test_y, classifier=True)

@@ -14,6 +14,8 @@ from tuning.workloads.models import mnist_autoencoder as paper_autoencoder
 
 
 class MnistOptions(Options):
+    """Options of `mnist_autoencoder`."""
+
     val_fraction: float = Field(1 / 12, gt=0, lt=1, description="1/12: the usual 55,000 / 5,000 split of full MNIST")
     subset: Literal["full", "mnist5k"] = "full"
     data_dir: Path = Path("data/mnist")

@@ -77,4 +77,5 @@ class ResNetCifar(nn.Module):
 
 
 def resnet_cifar(depth: int = 20, num_classes: int = 10, width: int = 16) -> ResNetCifar:
+    """The CIFAR ResNet of He et al. (2016): depth 6n+2, widths width·(1, 2, 4)."""
     return ResNetCifar(depth, num_classes, width)

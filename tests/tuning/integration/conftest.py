@@ -15,7 +15,7 @@ import ray
 import yaml
 
 from tests.tuning.conftest import free_port
-from tuning.sweep import connect
+from tuning.tuner import connect
 
 pytestmark = pytest.mark.integration
 

@@ -42,7 +42,7 @@ def test_sweep_end_to_end(ray_local, tmp_path, capsys):
     spec = sweep_file(tmp_path / "tiny.yaml")
     outcome = run_sweep(spec, storage=tmp_path / "runs")
     folder = tmp_path / "runs" / "tiny"
-    assert outcome.exit_code == 0 and not outcome.interrupted
+    assert not outcome.interrupted
     records = ledger(folder)
     assert len(records) == 4
     assert {r["status"] for r in records.values()} <= {"COMPLETE", "PRUNED"}
@@ -130,7 +130,7 @@ def test_diverged_trials_end_cleanly_and_teach_the_sampler(ray_local, tmp_path):
         scheduler={"type": "none"},
     )
     outcome = run_sweep(spec, storage=tmp_path / "runs")
-    assert outcome.exit_code == 0
+    assert not outcome.interrupted
     records = sorted(ledger(outcome.folder).values(), key=lambda r: r["started"])
     assert len(records) == 30
     lrs = [r["params"]["optimizer.lr"] for r in records]

@@ -1,0 +1,111 @@
+"""A sweep's folder: everything a sweep needs to resume, report or export lives there.
+
+STORAGE/NAME holds the sweep file as run (sweep.yaml), its metadata (sweep.json), the Optuna
+study (optuna.db), the trial ledger (trials.json), the default MLflow store (mlflow.db),
+best_config.yaml and, in tune/, Tune's experiment state and trial checkpoints. Tune gets a
+subfolder of its own because a restored experiment syncs its folder back from a staging
+copy, which would overwrite anything else written there meanwhile."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tuning.errors import UserError
+
+__all__ = ["SweepFolder", "read_meta"]
+
+
+def read_meta(path: Path) -> dict[str, Any]:
+    """A sweep's metadata file, or a UserError naming it if it is unreadable or not a mapping."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path}: cannot read the sweep's metadata ({exc}); the file is damaged.") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: the sweep's metadata is not a JSON object; the file is damaged.")
+    return data
+
+
+@dataclass(frozen=True)
+class SweepFolder:
+    """The driver's folder of one sweep (`path`) and where Tune keeps its part (`tune_storage`:
+    the same folder, or a URI every node reaches)."""
+
+    path: Path
+    tune_storage: str
+
+    SPEC = "sweep.yaml"
+    META = "sweep.json"
+    LEDGER = "trials.json"
+    BEST = "best_config.yaml"
+    STUDY = "optuna.db"
+    TUNE = "tune"
+
+    @classmethod
+    def locate(cls, storage: str, name: str) -> SweepFolder:
+        """Where sweep `name` lives under STORAGE. A local STORAGE holds both parts
+        (STORAGE/NAME and STORAGE/NAME/tune). A URI (s3://, gs://, file://) holds Tune's part,
+        which every node must reach, at URI/NAME/tune; the driver's own files (ledger, study,
+        MLflow sqlite) then live in ./fishleg-runs/NAME."""
+        if "://" in storage:
+            return cls((Path("fishleg-runs") / name).resolve(), f"{storage.rstrip('/')}/{name}")
+        folder = (Path(storage) / name).resolve()
+        return cls(folder, str(folder))
+
+    @classmethod
+    def at(cls, path: Path) -> SweepFolder:
+        """The sweep folder at `path`, with Tune's part where its metadata says (else beside it)."""
+        path = path.resolve()
+        meta = read_meta(path / cls.META) if (path / cls.META).exists() else {}
+        return cls(path, str(meta.get("tune_storage", path)))
+
+    def meta(self) -> dict[str, Any]:
+        """sweep.json: what the sweep recorded when it started."""
+        return read_meta(self.meta_file)
+
+    @property
+    def name(self) -> str:
+        """The sweep's name (and its Optuna study's)."""
+        return self.path.name
+
+    @property
+    def spec_file(self) -> Path:
+        """The sweep file as run: what `resume` reads."""
+        return self.path / self.SPEC
+
+    @property
+    def meta_file(self) -> Path:
+        """Metadata written when the sweep starts (sweep-file hash, MLflow ids, Tune storage)."""
+        return self.path / self.META
+
+    @property
+    def ledger_file(self) -> Path:
+        """The trial ledger (`trials.Ledger`)."""
+        return self.path / self.LEDGER
+
+    @property
+    def best_file(self) -> Path:
+        """The exported best config."""
+        return self.path / self.BEST
+
+    @property
+    def study_file(self) -> Path:
+        """The Optuna study's sqlite file."""
+        return self.path / self.STUDY
+
+    @property
+    def study_url(self) -> str:
+        """Where the sweep's Optuna study persists (what `resume` and `report` load)."""
+        return f"sqlite:///{self.study_file}"
+
+    @property
+    def tune_experiment(self) -> str:
+        """Tune's experiment folder (or URI): what `Tuner.restore` reads."""
+        return f"{self.tune_storage.rstrip('/')}/{self.TUNE}"
+
+    def is_sweep(self) -> bool:
+        """Whether a sweep was started here (its metadata exists)."""
+        return self.meta_file.exists()

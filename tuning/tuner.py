@@ -1,0 +1,135 @@
+"""The Ray Tune side of a sweep: connecting to Ray, and a Tuner whose searcher is Optuna
+(define-by-run, through `BudgetAwareOptunaSearch`) and whose scheduler stops weak trials."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import optuna
+import ray
+from ray import tune
+from ray.tune.logger import JsonLoggerCallback
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler, MedianStoppingRule, TrialScheduler
+from ray.tune.search import ConcurrencyLimiter
+from ray.tune.search.optuna import OptunaSearch
+
+from tuning.folder import SweepFolder
+from tuning.progress import ProgressPrinter
+from tuning.space import DefineByRun, make_sampler
+from tuning.spec import SweepSpec
+from tuning.tracking import MlflowSweep
+from tuning.trainable import DIVERGED, run_trial
+from tuning.trials import TrialRecorder
+
+__all__ = ["BudgetAwareOptunaSearch", "connect", "make_scheduler", "make_trainable", "make_tuner"]
+
+
+class BudgetAwareOptunaSearch(OptunaSearch):
+    """OptunaSearch that tells Optuna PRUNED (not COMPLETE with a truncated value) for
+    trials the scheduler stopped before the budget, and COMPLETE with the worst-case value of
+    `trainable.diverged_report` (user attribute `diverged`) for trials that diverged."""
+
+    def __init__(self, *args: Any, budget: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.budget = budget
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        """Tell Optuna how the trial ended (see the class docstring)."""
+        if trial_id in self._completed_trials or error or not result:
+            super().on_trial_complete(trial_id, result, error)
+            return
+        if DIVERGED in result:
+            self._ot_trials[trial_id].set_user_attr(DIVERGED, result[DIVERGED])
+            super().on_trial_complete(trial_id, result, error)
+            return
+        if result.get("epoch", 0) >= self.budget:
+            super().on_trial_complete(trial_id, result, error)
+            return
+        self._ot_study.tell(self._ot_trials[trial_id], state=optuna.trial.TrialState.PRUNED)
+        self._completed_trials.add(trial_id)
+
+
+def make_scheduler(spec: SweepSpec) -> TrialScheduler:
+    """The sweep file's `scheduler:` as a Tune scheduler, on the epoch count."""
+    s, metric, mode = spec.scheduler, spec.metric.name, spec.metric.mode
+    common = {"time_attr": "training_iteration", "metric": metric, "mode": mode}
+    if s.type == "asha":
+        return ASHAScheduler(
+            max_t=spec.budget, grace_period=s.grace_period, reduction_factor=s.reduction_factor, **common
+        )
+    if s.type == "hyperband":
+        return HyperBandScheduler(max_t=spec.budget, reduction_factor=s.reduction_factor, **common)
+    if s.type == "median":
+        return MedianStoppingRule(grace_period=s.grace_period, min_samples_required=3, **common)
+    return FIFOScheduler()
+
+
+def connect(address: str | None) -> None:
+    """Join the Ray cluster at `address`, or start Ray locally (None); no-op if connected."""
+    if ray.is_initialized():
+        return
+    # Tune's own reporter is replaced by ProgressPrinter; per-epoch checkpoints of fast
+    # trials would otherwise flood the log with snapshot-frequency warnings.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # The ledger and MLflow record every result; Tune's CSV and TensorBoard writers would
+    # repeat that on the driver while the trial waits for its next `train` call. Its JSON
+    # writer stays (see make_tuner): Tune's ResultGrid reads result.json.
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    ray.init(
+        address=address,
+        include_dashboard=False,
+        logging_level=logging.WARNING,
+        log_to_driver=False,
+        runtime_env={"env_vars": {"RAY_CHDIR_TO_TRIAL_DIR": "0"}},
+    )
+
+
+def _trial_dirname(trial: Any) -> str:
+    """Short, stable trial folder names (Tune's default spells out every parameter)."""
+    return f"trial_{trial.trial_id}"
+
+
+def make_trainable(spec: SweepSpec) -> Any:
+    """`run_trial` bound to the sweep's base config, with the sweep's per-trial resources."""
+    fn = tune.with_parameters(run_trial, base=spec.base_config())
+    return tune.with_resources(fn, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
+
+
+def make_tuner(spec: SweepSpec, folder: SweepFolder, mlflow: MlflowSweep) -> tune.Tuner:
+    """A new Tuner for the sweep: its study in the folder, its ledger and MLflow callbacks."""
+    searcher = BudgetAwareOptunaSearch(
+        space=DefineByRun(spec.space),
+        metric=spec.metric.name,
+        mode=spec.metric.mode,
+        sampler=make_sampler(spec),
+        storage=optuna.storages.RDBStorage(folder.study_url),
+        study_name=folder.name,
+        points_to_evaluate=[dict(p) for p in spec.search.points_to_evaluate] or None,
+        budget=spec.budget,
+    )
+    callbacks = [
+        TrialRecorder(folder.ledger_file, spec.budget, mlflow),
+        ProgressPrinter(spec.metric.name, spec.budget, spec.search.num_samples),
+        JsonLoggerCallback(),
+    ]
+    return tune.Tuner(
+        make_trainable(spec),
+        tune_config=tune.TuneConfig(
+            search_alg=ConcurrencyLimiter(searcher, max_concurrent=spec.search.max_concurrent),
+            scheduler=make_scheduler(spec),
+            num_samples=spec.search.num_samples,
+            trial_dirname_creator=_trial_dirname,
+            reuse_actors=True,
+        ),
+        run_config=tune.RunConfig(
+            name=SweepFolder.TUNE,
+            storage_path=folder.tune_storage,
+            callbacks=callbacks,
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            failure_config=tune.FailureConfig(max_failures=spec.search.max_failures),
+            verbose=0,
+        ),
+    )
