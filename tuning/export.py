@@ -6,8 +6,6 @@ the full budget; if none did, among those that ran longest, and the export says 
 from __future__ import annotations
 
 import datetime as dt
-import importlib.metadata
-import platform
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +13,7 @@ from typing import Any
 from tuning.config import RunConfig, save_config
 from tuning.space import apply_params
 from tuning.trials import TrialRecord
+from tuning.versions import package_versions
 
 __all__ = ["Best", "rank_trials", "select_best", "write_best_config"]
 
@@ -51,16 +50,6 @@ def select_best(records: list[TrialRecord], metric: str, mode: str, budget: int)
     return Best(top, float(top.value(metric)), top.epochs >= budget)
 
 
-def _versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
-
-
 def write_best_config(
     best: Best,
     base: dict[str, Any],
@@ -93,7 +82,7 @@ def write_best_config(
         "mlflow_tracking_uri": mlflow_uri,
         "sweep_file": sweep_file,
         "sweep_file_sha256": sweep_sha256,
-        "packages": _versions(),
+        "packages": package_versions(PACKAGES, with_python=True),
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
     provenance["test"] = test
