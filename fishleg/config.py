@@ -117,9 +117,11 @@ def describe_validation_error(
 def parse_yaml(path: Path) -> Any:
     """yaml.safe_load with errors that name the file and line."""
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the file ({exc.strerror}).") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); save the file as UTF-8.") from None
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:

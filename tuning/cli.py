@@ -12,7 +12,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import yaml
 from rich.console import Console
 from rich.progress import Progress
 
@@ -21,24 +20,26 @@ from tuning.errors import USER_ERRORS, NonFiniteLoss, UserError
 if TYPE_CHECKING:
     from tuning.sweep import SweepOutcome, SweepPlan
 
-EXIT_OK, EXIT_DIVERGED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = (
+    0,
+    1,
+    2,
+    130,
+)  # failed: no result (a diverged run, no trial completed)
 
 console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def _train(args: argparse.Namespace) -> int:
-    from tuning.config import load_run_config
+    from tuning.config import load_run_config, with_overrides
     from tuning.tracking import check_tracking_uri
     from tuning.train import train_to_folder
     from tuning.workloads import validate_workload
 
     config = load_run_config(args.config)
-    updates = {
-        k: v for k, v in (("epochs", args.epochs), ("seed", args.seed), ("device", args.device)) if v is not None
-    }
-    if updates:
-        config = config.model_copy(update={"training": config.training.model_copy(update=updates)})
+    training = with_overrides(config.training, {"epochs": args.epochs, "seed": args.seed, "device": args.device})
+    config = config.model_copy(update={"training": training})
     validate_workload(config.workload, str(args.config))
     if args.mlflow_uri:
         check_tracking_uri(args.mlflow_uri)
@@ -122,6 +123,16 @@ def _print_outcome(outcome: SweepOutcome) -> int:
     if outcome.interrupted:
         console.print(f"  resume:       fishleg-tune resume {outcome.folder}")
         return EXIT_INTERRUPTED
+    if outcome.failure is not None:
+        err_console.print(
+            f"[red]sweep stopped:[/red] its first {sum(outcome.counts.values())} trials all failed with the same "
+            f"error, so the rest of the budget was not spent: {outcome.failure}",
+            soft_wrap=True,
+        )
+        return EXIT_FAILED
+    if not outcome.counts.get("COMPLETE"):
+        err_console.print("[red]no trial completed[/red]: the sweep has no full-budget result.", soft_wrap=True)
+        return EXIT_FAILED
     return EXIT_OK
 
 
@@ -165,6 +176,7 @@ def _resume(args: argparse.Namespace) -> int:
 def _best(args: argparse.Namespace) -> int:
     import json
 
+    from tuning.config import load_run_config
     from tuning.export import rank_trials
     from tuning.folder import SweepFolder
     from tuning.progress import trials_table
@@ -181,7 +193,7 @@ def _best(args: argparse.Namespace) -> int:
     best_file = folder.best_file
     if args.json:
         payload = {
-            "best_config": yaml.safe_load(best_file.read_text()) if best_file.exists() else None,
+            "best_config": load_run_config(best_file).to_dict() if best_file.exists() else None,
             "top": [
                 {
                     "trial_id": r.trial_id,
@@ -196,6 +208,7 @@ def _best(args: argparse.Namespace) -> int:
         print(json.dumps(payload, indent=1))
         return 0
     if best_file.exists():
+        load_run_config(best_file)  # a damaged file is named, not printed
         console.print(f"[bold]{best_file}[/bold]\n{best_file.read_text()}")
     console.print(trials_table(ranked, metric, args.top))
     return 0
@@ -262,6 +275,21 @@ def _cluster_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _count(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number >= minimum, else a one-line usage error (exit 2)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
 def _option_parsers() -> dict[str, argparse.ArgumentParser]:
     """The options several commands share, each defined once (used as argparse parents)."""
     address = argparse.ArgumentParser(add_help=False)
@@ -312,12 +340,14 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--dry-run", action="store_true", help="validate and print the plan; run nothing")
     search.add_argument(
         "--robust-top",
-        type=int,
+        type=_count(0),
         default=0,
         metavar="K",
         help="re-train the top K trials with fresh seeds and export the best mean (default: off)",
     )
-    search.add_argument("--seeds", type=int, default=3, help="fresh seeds per re-trained config (with --robust-top)")
+    search.add_argument(
+        "--seeds", type=_count(1), default=3, help="fresh seeds per re-trained config (with --robust-top)"
+    )
     search.set_defaults(func=_search)
 
     resume = sub.add_parser("resume", parents=[address, shared], help="continue an interrupted sweep")
@@ -326,7 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     best = sub.add_parser("best", help="print the best config and the top trials of a sweep")
     best.add_argument("folder", type=Path, help="STORAGE/NAME of the sweep")
-    best.add_argument("--top", type=int, default=10, help="how many trials to list")
+    best.add_argument("--top", type=_count(1), default=10, help="how many trials to list")
     best.add_argument("--json", action="store_true", help="machine-readable output")
     best.set_defaults(func=_best)
 
@@ -342,8 +372,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("spec_a", type=Path, help="sweep file of the first optimizer (e.g. FishLeg)")
     compare.add_argument("spec_b", type=Path, help="sweep file of the baseline (e.g. AdamW)")
     compare.add_argument("--num-samples", type=int, help="trials per sweep (default: the larger of the two files)")
-    compare.add_argument("--seeds", type=int, default=3, help="fresh seeds per re-trained config")
-    compare.add_argument("--top-k", type=int, default=3, help="configs of each sweep to re-train")
+    compare.add_argument("--seeds", type=_count(1), default=3, help="fresh seeds per re-trained config")
+    compare.add_argument("--top-k", type=_count(1), default=3, help="configs of each sweep to re-train")
     compare.add_argument("--target", type=float, help="metric value for time-to-target (default: baseline's mean)")
     compare.set_defaults(func=_compare)
 
@@ -380,7 +410,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except NonFiniteLoss as exc:
         err_console.print(f"[red]training stopped:[/red] {exc}.", soft_wrap=True)
-        return EXIT_DIVERGED
+        return EXIT_FAILED
     except KeyboardInterrupt:
         err_console.print(
             "interrupted; completed work is kept (continue a training run with --resume, a sweep with "

@@ -121,7 +121,7 @@ def compare_sweeps(
     on validation, test each side's choice once, and write comparison.html/.json."""
     specs = [load_sweep(spec_a), load_sweep(spec_b)]
     _comparable(*specs, (spec_a, spec_b))
-    n = num_samples or max(s.search.num_samples for s in specs)
+    n = num_samples if num_samples is not None else max(s.search.num_samples for s in specs)
     labels = [s.name or p.stem for s, p in zip(specs, (spec_a, spec_b))]
     if labels[0] == labels[1]:
         labels = [f"{labels[0]}-a", f"{labels[1]}-b"]

@@ -34,6 +34,7 @@ __all__ = [
     "load_run_config",
     "load_yaml_model",
     "save_config",
+    "with_overrides",
 ]
 
 
@@ -143,6 +144,23 @@ def describe_error(err: ValidationError, source: str, prefix: str = "") -> str:
 
 
 M = TypeVar("M", bound=BaseModel)
+
+
+def with_overrides(model: M, updates: dict[str, Any]) -> M:
+    """`model` with command-line `updates` (None values skipped), validated like the file:
+    a bad value is a ConfigError naming the option (`--num-samples`), what was given and what
+    is allowed."""
+    given = {k: v for k, v in updates.items() if v is not None}
+    if not given:
+        return model
+    try:
+        return type(model).model_validate({**model.model_dump(), **given})
+    except ValidationError as err:
+        parts = [
+            f"--{str(e['loc'][0]).replace('_', '-')}: {e['msg'].removeprefix('Value error, ')} (got {e['input']!r})"
+            for e in err.errors()
+        ]
+        raise ConfigError("invalid command-line option: " + "; ".join(parts) + ".") from None
 
 
 def load_yaml_model(path: str | Path, model: type[M]) -> M:

@@ -9,13 +9,30 @@ copy, which would overwrite anything else written there meanwhile."""
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tuning.errors import UserError
 
-__all__ = ["SweepFolder", "read_meta"]
+__all__ = ["SweepFolder", "check_name", "read_meta", "write_atomically"]
+
+
+def check_name(name: str, where: str) -> None:
+    """A sweep name is one folder name under the storage path: no separator, not '.' or '..'."""
+    if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise UserError(
+            f"{where} {name!r}: a sweep name is one folder name (letters, digits, '-', '_', '.'; no '/', "
+            "not '..'), since results go to STORAGE/NAME; choose the storage folder with --storage-path."
+        )
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write then rename, so a crash never leaves half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def read_meta(path: Path) -> dict[str, Any]:
@@ -55,12 +72,21 @@ class SweepFolder:
         folder = (Path(storage) / name).resolve()
         return cls(folder, str(folder))
 
+    IN_FOLDER = "."  # sweep.json's word for "in this folder": a copied or moved folder stays whole
+
     @classmethod
     def at(cls, path: Path) -> SweepFolder:
         """The sweep folder at `path`, with Tune's part where its metadata says (else beside it)."""
         path = path.resolve()
         meta = read_meta(path / cls.META) if (path / cls.META).exists() else {}
-        return cls(path, str(meta.get("tune_storage", path)))
+        tune_storage = str(meta.get("tune_storage", cls.IN_FOLDER))
+        return cls(path, str(path) if tune_storage == cls.IN_FOLDER else tune_storage)
+
+    def portable(self, tune_storage: str, mlflow_uri: str, default_uri: str) -> tuple[str, str]:
+        """(tune_storage, mlflow_uri) as sweep.json records them: relative to the folder when
+        they are in it, so the folder can be copied or moved."""
+        local_tune = self.IN_FOLDER if tune_storage == str(self.path) else tune_storage
+        return local_tune, self.IN_FOLDER if mlflow_uri == default_uri else mlflow_uri
 
     def meta(self) -> dict[str, Any]:
         """sweep.json: what the sweep recorded when it started."""

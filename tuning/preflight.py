@@ -33,13 +33,19 @@ CLUSTER_PACKAGES = ("fishleg-tune", "torch", "ray")
 
 
 def check_spec(spec: SweepSpec, source: str) -> None:
-    """Every check that needs no cluster: the workload, the metric, the space, the sampler."""
-    validate_workload(spec.workload, source)
+    """Every check that needs no cluster: the workload and its data, the metric, the space,
+    the sampler."""
+    validate_workload(spec.workload, source, data=True)
     metrics = workload_metrics(spec.workload, source)
     if metrics is not None and spec.metric.name not in metrics:
         raise ConfigError(
             f"{source}: metric.name: {spec.metric.name!r} is not reported by workload "
             f"{spec.workload.name!r}; allowed: {list(metrics)}."
+        )
+    if spec.training.device.startswith("cuda") and spec.resources.gpu == 0:
+        raise ConfigError(
+            f"{source}: training.device: {spec.training.device!r} but resources.gpu is 0, so trials get no GPU; "
+            "set resources.gpu (e.g. 1, or 0.5 to share a card) or training.device: auto."
         )
     validate_space(spec, source)
     make_sampler(spec, source)

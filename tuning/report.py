@@ -15,10 +15,10 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import optuna
-import yaml
 from matplotlib.figure import Figure
 from optuna.visualization import matplotlib as ovm
 
+from tuning.config import load_run_config
 from tuning.errors import UserError
 from tuning.export import rank_trials
 from tuning.folder import SweepFolder
@@ -128,6 +128,18 @@ table{border-collapse:collapse;font-size:14px}td,th{border:1px solid #ccc;paddin
 img{max-width:100%;margin:1em 0}pre{background:#f6f6f6;padding:1em;overflow:auto}"""
 
 
+def load_study(sweep: SweepFolder) -> optuna.Study:
+    """The sweep's Optuna study: the one study in its optuna.db, whatever the folder is called
+    now (a copied or renamed sweep folder still reports)."""
+    try:
+        names = optuna.get_all_study_names(storage=sweep.study_url)
+        if len(names) != 1:
+            raise ValueError(f"it holds {len(names)} studies, not 1")
+        return optuna.load_study(study_name=names[0], storage=sweep.study_url)
+    except Exception as exc:  # sqlite and Optuna raise many kinds; all mean the file is unusable
+        raise UserError(f"{sweep.study_file}: cannot read the sweep's Optuna study ({exc}).") from None
+
+
 def write_report(path: Path) -> Report:
     """report.html and the PNG figures of the sweep in `path` (STORAGE/NAME), from what it has so far."""
     sweep = SweepFolder.at(path)
@@ -135,7 +147,7 @@ def write_report(path: Path) -> Report:
     if not sweep.ledger_file.exists() or not sweep.study_file.exists():
         raise UserError(f"{folder}: not a sweep folder with results yet (no {sweep.LEDGER} / {sweep.STUDY}).")
     spec = load_sweep(sweep.spec_file)
-    study = optuna.load_study(study_name=sweep.name, storage=sweep.study_url)
+    study = load_study(sweep)
     ledger = Ledger(sweep.ledger_file)
     records = list(ledger.records.values())
     figures, notes = _figures(spec, study, records)
@@ -147,8 +159,9 @@ def write_report(path: Path) -> Report:
         fig.savefig(paths[name], dpi=110, bbox_inches="tight")
         plt.close(fig)  # a no-op for figures made without pyplot
     counts = format_counts(ledger.counts())
-    best = sweep.best_file.read_text() if sweep.best_file.exists() else "no best config yet"
-    provenance = (yaml.safe_load(best) or {}).get("provenance", {}) if sweep.best_file.exists() else {}
+    exported = load_run_config(sweep.best_file) if sweep.best_file.exists() else None
+    best = sweep.best_file.read_text() if exported is not None else "no best config yet"
+    provenance = (exported.provenance or {}) if exported is not None else {}
     test = provenance.get("test")
     test_line = (
         "Test split, evaluated once for the exported config (chosen on validation): "

@@ -9,6 +9,7 @@ Each step's concern lives in its own module: the folder (`folder`), the checks
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import json
 import shutil
 from collections.abc import Callable
@@ -21,20 +22,22 @@ import yaml
 from ray import tune
 from ray.tune import ResultGrid
 
+from tuning.config import with_overrides
 from tuning.errors import UserError
 from tuning.export import Best, select_best, write_best_config
-from tuning.folder import SweepFolder
+from tuning.folder import SweepFolder, check_name, write_atomically
 from tuning.holdout import test_chosen
 from tuning.preflight import check_cluster, check_ray_address, check_spec, check_storage
 from tuning.robust import robust_best
 from tuning.spec import SweepSpec, file_sha256, load_sweep
-from tuning.tracking import MlflowSweep, abandon, check_tracking_uri, default_tracking_uri, flatten, start_sweep_run
-from tuning.trials import Ledger, TrialRecorder
+from tuning.tracking import MlflowSweep, check_tracking_uri, default_tracking_uri, flatten, start_sweep_run
+from tuning.trials import Ledger, TrialRecorder, sweep_failure
 from tuning.tuner import connect, make_trainable, make_tuner
 
 __all__ = ["Echo", "SweepOutcome", "SweepPlan", "plan_sweep", "resume_sweep", "run_sweep", "start_sweep"]
 
 Echo = Callable[[str], None]
+META_KEYS = ("name", "sweep_file", "sweep_file_sha256", "tune_storage", "mlflow_uri", "experiment_id", "parent_run_id")
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,8 @@ class SweepPlan:
 @dataclass
 class SweepOutcome:
     """What a sweep ended with. `test`: the exported config's test metrics, evaluated once
-    after the choice (None while the sweep is unfinished)."""
+    after the choice (None while the sweep is unfinished). `failure`: the one error every
+    trial failed with, when they all did (the sweep then stopped after its first trials)."""
 
     folder: Path
     counts: dict[str, int]
@@ -61,6 +65,7 @@ class SweepOutcome:
     mlflow_uri: str
     metric: str
     test: dict[str, float] | None = None
+    failure: str | None = None
 
 
 def plan_sweep(
@@ -75,9 +80,13 @@ def plan_sweep(
 ) -> SweepPlan:
     """Read the sweep file, apply the overrides and make every check that needs no cluster."""
     spec = load_sweep(spec_path)
-    search_updates = {k: v for k, v in (("num_samples", num_samples), ("max_concurrent", max_concurrent)) if v}
-    if search_updates:
-        spec = spec.model_copy(update={"search": spec.search.model_copy(update=search_updates)})
+    overrides = {"num_samples": num_samples, "max_concurrent": max_concurrent}
+    search_updates = {k: v for k, v in overrides.items() if v is not None}
+    spec = spec.model_copy(update={"search": with_overrides(spec.search, search_updates)})
+    if name is not None:
+        check_name(name, "--name")
+    elif spec.name is not None:
+        check_name(spec.name, f"{spec_path}: name")
     name = name or spec.name or spec_path.stem
     folder = SweepFolder.locate(str(storage), name)
     check_spec(spec, str(spec_path))
@@ -95,7 +104,10 @@ def start_sweep(
     seeds: int = 3,
     echo: Echo = print,
 ) -> SweepOutcome:
-    """Run a planned sweep to its end (or its interruption) and export the best config."""
+    """Run a planned sweep to its end (or its interruption) and export the best config.
+
+    Every check, the cluster's included, passes before anything is written: the sweep folder,
+    the MLflow parent run and Tune's experiment are made only then."""
     spec, folder = plan.spec, plan.folder
     check_ray_address(address)
     if folder.is_sweep():
@@ -103,33 +115,29 @@ def start_sweep(
             f"{folder.path} already holds a sweep; continue it with `fishleg-tune resume {folder.path}` "
             "or choose another --name."
         )
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        warm = pool.submit(importlib.import_module, "mlflow")  # MLflow's import cost overlaps Ray's start-up
+        connect(address)
+        check_cluster(spec, folder.tune_storage, address, shared_storage)
+        warm.result()
     check_storage(folder.path)
     _copy_spec(plan.spec_path, folder.spec_file, plan.search_updates)
     params = flatten({k: v for k, v in spec.model_dump(mode="json").items() if k != "space"})
     params.update({f"space.{k}": json.dumps(v.model_dump(exclude_none=True)) for k, v in spec.space.items()})
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        # MLflow's store set-up (schema migrations on a new sqlite file) overlaps Ray's start-up.
-        parent = pool.submit(
-            start_sweep_run, plan.mlflow_uri, plan.experiment, folder.name, folder.path, params, folder.spec_file
-        )
-        try:
-            connect(address)
-            check_cluster(spec, folder.tune_storage, address, shared_storage)
-        except BaseException:
-            abandon(parent)
-            raise
-        mlflow = parent.result()
+    mlflow = start_sweep_run(plan.mlflow_uri, plan.experiment, folder.name, folder.path, params, folder.spec_file)
+    tune_storage, mlflow_uri = folder.portable(folder.tune_storage, plan.mlflow_uri, default_tracking_uri(folder.path))
     meta = {
         "name": folder.name,
         "sweep_file": str(plan.spec_path.resolve()),
         "sweep_file_sha256": file_sha256(plan.spec_path),
-        "tune_storage": folder.tune_storage,
-        "mlflow_uri": plan.mlflow_uri,
+        "tune_storage": tune_storage,
+        "mlflow_uri": mlflow_uri,
         "experiment_id": mlflow.experiment_id,
         "parent_run_id": mlflow.parent_run_id,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
-    folder.meta_file.write_text(json.dumps(meta, indent=1))
+    write_atomically(folder.meta_file, json.dumps(meta, indent=1))
+    meta["mlflow_uri"] = plan.mlflow_uri
     results = _fit(lambda: make_tuner(spec, folder, mlflow).fit(), spec, folder, mlflow)
     return _finish(spec, folder, meta, mlflow, echo, results, robust_top, seeds)
 
@@ -185,14 +193,20 @@ def resume_sweep(
     if not folder.is_sweep():
         raise UserError(f"{path} is not a sweep folder (no {SweepFolder.META}); give STORAGE/NAME of a sweep.")
     meta = folder.meta()
+    missing = [k for k in META_KEYS if not isinstance(meta.get(k), str)]
+    if missing:
+        raise UserError(f"{folder.meta_file}: the sweep's metadata lacks {missing}; the file is damaged.")
+    if meta["mlflow_uri"] == SweepFolder.IN_FOLDER:
+        meta["mlflow_uri"] = default_tracking_uri(path)
     spec = load_sweep(folder.spec_file)
+    counts = Ledger(folder.ledger_file).counts()  # a damaged ledger stops here, before any write
     check_tracking_uri(meta["mlflow_uri"])
     check_ray_address(address)
     connect(address)
     check_cluster(spec, folder.tune_storage, address, shared_storage)
     mlflow = MlflowSweep(meta["mlflow_uri"], meta["experiment_id"], meta["parent_run_id"])
     mlflow.reopen(mlflow.parent_run_id)
-    echo(f"resuming {path}: {Ledger(folder.ledger_file).counts()} so far")
+    echo(f"resuming {path}: {counts} so far")
     results = _fit(
         lambda: tune.Tuner.restore(
             folder.tune_experiment, trainable=make_trainable(spec), resume_unfinished=True
@@ -229,7 +243,8 @@ def _finish(
     recorder = TrialRecorder(folder.ledger_file, spec.budget, mlflow)
     unfinished = recorder.close_unfinished()
     records = list(recorder.ledger.records.values())
-    interrupted = bool(unfinished) or len(records) < spec.search.num_samples
+    failure = None if unfinished else sweep_failure(records)
+    interrupted = failure is None and (bool(unfinished) or len(records) < spec.search.num_samples)
     best = select_best(records, spec.metric.name, spec.metric.mode, spec.budget)
     robust = robust_best(spec, records, robust_top, seeds, echo) if robust_top and not interrupted else None
     if robust is not None:
@@ -259,6 +274,7 @@ def _finish(
         mlflow.log_metrics(mlflow.parent_run_id, {f"best_{spec.metric.name}": best.value, **(test or {})}, step=0)
         if test is not None:
             recorder.record_test(best.record.trial_id, test)
-    mlflow.end(mlflow.parent_run_id, "KILLED" if interrupted else "FINISHED")
+    mlflow.end(mlflow.parent_run_id, "FAILED" if failure else "KILLED" if interrupted else "FINISHED")
     counts = recorder.ledger.counts()
-    return SweepOutcome(folder.path, counts, best, interrupted, meta["mlflow_uri"], spec.metric.name, test)
+    uri = meta["mlflow_uri"]
+    return SweepOutcome(folder.path, counts, best, interrupted, uri, spec.metric.name, test, failure)

@@ -10,7 +10,6 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
-from concurrent.futures import Future
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,6 @@ from tuning.errors import UserError
 
 __all__ = [
     "MlflowSweep",
-    "abandon",
     "start_sweep_run",
     "Tracker",
     "check_tracking_uri",
@@ -55,9 +53,20 @@ def default_tracking_uri(folder: Path) -> str:
     return f"sqlite:///{(folder / 'mlflow.db').resolve()}"
 
 
+URI_SCHEMES = ("http", "https", "sqlite", "postgresql", "mysql", "mssql", "databricks")
+
+
 def check_tracking_uri(uri: str) -> None:
-    """Fail fast, before any work, if an http(s) tracking server does not answer."""
-    if not uri.startswith(("http://", "https://")):
+    """Fail fast, before any work, on a URI MLflow cannot use or an http(s) tracking server
+    that does not answer."""
+    scheme = uri.split("://", 1)[0].split("+", 1)[0] if "://" in uri else ""
+    if scheme not in URI_SCHEMES:
+        raise UserError(
+            f"--mlflow-uri {uri}: not a tracking URI MLflow can use; give one of "
+            f"{', '.join(s + '://' for s in URI_SCHEMES)} (e.g. sqlite:///$PWD/mlflow.db or "
+            "http://127.0.0.1:5000), or leave it out to use a sqlite store in the sweep folder."
+        )
+    if scheme not in ("http", "https"):
         return
     try:
         with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=5) as response:
@@ -187,12 +196,3 @@ def start_sweep_run(
     sweep.log_params(parent, params)
     sweep.client.log_artifact(parent, str(sweep_file))
     return sweep
-
-
-def abandon(parent: Future[MlflowSweep]) -> None:
-    """The sweep did not start: mark its parent run FAILED rather than leave it RUNNING."""
-    try:
-        sweep = parent.result()
-    except Exception:  # the run was never created; the error that stopped the sweep is the one to show
-        return
-    sweep.end(sweep.parent_run_id, "FAILED")

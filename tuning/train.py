@@ -16,7 +16,7 @@ from torch import Tensor
 
 from fishleg.optimizer import FishLeg
 from tuning.config import RunConfig, save_config
-from tuning.errors import NonFiniteLoss
+from tuning.errors import NonFiniteLoss, UserError
 from tuning.tracking import flatten, maybe_run
 from tuning.workloads import build_workload
 
@@ -26,10 +26,18 @@ EVAL_BATCH = 1000
 
 
 def resolve_device(name: str) -> torch.device:
-    """'auto' is CUDA when available, else the CPU."""
+    """'auto' is CUDA when available, else the CPU; a CUDA device this machine lacks is a UserError."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    device = torch.device(name)
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if (device.index or 0) >= count:
+            raise UserError(
+                f"training.device: {name!r} but this machine has {count} CUDA device(s); "
+                "use auto or cpu" + (f", or cuda:0..cuda:{count - 1}" if count else "") + "."
+            )
+    return device
 
 
 @dataclass
@@ -186,9 +194,12 @@ def train_to_folder(
     epoch in `output`, then the test metrics once at the end (test_metrics.json); `resume`
     continues from the checkpoint there. A non-finite loss raises NonFiniteLoss saying which
     checkpoint, if any, is kept."""
-    output.mkdir(parents=True, exist_ok=True)
+    trainer = Trainer(config, source=source)  # bad data or device fail here, before anything is written
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"--output {output}: cannot use it as the output folder ({exc.strerror}).") from None
     save_config(config, output / "config.yaml")
-    trainer = Trainer(config, source=source)
     ckpt = output / "checkpoint.pt"
     if resume and ckpt.exists():
         load_checkpoint(trainer, ckpt)

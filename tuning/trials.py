@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ray import tune
+from ray.tune.stopper import Stopper
 from typing_extensions import override
 
+from tuning.errors import UserError
 from tuning.trainable import DIVERGED
 
 if TYPE_CHECKING:
@@ -21,7 +23,7 @@ if TYPE_CHECKING:
 
     from tuning.tracking import MlflowSweep
 
-__all__ = ["Ledger", "TrialRecord", "TrialRecorder", "TERMINAL", "format_counts"]
+__all__ = ["FirstFailures", "Ledger", "TrialRecord", "TrialRecorder", "TERMINAL", "format_counts", "sweep_failure"]
 
 TERMINAL = ("COMPLETE", "PRUNED", "DIVERGED", "FAILED")
 
@@ -57,8 +59,14 @@ class Ledger:
         self.path = path
         self.records: dict[str, TrialRecord] = {}
         if path.exists():
-            for row in json.loads(path.read_text()):
-                self.records[row["trial_id"]] = TrialRecord(**row)
+            try:
+                rows = json.loads(path.read_text())
+                self.records = {row["trial_id"]: TrialRecord(**row) for row in rows}
+            except (OSError, ValueError, TypeError, KeyError) as exc:
+                raise UserError(
+                    f"{path}: the trial ledger is damaged ({type(exc).__name__}: {exc}); nothing was changed. "
+                    "Restore it from a copy, or start the sweep again under another --name."
+                ) from None
 
     def save(self) -> None:
         """Write atomically (write, then rename), so a crash never leaves half a file."""
@@ -188,3 +196,40 @@ class TrialRecorder(tune.Callback):
                 self.mlflow.end_trial(rec.mlflow_run_id, "INTERRUPTED", None)
         self.ledger.save()
         return left
+
+
+class FirstFailures(tune.Callback, Stopper):
+    """Stops a sweep whose first `limit` finished trials all failed with the same error (a
+    data set that cannot load, a plugin that raises), instead of spending the budget on it.
+
+    A Tune callback (it sees the failures) and a Tune stopper (it stops every trial) in one
+    object, passed as both; after it trips, `sweep_failure` reads the reason from the ledger."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.errors: list[str] = []
+        self.succeeded = False
+
+    @override
+    def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        self.succeeded = True
+
+    @override
+    def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        self.errors.append(_error_text(trial))
+
+    @override
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        return False
+
+    @override
+    def stop_all(self) -> bool:
+        return not self.succeeded and len(self.errors) >= self.limit and len(set(self.errors)) == 1
+
+
+def sweep_failure(records: list[TrialRecord]) -> str | None:
+    """The one error every trial of a sweep failed with, if every trial failed with one error."""
+    errors = {r.error for r in records if r.status == "FAILED"}
+    if records and all(r.status == "FAILED" for r in records) and len(errors) == 1:
+        return errors.pop()
+    return None

@@ -21,7 +21,7 @@ from tuning.space import DefineByRun, make_sampler
 from tuning.spec import SweepSpec
 from tuning.tracking import MlflowSweep
 from tuning.trainable import DIVERGED, run_trial
-from tuning.trials import TrialRecorder
+from tuning.trials import FirstFailures, TrialRecorder
 
 __all__ = ["BudgetAwareOptunaSearch", "connect", "make_scheduler", "make_trainable", "make_tuner"]
 
@@ -110,10 +110,12 @@ def make_tuner(spec: SweepSpec, folder: SweepFolder, mlflow: MlflowSweep) -> tun
         points_to_evaluate=[dict(p) for p in spec.search.points_to_evaluate] or None,
         budget=spec.budget,
     )
+    first_failures = FirstFailures(min(spec.search.num_samples, max(2, spec.search.max_concurrent)))
     callbacks = [
         TrialRecorder(folder.ledger_file, spec.budget, mlflow),
         ProgressPrinter(spec.metric.name, spec.budget, spec.search.num_samples),
         JsonLoggerCallback(),
+        first_failures,
     ]
     return tune.Tuner(
         make_trainable(spec),
@@ -128,6 +130,7 @@ def make_tuner(spec: SweepSpec, folder: SweepFolder, mlflow: MlflowSweep) -> tun
             name=SweepFolder.TUNE,
             storage_path=folder.tune_storage,
             callbacks=callbacks,
+            stop=first_failures,
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             failure_config=tune.FailureConfig(max_failures=spec.search.max_failures),
             verbose=0,

@@ -11,10 +11,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from tuning.data.download import fetch
+from tuning.data.download import fetch, probe
 from tuning.errors import DatasetUnavailable
 
-__all__ = ["ARCHIVE", "ARCHIVE_MD5", "URL", "load_cifar10", "read_batch"]
+__all__ = ["ARCHIVE", "ARCHIVE_MD5", "URL", "check_available", "load_cifar10", "read_batch"]
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 ARCHIVE = "cifar-10-python.tar.gz"
@@ -47,17 +47,29 @@ def read_batch(raw: bytes) -> tuple[np.ndarray, np.ndarray]:
     return data, np.asarray(batch[b"labels"], dtype=np.int64)
 
 
-def _read_files(data_dir: Path, download: bool) -> dict[str, bytes]:
-    folder = data_dir / FOLDER
-    names = TRAIN + [TEST]
-    if all((folder / n).exists() for n in names):
-        return {n: (folder / n).read_bytes() for n in names}
-    archive = data_dir / ARCHIVE
-    if not archive.exists() and not download:
+def _extracted(data_dir: Path) -> bool:
+    return all((data_dir / FOLDER / n).exists() for n in TRAIN + [TEST])
+
+
+def check_available(data_dir: Path, download: bool) -> None:
+    """Raise DatasetUnavailable now if `load_cifar10` could neither read nor download the data."""
+    if _extracted(data_dir) or (data_dir / ARCHIVE).exists():
+        return
+    if not download:
         raise DatasetUnavailable(
             f"CIFAR-10 is not in {data_dir}: put {ARCHIVE} (MD5 {ARCHIVE_MD5}) or its extracted "
             f"{FOLDER}/ folder there, or set download: true."
         )
+    probe([URL], data_dir / ARCHIVE, ARCHIVE_MD5, "CIFAR-10")
+
+
+def _read_files(data_dir: Path, download: bool) -> dict[str, bytes]:
+    folder = data_dir / FOLDER
+    names = TRAIN + [TEST]
+    if _extracted(data_dir):
+        return {n: (folder / n).read_bytes() for n in names}
+    archive = data_dir / ARCHIVE
+    check_available(data_dir, download)
     fetch([URL], archive, ARCHIVE_MD5, "CIFAR-10")
     with tarfile.open(archive, "r:gz") as tar:
         members = {Path(m.name).name: m for m in tar.getmembers() if m.isfile()}

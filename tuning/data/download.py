@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tuning.errors import DatasetUnavailable
 
-__all__ = ["md5sum", "fetch"]
+__all__ = ["fetch", "md5sum", "probe"]
 
 
 def md5sum(path: Path) -> str:
@@ -45,6 +45,24 @@ def fetch(urls: list[str], dest: Path, md5: str, what: str) -> Path:
             continue
         tmp.replace(dest)
         return dest
+    raise DatasetUnavailable(
+        f"{what} is not in {dest.parent} and could not be downloaded ({'; '.join(errors)}). "
+        f"Put {dest.name} (MD5 {md5}) in {dest.parent}, or set the workload's data_dir to a folder that has it."
+    )
+
+
+def probe(urls: list[str], dest: Path, md5: str, what: str) -> None:
+    """Whether `fetch` could get the file: on disk already, or some URL answers a HEAD request
+    (in seconds). Raises fetch's DatasetUnavailable otherwise, before any work has started."""
+    if dest.exists():
+        return
+    errors = []
+    for url in urls:
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=10):
+                return
+        except (urllib.error.URLError, OSError, TimeoutError, ValueError) as exc:
+            errors.append(f"{url}: {getattr(exc, 'reason', exc)}")
     raise DatasetUnavailable(
         f"{what} is not in {dest.parent} and could not be downloaded ({'; '.join(errors)}). "
         f"Put {dest.name} (MD5 {md5}) in {dest.parent}, or set the workload's data_dir to a folder that has it."

@@ -10,10 +10,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from tuning.data.download import fetch
+from tuning.data.download import fetch, probe
 from tuning.errors import DatasetUnavailable
 
-__all__ = ["FILES", "MIRRORS", "load_mnist", "load_mnist5k", "read_idx"]
+__all__ = ["FILES", "MIRRORS", "check_available", "load_mnist", "load_mnist5k", "read_idx"]
 
 MIRRORS = ["https://ossci-datasets.s3.amazonaws.com/mnist/", "https://yann.lecun.com/exdb/mnist/"]
 FILES = {
@@ -37,15 +37,33 @@ def read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(data, dtype=_DTYPES[dtype_code], offset=4 + 4 * ndim).reshape(shape)
 
 
-def _find(data_dir: Path, name: str, md5: str, download: bool) -> Path:
-    plain = data_dir / name.removesuffix(".gz")
-    if plain.exists():
-        return plain
-    if not download and not (data_dir / name).exists():
+def _check(data_dir: Path, name: str, md5: str, download: bool, reach: bool) -> Path | None:
+    """The file's path if on disk (plain or gzipped); None if it must be downloaded. Raises
+    DatasetUnavailable if it is missing and download is off, or (`reach`) no mirror answers."""
+    for path in (data_dir / name.removesuffix(".gz"), data_dir / name):
+        if path.exists():
+            return path
+    if not download:
         raise DatasetUnavailable(
             f"MNIST file {name} is not in {data_dir}: put the four idx files "
             f"({', '.join(n for n, _ in FILES.values())}, gzipped or not) there, or set download: true."
         )
+    if reach:
+        probe([m + name for m in MIRRORS], data_dir / name, md5, f"MNIST file {name}")
+    return None
+
+
+def check_available(data_dir: Path, download: bool) -> None:
+    """Raise DatasetUnavailable now if `load_mnist` could neither read nor download the files."""
+    for name, md5 in FILES.values():
+        _check(data_dir, name, md5, download, reach=True)
+
+
+def _find(data_dir: Path, name: str, md5: str, download: bool) -> Path:
+    """The plain file as it is; the gzipped one checked (or downloaded) by `fetch`."""
+    found = _check(data_dir, name, md5, download, reach=False)
+    if found is not None and found.suffix != ".gz":
+        return found
     return fetch([m + name for m in MIRRORS], data_dir / name, md5, f"MNIST file {name}")
 
 

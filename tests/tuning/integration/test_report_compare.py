@@ -14,7 +14,7 @@ from tuning.sweep import run_sweep
 from .conftest import sweep_file
 
 
-def test_report_of_a_real_sweep(ray_local, tmp_path):
+def test_report_of_a_real_sweep(ray_local, tmp_path, capsys):
     spec = sweep_file(tmp_path / "tiny.yaml", scheduler={"type": "median", "grace_period": 2})
     outcome = run_sweep(spec, storage=tmp_path / "runs")
     report = write_report(outcome.folder)
@@ -48,6 +48,12 @@ def test_report_of_a_real_sweep(ray_local, tmp_path):
             timeout=120,
         )
         assert dom.returncode == 0 and "Top trials" in dom.stdout
+
+    # A sweep folder is self-contained: a copy under another name reports and lists the same.
+    copy = tmp_path / "copied"
+    shutil.copytree(outcome.folder, copy)
+    assert write_report(copy).html.read_text().count("data:image/png;base64,") == 4
+    assert main(["best", str(copy), "--json"]) == 0
 
 
 def test_robust_top_exports_the_best_mean_over_fresh_seeds(ray_local, tmp_path):

@@ -235,3 +235,27 @@ def test_uri_storage_keeps_tune_state_there_and_driver_files_local(ray_local, tm
     assert json.loads((outcome.folder / "sweep.json").read_text())["tune_storage"].startswith("file://")
     assert not (tmp_path / "mlruns").exists()  # MLflow artifacts stay in the sweep folder
     assert list((outcome.folder / "mlartifacts").rglob("best_config.yaml"))
+
+
+def test_resources_no_node_has_are_refused_before_anything_is_written(ray_local, tmp_path, capsys):
+    spec = sweep_file(tmp_path / "tiny.yaml", resources={"cpu": 1, "gpu": 2})
+    assert main(["search", str(spec), "--storage-path", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err
+    assert "resources: a trial asks for 1 CPU and 2 GPU" in err and "Traceback" not in err
+    assert not (tmp_path / "runs").exists()  # no folder, so no MLflow store and no parent run
+
+
+def test_a_sweep_whose_first_trials_all_fail_alike_stops_there(ray_local, tmp_path, capsys):
+    spec = sweep_file(
+        tmp_path / "tiny.yaml",
+        workload={"name": "tests.tuning.plugins:sometimes_broken", "broken": True},
+        space={"optimizer.lr": {"type": "float", "low": 1e-3, "high": 0.5, "log": True}},
+        search={"num_samples": 8, "max_concurrent": 2},
+    )
+    assert main(["search", str(spec), "--storage-path", str(tmp_path / "runs")]) == 1
+    err = capsys.readouterr().err
+    assert "sweep stopped" in err and "broken on purpose" in err
+    records = ledger(tmp_path / "runs" / "tiny")
+    assert 2 <= len(records) < 8 and all(r["status"] == "FAILED" for r in records.values())
+    _, parents, children = mlflow_runs(f"sqlite:///{tmp_path / 'runs' / 'tiny' / 'mlflow.db'}", "tiny")
+    assert parents[0].info.status == "FAILED" and all(r.info.status == "FAILED" for r in children)
