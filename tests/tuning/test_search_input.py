@@ -1,8 +1,8 @@
 """Bad sweep input: one paragraph naming the file and key, exit status 2, no trial started."""
 
 import subprocess
-from pathlib import Path
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
