@@ -16,6 +16,7 @@ from torch import nn
 
 from fishleg import FishLeg
 from fishleg.config import ConfigError, FishLegConfig, StrictModel, describe_validation_error, parse_yaml
+from tuning.files import write_atomically
 
 if TYPE_CHECKING:
     from fishleg.aux_data import AuxData
@@ -122,14 +123,21 @@ class RunConfig(StrictModel):
     provenance: dict[str, Any] | None = None
 
     def build_optimizer(
-        self, model: nn.Module, *, likelihood: Likelihood | None = None, aux_data: AuxData | None = None
+        self,
+        model: nn.Module,
+        *,
+        likelihood: Likelihood | None = None,
+        aux_data: AuxData | None = None,
+        seed: int | None = None,
     ) -> torch.optim.Optimizer:
-        """The configured optimizer; FishLeg needs the likelihood (and usually aux_data)."""
+        """The configured optimizer; FishLeg needs the likelihood (and usually aux_data), and
+        draws its aux batches and probes from `seed` (the run's training seed, by default)."""
         if not isinstance(self.optimizer, FishLegConfig):
             return self.optimizer.build(model)
         if likelihood is None:
             raise ConfigError("optimizer 'fishleg' needs a likelihood (e.g. CategoricalLikelihood())")
-        return FishLeg.from_config(model, self.optimizer, likelihood=likelihood, aux_data=aux_data)
+        seed = self.training.seed if seed is None else seed
+        return FishLeg.from_config(model, self.optimizer, likelihood=likelihood, aux_data=aux_data, seed=seed)
 
     def to_dict(self) -> dict[str, Any]:
         """The file form: plain YAML-safe values, workload options beside its name."""
@@ -182,5 +190,6 @@ def load_run_config(path: str | Path) -> RunConfig:
 
 
 def save_config(config: RunConfig, path: str | Path) -> None:
-    """Write a run config in the format `load_run_config` (and `fishleg.load_config`) read."""
-    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    """Write a run config in the format `load_run_config` (and `fishleg.load_config`) read,
+    atomically (an export interrupted by a crash leaves the previous file whole)."""
+    write_atomically(Path(path), yaml.safe_dump(config.to_dict(), sort_keys=False))

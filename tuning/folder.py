@@ -9,14 +9,13 @@ copy, which would overwrite anything else written there meanwhile."""
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tuning.errors import UserError
 
-__all__ = ["SweepFolder", "check_name", "read_meta", "write_atomically"]
+__all__ = ["SweepFolder", "check_name", "read_meta"]
 
 
 def check_name(name: str, where: str) -> None:
@@ -26,13 +25,6 @@ def check_name(name: str, where: str) -> None:
             f"{where} {name!r}: a sweep name is one folder name (letters, digits, '-', '_', '.'; no '/', "
             "not '..'), since results go to STORAGE/NAME; choose the storage folder with --storage-path."
         )
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Write then rename, so a crash never leaves half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def read_meta(path: Path) -> dict[str, Any]:

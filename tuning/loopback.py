@@ -31,7 +31,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _descendants(root: int) -> list[int]:
+def descendants(root: int) -> list[int]:
     """PIDs below `root` in the process tree (Linux /proc)."""
     children: dict[int, list[int]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -94,7 +94,7 @@ class LoopbackCluster:
     def kill_node(self, proc: subprocess.Popen) -> None:
         """Hard node failure: SIGKILL the node's whole process tree (`ray start`, raylet and
         every worker it spawned, some of which leave the process group)."""
-        for pid in [proc.pid, *_descendants(proc.pid)]:
+        for pid in [proc.pid, *descendants(proc.pid)]:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:

@@ -25,9 +25,11 @@ from ray.tune import ResultGrid
 from tuning.config import with_overrides
 from tuning.errors import UserError
 from tuning.export import Best, select_best, write_best_config
-from tuning.folder import SweepFolder, check_name, write_atomically
+from tuning.files import write_atomically
+from tuning.folder import SweepFolder, check_name
 from tuning.holdout import test_chosen
 from tuning.preflight import check_cluster, check_ray_address, check_spec, check_storage
+from tuning.reconcile import drop_lost_trials, fail_running_study_trials
 from tuning.robust import robust_best
 from tuning.spec import SweepSpec, file_sha256, load_sweep
 from tuning.tracking import MlflowSweep, check_tracking_uri, default_tracking_uri, flatten, start_sweep_run
@@ -206,15 +208,15 @@ def resume_sweep(
     check_cluster(spec, folder.tune_storage, address, shared_storage)
     mlflow = MlflowSweep(meta["mlflow_uri"], meta["experiment_id"], meta["parent_run_id"])
     mlflow.reopen(mlflow.parent_run_id)
+    lost = drop_lost_trials(folder, mlflow)
     echo(f"resuming {path}: {counts} so far")
-    results = _fit(
-        lambda: tune.Tuner.restore(
-            folder.tune_experiment, trainable=make_trainable(spec), resume_unfinished=True
-        ).fit(),
-        spec,
-        folder,
-        mlflow,
-    )
+    if lost:
+        echo(f"  {len(lost)} trial(s) started as the driver was killed and were never recorded by Tune: dropped")
+    if tune.Tuner.can_restore(folder.tune_experiment):
+        tuner = tune.Tuner.restore(folder.tune_experiment, trainable=make_trainable(spec), resume_unfinished=True)
+    else:  # the driver was killed before Tune first saved its state: start Tune afresh
+        tuner = make_tuner(spec, folder, mlflow)
+    results = _fit(tuner.fit, spec, folder, mlflow)
     return _finish(spec, folder, meta, mlflow, echo, results)
 
 
@@ -274,6 +276,8 @@ def _finish(
         mlflow.log_metrics(mlflow.parent_run_id, {f"best_{spec.metric.name}": best.value, **(test or {})}, step=0)
         if test is not None:
             recorder.record_test(best.record.trial_id, test)
+    if not interrupted:
+        fail_running_study_trials(folder)  # Optuna trials of trials lost with a killed driver
     mlflow.end(mlflow.parent_run_id, "FAILED" if failure else "KILLED" if interrupted else "FINISHED")
     counts = recorder.ledger.counts()
     uri = meta["mlflow_uri"]

@@ -5,7 +5,6 @@ sweep always has an up-to-date table for `best`, `report` and `resume`."""
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -16,6 +15,7 @@ from ray.tune.stopper import Stopper
 from typing_extensions import override
 
 from tuning.errors import UserError
+from tuning.files import write_atomically
 from tuning.trainable import DIVERGED
 
 if TYPE_CHECKING:
@@ -69,10 +69,8 @@ class Ledger:
                 ) from None
 
     def save(self) -> None:
-        """Write atomically (write, then rename), so a crash never leaves half a file."""
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps([asdict(r) for r in self.records.values()], indent=1))
-        os.replace(tmp, self.path)
+        """Write atomically, so a crash never leaves half a ledger."""
+        write_atomically(self.path, json.dumps([asdict(r) for r in self.records.values()], indent=1))
 
     def counts(self) -> dict[str, int]:
         """{status: number of trials}."""

@@ -78,6 +78,10 @@ def connect(address: str | None) -> None:
     # repeat that on the driver while the trial waits for its next `train` call. Its JSON
     # writer stays (see make_tuner): Tune's ResultGrid reads result.json.
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    # Tune saves its experiment state after every controller step, not every ~10 s: a driver
+    # killed with SIGKILL then leaves it at most one event behind the ledger, which `resume`
+    # reconciles (tuning.reconcile).
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")
     ray.init(
         address=address,
         include_dashboard=False,

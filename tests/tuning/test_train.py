@@ -174,3 +174,18 @@ def test_train_logs_the_run_to_mlflow(tmp_path):
     assert [m.value for m in sorted(history, key=lambda m: m.step)] == [
         r["val_loss"] for r in read_metrics(tmp_path / "o")
     ]
+
+
+def test_same_seed_same_metrics_in_separate_processes(tmp_path):
+    """FishLeg's aux batches follow the training seed, not the process: two fresh processes
+    with one config train identically (Ray trials and seed re-runs are separate processes)."""
+    cfg = write_config(tmp_path / "c.yaml", epochs=1)
+    code = (
+        "import json, sys; from tuning.config import load_run_config; from tuning.train import Trainer;"
+        f"m = Trainer(load_run_config({str(cfg)!r})).run_epoch(); m.pop('epoch_time_s'); print(json.dumps(m))"
+    )
+    runs = [
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+        for _ in range(2)
+    ]
+    assert json.loads(runs[0]) == json.loads(runs[1])

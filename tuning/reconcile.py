@@ -1,0 +1,74 @@
+"""After a killed driver: bring a sweep's four records back into agreement.
+
+A SIGKILL stops the driver between writes, so the trial ledger (written after every event),
+Tune's experiment state (written after every controller step, see `tuner.connect`), the
+Optuna study and MLflow can each be one event apart. `resume` trusts, for each question, the
+record that is durable for it:
+
+- which trials exist: Tune's experiment state, because only its trials are resumed. A ledger
+  row for a trial Tune never recorded (started in the instant before the kill) is dropped,
+  and its MLflow run ends KILLED, tagged `trial_status: LOST`; the searcher samples afresh.
+- how a trial ended: the ledger and Tune agree once Tune has replayed its unfinished trials
+  from their last checkpoints (a trial that had finished resumes at its budget and ends at
+  once, with the same result).
+- Optuna trials left RUNNING once the sweep has ended belonged to lost trials: told FAIL.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import optuna
+
+from tuning.folder import SweepFolder
+from tuning.tracking import MlflowSweep
+from tuning.trials import TERMINAL, Ledger, TrialRecord
+
+__all__ = ["drop_lost_trials", "fail_running_study_trials", "tune_trial_ids"]
+
+LOST = "LOST"
+
+
+def tune_trial_ids(experiment: str) -> set[str] | None:
+    """The trial ids in Tune's newest experiment state under `experiment`: empty if Tune never
+    saved one (the driver was killed first); None for a cloud URI, which is not read here."""
+    if "://" in experiment:
+        return None
+    folder = Path(experiment)
+    states = sorted(folder.glob("experiment_state-*.json")) if folder.is_dir() else []
+    if not states:
+        return set()
+    data = json.loads(states[-1].read_text())
+    return {json.loads(trial)["trial_id"] for trial, _ in data["trial_data"]}
+
+
+def drop_lost_trials(folder: SweepFolder, mlflow: MlflowSweep) -> list[TrialRecord]:
+    """Remove the unfinished ledger rows of trials Tune never recorded; end their MLflow runs."""
+    known = tune_trial_ids(folder.tune_experiment)
+    if known is None:
+        return []
+    ledger = Ledger(folder.ledger_file)
+    lost = [r for r in ledger.records.values() if r.trial_id not in known and r.status not in TERMINAL]
+    for rec in lost:
+        del ledger.records[rec.trial_id]
+        if rec.mlflow_run_id is not None:
+            mlflow.client.set_tag(rec.mlflow_run_id, "trial_status", LOST)
+            mlflow.client.set_tag(rec.mlflow_run_id, "failure_reason", "the driver was killed as this trial started")
+            mlflow.end(rec.mlflow_run_id, "KILLED")
+    if lost:
+        ledger.save()
+    return lost
+
+
+def fail_running_study_trials(folder: SweepFolder) -> int:
+    """Tell FAIL every Optuna trial still RUNNING in the sweep's study; returns how many."""
+    storage = folder.study_url
+    names = optuna.get_all_study_names(storage=storage)
+    running = 0
+    for name in names:
+        study = optuna.load_study(study_name=name, storage=storage)
+        for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+            study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+            running += 1
+    return running
