@@ -6,6 +6,7 @@ Optuna or MLflow (unless asked to log), and `--help` answers at once."""
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -390,11 +391,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _quiet_libraries() -> None:
     """The command's own output replaces Optuna's INFO log; the multivariate/grouped TPE and
-    constant-liar options it uses are marked experimental by Optuna, which is not news to a user."""
+    constant-liar options it uses are marked experimental by Optuna, which is not news to a user.
+    Tune saves its experiment state every step (see `tuner.connect`), so a save can replace a
+    staging file while the previous upload still copies it: Tune logs that upload's failure
+    with a traceback, and the next step's upload carries the state; only errors are shown."""
     import optuna
 
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    logging.getLogger("ray.train._internal.syncer").setLevel(logging.ERROR)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

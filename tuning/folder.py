@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from tuning.errors import UserError
+from tuning.files import write_atomically
+from tuning.tracking import default_tracking_uri
 
 __all__ = ["SweepFolder", "check_name", "read_meta"]
 
@@ -74,15 +76,29 @@ class SweepFolder:
         tune_storage = str(meta.get("tune_storage", cls.IN_FOLDER))
         return cls(path, str(path) if tune_storage == cls.IN_FOLDER else tune_storage)
 
-    def portable(self, tune_storage: str, mlflow_uri: str, default_uri: str) -> tuple[str, str]:
-        """(tune_storage, mlflow_uri) as sweep.json records them: relative to the folder when
-        they are in it, so the folder can be copied or moved."""
-        local_tune = self.IN_FOLDER if tune_storage == str(self.path) else tune_storage
-        return local_tune, self.IN_FOLDER if mlflow_uri == default_uri else mlflow_uri
+    @property
+    def default_mlflow_uri(self) -> str:
+        """The sqlite store a sweep keeps in its folder unless given another."""
+        return default_tracking_uri(self.path)
+
+    def write_meta(self, meta: dict[str, Any]) -> None:
+        """sweep.json, atomically, with Tune's folder and the MLflow store recorded relative to
+        the sweep folder when they are in it, so the folder can be copied or moved."""
+        recorded = dict(meta)
+        if recorded.get("tune_storage") == str(self.path):
+            recorded["tune_storage"] = self.IN_FOLDER
+        if recorded.get("mlflow_uri") == self.default_mlflow_uri:
+            recorded["mlflow_uri"] = self.IN_FOLDER
+        write_atomically(self.meta_file, json.dumps(recorded, indent=1))
 
     def meta(self) -> dict[str, Any]:
-        """sweep.json: what the sweep recorded when it started."""
-        return read_meta(self.meta_file)
+        """sweep.json as `write_meta` was given it (paths resolved against where the folder is now)."""
+        meta = read_meta(self.meta_file)
+        if meta.get("tune_storage") == self.IN_FOLDER:
+            meta["tune_storage"] = str(self.path)
+        if meta.get("mlflow_uri") == self.IN_FOLDER:
+            meta["mlflow_uri"] = self.default_mlflow_uri
+        return meta
 
     @property
     def name(self) -> str:

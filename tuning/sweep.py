@@ -25,14 +25,13 @@ from ray.tune import ResultGrid
 from tuning.config import with_overrides
 from tuning.errors import UserError
 from tuning.export import Best, select_best, write_best_config
-from tuning.files import write_atomically
 from tuning.folder import SweepFolder, check_name
 from tuning.holdout import test_chosen
 from tuning.preflight import check_cluster, check_ray_address, check_spec, check_storage
 from tuning.reconcile import drop_lost_trials, fail_running_study_trials
 from tuning.robust import robust_best
 from tuning.spec import SweepSpec, file_sha256, load_sweep
-from tuning.tracking import MlflowSweep, check_tracking_uri, default_tracking_uri, flatten, start_sweep_run
+from tuning.tracking import MlflowSweep, check_tracking_uri, flatten, start_sweep_run
 from tuning.trials import Ledger, TrialRecorder, sweep_failure
 from tuning.tuner import connect, make_trainable, make_tuner
 
@@ -92,7 +91,7 @@ def plan_sweep(
     name = name or spec.name or spec_path.stem
     folder = SweepFolder.locate(str(storage), name)
     check_spec(spec, str(spec_path))
-    uri = mlflow_uri or spec.mlflow.tracking_uri or default_tracking_uri(folder.path)
+    uri = mlflow_uri or spec.mlflow.tracking_uri or folder.default_mlflow_uri
     check_tracking_uri(uri)
     return SweepPlan(spec, spec_path, folder, uri, experiment or spec.mlflow.experiment or name, search_updates)
 
@@ -127,19 +126,17 @@ def start_sweep(
     params = flatten({k: v for k, v in spec.model_dump(mode="json").items() if k != "space"})
     params.update({f"space.{k}": json.dumps(v.model_dump(exclude_none=True)) for k, v in spec.space.items()})
     mlflow = start_sweep_run(plan.mlflow_uri, plan.experiment, folder.name, folder.path, params, folder.spec_file)
-    tune_storage, mlflow_uri = folder.portable(folder.tune_storage, plan.mlflow_uri, default_tracking_uri(folder.path))
     meta = {
         "name": folder.name,
         "sweep_file": str(plan.spec_path.resolve()),
         "sweep_file_sha256": file_sha256(plan.spec_path),
-        "tune_storage": tune_storage,
-        "mlflow_uri": mlflow_uri,
+        "tune_storage": folder.tune_storage,
+        "mlflow_uri": plan.mlflow_uri,
         "experiment_id": mlflow.experiment_id,
         "parent_run_id": mlflow.parent_run_id,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
-    write_atomically(folder.meta_file, json.dumps(meta, indent=1))
-    meta["mlflow_uri"] = plan.mlflow_uri
+    folder.write_meta(meta)
     results = _fit(lambda: make_tuner(spec, folder, mlflow).fit(), spec, folder, mlflow)
     return _finish(spec, folder, meta, mlflow, echo, results, robust_top, seeds)
 
@@ -198,8 +195,6 @@ def resume_sweep(
     missing = [k for k in META_KEYS if not isinstance(meta.get(k), str)]
     if missing:
         raise UserError(f"{folder.meta_file}: the sweep's metadata lacks {missing}; the file is damaged.")
-    if meta["mlflow_uri"] == SweepFolder.IN_FOLDER:
-        meta["mlflow_uri"] = default_tracking_uri(path)
     spec = load_sweep(folder.spec_file)
     counts = Ledger(folder.ledger_file).counts()  # a damaged ledger stops here, before any write
     check_tracking_uri(meta["mlflow_uri"])

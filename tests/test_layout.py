@@ -1,0 +1,48 @@
+"""The layout's promises: no import cycle in either package, and `tuning` is built on
+`fishleg`, never the other way round (imports inside functions count too)."""
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def import_graph() -> dict[str, set[str]]:
+    """module → the project modules it imports, at any depth of its code."""
+    modules = {}
+    for package in ("fishleg", "tuning"):
+        for path in (ROOT / package).rglob("*.py"):
+            name = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+            modules[name] = path
+    graph: dict[str, set[str]] = {m: set() for m in modules}
+    for name, path in modules.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                targets = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+            elif isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            else:
+                continue
+            graph[name] |= {t for t in targets if t in modules and t != name}
+    return graph
+
+
+def test_no_import_cycles():
+    graph = import_graph()
+
+    def parent_child(a: str, b: str) -> bool:  # a package importing its own submodules is not a cycle
+        return b.startswith(a + ".") or a.startswith(b + ".")
+
+    def reaches(start: str, goal: str, seen: set[str]) -> bool:
+        for nxt in graph[start]:
+            if nxt == goal or (nxt not in seen and not parent_child(start, nxt) and reaches(nxt, goal, seen | {nxt})):
+                return True
+        return False
+
+    cycles = [m for m in graph if any(not parent_child(m, n) and reaches(n, m, {n}) for n in graph[m])]
+    assert cycles == []
+
+
+def test_fishleg_imports_nothing_of_tuning():
+    graph = import_graph()
+    assert {(m, t) for m, ts in graph.items() if m.startswith("fishleg") for t in ts if t.startswith("tuning")} == set()
