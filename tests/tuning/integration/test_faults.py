@@ -58,9 +58,7 @@ def test_sigkill_then_resume_leaves_the_records_in_agreement(tmp_path, when):
     )
     folder = tmp_path / "runs" / "tiny"
     cmd = [sys.executable, "-m", "tuning.cli", "search", str(spec), "--storage-path", str(tmp_path / "runs")]
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
-    )
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     output: list[str] = []
     threading.Thread(target=lambda: output.extend(proc.stdout), daemon=True).start()
     deadline = time.time() + 240
