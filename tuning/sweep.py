@@ -27,6 +27,7 @@ from tuning.errors import UserError
 from tuning.export import Best, select_best, write_best_config
 from tuning.folder import SweepFolder, check_name
 from tuning.holdout import test_chosen
+from tuning.leftovers import leftovers, record_ray_processes
 from tuning.preflight import check_cluster, check_ray_address, check_spec, check_storage
 from tuning.reconcile import drop_lost_trials, fail_running_study_trials
 from tuning.robust import robust_best
@@ -137,6 +138,8 @@ def start_sweep(
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
     folder.write_meta(meta)
+    if address is None:
+        record_ray_processes(folder.path)
     results = _fit(lambda: make_tuner(spec, folder, mlflow).fit(), spec, folder, mlflow)
     return _finish(spec, folder, meta, mlflow, echo, results, robust_top, seeds)
 
@@ -199,8 +202,17 @@ def resume_sweep(
     counts = Ledger(folder.ledger_file).counts()  # a damaged ledger stops here, before any write
     check_tracking_uri(meta["mlflow_uri"])
     check_ray_address(address)
+    left = leftovers(path)
+    if left:
+        echo(
+            f"{len(left)} Ray process(es) of this sweep's previous local session are still running: "
+            + ", ".join(f"{pid} ({name})" for pid, name in left)
+            + f". They hold memory and ports; stop them with: kill {' '.join(str(pid) for pid, _ in left)}"
+        )
     connect(address)
     check_cluster(spec, folder.tune_storage, address, shared_storage)
+    if address is None:
+        record_ray_processes(path)
     mlflow = MlflowSweep(meta["mlflow_uri"], meta["experiment_id"], meta["parent_run_id"])
     mlflow.reopen(mlflow.parent_run_id)
     lost = drop_lost_trials(folder, mlflow)

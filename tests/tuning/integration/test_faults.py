@@ -36,6 +36,14 @@ def ledger(folder):
         return []
 
 
+def running(pid):
+    """Alive and not a zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def at_first_start(rows, output):
     return bool(rows) and not any(r["history"] for r in rows)
 
@@ -102,3 +110,42 @@ def test_sigkill_then_resume_leaves_the_records_in_agreement(tmp_path, when):
         assert by_trial[trial_id].info.status == ("FINISHED" if rec["status"] == "COMPLETE" else "KILLED")
     assert Path(folder / "best_config.yaml").exists()
     assert "test_loss" in (folder / "best_config.yaml").read_text()
+
+
+def test_resume_reports_ray_processes_a_killed_driver_left_running(tmp_path):
+    """SIGKILL of the driver alone (as `kill -9 PID` or the OOM killer would): Ray's agents
+    outlive it. `resume` names them, with the command that stops them."""
+    spec = sweep_file(
+        tmp_path / "tiny.yaml",
+        workload={"name": "digits_classifier", "hidden": [256, 256]},
+        search={"num_samples": 2},
+        training={"epochs": 2, "batch_size": 16},
+    )
+    folder = tmp_path / "runs" / "tiny"
+    cmd = [sys.executable, "-m", "tuning.cli", "search", str(spec), "--storage-path", str(tmp_path / "runs")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 240
+    while not any(r["history"] for r in ledger(folder)):
+        assert proc.poll() is None and time.time() < deadline
+        time.sleep(0.1)
+    tree = descendants(proc.pid)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    time.sleep(3)  # GCS and raylet notice their driver is gone and exit
+    recorded = {e["pid"] for e in json.loads((folder / "ray_processes.json").read_text())[1:]}
+    alive = [pid for pid in tree if pid in recorded and running(pid)]
+    assert alive, "no Ray process outlived the driver: nothing to report"  # Ray 2.60: its agents do
+    try:
+        resumed = subprocess.run(
+            [sys.executable, "-m", "tuning.cli", "resume", str(folder)], capture_output=True, text=True, timeout=400
+        )
+        assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+        assert "of this sweep's previous local session are still running" in resumed.stdout
+        named = resumed.stdout.split("stop them with: kill ", 1)[1].split()
+        assert set(named) >= {str(pid) for pid in alive if running(pid)}
+    finally:
+        for pid in tree:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
