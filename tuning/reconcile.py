@@ -21,6 +21,7 @@ from pathlib import Path
 
 import optuna
 
+from tuning.errors import UserError
 from tuning.folder import SweepFolder
 from tuning.tracking import MlflowSweep
 from tuning.trials import TERMINAL, Ledger, TrialRecord
@@ -39,8 +40,14 @@ def tune_trial_ids(experiment: str) -> set[str] | None:
     states = sorted(folder.glob("experiment_state-*.json")) if folder.is_dir() else []
     if not states:
         return set()
-    data = json.loads(states[-1].read_text())
-    return {json.loads(trial)["trial_id"] for trial, _ in data["trial_data"]}
+    try:
+        data = json.loads(states[-1].read_text())
+        return {json.loads(trial)["trial_id"] for trial, _ in data["trial_data"]}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UserError(
+            f"{states[-1]}: Tune's experiment state is damaged ({type(exc).__name__}: {exc}); nothing was "
+            "changed. Move that file aside to resume from the one before it."
+        ) from None
 
 
 def drop_lost_trials(folder: SweepFolder, mlflow: MlflowSweep) -> list[TrialRecord]:

@@ -29,7 +29,7 @@ from tuning.folder import SweepFolder, check_name
 from tuning.holdout import test_chosen
 from tuning.leftovers import leftovers, record_ray_processes
 from tuning.preflight import check_cluster, check_ray_address, check_spec, check_storage
-from tuning.reconcile import drop_lost_trials, fail_running_study_trials
+from tuning.reconcile import drop_lost_trials, fail_running_study_trials, tune_trial_ids
 from tuning.robust import robust_best
 from tuning.spec import SweepSpec, file_sha256, load_sweep
 from tuning.tracking import MlflowSweep, check_tracking_uri, flatten, start_sweep_run
@@ -200,6 +200,7 @@ def resume_sweep(
         raise UserError(f"{folder.meta_file}: the sweep's metadata lacks {missing}; the file is damaged.")
     spec = load_sweep(folder.spec_file)
     counts = Ledger(folder.ledger_file).counts()  # a damaged ledger stops here, before any write
+    tune_trial_ids(folder.tune_experiment)  # and so does a damaged Tune experiment state
     check_tracking_uri(meta["mlflow_uri"])
     check_ray_address(address)
     left = leftovers(path)
