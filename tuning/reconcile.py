@@ -8,6 +8,7 @@ record that is durable for it:
 - which trials exist: Tune's experiment state, because only its trials are resumed. A ledger
   row for a trial Tune never recorded (started in the instant before the kill) is dropped,
   and its MLflow run ends KILLED, tagged `trial_status: LOST`; the searcher samples afresh.
+  So does a child run the ledger never named (made just before the ledger was saved).
 - how a trial ended: the ledger and Tune agree once Tune has replayed its unfinished trials
   from their last checkpoints (a trial that had finished resumes at its budget and ends at
   once, with the same result).
@@ -26,7 +27,7 @@ from tuning.folder import SweepFolder
 from tuning.tracking import MlflowSweep
 from tuning.trials import TERMINAL, Ledger, TrialRecord
 
-__all__ = ["drop_lost_trials", "fail_running_study_trials", "tune_trial_ids"]
+__all__ = ["drop_lost_trials", "end_unrecorded_runs", "fail_running_study_trials", "tune_trial_ids"]
 
 LOST = "LOST"
 
@@ -60,12 +61,30 @@ def drop_lost_trials(folder: SweepFolder, mlflow: MlflowSweep) -> list[TrialReco
     for rec in lost:
         del ledger.records[rec.trial_id]
         if rec.mlflow_run_id is not None:
-            mlflow.client.set_tag(rec.mlflow_run_id, "trial_status", LOST)
-            mlflow.client.set_tag(rec.mlflow_run_id, "failure_reason", "the driver was killed as this trial started")
-            mlflow.end(rec.mlflow_run_id, "KILLED")
+            _end_lost(mlflow, rec.mlflow_run_id)
     if lost:
         ledger.save()
     return lost
+
+
+def end_unrecorded_runs(folder: SweepFolder, mlflow: MlflowSweep) -> int:
+    """End KILLED (tagged LOST) the sweep's child runs still RUNNING that no ledger row names:
+    made for a trial in the instant before the kill, before the ledger was saved."""
+    known = {r.mlflow_run_id for r in Ledger(folder.ledger_file).records.values()}
+    running = mlflow.client.search_runs(
+        [mlflow.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{mlflow.parent_run_id}' and attributes.status = 'RUNNING'",
+    )
+    lost = [run.info.run_id for run in running if run.info.run_id not in known]
+    for run_id in lost:
+        _end_lost(mlflow, run_id)
+    return len(lost)
+
+
+def _end_lost(mlflow: MlflowSweep, run_id: str) -> None:
+    mlflow.client.set_tag(run_id, "trial_status", LOST)
+    mlflow.client.set_tag(run_id, "failure_reason", "the driver was killed as this trial started")
+    mlflow.end(run_id, "KILLED")
 
 
 def fail_running_study_trials(folder: SweepFolder) -> int:

@@ -29,7 +29,7 @@ from tuning.folder import SweepFolder, check_name
 from tuning.holdout import test_chosen
 from tuning.leftovers import leftovers, record_ray_processes
 from tuning.preflight import check_cluster, check_ray_address, check_spec, check_storage
-from tuning.reconcile import drop_lost_trials, fail_running_study_trials, tune_trial_ids
+from tuning.reconcile import drop_lost_trials, end_unrecorded_runs, fail_running_study_trials, tune_trial_ids
 from tuning.robust import robust_best
 from tuning.spec import SweepSpec, file_sha256, load_sweep
 from tuning.tracking import MlflowSweep, check_tracking_uri, flatten, start_sweep_run
@@ -217,6 +217,7 @@ def resume_sweep(
     mlflow = MlflowSweep(meta["mlflow_uri"], meta["experiment_id"], meta["parent_run_id"])
     mlflow.reopen(mlflow.parent_run_id)
     lost = drop_lost_trials(folder, mlflow)
+    end_unrecorded_runs(folder, mlflow)
     echo(f"resuming {path}: {counts} so far")
     if lost:
         echo(f"  {len(lost)} trial(s) started as the driver was killed and were never recorded by Tune: dropped")

@@ -55,6 +55,19 @@ def sweep_file(path: Path, **overrides) -> Path:
     return path
 
 
+def slow_sweep(tmp_path: Path, num_samples: int, epochs: int, **search) -> tuple[Path, list[str]]:
+    """A sweep of trials lasting a few seconds (so a signal can land mid-sweep): its folder
+    and the `fishleg-tune search` command that runs it in a subprocess."""
+    spec = sweep_file(
+        tmp_path / "tiny.yaml",
+        workload={"name": "digits_classifier", "hidden": [256, 256]},
+        search={"num_samples": num_samples, **search},
+        training={"epochs": epochs, "batch_size": 16},
+    )
+    cmd = [sys.executable, "-m", "tuning.cli", "search", str(spec), "--storage-path", str(tmp_path / "runs")]
+    return tmp_path / "runs" / "tiny", cmd
+
+
 @pytest.fixture
 def mlflow_server(tmp_path) -> Iterator[str]:
     port = free_port()

@@ -21,7 +21,7 @@ from mlflow import MlflowClient
 
 from tuning.loopback import descendants
 
-from .conftest import sweep_file
+from .conftest import slow_sweep
 
 pytestmark = pytest.mark.slow
 
@@ -58,14 +58,7 @@ def at_export(rows, output):
 
 @pytest.mark.parametrize("when", [at_first_start, mid_sweep, at_export], ids=lambda f: f.__name__)
 def test_sigkill_then_resume_leaves_the_records_in_agreement(tmp_path, when):
-    spec = sweep_file(  # trials of a few seconds, so each kill point is reachable
-        tmp_path / "tiny.yaml",
-        workload={"name": "digits_classifier", "hidden": [256, 256]},
-        search={"num_samples": 4, "max_failures": 1},
-        training={"epochs": 3, "batch_size": 16},
-    )
-    folder = tmp_path / "runs" / "tiny"
-    cmd = [sys.executable, "-m", "tuning.cli", "search", str(spec), "--storage-path", str(tmp_path / "runs")]
+    folder, cmd = slow_sweep(tmp_path, num_samples=4, epochs=3, max_failures=1)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     output: list[str] = []
     threading.Thread(target=lambda: output.extend(proc.stdout), daemon=True).start()
@@ -104,7 +97,7 @@ def test_sigkill_then_resume_leaves_the_records_in_agreement(tmp_path, when):
 
     client = MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
-    assert all(r.info.status != "RUNNING" for r in runs)
+    assert [(r.info.run_name, r.data.tags) for r in runs if r.info.status == "RUNNING"] == []
     by_trial = {r.data.tags.get("trial_id"): r for r in runs if "mlflow.parentRunId" in r.data.tags}
     for trial_id, rec in rows.items():
         assert by_trial[trial_id].info.status == ("FINISHED" if rec["status"] == "COMPLETE" else "KILLED")
@@ -115,14 +108,7 @@ def test_sigkill_then_resume_leaves_the_records_in_agreement(tmp_path, when):
 def test_resume_reports_ray_processes_a_killed_driver_left_running(tmp_path):
     """SIGKILL of the driver alone (as `kill -9 PID` or the OOM killer would): Ray's agents
     outlive it. `resume` names them, with the command that stops them."""
-    spec = sweep_file(
-        tmp_path / "tiny.yaml",
-        workload={"name": "digits_classifier", "hidden": [256, 256]},
-        search={"num_samples": 2},
-        training={"epochs": 2, "batch_size": 16},
-    )
-    folder = tmp_path / "runs" / "tiny"
-    cmd = [sys.executable, "-m", "tuning.cli", "search", str(spec), "--storage-path", str(tmp_path / "runs")]
+    folder, cmd = slow_sweep(tmp_path, num_samples=2, epochs=2)
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 240
     while not any(r["history"] for r in ledger(folder)):

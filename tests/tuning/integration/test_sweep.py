@@ -18,7 +18,7 @@ from tuning.config import load_run_config
 from tuning.sweep import run_sweep
 from tuning.train import Trainer
 
-from .conftest import sweep_file
+from .conftest import slow_sweep, sweep_file
 
 
 def ledger(folder):
@@ -184,14 +184,7 @@ def test_sweep_logs_to_an_mlflow_server(ray_local, tmp_path, mlflow_server):
 
 @pytest.mark.slow
 def test_interrupted_sweep_resumes_without_losing_or_rerunning_trials(tmp_path):
-    spec = sweep_file(  # trials of a few seconds, so that the SIGINT lands mid-sweep
-        tmp_path / "tiny.yaml",
-        workload={"name": "digits_classifier", "hidden": [256, 256]},
-        search={"num_samples": 6},
-        training={"epochs": 4, "batch_size": 16},
-    )
-    folder = tmp_path / "runs" / "tiny"
-    cmd = [sys.executable, "-m", "tuning.cli", "search", str(spec), "--storage-path", str(tmp_path / "runs")]
+    folder, cmd = slow_sweep(tmp_path, num_samples=6, epochs=4)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 240
     while time.time() < deadline:
