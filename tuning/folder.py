@@ -81,24 +81,21 @@ class SweepFolder:
         """The sqlite store a sweep keeps in its folder unless given another."""
         return default_tracking_uri(self.path)
 
+    def _in_folder(self) -> dict[str, str]:
+        """The metadata entries sweep.json records as IN_FOLDER when they have these values."""
+        return {"tune_storage": str(self.path), "mlflow_uri": self.default_mlflow_uri}
+
     def write_meta(self, meta: dict[str, Any]) -> None:
         """sweep.json, atomically, with Tune's folder and the MLflow store recorded relative to
         the sweep folder when they are in it, so the folder can be copied or moved."""
-        recorded = dict(meta)
-        if recorded.get("tune_storage") == str(self.path):
-            recorded["tune_storage"] = self.IN_FOLDER
-        if recorded.get("mlflow_uri") == self.default_mlflow_uri:
-            recorded["mlflow_uri"] = self.IN_FOLDER
+        local = self._in_folder()
+        recorded = {k: self.IN_FOLDER if local.get(k) == v else v for k, v in meta.items()}
         write_atomically(self.meta_file, json.dumps(recorded, indent=1))
 
     def meta(self) -> dict[str, Any]:
         """sweep.json as `write_meta` was given it (paths resolved against where the folder is now)."""
-        meta = read_meta(self.meta_file)
-        if meta.get("tune_storage") == self.IN_FOLDER:
-            meta["tune_storage"] = str(self.path)
-        if meta.get("mlflow_uri") == self.IN_FOLDER:
-            meta["mlflow_uri"] = self.default_mlflow_uri
-        return meta
+        local = self._in_folder()
+        return {k: local[k] if k in local and v == self.IN_FOLDER else v for k, v in read_meta(self.meta_file).items()}
 
     @property
     def name(self) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import ray
@@ -22,8 +21,8 @@ from tuning.folder import SweepFolder
 from tuning.robust import SeedRuns, seed_config
 from tuning.space import apply_params
 from tuning.spec import SweepSpec
-from tuning.train import Trainer, load_checkpoint
-from tuning.trainable import CHECKPOINT_FILE
+from tuning.train import Trainer
+from tuning.trainable import restore
 
 __all__ = ["summarize", "test_chosen", "test_checkpoint", "test_seed_runs", "test_states"]
 
@@ -32,8 +31,7 @@ SOURCE = "test of the chosen config"
 
 def _test_checkpoint(config: dict[str, Any], checkpoint: tune.Checkpoint) -> dict[str, float]:
     trainer = Trainer(RunConfig.model_validate(config), source=SOURCE)
-    with checkpoint.as_directory() as folder:
-        load_checkpoint(trainer, Path(folder) / CHECKPOINT_FILE)
+    restore(trainer, checkpoint)
     return {"epoch": trainer.epoch, **trainer.test()}
 
 

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 from tuning.files import write_atomically
-from tuning.loopback import descendants
+from tuning.loopback import descendants, stat_fields
 
 __all__ = ["FILE", "leftovers", "record_ray_processes"]
 
@@ -24,11 +24,8 @@ _PROC = Path("/proc")
 def _started(pid: int) -> str | None:
     """The process's start time in clock ticks since boot (/proc/PID/stat field 22), or None
     if it is gone or a zombie."""
-    try:
-        fields = (_PROC / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return None if fields[0] == "Z" else fields[19]
+    fields = stat_fields(pid)
+    return None if fields is None or fields[0] == "Z" else fields[19]
 
 
 def _name(pid: int) -> str:

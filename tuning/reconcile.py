@@ -51,9 +51,9 @@ def tune_trial_ids(experiment: str) -> set[str] | None:
         ) from None
 
 
-def drop_lost_trials(folder: SweepFolder, mlflow: MlflowSweep) -> list[TrialRecord]:
-    """Remove the unfinished ledger rows of trials Tune never recorded; end their MLflow runs."""
-    known = tune_trial_ids(folder.tune_experiment)
+def drop_lost_trials(folder: SweepFolder, mlflow: MlflowSweep, known: set[str] | None) -> list[TrialRecord]:
+    """Remove the unfinished ledger rows of trials Tune never recorded (`known`: the trial ids
+    of `tune_trial_ids`; None: not known here); end their MLflow runs."""
     if known is None:
         return []
     ledger = Ledger(folder.ledger_file)
@@ -82,9 +82,7 @@ def end_unrecorded_runs(folder: SweepFolder, mlflow: MlflowSweep) -> int:
 
 
 def _end_lost(mlflow: MlflowSweep, run_id: str) -> None:
-    mlflow.client.set_tag(run_id, "trial_status", LOST)
-    mlflow.client.set_tag(run_id, "failure_reason", "the driver was killed as this trial started")
-    mlflow.end(run_id, "KILLED")
+    mlflow.end_trial(run_id, LOST, "the driver was killed as this trial started")
 
 
 def fail_running_study_trials(folder: SweepFolder) -> int:

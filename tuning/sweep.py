@@ -200,7 +200,7 @@ def resume_sweep(
         raise UserError(f"{folder.meta_file}: the sweep's metadata lacks {missing}; the file is damaged.")
     spec = load_sweep(folder.spec_file)
     counts = Ledger(folder.ledger_file).counts()  # a damaged ledger stops here, before any write
-    tune_trial_ids(folder.tune_experiment)  # and so does a damaged Tune experiment state
+    tune_trials = tune_trial_ids(folder.tune_experiment)  # and so does a damaged Tune experiment state
     check_tracking_uri(meta["mlflow_uri"])
     check_ray_address(address)
     left = leftovers(path)
@@ -216,7 +216,7 @@ def resume_sweep(
         record_ray_processes(path)
     mlflow = MlflowSweep(meta["mlflow_uri"], meta["experiment_id"], meta["parent_run_id"])
     mlflow.reopen(mlflow.parent_run_id)
-    lost = drop_lost_trials(folder, mlflow)
+    lost = drop_lost_trials(folder, mlflow, tune_trials)
     end_unrecorded_runs(folder, mlflow)
     echo(f"resuming {path}: {counts} so far")
     if lost:

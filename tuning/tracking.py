@@ -33,6 +33,7 @@ _RUN_STATUS = {
     "DIVERGED": "FAILED",  # MLflow has no such status; the tag `trial_status` says DIVERGED
     "FAILED": "FAILED",
     "INTERRUPTED": "KILLED",
+    "LOST": "KILLED",  # a trial whose driver was killed as it started (tuning.reconcile)
 }
 
 

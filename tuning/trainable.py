@@ -20,7 +20,7 @@ from tuning.errors import NonFiniteLoss
 from tuning.space import apply_params
 from tuning.train import Trainer, load_checkpoint, save_checkpoint
 
-__all__ = ["CHECKPOINT_FILE", "DIVERGED", "diverged_report", "run_trial"]
+__all__ = ["CHECKPOINT_FILE", "DIVERGED", "diverged_report", "restore", "run_trial"]
 
 CHECKPOINT_FILE = "trainer.pt"
 DIVERGED = "diverged"  # the key of a diverged trial's last result: the reason, as text
@@ -39,14 +39,19 @@ def diverged_report(config: RunConfig, epoch: int, reason: str) -> dict[str, Any
     return {"epoch": epoch, "train_loss": untrained["val_loss"], **untrained, DIVERGED: reason}
 
 
+def restore(trainer: Trainer, checkpoint: tune.Checkpoint) -> None:
+    """Load a trial's Tune checkpoint (local or in cloud storage) into `trainer`."""
+    with checkpoint.as_directory() as folder:
+        load_checkpoint(trainer, Path(folder) / CHECKPOINT_FILE)
+
+
 def run_trial(params: dict[str, Any], base: dict[str, Any]) -> None:
     """Train one sampled config to its budget, reporting every epoch (Tune's function API)."""
     config = RunConfig.model_validate(apply_params(base, params))
     trainer = Trainer(config, source="sweep trial")
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
-        with checkpoint.as_directory() as folder:
-            load_checkpoint(trainer, Path(folder) / CHECKPOINT_FILE)
+        restore(trainer, checkpoint)
     context = {"node_id": ray.get_runtime_context().get_node_id(), "started_at_epoch": trainer.epoch}
     while trainer.epoch < config.training.epochs:
         try:

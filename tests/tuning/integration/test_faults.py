@@ -19,7 +19,7 @@ import optuna
 import pytest
 from mlflow import MlflowClient
 
-from tuning.loopback import descendants
+from tuning.loopback import descendants, stat_fields
 
 from .conftest import slow_sweep
 
@@ -38,10 +38,8 @@ def ledger(folder):
 
 def running(pid):
     """Alive and not a zombie."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+    fields = stat_fields(pid)
+    return fields is not None and fields[0] != "Z"
 
 
 def at_first_start(rows, output):
