@@ -137,6 +137,16 @@ class SweepFolder:
         """Tune's experiment folder (or URI): what `Tuner.restore` reads."""
         return f"{self.tune_storage.rstrip('/')}/{self.TUNE}"
 
+    @staticmethod
+    def trial_folder(trial_id: str) -> str:
+        """A trial's folder name in Tune's experiment folder: short and stable (Tune's default
+        spells out every parameter)."""
+        return f"trial_{trial_id}"
+
+    def trial_checkpoint(self, trial_id: str, name: str) -> str:
+        """The path (or URI) of the checkpoint folder `name` of trial `trial_id`."""
+        return f"{self.tune_experiment}/{self.trial_folder(trial_id)}/{name}"
+
     def is_sweep(self) -> bool:
         """Whether a sweep was started here (its metadata exists)."""
         return self.meta_file.exists()

@@ -9,9 +9,10 @@ record that is durable for it:
   row for a trial Tune never recorded (started in the instant before the kill) is dropped,
   and its MLflow run ends KILLED, tagged `trial_status: LOST`; the searcher samples afresh.
   So does a child run the ledger never named (made just before the ledger was saved).
-- how a trial ended: the ledger and Tune agree once Tune has replayed its unfinished trials
-  from their last checkpoints (a trial that had finished resumes at its budget and ends at
-  once, with the same result).
+- how a trial ended: the ledger, written before Tune saves the step. A trial the ledger saw
+  end in the step Tune never saved is resumed by Tune from an earlier checkpoint; it then
+  reports the ledger's last result (`ended_results`) and ends, so it is not trained again
+  and its records stay as they were. Unfinished trials resume from their last checkpoints.
 - Optuna trials left RUNNING once the sweep has ended belonged to lost trials: told FAIL.
 """
 
@@ -25,9 +26,10 @@ import optuna
 from tuning.errors import UserError
 from tuning.folder import SweepFolder
 from tuning.tracking import MlflowSweep
-from tuning.trials import TERMINAL, Ledger, TrialRecord
+from tuning.trainable import DIVERGED, Ended
+from tuning.trials import ENDED, TERMINAL, Ledger, TrialRecord
 
-__all__ = ["drop_lost_trials", "end_unrecorded_runs", "fail_running_study_trials", "tune_trial_ids"]
+__all__ = ["drop_lost_trials", "end_unrecorded_runs", "ended_results", "fail_running_study_trials", "tune_trial_ids"]
 
 LOST = "LOST"
 
@@ -49,6 +51,20 @@ def tune_trial_ids(experiment: str) -> set[str] | None:
             f"{states[-1]}: Tune's experiment state is damaged ({type(exc).__name__}: {exc}); nothing was "
             "changed. Move that file aside to resume from the one before it."
         ) from None
+
+
+def ended_results(folder: SweepFolder, ledger: Ledger) -> dict[str, Ended]:
+    """How the ledger's COMPLETE, PRUNED and DIVERGED trials ended, for the trainable to
+    replay (a FAILED one is retried as Tune decides). A diverged trial's result is its epoch
+    and reason; the trainable rebuilds the rest with `diverged_report`."""
+    out: dict[str, Ended] = {}
+    for rec in ledger.records.values():
+        if rec.status == "DIVERGED":
+            out[rec.trial_id] = Ended({"epoch": rec.epochs + 1, DIVERGED: rec.error})
+        elif rec.status in ENDED and rec.history:
+            checkpoint = None if rec.checkpoint is None else folder.trial_checkpoint(rec.trial_id, rec.checkpoint)
+            out[rec.trial_id] = Ended(rec.history[-1], checkpoint)
+    return out
 
 
 def drop_lost_trials(folder: SweepFolder, mlflow: MlflowSweep, known: set[str] | None) -> list[TrialRecord]:

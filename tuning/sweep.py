@@ -29,7 +29,13 @@ from tuning.folder import SweepFolder, check_name
 from tuning.holdout import test_chosen
 from tuning.leftovers import leftovers, record_ray_processes
 from tuning.preflight import check_cluster, check_ray_address, check_spec, check_storage
-from tuning.reconcile import drop_lost_trials, end_unrecorded_runs, fail_running_study_trials, tune_trial_ids
+from tuning.reconcile import (
+    drop_lost_trials,
+    end_unrecorded_runs,
+    ended_results,
+    fail_running_study_trials,
+    tune_trial_ids,
+)
 from tuning.robust import robust_best
 from tuning.spec import SweepSpec, file_sha256, load_sweep
 from tuning.tracking import MlflowSweep, check_tracking_uri, flatten, start_sweep_run
@@ -199,7 +205,8 @@ def resume_sweep(
     if missing:
         raise UserError(f"{folder.meta_file}: the sweep's metadata lacks {missing}; the file is damaged.")
     spec = load_sweep(folder.spec_file)
-    counts = Ledger(folder.ledger_file).counts()  # a damaged ledger stops here, before any write
+    ledger = Ledger(folder.ledger_file)  # a damaged ledger stops here, before any write
+    counts = ledger.counts()
     tune_trials = tune_trial_ids(folder.tune_experiment)  # and so does a damaged Tune experiment state
     check_tracking_uri(meta["mlflow_uri"])
     check_ray_address(address)
@@ -222,7 +229,11 @@ def resume_sweep(
     if lost:
         echo(f"  {len(lost)} trial(s) started as the driver was killed and were never recorded by Tune: dropped")
     if tune.Tuner.can_restore(folder.tune_experiment):
-        tuner = tune.Tuner.restore(folder.tune_experiment, trainable=make_trainable(spec), resume_unfinished=True)
+        tuner = tune.Tuner.restore(
+            folder.tune_experiment,
+            trainable=make_trainable(spec, ended_results(folder, ledger)),
+            resume_unfinished=True,
+        )
     else:  # the driver was killed before Tune first saved its state: start Tune afresh
         tuner = make_tuner(spec, folder, mlflow)
     results = _fit(tuner.fit, spec, folder, mlflow)

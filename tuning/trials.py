@@ -23,9 +23,19 @@ if TYPE_CHECKING:
 
     from tuning.tracking import MlflowSweep
 
-__all__ = ["FirstFailures", "Ledger", "TrialRecord", "TrialRecorder", "TERMINAL", "format_counts", "sweep_failure"]
+__all__ = [
+    "ENDED",
+    "FirstFailures",
+    "Ledger",
+    "TERMINAL",
+    "TrialRecord",
+    "TrialRecorder",
+    "format_counts",
+    "sweep_failure",
+]
 
-TERMINAL = ("COMPLETE", "PRUNED", "DIVERGED", "FAILED")
+ENDED = ("COMPLETE", "PRUNED", "DIVERGED")  # final: the trial is never trained again
+TERMINAL = (*ENDED, "FAILED")  # FAILED: Tune may retry it
 
 
 @dataclass
@@ -33,7 +43,8 @@ class TrialRecord:
     """status: RUNNING, COMPLETE (ran the full budget), PRUNED (stopped early by the
     scheduler), DIVERGED (a non-finite loss or optimizer state; `history` holds the finite
     epochs, `error` the reason), FAILED (an exception), INTERRUPTED (sweep stopped).
-    `test`: the test metrics, only on the trial whose config the sweep exported."""
+    `test`: the test metrics, only on the trial whose config the sweep exported.
+    `checkpoint`: the folder name, in the trial's Tune folder, of its last checkpoint."""
 
     trial_id: str
     params: dict[str, Any]
@@ -46,6 +57,7 @@ class TrialRecord:
     started: float = field(default_factory=time.time)
     ended: float | None = None
     test: dict[str, float] | None = None
+    checkpoint: str | None = None
 
     def value(self, metric: str) -> float | None:
         """The trial's last reported value of `metric`, if any."""
@@ -98,7 +110,9 @@ class TrialRecorder(tune.Callback):
     """Keeps the ledger, and the MLflow child runs if `mlflow` is given, in step with Tune.
 
     Holds only paths and names when pickled with the Tuner; state is reloaded from disk in
-    `setup`, so a resumed sweep continues the same records and MLflow runs."""
+    `setup`, so a resumed sweep continues the same records and MLflow runs. An ENDED record
+    is final: events Tune sends again for it (a trial replaying its recorded last result on
+    resume, see `reconcile.ended_results`) change nothing."""
 
     def __init__(self, ledger_path: Path, budget: int, mlflow: MlflowSweep | None) -> None:
         self.ledger_path = ledger_path
@@ -133,13 +147,21 @@ class TrialRecorder(tune.Callback):
             rec.mlflow_run_id = self.mlflow.start_trial(rec.trial_id, rec.params)
         return rec
 
+    def _ended(self, trial: Trial) -> bool:
+        rec = self.ledger.records.get(trial.trial_id)
+        return rec is not None and rec.status in ENDED
+
     @override
     def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        if self._ended(trial):
+            return
         self._record(trial)
         self.ledger.save()
 
     @override
     def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any) -> None:
+        if self._ended(trial):
+            return
         rec = self._record(trial)
         if DIVERGED in result:  # its metrics are the worst-case stand-ins Optuna gets, not measurements
             return
@@ -149,6 +171,7 @@ class TrialRecorder(tune.Callback):
         row.update({k: result[k] for k in ("aux_loss", "epoch_time_s") if k in result})
         rec.history = [h for h in rec.history if h.get("epoch", 0) < epoch] + [row]
         rec.epochs = epoch
+        rec.checkpoint = result.get("checkpoint_dir_name") or rec.checkpoint
         node = result.get("node_id")
         if node and node not in rec.node_ids:
             rec.node_ids.append(node)
@@ -158,6 +181,8 @@ class TrialRecorder(tune.Callback):
 
     @override
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        if self._ended(trial):
+            return
         rec = self._record(trial)
         reason = (trial.last_result or {}).get(DIVERGED)
         if reason is not None:
@@ -167,6 +192,8 @@ class TrialRecorder(tune.Callback):
 
     @override
     def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        if self._ended(trial):
+            return
         rec = self._record(trial)
         self._finish(rec, "FAILED", _error_text(trial))
 

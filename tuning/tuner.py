@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from typing import Any
@@ -20,7 +21,7 @@ from tuning.progress import ProgressPrinter
 from tuning.space import DefineByRun, make_sampler
 from tuning.spec import SweepSpec
 from tuning.tracking import MlflowSweep
-from tuning.trainable import DIVERGED, run_trial
+from tuning.trainable import DIVERGED, Ended, run_trial
 from tuning.trials import FirstFailures, TrialRecorder
 
 __all__ = ["BudgetAwareOptunaSearch", "connect", "make_scheduler", "make_trainable", "make_tuner"]
@@ -29,7 +30,10 @@ __all__ = ["BudgetAwareOptunaSearch", "connect", "make_scheduler", "make_trainab
 class BudgetAwareOptunaSearch(OptunaSearch):
     """OptunaSearch that tells Optuna PRUNED (not COMPLETE with a truncated value) for
     trials the scheduler stopped before the budget, and COMPLETE with the worst-case value of
-    `trainable.diverged_report` (user attribute `diverged`) for trials that diverged."""
+    `trainable.diverged_report` (user attribute `diverged`) for trials that diverged.
+
+    A trial may end twice: a driver killed after Optuna was told but before Tune saved the
+    step replays it on resume (`reconcile.ended_results`); the second telling is skipped."""
 
     def __init__(self, *args: Any, budget: int, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -41,13 +45,14 @@ class BudgetAwareOptunaSearch(OptunaSearch):
             super().on_trial_complete(trial_id, result, error)
             return
         if DIVERGED in result:
-            self._ot_trials[trial_id].set_user_attr(DIVERGED, result[DIVERGED])
+            with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):  # told already, see reconcile
+                self._ot_trials[trial_id].set_user_attr(DIVERGED, result[DIVERGED])
             super().on_trial_complete(trial_id, result, error)
             return
         if result.get("epoch", 0) >= self.budget:
             super().on_trial_complete(trial_id, result, error)
             return
-        self._ot_study.tell(self._ot_trials[trial_id], state=optuna.trial.TrialState.PRUNED)
+        self._ot_study.tell(self._ot_trials[trial_id], state=optuna.trial.TrialState.PRUNED, skip_if_finished=True)
         self._completed_trials.add(trial_id)
 
 
@@ -91,14 +96,10 @@ def connect(address: str | None) -> None:
     )
 
 
-def _trial_dirname(trial: Any) -> str:
-    """Short, stable trial folder names (Tune's default spells out every parameter)."""
-    return f"trial_{trial.trial_id}"
-
-
-def make_trainable(spec: SweepSpec) -> Any:
-    """`run_trial` bound to the sweep's base config, with the sweep's per-trial resources."""
-    fn = tune.with_parameters(run_trial, base=spec.base_config())
+def make_trainable(spec: SweepSpec, ended: dict[str, Ended] | None = None) -> Any:
+    """`run_trial` bound to the sweep's base config (and, on resume, the results of trials
+    that ended), with the sweep's per-trial resources."""
+    fn = tune.with_parameters(run_trial, base=spec.base_config(), ended=ended or {})
     return tune.with_resources(fn, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
 
 
@@ -127,7 +128,7 @@ def make_tuner(spec: SweepSpec, folder: SweepFolder, mlflow: MlflowSweep) -> tun
             search_alg=ConcurrencyLimiter(searcher, max_concurrent=spec.search.max_concurrent),
             scheduler=make_scheduler(spec),
             num_samples=spec.search.num_samples,
-            trial_dirname_creator=_trial_dirname,
+            trial_dirname_creator=lambda trial: SweepFolder.trial_folder(trial.trial_id),
             reuse_actors=True,
         ),
         run_config=tune.RunConfig(

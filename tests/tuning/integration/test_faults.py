@@ -1,13 +1,10 @@
 """A driver killed with SIGKILL at several points, then `resume`: the ledger, the Optuna
 study, Tune's experiment state and MLflow agree afterwards, nothing completed is trained
-again, nothing is duplicated, nothing stays RUNNING, and resume exits 0.
-
-Known limit, not exercised here: a trial whose last result reached the ledger in the same
-controller step as the kill (before Tune saved its state) replays its last epoch from its
-last saved checkpoint on resume (same result on CPU)."""
+again, nothing is duplicated, nothing stays RUNNING, and resume exits 0."""
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -54,6 +51,26 @@ def at_export(rows, output):
     return "on the test split" in output  # the sweep has ended; the export's test evaluation runs
 
 
+def kill_sweep(proc: subprocess.Popen) -> None:
+    """SIGKILL a sweep's driver, its process group and Ray's processes under it."""
+    tree = descendants(proc.pid)
+    os.killpg(proc.pid, signal.SIGKILL)
+    for pid in tree:  # Ray's own processes, some of which leave the process group
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.wait(timeout=30)
+
+
+def resume(folder: Path) -> subprocess.CompletedProcess:
+    resumed = subprocess.run(
+        [sys.executable, "-m", "tuning.cli", "resume", str(folder)], capture_output=True, text=True, timeout=400
+    )
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    return resumed
+
+
 @pytest.mark.parametrize("when", [at_first_start, mid_sweep, at_export], ids=lambda f: f.__name__)
 def test_sigkill_then_resume_leaves_the_records_in_agreement(tmp_path, when):
     folder, cmd = slow_sweep(tmp_path, num_samples=4, epochs=3, max_failures=1)
@@ -65,20 +82,10 @@ def test_sigkill_then_resume_leaves_the_records_in_agreement(tmp_path, when):
         assert proc.poll() is None, "the sweep ended before the kill point"
         assert time.time() < deadline, "the kill point was never reached"
         time.sleep(0.05)
-    tree = descendants(proc.pid)
-    os.killpg(proc.pid, signal.SIGKILL)
-    for pid in tree:  # Ray's own processes, some of which leave the process group
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    proc.wait(timeout=30)
+    kill_sweep(proc)
     before = {r["trial_id"]: r for r in ledger(folder) if r["status"] in TERMINAL}
 
-    resumed = subprocess.run(
-        [sys.executable, "-m", "tuning.cli", "resume", str(folder)], capture_output=True, text=True, timeout=400
-    )
-    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    resume(folder)
 
     rows = {r["trial_id"]: r for r in ledger(folder)}
     assert len(rows) == 4 and {r["status"] for r in rows.values()} <= TERMINAL
@@ -120,10 +127,7 @@ def test_resume_reports_ray_processes_a_killed_driver_left_running(tmp_path):
     alive = [pid for pid in tree if pid in recorded and running(pid)]
     assert alive, "no Ray process outlived the driver: nothing to report"  # Ray 2.60: its agents do
     try:
-        resumed = subprocess.run(
-            [sys.executable, "-m", "tuning.cli", "resume", str(folder)], capture_output=True, text=True, timeout=400
-        )
-        assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+        resumed = resume(folder)
         assert "of this sweep's previous local session are still running" in resumed.stdout
         named = resumed.stdout.split("stop them with: kill ", 1)[1].split()
         assert set(named) >= {str(pid) for pid in alive if running(pid)}
@@ -133,3 +137,64 @@ def test_resume_reports_ray_processes_a_killed_driver_left_running(tmp_path):
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+def tune_saved(tune_dir: Path) -> tuple[dict, bytes] | None:
+    """The one trial's last result and (pickled) checkpoint bookkeeping in Tune's newest saved
+    experiment state, if one is saved and readable."""
+    try:
+        state = json.loads(max(tune_dir.glob("experiment_state-*.json")).read_text())
+        runtime = json.loads(state["trial_data"][0][1])
+        return runtime["last_result"], bytes.fromhex(runtime["checkpoint_manager"]["value"])
+    except (ValueError, KeyError, IndexError, TypeError):  # not written yet, or being replaced
+        return None
+
+
+def at_epoch_2(saved: tuple[dict, bytes] | None) -> bool:
+    """Tune's state has epoch 2's result and checkpoint (checkpoint_000001), not epoch 3's."""
+    if saved is None:
+        return False
+    last, checkpoints = saved
+    return last.get("epoch") == 2 and b"checkpoint_000001" in checkpoints and b"checkpoint_000002" not in checkpoints
+
+
+def test_a_trial_that_ended_in_the_step_tune_never_saved_is_not_trained_again(tmp_path):
+    """The narrowest window: the ledger, Optuna and MLflow saw the trial end, and the driver
+    was killed before Tune saved that step, so Tune's state still shows it running at epoch 2
+    of 3. Made exactly: Tune's state files from that moment are put back after the kill."""
+    folder, cmd = slow_sweep(tmp_path, num_samples=1, epochs=3)
+    tune_dir, stale = folder / "tune", tmp_path / "stale"
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 240
+    while not stale.exists():
+        assert proc.poll() is None and time.time() < deadline, "epoch 2 was never saved by Tune alone"
+        if at_epoch_2(tune_saved(tune_dir)):
+            shutil.copytree(tune_dir, stale, ignore=lambda d, names: [n for n in names if (Path(d) / n).is_dir()])
+            if not at_epoch_2(tune_saved(stale)):
+                shutil.rmtree(stale)  # copied as Tune replaced it
+        time.sleep(0.02)
+    while not [r for r in ledger(folder) if r["status"] == "COMPLETE"]:
+        assert proc.poll() is None and time.time() < deadline, "the trial never completed"
+        time.sleep(0.05)
+    kill_sweep(proc)
+    for path in tune_dir.iterdir():
+        if path.is_file():
+            path.unlink()
+    shutil.copytree(stale, tune_dir, dirs_exist_ok=True)
+    (before,) = ledger(folder)
+
+    resume(folder)
+
+    (after,) = ledger(folder)
+    assert after["test"] is not None  # the export's test evaluation (which the kill may precede)
+    assert {**after, "test": None} == {**before, "test": None}  # final: same history, status, end time
+    replayed, _ = tune_saved(tune_dir)
+    assert replayed["epoch"] == 3 and replayed["started_at_epoch"] == 0  # reported, not trained from epoch 2
+    assert replayed["val_loss"] == before["history"][-1]["val_loss"]
+    client = MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
+    run = client.get_run(before["mlflow_run_id"])
+    assert run.info.status == "FINISHED"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")] == [1, 2, 3]  # none twice
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{folder / 'optuna.db'}")
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE]
+    assert study.trials[0].value == before["history"][-1]["val_loss"]
