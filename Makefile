@@ -26,7 +26,7 @@ test-fast: $(STAMP)
 	$(PY) -m pytest
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check fishleg tuning tests benchmarks
+	$(VENV)/bin/ruff check fishleg tuning tests benchmarks examples
 
 bench: $(STAMP)
 	$(PY) benchmarks/step_time.py

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from tuning.config import RunConfig
-from tuning.train import Trainer
+from tuning.trainer import Trainer
 
 WORKLOADS = {
     "mnist5k": {"name": "mnist_autoencoder", "subset": "mnist5k"},

@@ -28,7 +28,7 @@ from tuning.config import RunConfig
 from tuning.space import apply_params
 from tuning.spec import load_sweep
 from tuning.sweep import run_sweep
-from tuning.train import Trainer
+from tuning.trainer import Trainer
 
 
 def train_seconds(config: RunConfig, epochs: int) -> tuple[float, float]:

@@ -35,13 +35,14 @@ err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 def _train(args: argparse.Namespace) -> int:
     from tuning.config import load_run_config, with_overrides
     from tuning.tracking import check_tracking_uri
-    from tuning.train import train_to_folder
+    from tuning.trainer import train_to_folder
     from tuning.workloads import validate_workload
 
     config = load_run_config(args.config)
     training = with_overrides(config.training, {"epochs": args.epochs, "seed": args.seed, "device": args.device})
     config = config.model_copy(update={"training": training})
-    validate_workload(config.workload, str(args.config))
+    if config.workload is not None:
+        validate_workload(config.workload, str(args.config))
     if args.mlflow_uri:
         check_tracking_uri(args.mlflow_uri)
     output = Path(args.output or Path("runs") / Path(args.config).stem)
@@ -59,9 +60,11 @@ def _train(args: argparse.Namespace) -> int:
     shown = ", ".join(
         f"{k} {v:.4g}" for k, v in {**result.metrics, **result.test}.items() if k.startswith(("val_", "test_"))
     )
+    tested = " (test evaluated once, at the end)" if result.test else ""
+    test_file = f", {output / 'test_metrics.json'}" if result.test else ""
     console.print(
-        f"\n[bold]done[/bold]: {result.epochs} epochs, {shown} (test evaluated once, at the end).\n"
-        f"  metrics:    {output / 'metrics.jsonl'}, {output / 'test_metrics.json'}\n"
+        f"\n[bold]done[/bold]: {result.epochs} epochs, {shown}{tested}.\n"
+        f"  metrics:    {output / 'metrics.jsonl'}{test_file}\n"
         f"  checkpoint: {output / 'checkpoint.pt'}\n"
         f"  config:     {output / 'config.yaml'}"
     )
@@ -72,7 +75,7 @@ def format_plan(plan: SweepPlan) -> str:
     """What a sweep will do, as `--dry-run` shows it and a sweep prints before it starts."""
     spec, folder = plan.spec, plan.folder.path
     lines = [
-        f"sweep {folder.name}: {spec.search.num_samples} trials of {spec.workload.name} "
+        f"sweep {folder.name}: {spec.search.num_samples} trials of {spec.subject} "
         f"with {spec.optimizer.name}, {spec.budget} epochs each at most"
     ]
     lines.append(f"  metric     {spec.metric.name} ({spec.metric.mode}), on validation; test once, at the end")
@@ -108,19 +111,22 @@ def _print_outcome(outcome: SweepOutcome) -> int:
             else f" [yellow](no trial ran the full budget; best at {best.record.epochs} epochs)[/yellow]"
         )
         path = outcome.folder / SweepFolder.BEST
-        test = ", ".join(f"{k} {v:.5g}" for k, v in outcome.test.items()) if outcome.test else "not evaluated yet"
+        if outcome.test:
+            test = ", ".join(f"{k} {v:.5g}" for k, v in outcome.test.items())
+            test += " (evaluated once, after choosing on validation)"
+        else:
+            test = outcome.test_note or "not evaluated yet"
         console.print(
             f"  best {outcome.metric}: {best.value:.5g} (trial {best.record.trial_id}){flag}\n"
-            f"  its test:     {test} (evaluated once, after choosing on validation)\n"
+            f"  its test:     {test}\n"
             f"  best config:  {path}\n"
             f"  train it:     fishleg-tune train {path}\n"
             f'  in code:      FishLeg.from_config(model, fishleg.load_config("{path}"), likelihood=...)'
         )
     console.print(f"  trials:       fishleg-tune best {outcome.folder}")
     ui = outcome.mlflow_uri
-    console.print(
-        "  MLflow UI:    " + (f"open {ui}" if ui.startswith("http") else f"mlflow ui --backend-store-uri {ui}")
-    )
+    serve = "" if ui.startswith("http") else f"mlflow ui --backend-store-uri {ui}, then "
+    console.print(f"  MLflow UI:    {serve}open {outcome.runs_url or ui}")
     if outcome.interrupted:
         console.print(f"  resume:       fishleg-tune resume {outcome.folder}")
         return EXIT_INTERRUPTED

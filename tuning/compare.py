@@ -65,6 +65,7 @@ def time_to_target(runs: SeedRuns, metric: str, mode: str, target: float) -> tup
 def _comparable(a: SweepSpec, b: SweepSpec, paths: tuple[Path, Path]) -> None:
     checks = {
         "workload": (a.workload, b.workload),
+        "trainable": (a.trainable, b.trainable),
         "training": (a.training, b.training),
         "metric": (a.metric, b.metric),
     }
@@ -72,7 +73,7 @@ def _comparable(a: SweepSpec, b: SweepSpec, paths: tuple[Path, Path]) -> None:
         if x != y:
             raise UserError(
                 f"compare: {paths[0]} and {paths[1]} differ in `{key}:` ({x} vs {y}); "
-                "a fair comparison needs the same workload, training budget and seed, and metric."
+                "a fair comparison needs the same workload (or trainable), training budget and seed, and metric."
             )
 
 
@@ -152,7 +153,7 @@ def compare_sweeps(
     reach = [time_to_target(b, metric, mode, goal) for b in best]
     winner = labels[0] if best[0].rank_key(metric, mode) < best[1].rank_key(metric, mode) else labels[1]
     verdict = (
-        f"{labels[0]} vs {labels[1]} on {specs[0].workload.name}, {n} trials each, best config over {seeds} fresh "
+        f"{labels[0]} vs {labels[1]} on {specs[0].subject}, {n} trials each, best config over {seeds} fresh "
         f"seeds: {metric} {best[0].mean(metric):.4g} ± {best[0].std(metric):.2g} vs "
         f"{best[1].mean(metric):.4g} ± {best[1].std(metric):.2g}; to reach {goal:.4g}: "
         f"{_fmt(reach[0][0], 'd', 'epochs')} vs {_fmt(reach[1][0], 'd', 'epochs')}, "

@@ -1,6 +1,7 @@
 """The run-config file format: what `fishleg-tune train` reads, sweeps start from and export.
 
-A run config is `workload:`, `optimizer:` (FishLeg, or a baseline by `name:` with its
+A run config is what trains (`workload:`, a built-in or plugin workload, or `trainable:`,
+the user's own training function), `optimizer:` (FishLeg, or a baseline by `name:` with its
 constructor's own argument names), `training:` and an optional `provenance:`. The optimizer
 section is `fishleg.FishLegConfig` itself, so `fishleg.load_config` reads the same files."""
 
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, Union
 
 import torch
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from torch import nn
 
 from fishleg import FishLeg
@@ -29,6 +30,7 @@ __all__ = [
     "OptimizerConfig",
     "RunConfig",
     "SGDConfig",
+    "TrainableConfig",
     "TrainingConfig",
     "WorkloadConfig",
     "describe_error",
@@ -85,17 +87,35 @@ OptimizerConfig = Annotated[Union[FishLegConfig, AdamWConfig, AdamConfig, SGDCon
 OPTIMIZER_NAMES = ("fishleg", "adamw", "adam", "sgd")
 
 
-class WorkloadConfig(BaseModel):
-    """A workload by registered name (or `module:function`) and its own options, which the
-    workload validates."""
+class NamedConfig(BaseModel):
+    """Something named in a config (`name:`), with its own options beside the name."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
     name: str
 
     @property
     def options(self) -> dict[str, Any]:
-        """Everything but `name`: the workload's own options."""
+        """Everything but `name`: its own options."""
         return dict(self.model_extra or {})
+
+    def to_dict(self) -> dict[str, Any]:
+        """The file form: the options beside the name."""
+        return {"name": self.name, **self.options}
+
+
+class WorkloadConfig(NamedConfig):
+    """A workload by registered name (or `module:function`) and its own options, which the
+    workload validates."""
+
+
+class TrainableConfig(NamedConfig):
+    """The user's own training function, `module:function` (see `tuning.fit`), and its own
+    options (`config.trainable.options` in the function). A bare string is the name."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_name(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
 
 
 class TrainingConfig(StrictModel):
@@ -115,12 +135,24 @@ class TrainingConfig(StrictModel):
 
 
 class RunConfig(StrictModel):
-    """One training run: what `fishleg-tune train` reads and sweeps export."""
+    """One training run: what `fishleg-tune train` reads and sweeps export. It trains either a
+    `workload` (the built-in loop) or a `trainable` (the user's function), never both."""
 
-    workload: WorkloadConfig
+    workload: WorkloadConfig | None = None
+    trainable: TrainableConfig | None = None
     optimizer: OptimizerConfig = Field(default_factory=FishLegConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     provenance: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _one_subject(self) -> RunConfig:
+        check_one_subject(self.workload, self.trainable)
+        return self
+
+    @property
+    def subject(self) -> str:
+        """What trains: the workload's or the training function's name."""
+        return subject_name(self.workload, self.trainable)
 
     def build_optimizer(
         self,
@@ -142,8 +174,26 @@ class RunConfig(StrictModel):
     def to_dict(self) -> dict[str, Any]:
         """The file form: plain YAML-safe values, workload options beside its name."""
         data = self.model_dump(mode="json", exclude_none=True)
-        data["workload"] = {"name": self.workload.name, **self.workload.options}
+        for key, named in (("workload", self.workload), ("trainable", self.trainable)):
+            if named is not None:
+                data[key] = named.to_dict()
         return data
+
+
+def check_one_subject(workload: WorkloadConfig | None, trainable: TrainableConfig | None) -> None:
+    """A run config or sweep file names exactly one of `workload` and `trainable`."""
+    if (workload is None) == (trainable is None):
+        raise ValueError(
+            "give exactly one of workload: (a built-in workload such as digits_classifier, or a plugin "
+            "'package.module:function' that builds one) and trainable: (your own training function, "
+            "'package.module:function')"
+        )
+
+
+def subject_name(workload: WorkloadConfig | None, trainable: TrainableConfig | None) -> str:
+    """The name of whichever of the two is given."""
+    named = workload if workload is not None else trainable
+    return "" if named is None else named.name
 
 
 def describe_error(err: ValidationError, source: str, prefix: str = "") -> str:
@@ -171,22 +221,27 @@ def with_overrides(model: M, updates: dict[str, Any]) -> M:
         raise ConfigError("invalid command-line option: " + "; ".join(parts) + ".") from None
 
 
-def load_yaml_model(path: str | Path, model: type[M]) -> M:
-    """A YAML file validated as `model`; every problem is a one-paragraph ConfigError."""
+def load_yaml_model(path: str | Path, model: type[M], trainable: str | None = None) -> M:
+    """A YAML file validated as `model`; every problem is a one-paragraph ConfigError.
+    `trainable`: the name of a training function given as an object (`tuning.search`,
+    `tuning.train`), used when the file names neither `workload:` nor `trainable:`."""
     path = Path(path)
     data = parse_yaml(path)
     if not isinstance(data, dict):
         keys = ", ".join(model.model_fields)
         raise ConfigError(f"{path}: expected a mapping with keys such as {keys}.")
+    if trainable is not None and not {"workload", "trainable"} & set(data):
+        data = {**data, "trainable": trainable}
     try:
         return model.model_validate(data)
     except ValidationError as err:
         raise ConfigError(describe_error(err, str(path))) from None
 
 
-def load_run_config(path: str | Path) -> RunConfig:
-    """Read and validate a run config (a `fishleg-tune train` file or an exported best config)."""
-    return load_yaml_model(path, RunConfig)
+def load_run_config(path: str | Path, trainable: str | None = None) -> RunConfig:
+    """Read and validate a run config (a `fishleg-tune train` file or an exported best config);
+    `trainable` as in `load_yaml_model`."""
+    return load_yaml_model(path, RunConfig, trainable)
 
 
 def save_config(config: RunConfig, path: str | Path) -> None:

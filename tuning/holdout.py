@@ -21,8 +21,8 @@ from tuning.folder import SweepFolder
 from tuning.robust import SeedRuns, seed_config
 from tuning.space import apply_params
 from tuning.spec import SweepSpec
-from tuning.train import Trainer
 from tuning.trainable import restore
+from tuning.trainer import Trainer
 
 __all__ = ["summarize", "test_chosen", "test_checkpoint", "test_seed_runs", "test_states"]
 
@@ -31,7 +31,7 @@ SOURCE = "test of the chosen config"
 
 def _test_checkpoint(config: dict[str, Any], checkpoint: tune.Checkpoint) -> dict[str, float]:
     trainer = Trainer(RunConfig.model_validate(config), source=SOURCE)
-    restore(trainer, checkpoint)
+    trainer.load_state_dict(restore(checkpoint, trainer.device).state)
     return {"epoch": trainer.epoch, **trainer.test()}
 
 
@@ -81,8 +81,11 @@ def test_chosen(
     echo: Callable[[str], None],
 ) -> tuple[dict[str, float] | None, dict[str, Any]]:
     """(test metrics, what they add to the provenance) of the chosen config, evaluated once:
-    on the chosen seed re-runs' weights, else on the chosen trial's final checkpoint. A resumed
+    on the chosen seed re-runs' weights, else on the chosen trial's final checkpoint (a
+    workload's; a training function tests itself, once, for the config it is given). A resumed
     sweep that exports the same trial again reuses the test it already has."""
+    if spec.workload is None:
+        return None, {"test_on": "not evaluated: a training function's test split is its own"}
     previous = load_run_config(folder.best_file).provenance if folder.best_file.exists() else None
     if previous and previous.get("trial_id") == best.record.trial_id and previous.get("test"):
         return previous["test"], {k: previous[k] for k in ("test_on", "test_seed_runs") if k in previous}

@@ -14,6 +14,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from tuning.cluster import NodeInfo, nodes
 from tuning.errors import ConfigError, UserError
+from tuning.fit import Fit, load_fit
 from tuning.space import make_sampler, validate_space
 from tuning.spec import SweepSpec
 from tuning.versions import package_versions
@@ -32,15 +33,20 @@ __all__ = [
 CLUSTER_PACKAGES = ("fishleg-tune", "torch", "ray")
 
 
-def check_spec(spec: SweepSpec, source: str) -> None:
-    """Every check that needs no cluster: the workload and its data, the metric, the space,
-    the sampler."""
-    validate_workload(spec.workload, source, data=True)
-    metrics = workload_metrics(spec.workload, source)
+def check_spec(spec: SweepSpec, source: str, fit: Fit | None = None) -> None:
+    """Every check that needs no cluster: the workload and its data (or the training function:
+    `fit` when given as an object, else the one named), the metric, the space, the sampler."""
+    if spec.workload is None:
+        if fit is None and spec.trainable is not None:
+            load_fit(spec.trainable.name, source)
+        metrics = None
+    else:
+        validate_workload(spec.workload, source, data=True)
+        metrics = workload_metrics(spec.workload, source)
     if metrics is not None and spec.metric.name not in metrics:
         raise ConfigError(
             f"{source}: metric.name: {spec.metric.name!r} is not reported by workload "
-            f"{spec.workload.name!r}; allowed: {list(metrics)}."
+            f"{spec.subject!r}; allowed: {list(metrics)}."
         )
     if spec.training.device.startswith("cuda") and spec.resources.gpu == 0:
         raise ConfigError(

@@ -173,7 +173,7 @@ def write_report(path: Path) -> Report:
     ranked = rank_trials(records, spec.metric.name, spec.metric.mode)
     sections = [
         f"<h1>Sweep {html.escape(folder.name)}</h1>",
-        f"<p>{html.escape(spec.workload.name)} with {html.escape(spec.optimizer.name)}: {counts} of "
+        f"<p>{html.escape(spec.subject)} with {html.escape(spec.optimizer.name)}: {counts} of "
         f"{spec.search.num_samples} trials; metric {html.escape(spec.metric.name)} ({spec.metric.mode}), "
         f"budget {spec.budget} epochs, sampler {spec.search.sampler}, scheduler {spec.scheduler.type}.</p>",
         f"<p><strong>{html.escape(test_line)}</strong></p>",

@@ -15,13 +15,15 @@ import ray
 from tuning.config import RunConfig
 from tuning.errors import NonFiniteLoss
 from tuning.export import Best, rank_trials
+from tuning.fit import LocalContext
 from tuning.space import apply_params
 from tuning.spec import SweepSpec
-from tuning.train import Trainer
+from tuning.trainer import WorkloadFit, fit_for
 from tuning.trials import TrialRecord
 
 __all__ = ["RobustChoice", "SeedRuns", "fresh_seeds", "retrain", "retrain_trials", "robust_best", "seed_config"]
 
+SOURCE = "seed re-run"
 SEED_OFFSET = 1000  # fresh seeds: never the seed the sweep itself trained with
 
 
@@ -73,15 +75,18 @@ class SeedRuns:
 
 def _train(config: dict[str, Any]) -> tuple[tuple[list[dict[str, float]], bool], dict[str, Any] | None]:
     """((per-epoch metrics, diverged), final model weights or None) of one full-budget run;
-    a Ray task with two returns, so the weights stay in the object store until tested."""
+    a Ray task with two returns, so the weights stay in the object store until tested (a
+    workload's; a training function's test split is its own, so it returns None)."""
     cfg = RunConfig.model_validate(config)
-    trainer = Trainer(cfg, source="seed re-run")
+    fit = fit_for(cfg, SOURCE)
+    context = LocalContext(cfg, source=SOURCE)
     try:
-        while trainer.epoch < cfg.training.epochs:
-            trainer.run_epoch()
+        fit(cfg, context)
     except NonFiniteLoss:
-        return (trainer.history, True), None
-    return (trainer.history, False), {k: v.cpu() for k, v in trainer.model.state_dict().items()}
+        return (context.history, True), None
+    if not isinstance(fit, WorkloadFit) or fit.trainer is None:
+        return (context.history, False), None
+    return (context.history, False), {k: v.cpu() for k, v in fit.trainer.model.state_dict().items()}
 
 
 def seed_config(base: dict[str, Any], params: dict[str, Any], seed: int) -> dict[str, Any]:

@@ -115,6 +115,8 @@ def validate_space(spec: SweepSpec, source: str) -> None:
                 f"{source}: {what} gives an invalid config: {detail} "
                 "(space keys are dotted config names such as optimizer.lr)"
             ) from None
+        if config.workload is None:
+            return
         try:
             validate_workload(config.workload, source)
         except ConfigError as err:

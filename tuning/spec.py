@@ -10,7 +10,16 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from fishleg.config import FishLegConfig, StrictModel
-from tuning.config import OptimizerConfig, RunConfig, TrainingConfig, WorkloadConfig, load_yaml_model
+from tuning.config import (
+    OptimizerConfig,
+    RunConfig,
+    TrainableConfig,
+    TrainingConfig,
+    WorkloadConfig,
+    check_one_subject,
+    load_yaml_model,
+    subject_name,
+)
 from tuning.errors import ConfigError
 
 __all__ = ["ParamSpec", "SweepSpec", "load_sweep", "set_dotted"]
@@ -112,7 +121,8 @@ class SweepSpec(StrictModel):
     """A sweep file: a base run config plus what to search, how, and where to record it."""
 
     name: str | None = None
-    workload: WorkloadConfig
+    workload: WorkloadConfig | None = None
+    trainable: TrainableConfig | None = None
     optimizer: OptimizerConfig = Field(default_factory=FishLegConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     metric: MetricSpec = Field(default_factory=MetricSpec)
@@ -124,6 +134,7 @@ class SweepSpec(StrictModel):
 
     @model_validator(mode="after")
     def _conditions_name_earlier_parameters(self) -> SweepSpec:
+        check_one_subject(self.workload, self.trainable)
         seen: list[str] = []
         for name, param in self.space.items():
             for ref in param.when or {}:
@@ -138,13 +149,20 @@ class SweepSpec(StrictModel):
         return self
 
     @property
+    def subject(self) -> str:
+        """What trains: the workload's or the training function's name."""
+        return subject_name(self.workload, self.trainable)
+
+    @property
     def budget(self) -> int:
         """Epochs a trial runs when it is not stopped early (the maximum fidelity)."""
         return self.training.epochs
 
     def base_config(self) -> dict[str, Any]:
         """The run config every trial starts from, as a dict (the space's values are set on it)."""
-        return RunConfig(workload=self.workload, optimizer=self.optimizer, training=self.training).to_dict()
+        return RunConfig(
+            workload=self.workload, trainable=self.trainable, optimizer=self.optimizer, training=self.training
+        ).to_dict()
 
 
 def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
@@ -162,6 +180,7 @@ def file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def load_sweep(path: str | Path) -> SweepSpec:
-    """Read and validate a sweep file; every problem is a one-paragraph ConfigError."""
-    return load_yaml_model(path, SweepSpec)
+def load_sweep(path: str | Path, trainable: str | None = None) -> SweepSpec:
+    """Read and validate a sweep file; every problem is a one-paragraph ConfigError.
+    `trainable` as in `load_yaml_model`."""
+    return load_yaml_model(path, SweepSpec, trainable)

@@ -16,15 +16,16 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from ray import tune
 from ray.tune import ResultGrid
 
-from tuning.config import with_overrides
+from tuning.config import TrainableConfig, with_overrides
 from tuning.errors import UserError
 from tuning.export import Best, select_best, write_best_config
+from tuning.fit import Fit, check_fit, function_name, load_fit
 from tuning.folder import SweepFolder, check_name
 from tuning.holdout import test_chosen
 from tuning.leftovers import leftovers, record_ray_processes
@@ -38,9 +39,12 @@ from tuning.reconcile import (
 )
 from tuning.robust import robust_best
 from tuning.spec import SweepSpec, file_sha256, load_sweep
-from tuning.tracking import MlflowSweep, check_tracking_uri, flatten, start_sweep_run
+from tuning.tracking import MlflowSweep, check_tracking_uri, flatten, runs_url, start_sweep_run
 from tuning.trials import Ledger, TrialRecorder, sweep_failure
 from tuning.tuner import connect, make_trainable, make_tuner
+
+if TYPE_CHECKING:
+    import pandas
 
 __all__ = ["Echo", "SweepOutcome", "SweepPlan", "plan_sweep", "resume_sweep", "run_sweep", "start_sweep"]
 
@@ -50,7 +54,8 @@ META_KEYS = ("name", "sweep_file", "sweep_file_sha256", "tune_storage", "mlflow_
 
 @dataclass(frozen=True)
 class SweepPlan:
-    """A checked sweep file, with the command-line overrides applied, and where it will run."""
+    """A checked sweep file, with the command-line overrides applied, and where it will run.
+    `fit`: the training function, when a Python caller passed it as an object."""
 
     spec: SweepSpec
     spec_path: Path
@@ -58,13 +63,15 @@ class SweepPlan:
     mlflow_uri: str
     experiment: str
     search_updates: dict[str, Any] = field(default_factory=dict)
+    fit: Fit | None = None
 
 
 @dataclass
 class SweepOutcome:
     """What a sweep ended with. `test`: the exported config's test metrics, evaluated once
     after the choice (None while the sweep is unfinished). `failure`: the one error every
-    trial failed with, when they all did (the sweep then stopped after its first trials)."""
+    trial failed with, when they all did (the sweep then stopped after its first trials).
+    `test_note`: why `test` is None, when it is."""
 
     folder: Path
     counts: dict[str, int]
@@ -74,6 +81,36 @@ class SweepOutcome:
     metric: str
     test: dict[str, float] | None = None
     failure: str | None = None
+    test_note: str | None = None
+    experiment_id: str | None = None
+
+    @property
+    def runs_url(self) -> str | None:
+        """The MLflow UI's runs table of the sweep's experiment (see `tracking.runs_url`)."""
+        return None if self.experiment_id is None else runs_url(self.mlflow_uri, self.experiment_id)
+
+    @property
+    def best_file(self) -> Path:
+        """The exported config (`fishleg-tune train` and `FishLeg.from_config` read it)."""
+        return SweepFolder.at(self.folder).best_file
+
+    def trials(self) -> pandas.DataFrame:
+        """The ledger as a table: one row per trial (id, status, epochs, the metric's last
+        value, each sampled parameter, and test metrics on the exported trial)."""
+        import pandas
+
+        rows = [
+            {
+                "trial_id": r.trial_id,
+                "status": r.status,
+                "epochs": r.epochs,
+                self.metric: r.value(self.metric),
+                **r.params,
+                **(r.test or {}),
+            }
+            for r in Ledger(SweepFolder.at(self.folder).ledger_file).records.values()
+        ]
+        return pandas.DataFrame(rows)
 
 
 def plan_sweep(
@@ -85,9 +122,13 @@ def plan_sweep(
     max_concurrent: int | None = None,
     mlflow_uri: str | None = None,
     experiment: str | None = None,
+    fit: Fit | None = None,
 ) -> SweepPlan:
-    """Read the sweep file, apply the overrides and make every check that needs no cluster."""
-    spec = load_sweep(spec_path)
+    """Read the sweep file, apply the overrides and make every check that needs no cluster.
+    `fit`: a training function to tune (the file may then leave `trainable:` out)."""
+    if fit is not None:
+        check_fit(fit, "the function given to tuning.search")
+    spec = load_sweep(spec_path, None if fit is None else function_name(fit))
     overrides = {"num_samples": num_samples, "max_concurrent": max_concurrent}
     search_updates = {k: v for k, v in overrides.items() if v is not None}
     spec = spec.model_copy(update={"search": with_overrides(spec.search, search_updates)})
@@ -97,10 +138,11 @@ def plan_sweep(
         check_name(spec.name, f"{spec_path}: name")
     name = name or spec.name or spec_path.stem
     folder = SweepFolder.locate(str(storage), name)
-    check_spec(spec, str(spec_path))
+    check_spec(spec, str(spec_path), fit)
     uri = mlflow_uri or spec.mlflow.tracking_uri or folder.default_mlflow_uri
     check_tracking_uri(uri)
-    return SweepPlan(spec, spec_path, folder, uri, experiment or spec.mlflow.experiment or name, search_updates)
+    exp = experiment or spec.mlflow.experiment or name
+    return SweepPlan(spec, spec_path, folder, uri, exp, search_updates, fit)
 
 
 def start_sweep(
@@ -129,7 +171,7 @@ def start_sweep(
         check_cluster(spec, folder.tune_storage, address, shared_storage)
         warm.result()
     check_storage(folder.path)
-    _copy_spec(plan.spec_path, folder.spec_file, plan.search_updates)
+    _copy_spec(plan.spec_path, folder.spec_file, plan.search_updates, spec.trainable)
     params = flatten({k: v for k, v in spec.model_dump(mode="json").items() if k != "space"})
     params.update({f"space.{k}": json.dumps(v.model_dump(exclude_none=True)) for k, v in spec.space.items()})
     mlflow = start_sweep_run(plan.mlflow_uri, plan.experiment, folder.name, folder.path, params, folder.spec_file)
@@ -146,7 +188,7 @@ def start_sweep(
     folder.write_meta(meta)
     if address is None:
         record_ray_processes(folder.path)
-    results = _fit(lambda: make_tuner(spec, folder, mlflow).fit(), spec, folder, mlflow)
+    results = _fit(lambda: make_tuner(spec, folder, mlflow, plan.fit).fit(), spec, folder, mlflow)
     return _finish(spec, folder, meta, mlflow, echo, results, robust_top, seeds)
 
 
@@ -164,6 +206,7 @@ def run_sweep(
     robust_top: int = 0,
     seeds: int = 3,
     echo: Echo = print,
+    fit: Fit | None = None,
 ) -> SweepOutcome:
     """`plan_sweep` then `start_sweep`: a whole sweep in one call."""
     plan = plan_sweep(
@@ -174,28 +217,38 @@ def run_sweep(
         max_concurrent=max_concurrent,
         mlflow_uri=mlflow_uri,
         experiment=experiment,
+        fit=fit,
     )
     return start_sweep(
         plan, address=address, shared_storage=shared_storage, robust_top=robust_top, seeds=seeds, echo=echo
     )
 
 
-def _copy_spec(source: Path, dest: Path, search_updates: dict[str, Any]) -> None:
+def _copy_spec(source: Path, dest: Path, search_updates: dict[str, Any], trainable: TrainableConfig | None) -> None:
     """The sweep file as run (what `resume` reads): verbatim, or with the command-line
-    overrides written into its `search:` block."""
-    if not search_updates:
+    overrides written into its `search:` block and the name of a training function given
+    as an object."""
+    data = yaml.safe_load(source.read_text())
+    if not search_updates and (trainable is None or "trainable" in data):
         shutil.copyfile(source, dest)
         return
-    data = yaml.safe_load(source.read_text())
     data.setdefault("search", {}).update(search_updates)
+    if trainable is not None:
+        data.setdefault("trainable", trainable.to_dict())
     dest.write_text(yaml.safe_dump(data, sort_keys=False))
 
 
 def resume_sweep(
-    path: Path, *, address: str | None = None, shared_storage: bool = False, echo: Echo = print
+    path: Path,
+    *,
+    address: str | None = None,
+    shared_storage: bool = False,
+    echo: Echo = print,
+    fit: Fit | None = None,
 ) -> SweepOutcome:
     """Continue an interrupted sweep: its unfinished trials from their checkpoints, the rest of
-    its budget of trials, then the export."""
+    its budget of trials, then the export. `fit`: the training function, for a sweep started
+    with one given as an object that cannot be imported by name (defined in a notebook)."""
     folder = SweepFolder.at(path)
     path = folder.path
     if not folder.is_sweep():
@@ -205,6 +258,10 @@ def resume_sweep(
     if missing:
         raise UserError(f"{folder.meta_file}: the sweep's metadata lacks {missing}; the file is damaged.")
     spec = load_sweep(folder.spec_file)
+    if fit is not None:
+        check_fit(fit, "the function given to tuning.resume")
+    elif spec.trainable is not None:
+        load_fit(spec.trainable.name, str(folder.spec_file))
     ledger = Ledger(folder.ledger_file)  # a damaged ledger stops here, before any write
     counts = ledger.counts()
     tune_trials = tune_trial_ids(folder.tune_experiment)  # and so does a damaged Tune experiment state
@@ -235,7 +292,7 @@ def resume_sweep(
             resume_unfinished=True,
         )
     else:  # the driver was killed before Tune first saved its state: start Tune afresh
-        tuner = make_tuner(spec, folder, mlflow)
+        tuner = make_tuner(spec, folder, mlflow, fit)
     results = _fit(tuner.fit, spec, folder, mlflow)
     return _finish(spec, folder, meta, mlflow, echo, results)
 
@@ -272,6 +329,7 @@ def _finish(
     if robust is not None:
         best = robust.best
     test: dict[str, float] | None = None
+    test_info: dict[str, Any] = {}
     if best is not None:
         test, test_info = (
             test_chosen(spec, folder, best, None if robust is None else robust.runs, results, echo)
@@ -301,4 +359,6 @@ def _finish(
     mlflow.end(mlflow.parent_run_id, "FAILED" if failure else "KILLED" if interrupted else "FINISHED")
     counts = recorder.ledger.counts()
     uri = meta["mlflow_uri"]
-    return SweepOutcome(folder.path, counts, best, interrupted, uri, spec.metric.name, test, failure)
+    note = None if test is not None else test_info.get("test_on")
+    metric = spec.metric.name
+    return SweepOutcome(folder.path, counts, best, interrupted, uri, metric, test, failure, note, meta["experiment_id"])

@@ -81,13 +81,27 @@ def check_tracking_uri(uri: str) -> None:
         ) from None
 
 
+# MLflow 3's UI opens an experiment on its GenAI overview unless the experiment is marked as
+# model training, which opens it on the runs table (the sweep's parent run, trials nested).
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+
+
 def experiment_id(client: Any, name: str, artifacts: Path | None = None) -> str:
-    """The experiment's id, creating it if needed. `artifacts`: where a new experiment keeps its
-    artifacts (MLflow's default for a sqlite store is ./mlruns under whatever the cwd is)."""
+    """The experiment's id, creating it (marked as model training) if needed. `artifacts`:
+    where a new experiment keeps its artifacts (MLflow's default for a sqlite store is
+    ./mlruns under whatever the cwd is)."""
     exp = client.get_experiment_by_name(name)
     if exp is not None:
         return exp.experiment_id
-    return client.create_experiment(name, artifact_location=None if artifacts is None else artifacts.as_uri())
+    location = None if artifacts is None else artifacts.as_uri()
+    return client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_KIND)
+
+
+def runs_url(uri: str, experiment: str) -> str:
+    """The address of the experiment's runs table in the MLflow UI: on the tracking server
+    itself, or on `mlflow ui`'s default address for a local store."""
+    base = uri.rstrip("/") if uri.startswith("http") else "http://127.0.0.1:5000"
+    return f"{base}/#/experiments/{experiment}/runs"
 
 
 class Tracker:

@@ -1,12 +1,14 @@
-"""The Ray Tune function trainable: one trial = one `Trainer` run of one sampled config.
+"""The Ray Tune function trainable: one trial = one training function (`tuning.fit`; the
+built-in loop for a workload) run on one sampled config, reporting through `TuneContext`.
 
-It reports validation metrics each epoch with `ray.tune.report`, saving a checkpoint with
-every report, and restores from `ray.tune.get_checkpoint()` when Tune retries or resumes it
+Each report goes to `ray.tune.report`, with its checkpoint when the function gives one; a
+trial Tune retries or resumes gets the newest one back as `context.checkpoint`
 (`started_at_epoch` in its results says from which epoch this attempt ran, 0 if fresh).
 On `resume`, a trial the ledger saw end in the controller step a killed driver never saved
 replays its recorded last result instead of training again (see `tuning.reconcile`).
-A run that diverges ends cleanly with one last report (see `diverged_report`), so Tune does
-not retry it and the sampler learns from it. The test split is never touched here."""
+A workload run that diverges ends cleanly with one last report (see `diverged_report`), so
+Tune does not retry it and the sampler learns from it; a training function that reports a
+non-finite value fails. The test split is never touched here."""
 
 from __future__ import annotations
 
@@ -17,21 +19,22 @@ from typing import Any
 
 import ray
 from ray import tune
+from typing_extensions import override
 
 from tuning.config import RunConfig
-from tuning.errors import NonFiniteLoss
+from tuning.errors import USER_ERRORS, NonFiniteLoss
+from tuning.fit import CHECKPOINT_FILE, Fit, FitContext, Saved, TrainableError, load_saved, save_saved
 from tuning.space import apply_params
-from tuning.train import Trainer, load_checkpoint, save_checkpoint
+from tuning.trainer import Trainer, fit_for
 
-__all__ = ["CHECKPOINT_FILE", "DIVERGED", "Ended", "diverged_report", "restore", "run_trial"]
+__all__ = ["DIVERGED", "Ended", "TuneContext", "diverged_report", "restore", "run_trial"]
 
-CHECKPOINT_FILE = "trainer.pt"
 DIVERGED = "diverged"  # the key of a diverged trial's last result: the reason, as text
 
 
 def diverged_report(config: RunConfig, epoch: int, reason: str) -> dict[str, Any]:
-    """The last result of a trial that diverged in `epoch`: the metrics of the same model
-    untrained (same seed, so the same initial weights), flagged with `DIVERGED`.
+    """The last result of a workload trial that diverged in `epoch`: the metrics of the same
+    model untrained (same seed, so the same initial weights), flagged with `DIVERGED`.
 
     Why a value, and this one: Optuna's GP and CMA-ES samplers learn only from COMPLETE trials
     (TPE also from PRUNED), so a diverged trial is told COMPLETE with a value; a diverged run
@@ -51,10 +54,35 @@ class Ended:
     checkpoint: str | None = None
 
 
-def restore(trainer: Trainer, checkpoint: tune.Checkpoint) -> None:
-    """Load a trial's Tune checkpoint (local or in cloud storage) into `trainer`."""
+def restore(checkpoint: tune.Checkpoint, device: Any = "cpu") -> Saved:
+    """A trial's Tune checkpoint (local or in cloud storage), read."""
     with checkpoint.as_directory() as folder:
-        load_checkpoint(trainer, Path(folder) / CHECKPOINT_FILE)
+        return load_saved(Path(folder) / CHECKPOINT_FILE, device)
+
+
+class TuneContext(FitContext):
+    """The context inside a sweep trial: reports go to `ray.tune.report`, each with the
+    node it ran on and the epoch this attempt started at."""
+
+    @override
+    def _emit(self, row: dict[str, Any], saved: Saved | None) -> None:
+        row.update(self.extra)
+        if saved is None:
+            tune.report(row)
+            return
+        with tempfile.TemporaryDirectory() as folder:
+            save_saved(saved, Path(folder) / CHECKPOINT_FILE)
+            tune.report(row, checkpoint=tune.Checkpoint.from_directory(folder))
+
+    @property
+    def extra(self) -> dict[str, Any]:
+        """What every report of this attempt carries besides the function's metrics."""
+        return {"node_id": ray.get_runtime_context().get_node_id(), "started_at_epoch": self.started_at}
+
+    @property
+    def started_at(self) -> int:
+        """The epoch this attempt started from (0 if fresh, the checkpoint's after a restore)."""
+        return self.epoch - self.reports
 
 
 def replay(config: RunConfig, ended: Ended) -> None:
@@ -71,29 +99,42 @@ def replay(config: RunConfig, ended: Ended) -> None:
         tune.report(ended.result, checkpoint=tune.Checkpoint.from_directory(folder))
 
 
-def run_trial(params: dict[str, Any], base: dict[str, Any], ended: dict[str, Ended] | None = None) -> None:
-    """Train one sampled config to its budget, reporting every epoch (Tune's function API).
+def run_trial(
+    params: dict[str, Any],
+    base: dict[str, Any],
+    metric: str,
+    source: str = "sweep trial",
+    fit: Fit | None = None,
+    ended: dict[str, Ended] | None = None,
+) -> None:
+    """Run one sampled config's training function to its budget (Tune's function API).
 
+    `fit`: the training function when given as an object (`tuning.search`), else the config's.
     `ended`: the trials that ended before the driver was killed (`reconcile.ended_results`);
     such a trial replays its end, unless Tune's restored state has it already."""
     config = RunConfig.model_validate(apply_params(base, params))
-    trainer = Trainer(config, source="sweep trial")
+    fn = fit if fit is not None else fit_for(config, source)
     checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
-        restore(trainer, checkpoint)
+    restored = None if checkpoint is None else restore(checkpoint)
+    context = TuneContext(config, source=source, metric=metric, restored=restored)
     last = (ended or {}).get(tune.get_context().get_trial_id())
     if last is not None:
-        if trainer.epoch < last.result["epoch"]:
+        if context.epoch < last.result["epoch"]:
             replay(config, last)
         return
-    context = {"node_id": ray.get_runtime_context().get_node_id(), "started_at_epoch": trainer.epoch}
-    while trainer.epoch < config.training.epochs:
-        try:
-            metrics: dict[str, Any] = dict(trainer.run_epoch())
-        except NonFiniteLoss as exc:
-            tune.report({**diverged_report(config, trainer.epoch + 1, str(exc)), **context})
-            return
-        metrics.update(context)
-        with tempfile.TemporaryDirectory() as folder:
-            save_checkpoint(trainer, Path(folder) / CHECKPOINT_FILE)
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+    try:
+        fn(config, context)
+    except NonFiniteLoss as exc:
+        if config.workload is None:
+            raise TrainableError(f"{source}: trainable {config.subject!r} diverged: {exc}") from None
+        tune.report({**diverged_report(config, context.epoch + 1, str(exc)), **context.extra})
+        return
+    except Exception as exc:
+        if config.workload is not None or isinstance(exc, USER_ERRORS):
+            raise
+        raise TrainableError(f"{source}: trainable {config.subject!r} raised {type(exc).__name__}: {exc}") from exc
+    if context.reports == 0 and restored is None:
+        raise TrainableError(
+            f"{source}: trainable {config.subject!r} returned without calling context.report(metrics); "
+            "report each epoch's metrics (with the sweep's metric.name) through the context it is given."
+        )

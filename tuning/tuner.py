@@ -16,6 +16,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
+from tuning.fit import Fit
 from tuning.folder import SweepFolder
 from tuning.progress import ProgressPrinter
 from tuning.space import DefineByRun, make_sampler
@@ -96,14 +97,24 @@ def connect(address: str | None) -> None:
     )
 
 
-def make_trainable(spec: SweepSpec, ended: dict[str, Ended] | None = None) -> Any:
-    """`run_trial` bound to the sweep's base config (and, on resume, the results of trials
-    that ended), with the sweep's per-trial resources."""
-    fn = tune.with_parameters(run_trial, base=spec.base_config(), ended=ended or {})
+def make_trainable(
+    spec: SweepSpec, folder: SweepFolder, fit: Fit | None = None, ended: dict[str, Ended] | None = None
+) -> Any:
+    """`run_trial` bound to the sweep's base config, metric and training function (`fit`, when
+    given as an object; else the one the config names) and, on resume, the results of trials
+    that ended; with the sweep's per-trial resources."""
+    fn = tune.with_parameters(
+        run_trial,
+        base=spec.base_config(),
+        metric=spec.metric.name,
+        source=str(folder.spec_file),
+        fit=fit,
+        ended=ended or {},
+    )
     return tune.with_resources(fn, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
 
 
-def make_tuner(spec: SweepSpec, folder: SweepFolder, mlflow: MlflowSweep) -> tune.Tuner:
+def make_tuner(spec: SweepSpec, folder: SweepFolder, mlflow: MlflowSweep, fit: Fit | None = None) -> tune.Tuner:
     """A new Tuner for the sweep: its study in the folder, its ledger and MLflow callbacks."""
     searcher = BudgetAwareOptunaSearch(
         space=DefineByRun(spec.space),
@@ -123,7 +134,7 @@ def make_tuner(spec: SweepSpec, folder: SweepFolder, mlflow: MlflowSweep) -> tun
         first_failures,
     ]
     return tune.Tuner(
-        make_trainable(spec),
+        make_trainable(spec, folder, fit),
         tune_config=tune.TuneConfig(
             search_alg=ConcurrencyLimiter(searcher, max_concurrent=spec.search.max_concurrent),
             scheduler=make_scheduler(spec),

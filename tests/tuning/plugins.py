@@ -70,3 +70,51 @@ def sometimes_broken(options: dict[str, Any], seed: int) -> Workload:
     if options.get("broken"):
         raise RuntimeError("broken on purpose")
     return digits_classifier(ClassifierOptions(hidden=[16]), seed)
+
+
+def fit_quadratic(config: Any, context: Any) -> None:
+    """A training function (tuning.fit) on the quadratic plugin's data, written as a user
+    would: its own loop over a DataLoader, the optimizer the config names, a checkpoint
+    each epoch. `fail_at` (an option): raise in that epoch of the first attempt only."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from fishleg.likelihoods import GaussianLikelihood
+
+    opts = config.trainable.options
+    w = quadratic({"n": opts.get("n", 64)}, context.seed)
+    likelihood = GaussianLikelihood()
+    loader = DataLoader(TensorDataset(w.train_x, w.train_y), batch_size=config.training.batch_size, shuffle=False)
+    optimizer = config.build_optimizer(w.model, likelihood=likelihood, aux_data=w.train_x, seed=context.seed)
+    if context.checkpoint is not None:
+        w.model.load_state_dict(context.checkpoint["model"])
+        optimizer.load_state_dict(context.checkpoint["optimizer"])
+    for epoch in range(context.epoch, config.training.epochs):
+        if opts.get("fail_at") == epoch + 1 and context.checkpoint is None:
+            raise RuntimeError("fails on purpose")
+        for x, y in loader:
+            optimizer.zero_grad()
+            loss = likelihood.nll(w.model(x), y)
+            loss.backward()
+            optimizer.step()
+        with torch.no_grad():
+            val = likelihood.nll(w.model(w.val_x), w.val_y)
+        state = {"model": w.model.state_dict(), "optimizer": optimizer.state_dict()}
+        context.report({"train_loss": loss.detach(), "val_loss": val}, checkpoint=state)
+
+
+def fit_silent(config: Any, context: Any) -> None:
+    """A training function that never reports."""
+
+
+def fit_wrong_metric(config: Any, context: Any) -> None:
+    """A training function that reports `loss`, not the sweep's `val_loss`."""
+    context.report({"loss": 1.0})
+
+
+def fit_raises(config: Any, context: Any) -> None:
+    """A training function that raises in every trial."""
+    raise ValueError("no data here")
+
+
+def not_a_fit(config: Any) -> None:
+    """Takes one argument: not a training function."""

@@ -107,7 +107,12 @@ SEARCH_CASES = [
         ["workload.name", "'os:system'", "not a workload builder"],
     ),
     ("plugin not callable", merged(GOOD, workload={"name": "os:sep"}), [], ["'os:sep' is not callable"]),
-    ("plugin module missing", merged(GOOD, workload={"name": "no_such_mod:f"}), [], ["cannot load plugin"]),
+    (
+        "plugin module missing",
+        merged(GOOD, workload={"name": "no_such_mod:f"}),
+        [],
+        ["workload.name", "cannot load 'no_such_mod:f'"],
+    ),
     (
         "cifar missing offline",
         merged(GOOD, workload={"name": "cifar10_resnet", "download": False, "data_dir": "DATA"}),

@@ -10,7 +10,7 @@ import yaml
 
 from tuning.cli import main
 from tuning.config import load_run_config
-from tuning.train import Trainer
+from tuning.trainer import Trainer
 from tuning.workloads import build_workload
 from tuning.workloads.base import WorkloadConfig
 
@@ -90,9 +90,9 @@ def test_divergence_later_keeps_the_last_good_checkpoint(tmp_path, capsys):
     assert "epoch 3: loss became" in err and "the checkpoint of epoch 2 is kept" in err
     rows = read_metrics(tmp_path / "o")
     assert [r["epoch"] for r in rows] == [1, 2]
-    state = torch.load(tmp_path / "o" / "checkpoint.pt", weights_only=True)
-    assert state["epoch"] == 2
-    assert all(torch.isfinite(t).all() for t in state["model"].values() if t.is_floating_point())
+    saved = torch.load(tmp_path / "o" / "checkpoint.pt", weights_only=True)
+    assert saved["epoch"] == 2 and saved["state"]["epoch"] == 2
+    assert all(torch.isfinite(t).all() for t in saved["state"]["model"].values() if t.is_floating_point())
     assert not (tmp_path / "o" / "test_metrics.json").exists()
 
 
@@ -181,7 +181,7 @@ def test_same_seed_same_metrics_in_separate_processes(tmp_path):
     with one config train identically (Ray trials and seed re-runs are separate processes)."""
     cfg = write_config(tmp_path / "c.yaml", epochs=1)
     code = (
-        "import json, sys; from tuning.config import load_run_config; from tuning.train import Trainer;"
+        "import json, sys; from tuning.config import load_run_config; from tuning.trainer import Trainer;"
         f"m = Trainer(load_run_config({str(cfg)!r})).run_epoch(); m.pop('epoch_time_s'); print(json.dumps(m))"
     )
     runs = [

@@ -7,7 +7,6 @@ a function with the same signature as the built-ins: (options dict, seed) → Wo
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from fishleg.likelihoods import Likelihood
 from fishleg.registry import Registry
 from tuning.config import WorkloadConfig, describe_error
 from tuning.errors import ConfigError
+from tuning.plugins import import_function, signature_text
 
 __all__ = [
     "Options",
@@ -134,27 +134,16 @@ def _entry(name: str, source: str) -> WorkloadEntry:
             f"{source}: workload.name: unknown workload {name!r}; allowed: {sorted(WORKLOADS)} "
             "or a plugin as 'package.module:function'."
         )
-    module_name, _, attr = name.partition(":")
-    try:
-        fn = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError, ValueError) as exc:
-        raise ConfigError(f"{source}: workload.name: cannot load plugin {name!r} ({exc}).") from None
+    fn = import_function(name, f"{source}: workload.name")
     try:
         inspect.signature(fn).bind({}, 0)
     except (TypeError, ValueError):
-        kind = "not callable" if not callable(fn) else f"a callable taking {_signature(fn)}"
+        kind = "not callable" if not callable(fn) else f"a callable taking {signature_text(fn)}"
         raise ConfigError(
             f"{source}: workload.name: {name!r} is {kind}, not a workload builder; a builder takes "
             "(options: dict, seed: int) and returns a tuning.workloads.Workload."
         ) from None
     return WorkloadEntry(fn, None, None)
-
-
-def _signature(fn: Any) -> str:
-    try:
-        return str(inspect.signature(fn))
-    except (TypeError, ValueError):
-        return "arguments it does not declare"
 
 
 def validate_workload(config: WorkloadConfig, source: str = "config", data: bool = False) -> None:

@@ -16,7 +16,7 @@ from mlflow import MlflowClient
 from tuning.cli import main
 from tuning.config import load_run_config
 from tuning.sweep import run_sweep
-from tuning.train import Trainer
+from tuning.trainer import Trainer
 
 from .conftest import slow_sweep, sweep_file
 

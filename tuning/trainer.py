@@ -1,4 +1,5 @@
-"""The training loop, once: `fishleg-tune train` and every sweep trial run this."""
+"""The built-in training loop (`Trainer`, run as a training function by `WorkloadFit`), and
+`fishleg-tune train` (`train_to_folder`), which runs any training function to a folder."""
 
 from __future__ import annotations
 
@@ -16,28 +17,15 @@ from torch import Tensor
 
 from fishleg.optimizer import FishLeg
 from tuning.config import RunConfig, save_config
+from tuning.devices import resolve_device
 from tuning.errors import NonFiniteLoss, UserError
+from tuning.fit import CHECKPOINT_FILE, Fit, FitContext, LocalContext, load_fit, load_saved
 from tuning.tracking import flatten, maybe_run
 from tuning.workloads import build_workload
 
-__all__ = ["TrainResult", "Trainer", "load_checkpoint", "resolve_device", "save_checkpoint", "train_to_folder"]
+__all__ = ["TrainResult", "Trainer", "WorkloadFit", "fit_for", "train_to_folder"]
 
 EVAL_BATCH = 1000
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' is CUDA when available, else the CPU; a CUDA device this machine lacks is a UserError."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if (device.index or 0) >= count:
-            raise UserError(
-                f"training.device: {name!r} but this machine has {count} CUDA device(s); "
-                "use auto or cpu" + (f", or cuda:0..cuda:{count - 1}" if count else "") + "."
-            )
-    return device
 
 
 @dataclass
@@ -157,21 +145,43 @@ class Trainer:
         self.history = list(state["history"])
 
 
-def save_checkpoint(trainer: Trainer, path: Path) -> None:
-    """Write atomically, so a crash mid-write leaves the previous checkpoint intact."""
-    tmp = path.with_suffix(".tmp")
-    torch.save(trainer.state_dict(), tmp)
-    tmp.replace(path)
+class WorkloadFit:
+    """The built-in training loop as a training function (`tuning.fit`): a `Trainer` of the
+    config's workload, one report per epoch with the trainer's whole state as checkpoint.
+
+    `prepare` builds the trainer ahead of the call (so bad data or a missing device fail
+    before anything is written); after the call, `trainer` holds the trained run."""
+
+    def __init__(self, source: str = "config") -> None:
+        self.source = source
+        self.trainer: Trainer | None = None
+
+    def prepare(self, config: RunConfig) -> Trainer:
+        """The Trainer this function will train (built once)."""
+        if self.trainer is None:
+            self.trainer = Trainer(config, source=self.source)
+        return self.trainer
+
+    def __call__(self, config: RunConfig, context: FitContext) -> None:
+        """Train the workload from the context's checkpoint to the budget, reporting each epoch."""
+        trainer = self.prepare(config)
+        if context.checkpoint is not None:
+            trainer.load_state_dict(context.checkpoint)
+        while trainer.epoch < config.training.epochs:
+            context.report(trainer.run_epoch(), checkpoint=trainer.state_dict())
 
 
-def load_checkpoint(trainer: Trainer, path: Path) -> None:
-    """Restore a `save_checkpoint` file into `trainer` (weights_only: no code is loaded)."""
-    trainer.load_state_dict(torch.load(path, map_location=trainer.device, weights_only=True))
+def fit_for(config: RunConfig, source: str = "config") -> Fit:
+    """What trains `config`: the built-in loop for a workload, else its training function."""
+    if config.trainable is None:
+        return WorkloadFit(source)
+    return load_fit(config.trainable.name, source)
 
 
 @dataclass
 class TrainResult:
-    """Where a `train_to_folder` run wrote, its last epoch's metrics, epochs run and test metrics."""
+    """Where a `train_to_folder` run wrote, its last epoch's metrics, epochs run and test
+    metrics (empty for a training function: its test split is its own)."""
 
     output: Path
     metrics: dict[str, float]
@@ -183,6 +193,7 @@ def train_to_folder(
     config: RunConfig,
     output: Path,
     *,
+    fit: Fit | None = None,
     source: str = "config",
     resume: bool = False,
     mlflow_uri: str | None = None,
@@ -190,52 +201,67 @@ def train_to_folder(
     echo: Callable[[str], None] = print,
     progress: Progress | None = None,
 ) -> TrainResult:
-    """`fishleg-tune train`: per-epoch validation metrics (metrics.jsonl) and a checkpoint each
-    epoch in `output`, then the test metrics once at the end (test_metrics.json); `resume`
-    continues from the checkpoint there. A non-finite loss raises NonFiniteLoss saying which
+    """`fishleg-tune train`: per-epoch metrics (metrics.jsonl) and the newest checkpoint
+    (checkpoint.pt) in `output`, then, for a workload, the test metrics once at the end
+    (test_metrics.json); `resume` continues from the checkpoint there. `fit`: the training
+    function (default: the config's). A non-finite loss raises NonFiniteLoss saying which
     checkpoint, if any, is kept."""
-    trainer = Trainer(config, source=source)  # bad data or device fail here, before anything is written
+    fn = fit if fit is not None else fit_for(config, source)
+    device = resolve_device(config.training.device)
+    if isinstance(fn, WorkloadFit):
+        fn.prepare(config)  # bad data or device fail here, before anything is written
     try:
         output.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"--output {output}: cannot use it as the output folder ({exc.strerror}).") from None
     save_config(config, output / "config.yaml")
-    ckpt = output / "checkpoint.pt"
-    if resume and ckpt.exists():
-        load_checkpoint(trainer, ckpt)
-        echo(f"resumed from {ckpt} at epoch {trainer.epoch}")
+    ckpt = output / CHECKPOINT_FILE
+    restored = load_saved(ckpt, device) if resume and ckpt.exists() else None
     metrics_file = output / "metrics.jsonl"
-    metrics_file.write_text("".join(json.dumps(m) + "\n" for m in trainer.history))
+    earlier = _read_rows(metrics_file, restored.epoch) if restored is not None else []
+    metrics_file.write_text("".join(json.dumps(m) + "\n" for m in earlier))
+    if restored is not None:
+        echo(f"resumed from {ckpt} at epoch {restored.epoch}")
     total = config.training.epochs
-    bar = None if progress is None else progress.add_task("epochs", total=total, completed=trainer.epoch)
+    bar = None if progress is None else progress.add_task("epochs", total=total, completed=len(earlier))
     with maybe_run(mlflow_uri, experiment, output.name) as run:
-        if run is not None:
-            tracker, run_id = run
-            tracker.log_params(run_id, flatten(config.to_dict()))
-            for m in trainer.history:
-                tracker.log_metrics(run_id, m, step=int(m["epoch"]))
-        while trainer.epoch < total:
-            try:
-                metrics = trainer.run_epoch()
-            except NonFiniteLoss as exc:
-                kept = (
-                    f"the checkpoint of epoch {trainer.epoch} is kept in {ckpt}"
-                    if ckpt.exists()
-                    else "no epoch completed, so there is no checkpoint"
-                )
-                raise NonFiniteLoss(f"{exc}; {kept}") from None
-            save_checkpoint(trainer, ckpt)
-            with metrics_file.open("a") as f:
-                f.write(json.dumps(metrics) + "\n")
+
+        def show(row: dict[str, Any]) -> None:
             if run is not None:
-                tracker.log_metrics(run_id, metrics, step=trainer.epoch)
-            shown = "  ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k not in ("epoch", "epoch_time_s"))
-            echo(f"epoch {trainer.epoch}/{total}  {shown}  ({metrics['epoch_time_s']:.1f}s)")
+                run[0].log_metrics(run[1], row, step=int(row["epoch"]))
+            shown = "  ".join(f"{k} {v:.4g}" for k, v in row.items() if k not in ("epoch", "epoch_time_s"))
+            echo(f"epoch {row['epoch']}/{total}  {shown}  ({row['epoch_time_s']:.1f}s)")
             if bar is not None:
-                progress.update(bar, completed=trainer.epoch, description=f"val_loss {metrics['val_loss']:.4g}")
-        test = trainer.test()
-        (output / "test_metrics.json").write_text(json.dumps({"epoch": trainer.epoch, **test}))
+                val = row.get("val_loss", math.nan)
+                progress.update(bar, completed=row["epoch"], description=f"val_loss {val:.4g}")
+
         if run is not None:
-            tracker.log_metrics(run_id, test, step=trainer.epoch)
-    final = trainer.history[-1] if trainer.history else {}
-    return TrainResult(output, final, trainer.epoch, test)
+            run[0].log_params(run[1], flatten(config.to_dict()))
+            for row in earlier:
+                run[0].log_metrics(run[1], row, step=int(row["epoch"]))
+        context = LocalContext(config, source=source, output=output, restored=restored, on_report=show)
+        try:
+            fn(config, context)
+        except NonFiniteLoss as exc:
+            kept = (
+                f"the checkpoint of epoch {context.saved.epoch} is kept in {ckpt}"
+                if context.saved is not None
+                else "no epoch completed, so there is no checkpoint"
+            )
+            raise NonFiniteLoss(f"{exc}; {kept}") from None
+        test: dict[str, float] = {}
+        if isinstance(fn, WorkloadFit) and fn.trainer is not None:
+            test = fn.trainer.test()
+            (output / "test_metrics.json").write_text(json.dumps({"epoch": fn.trainer.epoch, **test}))
+            if run is not None:
+                run[0].log_metrics(run[1], test, step=fn.trainer.epoch)
+    rows = earlier + context.history
+    return TrainResult(output, rows[-1] if rows else {}, context.epoch, test)
+
+
+def _read_rows(path: Path, upto: int) -> list[dict[str, Any]]:
+    """The metrics.jsonl rows of epochs up to `upto` (the restored checkpoint's)."""
+    if not path.exists():
+        return []
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r for r in rows if int(r.get("epoch", 0)) <= upto]

@@ -1,0 +1,1 @@
+"""Worked examples, each a training function (`tuning.fit`) a sweep file names."""

@@ -1,0 +1,80 @@
+"""Sweeps of a user's own training function (`trainable:` and `tuning.search`) with real Ray
+Tune, Optuna and MLflow: reports, checkpoints and retries through the context, the export,
+and training functions that break the protocol."""
+
+import json
+
+import pytest
+import yaml
+from mlflow import MlflowClient
+
+import tuning
+from tests.tuning.plugins import fit_quadratic
+from tuning.config import load_run_config
+from tuning.sweep import run_sweep
+
+SPACE = {"optimizer.lr": {"type": "float", "low": 0.01, "high": 0.3, "log": True}}
+
+
+def spec_file(path, trainable=None, **search):
+    spec = {
+        "name": "own",
+        "optimizer": {"name": "sgd", "momentum": 0.0},
+        "training": {"epochs": 3, "batch_size": 16, "seed": 0, "device": "cpu"},
+        "metric": {"name": "val_loss", "mode": "min"},
+        "space": SPACE,
+        "search": {"sampler": "random", "seed": 0, "num_samples": 3, "max_concurrent": 2, **search},
+        "scheduler": {"type": "none"},
+        "resources": {"cpu": 1},
+    }
+    if trainable is not None:
+        spec["trainable"] = trainable
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def test_python_api_tunes_a_function_object_retrying_from_its_checkpoints(ray_local, tmp_path):
+    # Every trial raises in epoch 2 of its first attempt: Tune retries it from the epoch-1
+    # checkpoint the function reported, which comes back as context.checkpoint.
+    spec = spec_file(tmp_path / "own.yaml", max_failures=1)
+    data = yaml.safe_load(spec.read_text())
+    data["trainable"] = {"name": "tests.tuning.plugins:fit_quadratic", "fail_at": 2, "n": 32}
+    spec.write_text(yaml.safe_dump(data))
+    outcome = tuning.search(fit_quadratic, spec, storage=tmp_path / "runs", echo=lambda line: None)
+
+    assert not outcome.interrupted and outcome.counts == {"COMPLETE": 3}
+    trials = outcome.trials()
+    assert list(trials["status"]) == ["COMPLETE"] * 3 and list(trials["epochs"]) == [3, 3, 3]
+    assert outcome.best.value == pytest.approx(trials["val_loss"].min())
+    rows = json.loads((outcome.folder / "trials.json").read_text())
+    assert all([h["started_at_epoch"] for h in r["history"]] == [0, 1, 1] for r in rows)  # resumed, not restarted
+    best = load_run_config(outcome.best_file)
+    assert best.trainable.name == "tests.tuning.plugins:fit_quadratic" and best.optimizer.lr == pytest.approx(
+        outcome.best.record.params["optimizer.lr"]
+    )
+    assert outcome.test is None and "its own" in outcome.test_note  # the function's test split is its own
+
+    client = MlflowClient(outcome.mlflow_uri)
+    experiment = client.get_experiment(outcome.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # the UI opens on runs
+    assert outcome.runs_url == f"http://127.0.0.1:5000/#/experiments/{outcome.experiment_id}/runs"
+    children = [r for r in client.search_runs([outcome.experiment_id]) if "mlflow.parentRunId" in r.data.tags]
+    assert len(children) == 3 and all(r.info.status == "FINISHED" for r in children)
+    assert all(len(client.get_metric_history(r.info.run_id, "val_loss")) >= 3 for r in children)
+
+
+@pytest.mark.parametrize(
+    ("name", "fragments"),
+    [
+        ("fit_silent", ["returned without calling context.report"]),
+        ("fit_wrong_metric", ["reported ['loss'] without 'val_loss'"]),
+        ("fit_raises", ["raised ValueError: no data here"]),
+    ],
+)
+def test_a_broken_training_function_stops_the_sweep_early_naming_it(ray_local, tmp_path, name, fragments):
+    spec = spec_file(tmp_path / "own.yaml", trainable=f"tests.tuning.plugins:{name}", max_failures=0)
+    outcome = run_sweep(spec, storage=tmp_path / "runs", echo=lambda line: None)
+    assert outcome.failure is not None and outcome.best is None
+    assert f"trainable 'tests.tuning.plugins:{name}'" in outcome.failure and "sweep.yaml" in outcome.failure
+    assert all(f in outcome.failure for f in fragments), outcome.failure
+    assert sum(outcome.counts.values()) == 2  # stopped after the first two, not all three
