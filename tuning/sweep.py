@@ -288,7 +288,7 @@ def resume_sweep(
     if tune.Tuner.can_restore(folder.tune_experiment):
         tuner = tune.Tuner.restore(
             folder.tune_experiment,
-            trainable=make_trainable(spec, ended_results(folder, ledger)),
+            trainable=make_trainable(spec, folder, fit, ended_results(folder, ledger)),
             resume_unfinished=True,
         )
     else:  # the driver was killed before Tune first saved its state: start Tune afresh

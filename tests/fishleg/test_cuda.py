@@ -1,0 +1,71 @@
+"""FishLeg on a CUDA device: where λ and the buffers live, the same maths as on the CPU,
+autocast, and a short training run. Skipped without a GPU (`benchmarks/gpu_check.sh` runs
+them where one is lent)."""
+
+import pytest
+import torch
+from torch import nn
+
+from fishleg import FishLeg
+from fishleg.likelihoods import CategoricalLikelihood
+
+pytestmark = pytest.mark.cuda
+CUDA = torch.device("cuda")
+
+
+def problem(device: torch.device, q_structure: str) -> tuple[nn.Module, FishLeg, torch.Tensor, torch.Tensor]:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(12, 16), nn.Tanh(), nn.Linear(16, 5)).to(device)
+    x = torch.randn(64, 12, generator=torch.Generator().manual_seed(1)).to(device)
+    y = torch.randint(0, 5, (64,), generator=torch.Generator().manual_seed(2)).to(device)
+    opt = FishLeg(
+        model,
+        CategoricalLikelihood(),
+        x,
+        lr=0.05,
+        q_structure=q_structure,
+        update_aux_every=1,
+        aux_batch_size=16,
+        seed=0,
+    )
+    return model, opt, x, y
+
+
+def train(model: nn.Module, opt: FishLeg, x: torch.Tensor, y: torch.Tensor, steps: int, autocast: bool = False) -> None:
+    for _ in range(steps):
+        opt.zero_grad()
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=autocast):
+            loss = nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+
+
+@pytest.mark.parametrize("q_structure", ["diag", "kron", "kron_diag", "kron_sum"])
+def test_lambda_and_buffers_live_on_the_model_device(q_structure):
+    model, opt, x, y = problem(CUDA, q_structure)
+    train(model, opt, x, y, 2)
+    for block in opt.blocks:
+        assert all(t.device.type == "cuda" for t in block.structure.params)
+        assert block.grad.device.type == "cuda" and block.qg.device.type == "cuda"
+    assert all(v.device.type == "cuda" for s in opt.state.values() for v in s.values() if torch.is_tensor(v))
+
+
+@pytest.mark.parametrize("q_structure", ["diag", "kron", "kron_diag", "kron_sum"])
+def test_cuda_steps_match_cpu_steps(q_structure):
+    cpu_model, cpu_opt, x, y = problem(torch.device("cpu"), q_structure)
+    gpu_model, gpu_opt, _, _ = problem(CUDA, q_structure)
+    train(cpu_model, cpu_opt, x, y, 5)
+    train(gpu_model, gpu_opt, x.to(CUDA), y.to(CUDA), 5)
+    for a, b in zip(cpu_model.parameters(), gpu_model.parameters()):
+        torch.testing.assert_close(b.cpu(), a, rtol=1e-3, atol=1e-4)
+    g = [torch.randn_like(p) for p in cpu_model.parameters()]
+    for a, b in zip(cpu_opt.apply_q(g), gpu_opt.apply_q([t.to(CUDA) for t in g])):
+        torch.testing.assert_close(b.cpu(), a, rtol=1e-3, atol=1e-4)
+
+
+def test_training_under_autocast_stays_finite_and_learns():
+    model, opt, x, y = problem(CUDA, "kron")
+    before = nn.functional.cross_entropy(model(x), y).item()
+    train(model, opt, x, y, 30, autocast=True)
+    assert bool(opt.is_finite())
+    assert nn.functional.cross_entropy(model(x), y).item() < before

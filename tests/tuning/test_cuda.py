@@ -1,0 +1,43 @@
+"""The toolkit on a CUDA device: a built-in run, a user's training function, and a sweep whose
+trials share one GPU (resources.gpu 0.5). Skipped without a GPU."""
+
+import pytest
+
+from tests.tuning.integration.conftest import sweep_file
+from tuning.config import RunConfig
+from tuning.fit import LocalContext
+from tuning.sweep import run_sweep
+from tuning.trainer import Trainer, fit_for
+
+pytestmark = pytest.mark.cuda
+
+
+def test_a_built_in_run_trains_on_cuda():
+    config = RunConfig.model_validate(
+        {"workload": {"name": "digits_classifier", "hidden": [32]}, "training": {"epochs": 2, "device": "cuda"}}
+    )
+    trainer = Trainer(config)
+    first = trainer.run_epoch()
+    second = trainer.run_epoch()
+    assert next(trainer.model.parameters()).device.type == "cuda"
+    assert second["val_loss"] < first["val_loss"]
+
+
+def test_a_training_function_gets_the_cuda_device():
+    config = RunConfig.model_validate(
+        {
+            "trainable": {"name": "examples.charlm.train:fit", "num_chars": 20000, "context": 16, "d_model": 16,
+                          "n_heads": 2, "n_layers": 1, "batches_per_epoch": 5, "eval_windows": 8},
+            "training": {"epochs": 2, "batch_size": 8, "device": "cuda"},
+        }
+    )  # fmt: skip
+    context = LocalContext(config)
+    fit_for(config)(config, context)
+    assert context.device.type == "cuda" and [r["epoch"] for r in context.history] == [1, 2]
+
+
+def test_fractional_gpu_trials_share_one_card(tmp_path):
+    spec = sweep_file(tmp_path / "gpu.yaml", training={"device": "cuda"}, resources={"cpu": 1, "gpu": 0.5})
+    outcome = run_sweep(spec, storage=tmp_path / "runs", echo=lambda line: None)
+    assert not outcome.interrupted and outcome.counts.get("COMPLETE")
+    assert outcome.test is not None  # the chosen checkpoint, tested on the GPU too
