@@ -1,10 +1,12 @@
 """FishLeg vs Adam step time, side by side in one process; prints one JSON line at the end.
 
 Mean time per step over a window that contains whole aux periods (aux steps included),
-for the paper's MNIST autoencoder (batch 100) and a CIFAR ResNet-20 (batch 128), plus the
-efficiency of the Kronecker Q·g product against a plain torch.mm on the same shapes.
+for the paper's MNIST autoencoder (batch 100), a CIFAR ResNet-20 (batch 128) and the
+character-level transformer of examples/charlm (its sweep.yaml's size, batch 32, against
+AdamW), plus the efficiency of the Kronecker Q·g product against a plain torch.mm on the
+same shapes.
 
-    python benchmarks/step_time.py [--steps 30] [--rounds 3] [--device cpu] [--skip-resnet]
+    python benchmarks/step_time.py [--steps 30] [--rounds 3] [--device cpu] [--skip-resnet] [--skip-charlm]
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -23,6 +27,9 @@ from fishleg import BernoulliLikelihood, CategoricalLikelihood, FishLeg
 from fishleg.likelihoods import Likelihood
 from fishleg.optimizer import Block
 from tuning.workloads.models import mnist_autoencoder, resnet_cifar
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the examples package, beside benchmarks/
+from examples.charlm.model import CharTransformer  # noqa: E402
 
 
 def _sync(device: torch.device) -> None:
@@ -57,8 +64,9 @@ def compare(
     aux_every: int,
     rounds: int,
     flop_model: tuple[float, Callable[[], float]] | None = None,
+    baseline: type[torch.optim.Optimizer] = torch.optim.Adam,
 ) -> dict[str, float]:
-    """Adam and FishLeg timed in alternating rounds on the same model; the medians of the
+    """Adam (or `baseline`) and FishLeg timed in alternating rounds on the same model; the medians of the
     rounds' means, so a burst of load on the machine moves neither side alone.
 
     flop_model: (FLOPs per FishLeg step beyond Adam's, a meter of torch.mm's FLOP/s). The
@@ -66,7 +74,7 @@ def compare(
     moment; reported as the median over rounds of (FishLeg − Adam) ÷ predicted."""
     torch.manual_seed(0)
     model = make_model().to(x.device)
-    adam = torch.optim.Adam(model.parameters(), lr=1e-4)
+    adam = baseline(model.parameters(), lr=1e-4)
     fish = FishLeg(
         model,
         lik,
@@ -167,6 +175,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternating Adam/FishLeg rounds (medians reported)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--skip-resnet", action="store_true")
+    parser.add_argument("--skip-charlm", action="store_true")
     args = parser.parse_args()
     device = torch.device(args.device)
     result: dict[str, object] = {"benchmark": "step_time", "device": str(device), "threads": torch.get_num_threads()}
@@ -187,6 +196,21 @@ def main() -> None:
             r = compare(lambda: resnet_cifar(20), CategoricalLikelihood(), xi, yi, args.steps, k, args.rounds)
             result[f"resnet20_kron_aux{k}"] = r
             print(f"resnet20 kron aux every {k}: {r}", flush=True)
+    if not args.skip_charlm:  # examples/charlm/sweep.yaml's model; the ratio is FishLeg ÷ AdamW here
+        tokens = torch.randint(128, (32, 64), device=device)
+        for k in (10, 1):
+            r = compare(
+                lambda: CharTransformer(128, context=64, d_model=64, n_heads=4, n_layers=2),
+                CategoricalLikelihood(),
+                tokens,
+                tokens.flatten(),
+                args.steps,
+                k,
+                args.rounds,
+                baseline=torch.optim.AdamW,
+            )
+            result[f"charlm_kron_aux{k}_vs_adamw"] = r
+            print(f"charlm kron aux every {k} (vs AdamW): {r}", flush=True)
     print(json.dumps(result))
 
 

@@ -16,6 +16,7 @@ from rich.progress import Progress
 from torch import Tensor
 
 from fishleg.optimizer import FishLeg
+from tuning.batches import Batches, TensorBatches
 from tuning.config import RunConfig, save_config
 from tuning.devices import resolve_device
 from tuning.errors import NonFiniteLoss, UserError
@@ -47,9 +48,10 @@ class Trainer:
         w = self.workload
         self.model = w.model.to(self.device)
         self.likelihood = w.likelihood.to(self.device)
-        self.train_x, self.train_y = w.train_x.to(self.device), w.train_y.to(self.device)
-        self.val_x, self.val_y = w.val_x.to(self.device), w.val_y.to(self.device)
-        self.optimizer = cfg.build_optimizer(self.model, likelihood=self.likelihood, aux_data=self.train_x)
+        self.train = w.batches("train", self.device)
+        self.val = w.batches("val", self.device)
+        aux = self.train.x if isinstance(self.train, TensorBatches) else w.aux_data
+        self.optimizer = cfg.build_optimizer(self.model, likelihood=self.likelihood, aux_data=aux)
         self.generator = torch.Generator().manual_seed(cfg.training.seed)
 
     @property
@@ -60,14 +62,9 @@ class Trainer:
     def train_epoch(self) -> Tensor:
         """One pass over the training set in shuffled batches; returns the mean loss (a tensor)."""
         self.model.train()
-        n = len(self.train_x)
-        bs = min(self.config.training.batch_size, n)
-        perm = torch.randperm(n, generator=self.generator).to(self.device)
         total = torch.zeros((), device=self.device)
-        steps = n // bs
-        for i in range(steps):
-            idx = perm[i * bs : (i + 1) * bs]
-            x, y = self.train_x[idx], self.train_y[idx]
+        steps = 0
+        for x, y in self.train.iterate(self.config.training.batch_size, shuffle=True, generator=self.generator):
             if self.workload.augment is not None:
                 x = self.workload.augment(x, self.generator)
             self.optimizer.zero_grad(set_to_none=True)
@@ -75,35 +72,34 @@ class Trainer:
             loss.backward()
             self.optimizer.step()
             total += loss.detach()
+            steps += 1
         return total / steps
 
     @torch.no_grad()
-    def _evaluate(self, x: Tensor, y: Tensor, prefix: str) -> dict[str, float]:
-        """Mean NLL (and accuracy for classifiers) over (x, y) in eval mode, as `{prefix}_loss`…"""
+    def _evaluate(self, batches: Batches, prefix: str) -> dict[str, float]:
+        """Mean NLL (and accuracy for classifiers) over a split in eval mode, as `{prefix}_loss`…"""
         self.model.eval()
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device)
-        for start in range(0, len(x), EVAL_BATCH):
-            xb, yb = x[start : start + EVAL_BATCH], y[start : start + EVAL_BATCH]
+        for xb, yb in batches.iterate(EVAL_BATCH, shuffle=False):
             out = self.model(xb)
             loss_sum += self.likelihood.nll(out, yb) * len(xb)
             if self.workload.classifier:
                 correct += (out.argmax(1) == yb).sum()
         self.model.train()
-        metrics = {f"{prefix}_loss": float(loss_sum) / len(x)}
+        metrics = {f"{prefix}_loss": float(loss_sum) / len(batches)}
         if self.workload.classifier:
-            metrics[f"{prefix}_accuracy"] = float(correct) / len(x)
+            metrics[f"{prefix}_accuracy"] = float(correct) / len(batches)
         return metrics
 
     def evaluate(self) -> dict[str, float]:
         """Validation metrics: what every epoch reports and what sweeps choose on."""
-        return self._evaluate(self.val_x, self.val_y, "val")
+        return self._evaluate(self.val, "val")
 
     def test(self) -> dict[str, float]:
         """Test metrics (`test_loss`, …). Call once, for a configuration already chosen on
         validation: the test split is read here and nowhere else."""
-        w = self.workload
-        return self._evaluate(w.test_x.to(self.device), w.test_y.to(self.device), "test")
+        return self._evaluate(self.workload.batches("test", self.device), "test")
 
     def run_epoch(self) -> dict[str, float]:
         """Train and evaluate one epoch. Raises NonFiniteLoss (state left at the last good epoch

@@ -58,7 +58,9 @@ def test_tiny_sweep_then_train_the_best_config_then_test_once(tmp_path):
 
     client = MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("charlm_tiny").experiment_id])
-    assert len(runs) == 5 and all(r.info.status == "FINISHED" for r in runs)
+    status = {r.data.tags.get("trial_id", "parent"): r.info.status for r in runs}
+    expected = {r["trial_id"]: "FINISHED" if r["status"] == "COMPLETE" else "KILLED" for r in rows}
+    assert status == {"parent": "FINISHED", **expected}  # pruned trials end KILLED, nothing RUNNING
 
     train = tmp_path / "train"
     cli("train", str(folder / "best_config.yaml"), "--output", str(train), "--epochs", "1")

@@ -118,3 +118,14 @@ def fit_raises(config: Any, context: Any) -> None:
 
 def not_a_fit(config: Any) -> None:
     """Takes one argument: not a training function."""
+
+
+def digits_streamed(options: dict[str, Any], seed: int) -> Workload:
+    """digits_classifier's data as Datasets (read through DataLoaders with `num_workers`)."""
+    from torch.utils.data import TensorDataset
+
+    w = digits_classifier(ClassifierOptions(hidden=[16]), seed)
+    parts = tuple(TensorDataset(x, y) for x, y in ((w.train_x, w.train_y), (w.val_x, w.val_y), (w.test_x, w.test_y)))
+    return Workload.from_datasets(
+        w.model, w.likelihood, parts, classifier=True, num_workers=int(options.get("num_workers", 0))
+    )

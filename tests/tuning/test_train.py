@@ -189,3 +189,20 @@ def test_same_seed_same_metrics_in_separate_processes(tmp_path):
         for _ in range(2)
     ]
     assert json.loads(runs[0]) == json.loads(runs[1])
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_a_workload_of_datasets_trains_through_dataloaders_and_resumes_identically(tmp_path, num_workers):
+    streamed = {"name": "tests.tuning.plugins:digits_streamed", "num_workers": num_workers}
+    config = load_run_config(write_config(tmp_path / "c.yaml", epochs=2, workload=streamed, batch_size=32))
+    full = Trainer(config)
+    rows = [full.run_epoch(), full.run_epoch()]
+    assert rows[1]["val_loss"] < rows[0]["val_loss"] and rows[1]["val_accuracy"] > 0.5
+    assert set(full.test()) == {"test_loss", "test_accuracy"}
+
+    part = Trainer(config)
+    part.run_epoch()
+    state = part.state_dict()
+    resumed = Trainer(config)
+    resumed.load_state_dict(state)
+    assert strip_time([resumed.run_epoch()]) == strip_time(rows[1:])

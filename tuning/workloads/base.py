@@ -15,9 +15,11 @@ from typing import Any, TypeVar
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import Tensor, nn
+from torch.utils.data import Dataset
 
 from fishleg.likelihoods import Likelihood
 from fishleg.registry import Registry
+from tuning.batches import Batches, DatasetBatches, TensorBatches
 from tuning.config import WorkloadConfig, describe_error
 from tuning.errors import ConfigError
 from tuning.plugins import import_function, signature_text
@@ -35,23 +37,55 @@ __all__ = [
 Augment = Callable[[Tensor, torch.Generator], Tensor]
 
 
+Parts = tuple[Dataset, Dataset, Dataset]
+PARTS = ("train", "val", "test")
+
+
 @dataclass
 class Workload:
     """What a training run needs, in three parts: train (stepped on), validation (chosen on:
     every epoch's metrics, what sweeps rank) and test (evaluated once, for what was chosen).
-    Data are in-memory tensors; `augment` (optional) maps a training batch to an augmented
-    one on its own device."""
+    Data are in-memory tensors, or (`from_datasets`) map-style Datasets of (x, y) items read
+    through DataLoaders with `num_workers` processes; `augment` (optional) maps a training
+    batch to an augmented one on its own device."""
 
     model: nn.Module
     likelihood: Likelihood
-    train_x: Tensor
-    train_y: Tensor
-    val_x: Tensor
-    val_y: Tensor
-    test_x: Tensor
-    test_y: Tensor
+    train_x: Tensor | None
+    train_y: Tensor | None
+    val_x: Tensor | None
+    val_y: Tensor | None
+    test_x: Tensor | None
+    test_y: Tensor | None
     classifier: bool
     augment: Augment | None = None
+    datasets: Parts | None = None
+    num_workers: int = 0
+
+    @classmethod
+    def from_datasets(
+        cls,
+        model: nn.Module,
+        likelihood: Likelihood,
+        parts: Parts,
+        *,
+        classifier: bool,
+        num_workers: int = 0,
+        augment: Augment | None = None,
+    ) -> Workload:
+        """A workload whose (train, val, test) data are Datasets, not tensors."""
+        return cls(model, likelihood, *([None] * 6), classifier, augment, parts, num_workers)
+
+    def batches(self, part: str, device: torch.device) -> Batches:
+        """The batches of `part` ('train', 'val' or 'test') on `device`."""
+        if self.datasets is not None:
+            return DatasetBatches(self.datasets[PARTS.index(part)], device, self.num_workers)
+        return TensorBatches(getattr(self, f"{part}_x"), getattr(self, f"{part}_y"), device)
+
+    @property
+    def aux_data(self) -> Tensor | Dataset:
+        """What FishLeg draws its auxiliary inputs from: the training inputs."""
+        return self.train_x if self.datasets is None else self.datasets[0]
 
     @property
     def metrics(self) -> tuple[str, ...]:
