@@ -27,7 +27,6 @@ The test split is the function's own: the toolkit chooses on what it reports, ne
 
 from __future__ import annotations
 
-import inspect
 import json
 import math
 import time
@@ -41,8 +40,8 @@ import torch
 
 from tuning.config import RunConfig
 from tuning.devices import resolve_device
-from tuning.errors import ConfigError, NonFiniteLoss, UserError
-from tuning.plugins import import_function, signature_text
+from tuning.errors import NonFiniteLoss, UserError
+from tuning.plugins import check_callable_as, import_function
 
 __all__ = [
     "CHECKPOINT_FILE",
@@ -206,11 +205,8 @@ def function_name(fn: Any) -> str:
 
 def check_fit(fn: Any, what: str) -> None:
     """`fn` can be called as fn(config, context)."""
-    try:
-        inspect.signature(fn).bind(None, None)
-    except (TypeError, ValueError):
-        kind = "not callable" if not callable(fn) else f"a callable taking {signature_text(fn)}"
-        raise ConfigError(
-            f"{what} is {kind}, not a training function; a training function takes (config: RunConfig, "
-            "context: FitContext) and reports each epoch with context.report(metrics)."
-        ) from None
+    expected = (
+        "a training function; a training function takes (config: RunConfig, context: FitContext) "
+        "and reports each epoch with context.report(metrics)."
+    )
+    check_callable_as(fn, (None, None), what, expected)

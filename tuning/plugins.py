@@ -9,7 +9,7 @@ from typing import Any
 
 from tuning.errors import ConfigError
 
-__all__ = ["import_function", "signature_text"]
+__all__ = ["check_callable_as", "import_function", "signature_text"]
 
 
 def import_function(name: str, where: str) -> Any:
@@ -30,3 +30,13 @@ def signature_text(fn: Any) -> str:
         return str(inspect.signature(fn))
     except (TypeError, ValueError):
         return "arguments it does not declare"
+
+
+def check_callable_as(fn: Any, args: tuple[Any, ...], what: str, expected: str) -> None:
+    """`fn` accepts `args` (checked on its signature, not called); otherwise a ConfigError
+    '{what} is <what it is>, not {expected}'."""
+    try:
+        inspect.signature(fn).bind(*args)
+    except (TypeError, ValueError):
+        kind = "not callable" if not callable(fn) else f"a callable taking {signature_text(fn)}"
+        raise ConfigError(f"{what} is {kind}, not {expected}") from None

@@ -114,6 +114,24 @@ SEARCH_CASES = [
         ["workload.name", "cannot load 'no_such_mod:f'"],
     ),
     (
+        "both workload and trainable",
+        merged(GOOD, trainable="tests.tuning.plugins:fit_quadratic"),
+        [],
+        ["give exactly one of workload:", "trainable:"],
+    ),
+    (
+        "trainable module missing",
+        {**{k: v for k, v in GOOD.items() if k != "workload"}, "trainable": "no_such_mod:fit"},
+        [],
+        ["trainable.name", "cannot load 'no_such_mod:fit'"],
+    ),
+    (
+        "trainable not a training function",
+        {**{k: v for k, v in GOOD.items() if k != "workload"}, "trainable": "tests.tuning.plugins:not_a_fit"},
+        [],
+        ["trainable.name", "not a training function", "(config: RunConfig, context: FitContext)"],
+    ),
+    (
         "cifar missing offline",
         merged(GOOD, workload={"name": "cifar10_resnet", "download": False, "data_dir": "DATA"}),
         [],

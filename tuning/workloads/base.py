@@ -7,7 +7,6 @@ a function with the same signature as the built-ins: (options dict, seed) → Wo
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -22,7 +21,7 @@ from fishleg.registry import Registry
 from tuning.batches import Batches, DatasetBatches, TensorBatches
 from tuning.config import WorkloadConfig, describe_error
 from tuning.errors import ConfigError
-from tuning.plugins import import_function, signature_text
+from tuning.plugins import check_callable_as, import_function
 
 __all__ = [
     "Options",
@@ -169,14 +168,8 @@ def _entry(name: str, source: str) -> WorkloadEntry:
             "or a plugin as 'package.module:function'."
         )
     fn = import_function(name, f"{source}: workload.name")
-    try:
-        inspect.signature(fn).bind({}, 0)
-    except (TypeError, ValueError):
-        kind = "not callable" if not callable(fn) else f"a callable taking {signature_text(fn)}"
-        raise ConfigError(
-            f"{source}: workload.name: {name!r} is {kind}, not a workload builder; a builder takes "
-            "(options: dict, seed: int) and returns a tuning.workloads.Workload."
-        ) from None
+    expected = "a workload builder; a builder takes (options: dict, seed: int) and returns a tuning.workloads.Workload."
+    check_callable_as(fn, ({}, 0), f"{source}: workload.name: {name!r}", expected)
     return WorkloadEntry(fn, None, None)
 
 
