@@ -1,4 +1,7 @@
-"""Exact Fisher-vector products F v = (1/B) Σ_i J_iᵀ H_out,i J_i v with torch.func.
+"""Exact Fisher-vector products F v = (1/N) Σ_i J_iᵀ H_out,i J_i v with torch.func, over the
+N rows of the model's output: the rows the likelihood's NLL averages over (N = B, the batch,
+unless the model flattens more into rows, e.g. a language model's (B·T, vocab) logits), so F
+is the Gauss–Newton matrix of the loss being minimised, whatever the output layout.
 
 F is the generalised Gauss–Newton matrix, which equals the (expected) Fisher for the
 exponential-family likelihoods used here: deterministic and float32-safe, with no sampled
@@ -45,6 +48,6 @@ def fisher_vector_product(
         if dev_state is not None:
             torch.cuda.set_rng_state(dev_state, device)
         _, pullback = vjp(forward, params)
-        hjv = likelihood.fisher_product(outputs, jv) / inputs.shape[0]
+        hjv = likelihood.fisher_product(outputs, jv) / outputs.shape[0]
         (fv,) = pullback(hjv)
     return fv, outputs

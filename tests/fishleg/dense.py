@@ -45,7 +45,8 @@ def output_fisher(likelihood: Likelihood, out: Tensor) -> Tensor:
 
 
 def dense_fisher(model: nn.Module, likelihood: Likelihood, x: Tensor, blocks: list[Block]) -> Tensor:
-    """F = (1/B) Σ_i J_iᵀ H_i J_i over the blocks' parameters, flattened block by block."""
+    """F = (1/N) Σ_i J_iᵀ H_i J_i over the N output rows and the blocks' parameters, flattened
+    block by block."""
     sizes = [b.structure.shape for b in blocks]
 
     def f(flat: Tensor) -> Tensor:
@@ -61,4 +62,4 @@ def dense_fisher(model: nn.Module, likelihood: Likelihood, x: Tensor, blocks: li
     jac = jacrev(f)(flat0)  # (B, d, P)
     out = f(flat0).detach()
     h = output_fisher(likelihood, out)
-    return torch.einsum("bdp,bde,beq->pq", jac, h, jac) / x.shape[0]
+    return torch.einsum("bdp,bde,beq->pq", jac, h, jac) / out.shape[0]

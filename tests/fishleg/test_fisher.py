@@ -31,6 +31,29 @@ def test_fvp_matches_dense_fisher(likelihood):
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("likelihood", LIKELIHOODS, ids=lambda lik: type(lik).__name__)
+def test_fisher_is_the_gauss_newton_of_the_loss_when_outputs_flatten_positions_into_rows(likelihood):
+    # 2 sequences of 3 positions → 6 output rows, as a language model's logits; the loss
+    # averages over the 6 rows, so must F (the Hessian of the NLL in the outputs, with its 1/6).
+    model = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 3), nn.Flatten(0, 1))
+    x = torch.randn(2, 3, 4)
+    y = torch.randint(0, 3, (6,)) if isinstance(likelihood, CategoricalLikelihood) else torch.rand(6, 3)
+    opt = FishLeg(model, likelihood)
+    params = {n: p.detach() for b in opt.blocks for n, p in zip(b.names, b.params)}
+    tangents = {n: torch.randn_like(p) for n, p in params.items()}
+    fv, out = fisher_vector_product(model, likelihood, x, params, tangents)
+
+    def outputs(p):
+        return torch.func.functional_call(model, p, (x,))
+
+    _, jv = torch.func.jvp(outputs, (params,), (tangents,))
+    _, hjv = torch.autograd.functional.hvp(lambda o: likelihood.nll(o, y), out.detach(), jv)
+    _, pullback = torch.func.vjp(outputs, params)
+    (expected,) = pullback(hjv)
+    for name in params:
+        torch.testing.assert_close(fv[name], expected[name], rtol=1e-4, atol=1e-6)
+
+
 def test_fisher_is_psd_and_symmetric():
     model = tiny_mlp()
     opt = FishLeg(model, CategoricalLikelihood())
