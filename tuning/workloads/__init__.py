@@ -1,6 +1,6 @@
 """Workloads by name; importing this package registers the built-ins."""
 
-from tuning.workloads import cifar10, digits, mnist
+from tuning.workloads import cifar10, curves, digits, mnist
 from tuning.workloads.base import WORKLOADS, Workload, build_workload, register_workload, validate_workload
 
 __all__ = [
@@ -8,6 +8,7 @@ __all__ = [
     "Workload",
     "build_workload",
     "cifar10",
+    "curves",
     "digits",
     "mnist",
     "register_workload",

@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,6 +20,8 @@ from tuning.sweep import run_sweep
 from tuning.trainer import Trainer
 
 from .conftest import slow_sweep, sweep_file
+
+BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
 
 def ledger(folder):
@@ -180,6 +183,20 @@ def test_sweep_logs_to_an_mlflow_server(ray_local, tmp_path, mlflow_server):
     assert len(parents) == 1 and len(children) == 2
     assert all(r.info.status in ("FINISHED", "KILLED") for r in children)
     assert load_run_config(outcome.folder / "best_config.yaml").provenance["mlflow_tracking_uri"] == mlflow_server
+
+    # The summary's link opens the runs table (the experiment is marked as model training),
+    # checked in a real headless browser where one is installed.
+    assert outcome.runs_url == f"{mlflow_server}/#/experiments/{outcome.experiment_id}/runs"
+    browser = next((shutil.which(b) for b in BROWSERS if shutil.which(b)), None)
+    if browser is None:
+        pytest.skip(f"no headless browser ({', '.join(BROWSERS)}) on this machine")
+    dom = subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--virtual-time-budget=20000", "--dump-dom", outcome.runs_url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+    assert outcome.folder.name in dom  # the parent run's name, in the runs table
 
 
 @pytest.mark.slow

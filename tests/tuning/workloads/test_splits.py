@@ -32,6 +32,7 @@ def test_split_is_fixed_disjoint_and_ignores_the_global_seed():
         ({"name": "digits_classifier"}, (1150, 287, 360)),
         ({"name": "digits_autoencoder", "val_fraction": 0.5}, (719, 718, 360)),
         ({"name": "mnist_autoencoder", "subset": "mnist5k"}, (3667, 333, 1000)),
+        ({"name": "curves_autoencoder", "train_size": 2000, "test_size": 500}, (1800, 200, 500)),
     ],
 )
 def test_three_disjoint_parts_whatever_the_trial_seed(workload, sizes):
