@@ -152,8 +152,10 @@ def test_dry_run_prints_the_plan_and_runs_nothing(tmp_path, capsys):
 
 
 def test_shipped_sweep_files_validate(capsys, tmp_path, monkeypatch):
-    for name in ("quickstart", "autoencoder"):
-        assert main(["search", f"search_spaces/{name}.yaml", "--dry-run"]) == 0, capsys.readouterr().err
+    files = [f"search_spaces/{name}.yaml" for name in ("quickstart", "quickstart_adamw", "autoencoder", "curves")]
+    files += [f"examples/charlm/{name}.yaml" for name in ("sweep", "sweep_adamw", "sweep_tiny")]
+    for path in files:
+        assert main(["search", path, "--dry-run"]) == 0, capsys.readouterr().err
     # cifar.yaml reads data/cifar10: offline and without the files the preflight refuses it;
     # with the extracted batches in place (empty here: the preflight reads no data) it passes.
     cifar = Path("search_spaces/cifar.yaml").resolve()
