@@ -42,6 +42,19 @@ class FishLegConfig(StrictModel):
     aux_batch_size: int = Field(100, gt=0, description="inputs per auxiliary Fisher batch drawn from aux_data")
     damping: float = Field(0.5, gt=0, description="γ: Q(λ) is fitted to (F + γI)⁻¹")
     update_aux_every: int = Field(10, gt=0, description="parameter steps per λ update")
+    warmup_aux_steps: int = Field(
+        0,
+        ge=0,
+        description="λ updates on auxiliary batches before the first parameter step, so that Q starts "
+        "fitted to the model's Fisher rather than at init_scale·I (the reference's autoencoder script ran "
+        "10 such pre_aux_training steps); 0: none",
+    )
+    dense_aux_steps: int = Field(
+        0,
+        ge=0,
+        description="the first dense_aux_steps parameter steps each get a λ update (a denser schedule "
+        "while Q is far from (F + γI)⁻¹), then every update_aux_every-th; 0: none",
+    )
     q_structure: str = Field(
         "kron", description="the Q(λ) family of Linear/Conv layers: diag, kron, kron_diag or kron_sum"
     )

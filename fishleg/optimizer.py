@@ -143,6 +143,8 @@ class FishLeg(torch.optim.Optimizer):
         aux_batch_size: int = 100,
         damping: float = 0.5,
         update_aux_every: int = 10,
+        warmup_aux_steps: int = 0,
+        dense_aux_steps: int = 0,
         q_structure: str = "kron",
         kron_sum_rank: int = 2,
         beta: float = 0.9,
@@ -244,9 +246,11 @@ class FishLeg(torch.optim.Optimizer):
         with torch.autocast(self._device.type, enabled=False):
             self.step_count += 1
             blocks = self._gather_grads()
+            if self.step_count == 1 and self.aux_sampler is not None:
+                self._warm_up(blocks)
             for b in blocks:
                 b.structure.apply_cached(b.grad, out=b.qg)
-            if self.aux_sampler is not None and self.step_count % self.config.update_aux_every == 0:
+            if self.aux_sampler is not None and self._aux_due():
                 inputs = self.aux_sampler.draw()
                 if self.config.u_sampling == "gradient":
                     self._aux_update(blocks, inputs, [b.grad for b in blocks], [b.qg for b in blocks])
@@ -254,6 +258,20 @@ class FishLeg(torch.optim.Optimizer):
                     self._aux_update(self.blocks, inputs, self._gaussian_probes(self.blocks))
             self._update_params(blocks)
         return loss
+
+    def _aux_due(self) -> bool:
+        """Whether this parameter step gets a λ update (a Python-side count: no host sync)."""
+        return self.step_count <= self.config.dense_aux_steps or self.step_count % self.config.update_aux_every == 0
+
+    def _warm_up(self, blocks: list[Block]) -> None:
+        """`warmup_aux_steps` λ updates before the first parameter step, on fresh auxiliary
+        batches, with the probes the aux steps use (this first gradient, or Gaussian)."""
+        for _ in range(self.config.warmup_aux_steps):
+            inputs = self.aux_sampler.draw()
+            if self.config.u_sampling == "gradient":
+                self._aux_update(blocks, inputs, [b.grad for b in blocks])
+            else:
+                self._aux_update(self.blocks, inputs, self._gaussian_probes(self.blocks))
 
     def _gather_grads(self) -> list[Block]:
         """Copy gradients into the block buffers; returns the blocks that have any."""

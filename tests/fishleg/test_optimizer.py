@@ -243,7 +243,7 @@ def test_damping_in_param_groups_drives_the_aux_step():
         if then is not None:
             opt.param_groups[0]["damping"] = then
         g, loss = opt.aux_gradients(opt.blocks, x, [b.join(grads[i : i + 2]) for i, b in zip((0, 2), opt.blocks)])
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         lambda_grads.append([t.clone() for t in g])
     assert losses[0] == pytest.approx(losses[1]) and losses[0] != pytest.approx(losses[2])
     for changed, built in zip(lambda_grads[0], lambda_grads[1]):
@@ -278,3 +278,86 @@ def test_likelihood_that_does_not_fit_the_outputs_is_refused():
     model = nn.Sequential(nn.Linear(3, 1), nn.Flatten(0))
     with pytest.raises(ValueError, match="CategoricalLikelihood"):
         FishLeg(model, CategoricalLikelihood(), aux_data=torch.randn(10, 3))
+
+
+def linear_regression_target(x: torch.Tensor, damping: float) -> torch.Tensor:
+    """(F + γI)⁻¹ of nn.Linear(3, 2) under a unit Gaussian likelihood, [W | b] row-major."""
+    xt = torch.cat([x, torch.ones(len(x), 1)], dim=1)
+    return torch.linalg.inv(torch.kron(torch.eye(2), xt.T @ xt / len(x)) + damping * torch.eye(8))
+
+
+def test_warm_start_fits_q_to_the_fisher_before_the_first_step():
+    """warmup_aux_steps λ updates run before the first parameter step, which then uses the
+    warmed Q: Q is measurably closer to (F + γI)⁻¹ than its initial I, and the step's Q·g is
+    the warmed Q's."""
+    model = nn.Linear(3, 2)
+    x = torch.randn(256, 3) @ torch.tensor([[1.0, 0.5, 0.0], [0.0, 1.0, 0.3], [0.0, 0.0, 0.5]]) + 0.5
+    y = torch.randn(256, 2)
+    target = linear_regression_target(x, 0.1)
+    opt = FishLeg(
+        model, GaussianLikelihood(), x, damping=0.1, aux_lr=3e-2, aux_batch_size=256, u_sampling="gaussian",
+        warmup_aux_steps=300, update_aux_every=10,
+    )  # fmt: skip
+
+    def error() -> float:
+        q = dense_q(opt.blocks[0].structure).detach()
+        return float(torch.linalg.norm(q - target) / torch.linalg.norm(target))
+
+    before = error()
+    GaussianLikelihood().nll(model(x), y).backward()
+    grads = [p.grad.clone() for p in opt.param_groups[0]["params"]]
+    opt.step()
+    assert opt.aux_step_count == 300 and error() < 0.25 * before, (before, error())
+    for got, expected in zip([v for b in opt.blocks for v in b.qg_views], opt.apply_q(grads)):
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    opt.zero_grad()
+    GaussianLikelihood().nll(model(x), y).backward()
+    opt.step()
+    assert opt.aux_step_count == 300  # once, before the first step only
+
+    restored = FishLeg(nn.Linear(3, 2), GaussianLikelihood(), x, warmup_aux_steps=300, u_sampling="gaussian")
+    restored.load_state_dict(opt.state_dict())
+    restored.model.weight.grad, restored.model.bias.grad = (torch.ones(2, 3), torch.ones(2))
+    restored.step()
+    assert restored.aux_step_count == 300  # a restored optimizer does not warm up again
+
+
+def test_dense_aux_steps_update_lambda_every_step_first_then_every_kth():
+    model = tiny_mlp()
+    x, y = torch.randn(32, 3), torch.randint(3, (32,))
+    opt = FishLeg(model, CategoricalLikelihood(), x, update_aux_every=5, dense_aux_steps=3, aux_batch_size=8)
+    counts = []
+    for _ in range(12):
+        opt.zero_grad()
+        CategoricalLikelihood().nll(model(x), y).backward()
+        opt.step()
+        counts.append(opt.aux_step_count)
+    assert counts == [1, 2, 3, 3, 4, 4, 4, 4, 4, 5, 5, 5]
+
+
+@pytest.mark.parametrize("u_sampling", ["gradient", "gaussian"])
+def test_step_makes_no_host_sync_with_warm_start_and_dense_aux(monkeypatch, u_sampling):
+    """`step` never reads a tensor's value on the host (item, bool, float, int, tolist, cpu,
+    numpy): on a GPU each would stall the stream."""
+    model = tiny_mlp()
+    x, y = torch.randn(32, 3), torch.randint(3, (32,))
+    opt = FishLeg(
+        model, CategoricalLikelihood(), x, update_aux_every=3, dense_aux_steps=2, warmup_aux_steps=2,
+        aux_batch_size=8, u_sampling=u_sampling,
+    )  # fmt: skip
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("host sync in FishLeg.step")
+
+    losses = []
+    for _ in range(6):
+        opt.zero_grad()
+        loss = CategoricalLikelihood().nll(model(x), y)
+        loss.backward()
+        with monkeypatch.context() as m:
+            for name in ("item", "__bool__", "__float__", "__int__", "tolist", "cpu", "numpy"):
+                m.setattr(torch.Tensor, name, refuse)
+            opt.step()
+        losses.append(float(loss.detach()))
+    assert opt.aux_step_count == 2 + 2 + 1 + 1  # warm-up, steps 1-2, steps 3 and 6
+    assert losses[-1] < losses[0]
