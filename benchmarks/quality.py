@@ -1,13 +1,17 @@
-"""FishLeg vs AdamW at equal epochs, from published defaults (no tuning), over seeds.
+"""FishLeg (and its variants) vs AdamW at equal epochs, from published defaults (no tuning),
+over seeds.
 
 FishLeg uses the reference repository's MNIST-autoencoder settings (lr 0.02, aux_lr 2e-3,
 damping 0.3, update_aux_every 10, batch 100); AdamW its usual lr 1e-3, weight decay 1e-2.
-Validation (a fixed share of the training data) is evaluated every epoch; the test split
-once, after the last epoch. Prints a table and, last, one JSON line: per workload and
-optimizer the mean ± std of the final validation and test losses, and the epochs each needs
-to reach AdamW's final mean validation loss.
+The variants add one option each to plain FishLeg: a warm-started Q (`warmup_aux_steps`),
+a dense early aux schedule (`dense_aux_steps`), or both. Nothing is chosen here, so the test
+split is evaluated at each of `--at` epochs (a learning curve on test, not a selection);
+validation every epoch. Prints a table and, last, one JSON line: per workload and variant
+the mean ± std over seeds of the validation and test losses at those epochs, the epochs to
+reach AdamW's final mean validation loss, and seconds per epoch (warm-up included).
 
-    python benchmarks/quality.py [--seeds 3] [--epochs 20] [--workloads mnist5k digits]
+    python benchmarks/quality.py [--seeds 3] [--epochs 20] [--at 5 10 20]
+        [--workloads curves mnist5k digits digits_clf] [--variants fishleg fishleg_warm ... adamw]
 """
 
 from __future__ import annotations
@@ -16,15 +20,16 @@ import argparse
 import json
 import statistics
 import time
-from pathlib import Path
 
 from tuning.config import RunConfig
 from tuning.trainer import Trainer
 
 WORKLOADS = {
+    "curves": {"name": "curves_autoencoder"},
     "mnist5k": {"name": "mnist_autoencoder", "subset": "mnist5k"},
     "mnist_full": {"name": "mnist_autoencoder", "subset": "full", "data_dir": "data/mnist", "download": False},
     "digits": {"name": "digits_autoencoder"},
+    "digits_clf": {"name": "digits_classifier"},
 }
 OPTIMIZERS = {
     "fishleg": {
@@ -40,10 +45,18 @@ OPTIMIZERS = {
     },
     "adamw": {"name": "adamw", "lr": 1e-3, "weight_decay": 1e-2},
 }
+VARIANTS = {  # plain FishLeg plus one option each, off by default in the library
+    "fishleg_warm": {"warmup_aux_steps": 50},
+    "fishleg_dense": {"dense_aux_steps": 200},
+    "fishleg_warm_dense": {"warmup_aux_steps": 50, "dense_aux_steps": 200},
+}
+OPTIMIZERS.update({name: {**OPTIMIZERS["fishleg"], **extra} for name, extra in VARIANTS.items()})
 
 
-def run(workload: dict, optimizer: dict, epochs: int, seed: int) -> tuple[list[float], float, float]:
-    """(validation loss per epoch, test loss after the last epoch, training seconds)."""
+def run(
+    workload: dict, optimizer: dict, epochs: int, seed: int, at: list[int]
+) -> tuple[list[float], dict[int, float], float]:
+    """(validation loss per epoch, {epoch: test loss} at the epochs `at`, training seconds)."""
     config = RunConfig.model_validate(
         {
             "workload": workload,
@@ -52,52 +65,59 @@ def run(workload: dict, optimizer: dict, epochs: int, seed: int) -> tuple[list[f
         }
     )
     trainer = Trainer(config)
-    start = time.perf_counter()
-    losses = [trainer.run_epoch()["val_loss"] for _ in range(epochs)]
-    took = time.perf_counter() - start
-    return losses, trainer.test()["test_loss"], took
+    losses, tests, took = [], {}, 0.0
+    for epoch in range(1, epochs + 1):
+        start = time.perf_counter()
+        losses.append(trainer.run_epoch()["val_loss"])
+        took += time.perf_counter() - start
+        if epoch in at:
+            tests[epoch] = trainer.test()["test_loss"]
+    return losses, tests, took
 
 
 def epochs_to(curve: list[float], target: float) -> int | None:
     return next((i + 1 for i, v in enumerate(curve) if v <= target), None)
 
 
+def mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--at", type=int, nargs="+", default=[5, 10, 20], help="epochs at which test is reported")
     parser.add_argument("--workloads", nargs="+", default=["mnist5k", "digits"], choices=sorted(WORKLOADS))
+    parser.add_argument("--variants", nargs="+", default=["fishleg", "adamw"], choices=sorted(OPTIMIZERS))
     args = parser.parse_args()
-    if "mnist_full" not in args.workloads and (Path("data/mnist") / "train-images-idx3-ubyte.gz").exists():
-        args.workloads.append("mnist_full")
-    summary: dict[str, object] = {"benchmark": "quality", "epochs": args.epochs, "seeds": args.seeds}
+    at = sorted(e for e in set(args.at) | {args.epochs} if e <= args.epochs)
+    variants = list(dict.fromkeys([*args.variants, "adamw"]))  # AdamW is the yardstick
+    summary: dict[str, object] = {"benchmark": "quality", "epochs": args.epochs, "seeds": args.seeds, "at": at}
     for wname in args.workloads:
-        curves = {o: [] for o in OPTIMIZERS}
-        tests = {o: [] for o in OPTIMIZERS}
-        seconds = {o: 0.0 for o in OPTIMIZERS}
-        for opt in OPTIMIZERS:
+        curves: dict[str, list[list[float]]] = {o: [] for o in variants}
+        tests: dict[str, list[dict[int, float]]] = {o: [] for o in variants}
+        seconds = {o: 0.0 for o in variants}
+        for opt in variants:
             for seed in range(args.seeds):
-                curve, test, took = run(WORKLOADS[wname], OPTIMIZERS[opt], args.epochs, seed)
+                curve, test, took = run(WORKLOADS[wname], OPTIMIZERS[opt], args.epochs, seed, at)
                 curves[opt].append(curve)
                 tests[opt].append(test)
                 seconds[opt] += took
         target = statistics.mean(c[-1] for c in curves["adamw"])
         result = {}
         for opt, runs in curves.items():
-            finals = [c[-1] for c in runs]
             mean_curve = [statistics.mean(vals) for vals in zip(*runs)]
-            result[opt] = {
-                "val_loss_mean": statistics.mean(finals),
-                "val_loss_std": statistics.stdev(finals) if len(finals) > 1 else 0.0,
-                "test_loss_mean": statistics.mean(tests[opt]),
-                "test_loss_std": statistics.stdev(tests[opt]) if len(tests[opt]) > 1 else 0.0,
+            r: dict[str, object] = {
+                "val_loss": {e: mean_std([c[e - 1] for c in runs]) for e in at},
+                "test_loss": {e: mean_std([t[e] for t in tests[opt]]) for e in at},
                 "epochs_to_adamw_final_val": epochs_to(mean_curve, target),
                 "seconds_per_epoch": seconds[opt] / (args.seeds * args.epochs),
             }
-            r = result[opt]
+            result[opt] = r
+            shown = "  ".join(f"@{e}: {m:.3f} ± {sd:.3f}" for e, (m, sd) in r["test_loss"].items())
             print(
-                f"{wname:<10} {opt:<8} val loss {r['val_loss_mean']:.3f} ± {r['val_loss_std']:.3f}   "
-                f"test loss {r['test_loss_mean']:.3f} ± {r['test_loss_std']:.3f}   "
+                f"{wname:<10} {opt:<19} test {shown}   val@{args.epochs} {r['val_loss'][args.epochs][0]:.3f}   "
                 f"epochs to AdamW's final val {r['epochs_to_adamw_final_val']}   "
                 f"{r['seconds_per_epoch']:.2f} s/epoch",
                 flush=True,
