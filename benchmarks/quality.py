@@ -22,6 +22,7 @@ import statistics
 import time
 
 from tuning.config import RunConfig
+from tuning.errors import NonFiniteLoss
 from tuning.trainer import Trainer
 
 WORKLOADS = {
@@ -56,7 +57,8 @@ OPTIMIZERS.update({name: {**OPTIMIZERS["fishleg"], **extra} for name, extra in V
 def run(
     workload: dict, optimizer: dict, epochs: int, seed: int, at: list[int]
 ) -> tuple[list[float], dict[int, float], float]:
-    """(validation loss per epoch, {epoch: test loss} at the epochs `at`, training seconds)."""
+    """(validation loss per epoch, {epoch: test loss} at the epochs `at`, training seconds);
+    a run that diverges has a shorter curve (its last finite epoch)."""
     config = RunConfig.model_validate(
         {
             "workload": workload,
@@ -68,7 +70,10 @@ def run(
     losses, tests, took = [], {}, 0.0
     for epoch in range(1, epochs + 1):
         start = time.perf_counter()
-        losses.append(trainer.run_epoch()["val_loss"])
+        try:
+            losses.append(trainer.run_epoch()["val_loss"])
+        except NonFiniteLoss:
+            break
         took += time.perf_counter() - start
         if epoch in at:
             tests[epoch] = trainer.test()["test_loss"]
@@ -104,20 +109,27 @@ def main() -> None:
                 curves[opt].append(curve)
                 tests[opt].append(test)
                 seconds[opt] += took
-        target = statistics.mean(c[-1] for c in curves["adamw"])
+        target = statistics.mean(c[-1] for c in curves["adamw"] if len(c) == args.epochs)
         result = {}
-        for opt, runs in curves.items():
+        for opt, all_runs in curves.items():
+            runs = [c for c in all_runs if len(c) == args.epochs]  # diverged seeds are counted, not averaged
+            finished = [t for c, t in zip(all_runs, tests[opt]) if len(c) == args.epochs]
             mean_curve = [statistics.mean(vals) for vals in zip(*runs)]
             r: dict[str, object] = {
-                "val_loss": {e: mean_std([c[e - 1] for c in runs]) for e in at},
-                "test_loss": {e: mean_std([t[e] for t in tests[opt]]) for e in at},
+                "diverged_seeds": len(all_runs) - len(runs),
+                "val_loss": {e: mean_std([c[e - 1] for c in runs]) for e in at} if runs else None,
+                "test_loss": {e: mean_std([t[e] for t in finished]) for e in at} if runs else None,
                 "epochs_to_adamw_final_val": epochs_to(mean_curve, target),
-                "seconds_per_epoch": seconds[opt] / (args.seeds * args.epochs),
+                "seconds_per_epoch": seconds[opt] / max(1, sum(len(c) for c in all_runs)),
             }
             result[opt] = r
-            shown = "  ".join(f"@{e}: {m:.3f} ± {sd:.3f}" for e, (m, sd) in r["test_loss"].items())
+            shown = (
+                "  ".join(f"@{e}: {m:.3f} ± {sd:.3f}" for e, (m, sd) in r["test_loss"].items())
+                if runs
+                else "every seed diverged"
+            )
             print(
-                f"{wname:<10} {opt:<19} test {shown}   val@{args.epochs} {r['val_loss'][args.epochs][0]:.3f}   "
+                f"{wname:<10} {opt:<19} test {shown}   diverged {r['diverged_seeds']}/{args.seeds}   "
                 f"epochs to AdamW's final val {r['epochs_to_adamw_final_val']}   "
                 f"{r['seconds_per_epoch']:.2f} s/epoch",
                 flush=True,
