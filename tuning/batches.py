@@ -79,7 +79,6 @@ class DatasetBatches(Batches):
             generator=generator if shuffle else None,
             num_workers=self.num_workers,
             pin_memory=self.device.type == "cuda",
-            persistent_workers=False,
         )
         for x, y in loader:
             yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
