@@ -24,6 +24,11 @@ class Batches(ABC):
     @abstractmethod
     def __len__(self) -> int: ...
 
+    @property
+    @abstractmethod
+    def inputs(self) -> Tensor | Dataset:
+        """The split's inputs as FishLeg's `aux_data` takes them (its auxiliary batches)."""
+
     @abstractmethod
     def iterate(
         self, batch_size: int, *, shuffle: bool, generator: torch.Generator | None = None
@@ -39,6 +44,11 @@ class TensorBatches(Batches):
 
     def __len__(self) -> int:
         return len(self.x)
+
+    @property
+    def inputs(self) -> Tensor:
+        """x, on the device."""
+        return self.x
 
     def iterate(
         self, batch_size: int, *, shuffle: bool, generator: torch.Generator | None = None
@@ -66,6 +76,11 @@ class DatasetBatches(Batches):
 
     def __len__(self) -> int:
         return len(self.data)  # type: ignore[arg-type]
+
+    @property
+    def inputs(self) -> Dataset:
+        """The Dataset itself (FishLeg takes the first element of each item)."""
+        return self.data
 
     def iterate(
         self, batch_size: int, *, shuffle: bool, generator: torch.Generator | None = None

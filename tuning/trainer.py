@@ -16,7 +16,7 @@ from rich.progress import Progress
 from torch import Tensor
 
 from fishleg.optimizer import FishLeg
-from tuning.batches import Batches, TensorBatches
+from tuning.batches import Batches
 from tuning.config import RunConfig, save_config
 from tuning.devices import resolve_device
 from tuning.errors import NonFiniteLoss, UserError
@@ -50,8 +50,7 @@ class Trainer:
         self.likelihood = w.likelihood.to(self.device)
         self.train = w.batches("train", self.device)
         self.val = w.batches("val", self.device)
-        aux = self.train.x if isinstance(self.train, TensorBatches) else w.aux_data
-        self.optimizer = cfg.build_optimizer(self.model, likelihood=self.likelihood, aux_data=aux)
+        self.optimizer = cfg.build_optimizer(self.model, likelihood=self.likelihood, aux_data=self.train.inputs)
         self.generator = torch.Generator().manual_seed(cfg.training.seed)
 
     @property

@@ -82,11 +82,6 @@ class Workload:
         return TensorBatches(getattr(self, f"{part}_x"), getattr(self, f"{part}_y"), device)
 
     @property
-    def aux_data(self) -> Tensor | Dataset:
-        """What FishLeg draws its auxiliary inputs from: the training inputs."""
-        return self.train_x if self.datasets is None else self.datasets[0]
-
-    @property
     def metrics(self) -> tuple[str, ...]:
         """The metric names this workload reports each epoch."""
         return metric_names(self.classifier)
