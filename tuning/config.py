@@ -32,6 +32,7 @@ __all__ = [
     "SGDConfig",
     "TrainableConfig",
     "TrainingConfig",
+    "TrainsOne",
     "WorkloadConfig",
     "describe_error",
     "load_run_config",
@@ -134,25 +135,36 @@ class TrainingConfig(StrictModel):
         return value
 
 
-class RunConfig(StrictModel):
-    """One training run: what `fishleg-tune train` reads and sweeps export. It trains either a
-    `workload` (the built-in loop) or a `trainable` (the user's function), never both."""
+class TrainsOne(StrictModel):
+    """A config that trains either a `workload` (the built-in loop) or a `trainable` (the
+    user's function), never both: run configs and sweep files."""
 
     workload: WorkloadConfig | None = None
     trainable: TrainableConfig | None = None
-    optimizer: OptimizerConfig = Field(default_factory=FishLegConfig)
-    training: TrainingConfig = Field(default_factory=TrainingConfig)
-    provenance: dict[str, Any] | None = None
 
     @model_validator(mode="after")
-    def _one_subject(self) -> RunConfig:
-        check_one_subject(self.workload, self.trainable)
+    def _one_subject(self) -> TrainsOne:
+        if (self.workload is None) == (self.trainable is None):
+            raise ValueError(
+                "give exactly one of workload: (a built-in workload such as digits_classifier, or a plugin "
+                "'package.module:function' that builds one) and trainable: (your own training function, "
+                "'package.module:function')"
+            )
         return self
 
     @property
     def subject(self) -> str:
         """What trains: the workload's or the training function's name."""
-        return subject_name(self.workload, self.trainable)
+        named = self.workload if self.workload is not None else self.trainable
+        return "" if named is None else named.name
+
+
+class RunConfig(TrainsOne):
+    """One training run: what `fishleg-tune train` reads and sweeps export."""
+
+    optimizer: OptimizerConfig = Field(default_factory=FishLegConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    provenance: dict[str, Any] | None = None
 
     def build_optimizer(
         self,
@@ -178,22 +190,6 @@ class RunConfig(StrictModel):
             if named is not None:
                 data[key] = named.to_dict()
         return data
-
-
-def check_one_subject(workload: WorkloadConfig | None, trainable: TrainableConfig | None) -> None:
-    """A run config or sweep file names exactly one of `workload` and `trainable`."""
-    if (workload is None) == (trainable is None):
-        raise ValueError(
-            "give exactly one of workload: (a built-in workload such as digits_classifier, or a plugin "
-            "'package.module:function' that builds one) and trainable: (your own training function, "
-            "'package.module:function')"
-        )
-
-
-def subject_name(workload: WorkloadConfig | None, trainable: TrainableConfig | None) -> str:
-    """The name of whichever of the two is given."""
-    named = workload if workload is not None else trainable
-    return "" if named is None else named.name
 
 
 def describe_error(err: ValidationError, source: str, prefix: str = "") -> str:

@@ -10,16 +10,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from fishleg.config import FishLegConfig, StrictModel
-from tuning.config import (
-    OptimizerConfig,
-    RunConfig,
-    TrainableConfig,
-    TrainingConfig,
-    WorkloadConfig,
-    check_one_subject,
-    load_yaml_model,
-    subject_name,
-)
+from tuning.config import OptimizerConfig, RunConfig, TrainingConfig, TrainsOne, load_yaml_model
 from tuning.errors import ConfigError
 
 __all__ = ["ParamSpec", "SweepSpec", "load_sweep", "set_dotted"]
@@ -117,12 +108,10 @@ class MlflowSpec(StrictModel):
     experiment: str | None = None
 
 
-class SweepSpec(StrictModel):
+class SweepSpec(TrainsOne):
     """A sweep file: a base run config plus what to search, how, and where to record it."""
 
     name: str | None = None
-    workload: WorkloadConfig | None = None
-    trainable: TrainableConfig | None = None
     optimizer: OptimizerConfig = Field(default_factory=FishLegConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     metric: MetricSpec = Field(default_factory=MetricSpec)
@@ -134,7 +123,6 @@ class SweepSpec(StrictModel):
 
     @model_validator(mode="after")
     def _conditions_name_earlier_parameters(self) -> SweepSpec:
-        check_one_subject(self.workload, self.trainable)
         seen: list[str] = []
         for name, param in self.space.items():
             for ref in param.when or {}:
@@ -147,11 +135,6 @@ class SweepSpec(StrictModel):
             if unknown:
                 raise ValueError(f"search.points_to_evaluate[{i}] names {unknown}, not in space {list(self.space)}")
         return self
-
-    @property
-    def subject(self) -> str:
-        """What trains: the workload's or the training function's name."""
-        return subject_name(self.workload, self.trainable)
 
     @property
     def budget(self) -> int:
