@@ -4,7 +4,8 @@ over seeds.
 FishLeg uses the reference repository's MNIST-autoencoder settings (lr 0.02, aux_lr 2e-3,
 damping 0.3, update_aux_every 10, batch 100); AdamW its usual lr 1e-3, weight decay 1e-2.
 The variants add one option each to plain FishLeg: a warm-started Q (`warmup_aux_steps`),
-a dense early aux schedule (`dense_aux_steps`), or both. Nothing is chosen here, so the test
+a dense early aux schedule (`dense_aux_steps`), or both, or Q started at K-FAC's estimate
+(`q_init="kfac"`). Nothing is chosen here, so the test
 split is evaluated at each of `--at` epochs (a learning curve on test, not a selection);
 validation every epoch. Prints a table and, last, one JSON line: per workload and variant
 the mean ± std over seeds of the validation and test losses at those epochs, the epochs to
@@ -50,6 +51,7 @@ VARIANTS = {  # plain FishLeg plus one option each, off by default in the librar
     "fishleg_warm": {"warmup_aux_steps": 50},
     "fishleg_dense": {"dense_aux_steps": 200},
     "fishleg_warm_dense": {"warmup_aux_steps": 50, "dense_aux_steps": 200},
+    "fishleg_kfac": {"q_init": "kfac"},
 }
 OPTIMIZERS.update({name: {**OPTIMIZERS["fishleg"], **extra} for name, extra in VARIANTS.items()})
 

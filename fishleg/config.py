@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from fishleg.structures import STRUCTURES
 
@@ -54,6 +54,12 @@ class FishLegConfig(StrictModel):
         ge=0,
         description="the first dense_aux_steps parameter steps each get a λ update (a denser schedule "
         "while Q is far from (F + γI)⁻¹), then every update_aux_every-th; 0: none",
+    )
+    q_init: Literal["identity", "kfac"] = Field(
+        "identity",
+        description="where Q starts: 'identity' (init_scale·I, the reference's) or 'kfac' (K-FAC's damped "
+        "inverse (G + γ_G I)⁻¹ ⊗ (A + γ_A I)⁻¹, estimated once on an auxiliary batch before the first "
+        "step, for each Linear/Conv2d layer; needs q_structure kron or kron_diag)",
     )
     q_structure: str = Field(
         "kron", description="the Q(λ) family of Linear/Conv layers: diag, kron, kron_diag or kron_sum"
@@ -98,6 +104,16 @@ class FishLegConfig(StrictModel):
         if not all(0 <= b < 1 for b in value):
             raise ValueError("both betas must be in [0, 1)")
         return value
+
+    @model_validator(mode="after")
+    def _kfac_needs_kronecker(self) -> FishLegConfig:
+        if self.q_init == "kfac" and not STRUCTURES[self.q_structure].kronecker_init:
+            kronecker = [name for name in STRUCTURES.names() if STRUCTURES[name].kronecker_init]
+            raise ValueError(
+                f"q_init 'kfac' needs a q_structure with a Kronecker form ({', '.join(kronecker)}), "
+                f"got {self.q_structure!r}"
+            )
+        return self
 
     def hyperparameters(self) -> dict[str, Any]:
         """The constructor's keyword arguments: `FishLeg(model, likelihood, **config.hyperparameters())`."""

@@ -45,6 +45,16 @@ class Likelihood(nn.Module, ABC):
 
         outputs, v: (B, ...) → (B, ...). No gradient flows into `outputs`."""
 
+    def sample_output_gradient(self, outputs: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """A random r, shaped like `outputs`, with E[r rᵀ] = H_out per example: the gradient of
+        the NLL in the outputs at a target drawn from the model's own distribution. K-FAC's
+        output-gradient factor is estimated from these (`q_init="kfac"`). No gradient flows
+        into `outputs`."""
+        raise NotImplementedError(
+            f"{type(self).__name__} cannot sample targets from the model, so q_init='kfac' is not available with it; "
+            "define sample_output_gradient or use q_init='identity'"
+        )
+
     def check_outputs(self, outputs: Tensor) -> None:
         """Raise ValueError if the model's outputs cannot parameterise this likelihood."""
         if outputs.dim() < 1:
@@ -79,6 +89,11 @@ class GaussianLikelihood(Likelihood):
     def fisher_product(self, outputs: Tensor, v: Tensor) -> Tensor:
         return v * torch.exp(-2 * self.log_sigma.detach())
 
+    @override
+    def sample_output_gradient(self, outputs: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        noise = torch.randn(outputs.shape, generator=generator, device=outputs.device, dtype=outputs.dtype)
+        return noise * torch.exp(-self.log_sigma.detach())
+
 
 @register_likelihood("bernoulli")
 class BernoulliLikelihood(Likelihood):
@@ -93,6 +108,11 @@ class BernoulliLikelihood(Likelihood):
     def fisher_product(self, outputs: Tensor, v: Tensor) -> Tensor:
         p = torch.sigmoid(outputs.detach())
         return p * (1 - p) * v
+
+    @override
+    def sample_output_gradient(self, outputs: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        p = torch.sigmoid(outputs.detach())
+        return p - torch.bernoulli(p, generator=generator)
 
 
 @register_likelihood("categorical")
@@ -109,6 +129,14 @@ class CategoricalLikelihood(Likelihood):
         p = torch.softmax(outputs.detach(), dim=1)
         pv = p * v
         return pv - p * pv.sum(dim=1, keepdim=True)
+
+    @override
+    def sample_output_gradient(self, outputs: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        p = torch.softmax(outputs.detach(), dim=1)
+        rows = p.movedim(1, -1).reshape(-1, p.shape[1])
+        drawn = torch.multinomial(rows, 1, generator=generator)
+        onehot = torch.zeros_like(rows).scatter_(1, drawn, 1.0)
+        return p - onehot.reshape(p.movedim(1, -1).shape).movedim(-1, 1)
 
     @override
     def check_outputs(self, outputs: Tensor) -> None:

@@ -16,6 +16,7 @@ from typing_extensions import override
 from fishleg.aux_data import AuxData, AuxSampler
 from fishleg.config import FishLegConfig, describe_validation_error
 from fishleg.fisher import fisher_vector_product
+from fishleg.kfac import Layer, damped_inverse_factors, kronecker_factors
 from fishleg.layers import adapter_for
 from fishleg.likelihoods import LIKELIHOODS, Likelihood
 from fishleg.structures import QSpec, QStructure, build_structure
@@ -34,6 +35,7 @@ class Block:
     params: list[nn.Parameter]
     structure: QStructure
     split: Callable[[Tensor], list[Tensor]]
+    layer: Layer | None = None
     grad: Tensor = field(init=False)
     qg: Tensor = field(init=False)
     grad_views: list[Tensor] = field(init=False)
@@ -95,7 +97,7 @@ def build_blocks(
             continue
         structure = build_structure(config.q_structure, adapter.block_shape(module), spec, device)
         split = functools.partial(adapter.split, module)
-        blocks.append(Block([names[id(p)] for p in params], params, structure, split))
+        blocks.append(Block([names[id(p)] for p in params], params, structure, split, (module, adapter)))
         claimed.update(id(p) for p in params)
     for name, p in model.named_parameters():
         if p.requires_grad and id(p) not in claimed:
@@ -145,6 +147,7 @@ class FishLeg(torch.optim.Optimizer):
         update_aux_every: int = 10,
         warmup_aux_steps: int = 0,
         dense_aux_steps: int = 0,
+        q_init: Literal["identity", "kfac"] = "identity",
         q_structure: str = "kron",
         kron_sum_rank: int = 2,
         beta: float = 0.9,
@@ -247,6 +250,8 @@ class FishLeg(torch.optim.Optimizer):
             self.step_count += 1
             blocks = self._gather_grads()
             if self.step_count == 1 and self.aux_sampler is not None:
+                if self.config.q_init == "kfac":
+                    self.initialize_q(self.aux_sampler.draw())
                 self._warm_up(blocks)
             for b in blocks:
                 b.structure.apply_cached(b.grad, out=b.qg)
@@ -272,6 +277,21 @@ class FishLeg(torch.optim.Optimizer):
                 self._aux_update(blocks, inputs, [b.grad for b in blocks])
             else:
                 self._aux_update(self.blocks, inputs, self._gaussian_probes(self.blocks))
+
+    @torch.no_grad()
+    def initialize_q(self, inputs: Tensor) -> None:
+        """Start Q(λ) of each Kronecker block at K-FAC's damped inverse estimated on a batch of
+        inputs (`fishleg.kfac`), with γ = param_groups[0]["damping"]; blocks whose structure or
+        layer has no Kronecker form keep their Q. `step` calls it once, before the first
+        parameter step, when q_init="kfac" and aux_data was given."""
+        blocks = [b for b in self.blocks if b.layer is not None and b.structure.kronecker_init]
+        factors = kronecker_factors(
+            self.model, self.likelihood, inputs.to(self._device), [b.layer for b in blocks], self._probe_rng
+        )
+        damping = self.param_groups[0]["damping"]
+        for b, found in zip(blocks, factors):
+            if found is not None:
+                b.structure.set_kronecker(*damped_inverse_factors(*found, damping))
 
     def _gather_grads(self) -> list[Block]:
         """Copy gradients into the block buffers; returns the blocks that have any."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -32,7 +33,9 @@ class QStructure(ABC):
     no-grad product used by the parameter step, from quantities `refresh` precomputes.
     """
 
-    matrix_only: bool = True
+    matrix_only: ClassVar[bool] = True
+    kronecker_init: ClassVar[bool] = False
+    """Whether `set_kronecker` can start Q at K-FAC's estimate (`q_init="kfac"`)."""
 
     def __init__(self, shape: tuple[int, ...], spec: QSpec, device: torch.device) -> None:
         if self.matrix_only and len(shape) != 2:
@@ -49,6 +52,11 @@ class QStructure(ABC):
     @abstractmethod
     def apply(self, u: Tensor) -> Tensor:
         """Q(λ) u, differentiable in λ. u: `shape` → `shape`."""
+
+    def set_kronecker(self, left: Tensor, right: Tensor) -> None:
+        """Set λ so that Q(λ) = L Lᵀ ⊗ R Rᵀ, then refresh. left (m, m), right (n, n): lower
+        triangular. Only structures with `kronecker_init` implement it."""
+        raise NotImplementedError(f"{type(self).__name__} has no Kronecker form to start from")
 
     def allocate(self) -> None:
         """Allocate, once, the cache and workspace that `refresh` and `apply_cached` fill."""

@@ -100,6 +100,8 @@ class KronQ(QStructure):
     so that the λ gradient for a probe u whose Q·u the parameter step already formed (u = the
     gradient) skips that product: the closed form needs both LLᵀU and URRᵀ."""
 
+    kronecker_init = True
+
     @override
     def init_params(self, shape: tuple[int, ...], spec: QSpec, device: torch.device) -> list[Tensor]:
         m, n = shape
@@ -109,6 +111,13 @@ class KronQ(QStructure):
     @override
     def apply(self, u: Tensor) -> Tensor:
         return kron_apply(factor(self.params[0]), factor(self.params[1]), u)
+
+    @override
+    def set_kronecker(self, left: Tensor, right: Tensor) -> None:
+        with torch.no_grad():
+            for lam, lower in zip(self.params, (left, right)):
+                lam.copy_(lower.tril() - 0.5 * lower.tril(-1))  # `factor` doubles the strictly-lower part back
+        self.refresh()
 
     @override
     def allocate(self) -> None:

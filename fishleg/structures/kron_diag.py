@@ -25,6 +25,8 @@ def kron_diag_apply(left: Tensor, right: Tensor, outer: Tensor, inner: Tensor, u
 class KronDiagQ(QStructure):
     """`kron` with diagonal scalings inside and outside the Kronecker product (see the module docstring)."""
 
+    kronecker_init = True
+
     @override
     def init_params(self, shape: tuple[int, ...], spec: QSpec, device: torch.device) -> list[Tensor]:
         m, n = shape
@@ -38,6 +40,14 @@ class KronDiagQ(QStructure):
     @override
     def apply(self, u: Tensor) -> Tensor:
         return kron_diag_apply(*self.params, u)
+
+    @override
+    def set_kronecker(self, left: Tensor, right: Tensor) -> None:
+        with torch.no_grad():
+            torch._foreach_copy_(self.params[:2], [left, right])
+            for scale in self.params[2:]:
+                scale.fill_(1.0)
+        self.refresh()
 
     @override
     def allocate(self) -> None:

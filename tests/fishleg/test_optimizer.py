@@ -336,14 +336,14 @@ def test_dense_aux_steps_update_lambda_every_step_first_then_every_kth():
 
 
 @pytest.mark.parametrize("u_sampling", ["gradient", "gaussian"])
-def test_step_makes_no_host_sync_with_warm_start_and_dense_aux(monkeypatch, u_sampling):
+def test_step_makes_no_host_sync_with_kfac_init_warm_start_and_dense_aux(monkeypatch, u_sampling):
     """`step` never reads a tensor's value on the host (item, bool, float, int, tolist, cpu,
     numpy): on a GPU each would stall the stream."""
     model = tiny_mlp()
     x, y = torch.randn(32, 3), torch.randint(3, (32,))
     opt = FishLeg(
         model, CategoricalLikelihood(), x, update_aux_every=3, dense_aux_steps=2, warmup_aux_steps=2,
-        aux_batch_size=8, u_sampling=u_sampling,
+        aux_batch_size=8, u_sampling=u_sampling, q_init="kfac", damping=0.1,
     )  # fmt: skip
 
     def refuse(*args, **kwargs):
