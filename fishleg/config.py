@@ -55,6 +55,13 @@ class FishLegConfig(StrictModel):
         description="the first dense_aux_steps parameter steps each get a λ update (a denser schedule "
         "while Q is far from (F + γI)⁻¹), then every update_aux_every-th; 0: none",
     )
+    adaptive_damping: bool = Field(
+        False,
+        description="Levenberg–Marquardt damping, K-FAC's rule: every update_aux_every steps the loss change "
+        "of the step is compared with the change the quadratic model gᵀδ + ½δᵀFδ predicts (ρ), and γ shrinks "
+        "by ω = (19/20)^update_aux_every when ρ > 3/4, grows by 1/ω when ρ < 1/4. Needs aux_data and "
+        "step(closure); costs one more closure call and one forward-mode pass on those steps",
+    )
     q_init: Literal["identity", "kfac"] = Field(
         "identity",
         description="where Q starts: 'identity' (init_scale·I, the reference's) or 'kfac' (K-FAC's damped "

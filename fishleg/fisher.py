@@ -12,13 +12,42 @@ the two forward passes (dropout masks agree) and after them (the caller's RNG is
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call, jvp, vjp
 
 from fishleg.likelihoods import Likelihood
 
-__all__ = ["fisher_vector_product"]
+__all__ = ["fisher_quadratic_form", "fisher_vector_product"]
+
+
+def _forward(model: nn.Module, inputs: Tensor) -> Callable[[dict[str, Tensor]], Tensor]:
+    """The model as a function of (some of) its parameters, on fresh copies of its buffers."""
+    buffers = dict(model.named_buffers())
+
+    def forward(p: dict[str, Tensor]) -> Tensor:
+        fresh = {name: b.clone() for name, b in buffers.items()}
+        return functional_call(model, (p, fresh), (inputs,))
+
+    return forward
+
+
+def fisher_quadratic_form(
+    model: nn.Module,
+    likelihood: Likelihood,
+    inputs: Tensor,
+    params: dict[str, Tensor],
+    tangents: dict[str, Tensor],
+) -> Tensor:
+    """vᵀ F v = (1/N) Σ_i (J_i v)ᵀ H_out,i (J_i v) at v = `tangents`: one forward-mode pass,
+    no pullback. inputs: (B, ...) → a 0-d tensor. The caller's RNG is left as it was."""
+    device = inputs.device
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices, device_type=device.type), torch.autocast(device.type, enabled=False):
+        outputs, jv = jvp(_forward(model, inputs), (params,), (tangents,))
+    return (jv * likelihood.fisher_product(outputs, jv)).sum() / outputs.shape[0]
 
 
 def fisher_vector_product(
@@ -32,12 +61,7 @@ def fisher_vector_product(
 
     inputs: (B, ...). Returns (F v as a dict like `params`, the model outputs (B, ...)).
     Parameters of `model` not in `params` are held fixed."""
-    buffers = dict(model.named_buffers())
-
-    def forward(p: dict[str, Tensor]) -> Tensor:
-        fresh = {name: b.clone() for name, b in buffers.items()}
-        return functional_call(model, (p, fresh), (inputs,))
-
+    forward = _forward(model, inputs)
     device = inputs.device
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices, device_type=device.type), torch.autocast(device.type, enabled=False):

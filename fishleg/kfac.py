@@ -88,7 +88,7 @@ def inverse_cholesky(matrix: Tensor) -> Tensor:
     return lower
 
 
-def damped_inverse_factors(g: Tensor, a: Tensor, damping: float) -> tuple[Tensor, Tensor]:
+def damped_inverse_factors(g: Tensor, a: Tensor, damping: float | Tensor) -> tuple[Tensor, Tensor]:
     """Lower-triangular L, R with L Lᵀ = (G + γ_G I)⁻¹ and R Rᵀ = (A + γ_A I)⁻¹, where
     γ_G = √γ/π, γ_A = π√γ and π² = (tr A / n) / (tr G / m): K-FAC's factored damping, under
     which (L Lᵀ) ⊗ (R Rᵀ) ≈ (G ⊗ A + γI)⁻¹. g (m, m), a (n, n) → (m, m), (n, n), float32."""
@@ -101,4 +101,5 @@ def damped_inverse_factors(g: Tensor, a: Tensor, damping: float) -> tuple[Tensor
     eye_a = torch.eye(a.shape[0], device=a.device, dtype=a.dtype)
     left = inverse_cholesky(g + (root / pi) * eye_g)
     right = inverse_cholesky(a + (root * pi) * eye_a)
-    return left.float(), right.float()
+    balance = torch.sqrt(right.diagonal().mean() / left.diagonal().mean())
+    return (left * balance).float(), (right / balance).float()

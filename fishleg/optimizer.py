@@ -15,7 +15,7 @@ from typing_extensions import override
 
 from fishleg.aux_data import AuxData, AuxSampler
 from fishleg.config import FishLegConfig, describe_validation_error
-from fishleg.fisher import fisher_vector_product
+from fishleg.fisher import fisher_quadratic_form, fisher_vector_product
 from fishleg.kfac import Layer, damped_inverse_factors, kronecker_factors
 from fishleg.layers import adapter_for
 from fishleg.likelihoods import LIKELIHOODS, Likelihood
@@ -63,6 +63,16 @@ class Block:
     def residual_views(self) -> list[Tensor]:
         """Views of `residual` in the parameters' shapes."""
         return self.split(self.residual)
+
+    @functools.cached_property
+    def delta(self) -> Tensor:
+        """The parameters before a step minus after it (adaptive damping's −δ)."""
+        return torch.empty_like(self.grad)
+
+    @functools.cached_property
+    def delta_views(self) -> list[Tensor]:
+        """Views of `delta` in the parameters' shapes."""
+        return self.split(self.delta)
 
     @functools.cached_property
     def probe(self) -> Tensor:
@@ -132,6 +142,13 @@ class FishLeg(torch.optim.Optimizer):
     `lr`, `beta`, `weight_decay` and `damping` live in `param_groups[0]`, so schedulers (and
     adaptive rules) can change them between steps; `aux_lr` lives in
     `aux_optimizer.param_groups`. FishLeg has one parameter group (its blocks span the model).
+    With adaptive_damping, γ = param_groups[0]["damping"] × `damping_scale` (a 0-d tensor the
+    Levenberg–Marquardt rule moves; `last_rho` is its last reduction ratio), and `step` needs
+    a closure, as `torch.optim.LBFGS` does:
+
+    >>> def closure():
+    ...     opt.zero_grad(); loss = opt.likelihood.nll(model(x), y); loss.backward(); return loss
+    >>> opt.step(closure)
     """
 
     def __init__(
@@ -147,6 +164,7 @@ class FishLeg(torch.optim.Optimizer):
         update_aux_every: int = 10,
         warmup_aux_steps: int = 0,
         dense_aux_steps: int = 0,
+        adaptive_damping: bool = False,
         q_init: Literal["identity", "kfac"] = "identity",
         q_structure: str = "kron",
         kron_sum_rank: int = 2,
@@ -168,6 +186,8 @@ class FishLeg(torch.optim.Optimizer):
         trainable = [p for p in model.parameters() if p.requires_grad]
         if not trainable:
             raise ValueError("FishLeg: model has no trainable parameters (requires_grad=True)")
+        if config.adaptive_damping and aux_data is None:
+            raise ValueError("FishLeg: adaptive_damping needs aux_data (its Fisher quadratic form runs on aux batches)")
         if isinstance(likelihood, str):
             likelihood = LIKELIHOODS[likelihood]()
         if seed is None:
@@ -194,6 +214,8 @@ class FishLeg(torch.optim.Optimizer):
         self.step_count = 0
         self.aux_step_count = 0
         self.last_aux_loss = torch.full((), float("nan"), device=self._device)
+        self.damping_scale = torch.ones((), device=self._device)
+        self.last_rho = torch.full((), float("nan"), device=self._device)
         self._flat_params = params
         self._flat_grad_views = [v for b in self.blocks for v in b.grad_views]
         self._flat_qg_views = [v for b in self.blocks for v in b.qg_views]
@@ -248,6 +270,12 @@ class FishLeg(torch.optim.Optimizer):
                 loss = closure()
         with torch.autocast(self._device.type, enabled=False):
             self.step_count += 1
+            adapt = self.config.adaptive_damping and self.step_count % self.config.update_aux_every == 0
+            if adapt and loss is None:
+                raise ValueError(
+                    "FishLeg: adaptive_damping needs step(closure), a closure that zeroes the gradients, "
+                    "computes the loss, calls backward() and returns the loss"
+                )
             blocks = self._gather_grads()
             if self.step_count == 1 and self.aux_sampler is not None:
                 if self.config.q_init == "kfac":
@@ -261,8 +289,35 @@ class FishLeg(torch.optim.Optimizer):
                     self._aux_update(blocks, inputs, [b.grad for b in blocks], [b.qg for b in blocks])
                 else:
                     self._aux_update(self.blocks, inputs, self._gaussian_probes(self.blocks))
+            if adapt:
+                torch._foreach_copy_([v for b in blocks for v in b.delta_views], [p for b in blocks for p in b.params])
             self._update_params(blocks)
+            if adapt:
+                self._adapt_damping(blocks, loss, closure)
         return loss
+
+    def _adapt_damping(self, blocks: list[Block], loss: Tensor, closure: Callable[[], Tensor]) -> None:
+        """K-FAC's Levenberg–Marquardt rule (Martens & Grosse, 2015, §6.5): ρ = (h(θ+δ) − h(θ)) /
+        (gᵀδ + ½δᵀFδ), the loss change over the quadratic model's, on the step's batch (the
+        closure, called again) with F on an aux batch; the damping scale shrinks by
+        ω = (19/20)^update_aux_every if ρ > 3/4 and grows by 1/ω if ρ < 1/4, or if the model
+        predicts no decrease or the loss is not finite. On tensors: no host sync."""
+        deltas = [b.delta for b in blocks]
+        torch._foreach_sub_([v for b in blocks for v in b.delta_views], [p for b in blocks for p in b.params])
+        params = {n: p.detach() for b in blocks for n, p in zip(b.names, b.params)}
+        tangents = {n: t for b in blocks for n, t in zip(b.names, b.delta_views)}
+        curvature = fisher_quadratic_form(self.model, self.likelihood, self.aux_sampler.draw(), params, tangents)
+        predicted = 0.5 * curvature - _dot([b.grad for b in blocks], deltas)
+        with torch.enable_grad():
+            new_loss = closure()
+        rho = (new_loss.detach() - loss.detach()) / predicted
+        omega = (19 / 20) ** self.config.update_aux_every
+        descent = predicted < 0
+        shrink = descent & (rho > 0.75)
+        grow = ~(descent & (rho >= 0.25))  # also when ρ is NaN
+        factor = torch.where(shrink, omega, torch.where(grow, 1 / omega, 1.0))
+        self.damping_scale.mul_(factor).clamp_(1e-6, 1e6)
+        self.last_rho = rho
 
     def _aux_due(self) -> bool:
         """Whether this parameter step gets a λ update (a Python-side count: no host sync)."""
@@ -288,7 +343,7 @@ class FishLeg(torch.optim.Optimizer):
         factors = kronecker_factors(
             self.model, self.likelihood, inputs.to(self._device), [b.layer for b in blocks], self._probe_rng
         )
-        damping = self.param_groups[0]["damping"]
+        damping = self.param_groups[0]["damping"] * self.damping_scale
         for b, found in zip(blocks, factors):
             if found is not None:
                 b.structure.set_kronecker(*damped_inverse_factors(*found, damping))
@@ -337,7 +392,7 @@ class FishLeg(torch.optim.Optimizer):
 
         probes: one tensor per block, in block shape; qu: Q(λ)u if already known (the
         parameter step's Q·g when u is the gradient). Uses ∂A/∂λ = ∂⟨Q(λ)u, sg(r)⟩/∂λ with
-        r = (F+γI)Qu − u (γ = param_groups[0]["damping"]), optionally preconditioned by Q and
+        r = (F+γI)Qu − u (γ = param_groups[0]["damping"] × damping_scale), optionally preconditioned by Q and
         divided by ‖Qu‖·‖u‖. The gradients may be the structures' workspaces: use them before
         the next call."""
         cfg = self.config
@@ -348,7 +403,7 @@ class FishLeg(torch.optim.Optimizer):
         for b in blocks:
             torch._foreach_copy_(b.residual_views, [fv[n] for n in b.names])
         residual = [b.residual for b in blocks]
-        torch._foreach_add_(residual, v, alpha=self.param_groups[0]["damping"])
+        torch._foreach_addcmul_(residual, v, [self.damping_scale] * len(v), value=self.param_groups[0]["damping"])
         aux_loss = 0.5 * _dot(v, residual) - _dot(probes, v)
         torch._foreach_sub_(residual, list(probes))
         if cfg.normalize_aux:
@@ -422,6 +477,8 @@ class FishLeg(torch.optim.Optimizer):
             "step_count": self.step_count,
             "aux_step_count": self.aux_step_count,
             "last_aux_loss": self.last_aux_loss.clone(),
+            "damping_scale": self.damping_scale.clone(),
+            "last_rho": self.last_rho.clone(),
             "probe_rng": self._probe_rng.get_state(),
             "aux_sampler": None if self.aux_sampler is None else self.aux_sampler.state_dict(),
         }
@@ -443,6 +500,8 @@ class FishLeg(torch.optim.Optimizer):
         self.step_count = extra["step_count"]
         self.aux_step_count = extra["aux_step_count"]
         self.last_aux_loss = extra["last_aux_loss"].to(self._device)
+        self.damping_scale.copy_(extra["damping_scale"])
+        self.last_rho = extra["last_rho"].to(self._device)
         self._probe_rng.set_state(extra["probe_rng"])
         if self.aux_sampler is not None and extra["aux_sampler"] is not None:
             self.aux_sampler.load_state_dict(extra["aux_sampler"])

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import time
@@ -66,13 +67,17 @@ class Trainer:
         for x, y in self.train.iterate(self.config.training.batch_size, shuffle=True, generator=self.generator):
             if self.workload.augment is not None:
                 x = self.workload.augment(x, self.generator)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss = self.likelihood.nll(self.model(x), y)
-            loss.backward()
-            self.optimizer.step()
+            loss = self.optimizer.step(functools.partial(self._loss_and_gradients, x, y))
             total += loss.detach()
             steps += 1
         return total / steps
+
+    def _loss_and_gradients(self, x: Tensor, y: Tensor) -> Tensor:
+        """The step's closure (optimizers may call it again, e.g. FishLeg's adaptive damping)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.likelihood.nll(self.model(x), y)
+        loss.backward()
+        return loss
 
     @torch.no_grad()
     def _evaluate(self, batches: Batches, prefix: str) -> dict[str, float]:

@@ -88,9 +88,11 @@ def test_damped_inverse_factors_split_the_damping_by_the_factors_scales():
     a = torch.diag(torch.tensor([40.0, 10.0, 25.0]))
     left, right = damped_inverse_factors(g, a, damping=0.09)
     pi = (25.0 / 1.5) ** 0.5
+    expected = torch.kron(torch.linalg.inv(g + 0.3 / pi * torch.eye(2)), torch.linalg.inv(a + 0.3 * pi * torch.eye(3)))
+    torch.testing.assert_close(torch.kron(left @ left.T, right @ right.T), expected)
     torch.testing.assert_close(left, left.tril())
-    torch.testing.assert_close(left @ left.T, torch.linalg.inv(g + 0.3 / pi * torch.eye(2)))
-    torch.testing.assert_close(right @ right.T, torch.linalg.inv(a + 0.3 * pi * torch.eye(3)))
+    torch.testing.assert_close(right, right.tril())
+    torch.testing.assert_close(left.diagonal().mean(), right.diagonal().mean())  # balanced, as I starts them
 
 
 @pytest.mark.parametrize("q_structure", ["kron", "kron_diag"])

@@ -336,14 +336,14 @@ def test_dense_aux_steps_update_lambda_every_step_first_then_every_kth():
 
 
 @pytest.mark.parametrize("u_sampling", ["gradient", "gaussian"])
-def test_step_makes_no_host_sync_with_kfac_init_warm_start_and_dense_aux(monkeypatch, u_sampling):
+def test_step_makes_no_host_sync_with_every_option(monkeypatch, u_sampling):
     """`step` never reads a tensor's value on the host (item, bool, float, int, tolist, cpu,
     numpy): on a GPU each would stall the stream."""
     model = tiny_mlp()
     x, y = torch.randn(32, 3), torch.randint(3, (32,))
     opt = FishLeg(
         model, CategoricalLikelihood(), x, update_aux_every=3, dense_aux_steps=2, warmup_aux_steps=2,
-        aux_batch_size=8, u_sampling=u_sampling, q_init="kfac", damping=0.1,
+        aux_batch_size=8, u_sampling=u_sampling, q_init="kfac", damping=0.1, adaptive_damping=True,
     )  # fmt: skip
 
     def refuse(*args, **kwargs):
@@ -351,13 +351,72 @@ def test_step_makes_no_host_sync_with_kfac_init_warm_start_and_dense_aux(monkeyp
 
     losses = []
     for _ in range(6):
-        opt.zero_grad()
-        loss = CategoricalLikelihood().nll(model(x), y)
-        loss.backward()
         with monkeypatch.context() as m:
             for name in ("item", "__bool__", "__float__", "__int__", "tolist", "cpu", "numpy"):
                 m.setattr(torch.Tensor, name, refuse)
-            opt.step()
+            loss = opt.step(closure_for(opt, x, y))
         losses.append(float(loss.detach()))
     assert opt.aux_step_count == 2 + 2 + 1 + 1  # warm-up, steps 1-2, steps 3 and 6
     assert losses[-1] < losses[0]
+
+
+def closure_for(opt: FishLeg, x: torch.Tensor, y: torch.Tensor):
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = opt.likelihood.nll(opt.model(x), y)
+        loss.backward()
+        return loss
+
+    return closure
+
+
+def test_adaptive_damping_trusts_an_exact_quadratic_model():
+    """Linear regression under a Gaussian likelihood, full batch: the loss is the quadratic
+    model (F is its Hessian), so ρ = 1 on every adaptation and the damping shrinks by
+    ω = (19/20)^k each time, k = update_aux_every."""
+    x = torch.randn(64, 3)
+    y = x @ torch.randn(3, 2) + 0.1 * torch.randn(64, 2)
+    opt = FishLeg(nn.Linear(3, 2), "gaussian", x, aux_batch_size=64, update_aux_every=2, adaptive_damping=True)
+    closure = closure_for(opt, x, y)
+    for _ in range(6):
+        opt.step(closure)
+    torch.testing.assert_close(opt.last_rho, torch.tensor(1.0), rtol=1e-2, atol=0)  # float32 loss differences
+    torch.testing.assert_close(opt.damping_scale, torch.tensor((19 / 20) ** 6))
+
+
+def test_adaptive_damping_grows_when_the_step_overshoots_and_is_checkpointed():
+    torch.manual_seed(0)
+    x, y = torch.randn(32, 3), torch.randint(3, (32,))
+    opt = FishLeg(tiny_mlp(), "categorical", x, lr=300.0, beta=0.0, update_aux_every=1, adaptive_damping=True)
+    closure = closure_for(opt, x, y)
+    for _ in range(3):
+        opt.step(closure)
+    assert opt.last_rho < 0.25
+    torch.testing.assert_close(opt.damping_scale, torch.tensor((20 / 19) ** 3))
+    restored = FishLeg(tiny_mlp(), "categorical", x, update_aux_every=1, adaptive_damping=True)
+    restored.load_state_dict(opt.state_dict())
+    torch.testing.assert_close(restored.damping_scale, opt.damping_scale)
+    torch.testing.assert_close(restored.last_rho, opt.last_rho)
+
+
+def test_adaptive_damping_scales_the_damping_the_aux_step_uses():
+    x = torch.randn(16, 3)
+    opt = FishLeg(tiny_mlp(), "categorical", x, damping=0.2, adaptive_damping=True)
+    u = [torch.randn_like(p) for p in opt.param_groups[0]["params"]]
+    probes = opt._per_block(u)
+    qu = [b.structure.apply_cached(p, torch.empty_like(p)) for b, p in zip(opt.blocks, probes)]
+    _, before = opt.aux_gradients(opt.blocks, x, probes, qu)
+    opt.damping_scale.fill_(3.0)
+    _, after = opt.aux_gradients(opt.blocks, x, probes, qu)
+    norm2 = sum(float(v.pow(2).sum()) for v in qu)  # A = ½vᵀ(F+γI)v − uᵀv: γ enters as ½γ‖v‖²
+    torch.testing.assert_close(after - before, torch.tensor(0.5 * (0.6 - 0.2) * norm2), rtol=1e-4, atol=1e-5)
+
+
+def test_adaptive_damping_needs_a_closure_and_aux_data():
+    x, y = torch.randn(8, 3), torch.randint(3, (8,))
+    with pytest.raises(ValueError, match="adaptive_damping needs aux_data"):
+        FishLeg(tiny_mlp(), "categorical", adaptive_damping=True)
+    opt = FishLeg(tiny_mlp(), "categorical", x, update_aux_every=1, adaptive_damping=True)
+    opt.likelihood.nll(opt.model(x), y).backward()
+    with pytest.raises(ValueError, match=r"adaptive_damping needs step\(closure\)"):
+        opt.step()
