@@ -39,6 +39,14 @@ class FishLegConfig(StrictModel):
     name: Literal["fishleg"] = Field("fishleg", description="the optimizer's name in config files")
     lr: float = Field(5e-2, gt=0, description="η, the parameter step size")
     aux_lr: float = Field(1e-4, gt=0, description="α, the Adam step size of the λ updates")
+    aux_lr_start: float | None = Field(
+        None,
+        gt=0,
+        description="the aux_lr of the first λ update, moved geometrically to aux_lr over the first "
+        "aux_lr_decay_steps λ updates: long strides while Q is far from (F + γI)⁻¹, aux_lr's finer ones "
+        "after; None: aux_lr throughout (then a torch LR scheduler on `aux_optimizer` may drive it)",
+    )
+    aux_lr_decay_steps: int = Field(100, gt=0, description="λ updates over which aux_lr_start moves to aux_lr")
     aux_batch_size: int = Field(100, gt=0, description="inputs per auxiliary Fisher batch drawn from aux_data")
     damping: float = Field(0.5, gt=0, description="γ: Q(λ) is fitted to (F + γI)⁻¹")
     update_aux_every: int = Field(10, gt=0, description="parameter steps per λ update")

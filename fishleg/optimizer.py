@@ -159,6 +159,8 @@ class FishLeg(torch.optim.Optimizer):
         *,
         lr: float = 5e-2,
         aux_lr: float = 1e-4,
+        aux_lr_start: float | None = None,
+        aux_lr_decay_steps: int = 100,
         aux_batch_size: int = 100,
         damping: float = 0.5,
         update_aux_every: int = 10,
@@ -428,12 +430,21 @@ class FishLeg(torch.optim.Optimizer):
         lambdas = [lam for b in blocks for lam in b.structure.params]
         for lam, g in zip(lambdas, grads):
             lam.grad = g
+        if self.config.aux_lr_start is not None:
+            self.aux_optimizer.param_groups[0]["lr"] = self.scheduled_aux_lr(self.aux_step_count)
         self.aux_optimizer.step()
         self.aux_optimizer.zero_grad(set_to_none=True)
         for b in blocks:
             b.structure.refresh()
         self.last_aux_loss = aux_loss.detach()
         self.aux_step_count += 1
+
+    def scheduled_aux_lr(self, aux_step: int) -> float:
+        """The aux_lr of λ update number `aux_step` (from 0) under aux_lr_start: geometric from
+        aux_lr_start to aux_lr over aux_lr_decay_steps updates, then aux_lr."""
+        cfg = self.config
+        done = min(aux_step / cfg.aux_lr_decay_steps, 1.0)
+        return cfg.aux_lr_start ** (1 - done) * cfg.aux_lr**done
 
     def _per_block(self, tensors: Sequence[Tensor]) -> list[Tensor]:
         if len(tensors) != len(self._flat_params):

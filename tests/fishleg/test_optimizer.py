@@ -420,3 +420,26 @@ def test_adaptive_damping_needs_a_closure_and_aux_data():
     opt.likelihood.nll(opt.model(x), y).backward()
     with pytest.raises(ValueError, match=r"adaptive_damping needs step\(closure\)"):
         opt.step()
+
+
+def test_aux_lr_start_moves_geometrically_to_aux_lr_and_resumes_where_it_was():
+    x, y = torch.randn(16, 3), torch.randint(3, (16,))
+    kwargs = {"aux_lr": 1e-4, "aux_lr_start": 1e-2, "aux_lr_decay_steps": 4, "update_aux_every": 1, "seed": 0}
+    opt = FishLeg(tiny_mlp(), "categorical", x, aux_batch_size=8, **kwargs)
+    lambdas = [lam for b in opt.blocks for lam in b.structure.params]
+    before = [lam.detach().clone() for lam in lambdas]
+    closure = closure_for(opt, x, y)
+    opt.step(closure)
+    moved = max(float((lam.detach() - b).abs().max()) for lam, b in zip(lambdas, before))
+    assert moved == pytest.approx(1e-2, rel=1e-3)  # Adam's first step moves λ by its lr
+    rates = [opt.aux_optimizer.param_groups[0]["lr"]]
+    for _ in range(2):
+        opt.step(closure)
+        rates.append(opt.aux_optimizer.param_groups[0]["lr"])
+    restored = FishLeg(tiny_mlp(), "categorical", x, aux_batch_size=8, **kwargs)
+    restored.load_state_dict(opt.state_dict())
+    restored.model.load_state_dict(opt.model.state_dict())
+    for _ in range(3):
+        restored.step(closure_for(restored, x, y))
+        rates.append(restored.aux_optimizer.param_groups[0]["lr"])
+    assert rates == pytest.approx([1e-2, 10**-2.5, 1e-3, 10**-3.5, 1e-4, 1e-4])
