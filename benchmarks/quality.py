@@ -4,10 +4,11 @@ over seeds.
 FishLeg uses the reference repository's MNIST-autoencoder settings (lr 0.02, aux_lr 2e-3,
 damping 0.3, update_aux_every 10, batch 100); AdamW its usual lr 1e-3, weight decay 1e-2.
 The variants add one option each to plain FishLeg: a warm-started Q (`warmup_aux_steps`),
-a dense early aux schedule (`dense_aux_steps`), or both, or Q started at K-FAC's estimate
-(`q_init="kfac"`). Nothing is chosen here, so the test
-split is evaluated at each of `--at` epochs (a learning curve on test, not a selection);
-validation every epoch. Prints a table and, last, one JSON line: per workload and variant
+a dense early aux schedule (`dense_aux_steps`), or both, Q started at K-FAC's estimate
+(`q_init="kfac"`), Levenberg–Marquardt damping (`adaptive_damping`), a decaying aux_lr
+(`aux_lr_start`), Q·g bounded by ‖g‖/γ (`bound_step`), or the dense schedule with that bound.
+Nothing is chosen here, so the test split is evaluated at each of `--at` epochs (a learning
+curve on test, not a selection); validation every epoch. Prints a table and, last, one JSON line: per workload and variant
 the mean ± std over seeds of the validation and test losses at those epochs, the epochs to
 reach AdamW's final mean validation loss, and seconds per epoch (warm-up included).
 
@@ -52,6 +53,10 @@ VARIANTS = {  # plain FishLeg plus one option each, off by default in the librar
     "fishleg_dense": {"dense_aux_steps": 200},
     "fishleg_warm_dense": {"warmup_aux_steps": 50, "dense_aux_steps": 200},
     "fishleg_kfac": {"q_init": "kfac"},
+    "fishleg_adaptive": {"adaptive_damping": True},
+    "fishleg_aux_lr_start": {"aux_lr_start": 2e-2, "aux_lr_decay_steps": 200},
+    "fishleg_bound": {"bound_step": True},
+    "fishleg_dense_bound": {"dense_aux_steps": 200, "bound_step": True},
 }
 OPTIMIZERS.update({name: {**OPTIMIZERS["fishleg"], **extra} for name, extra in VARIANTS.items()})
 

@@ -70,6 +70,12 @@ class FishLegConfig(StrictModel):
         "by ω = (19/20)^update_aux_every when ρ > 3/4, grows by 1/ω when ρ < 1/4. Needs aux_data and "
         "step(closure); costs one more closure call and one forward-mode pass on those steps",
     )
+    bound_step: bool = Field(
+        False,
+        description="shorten each layer's Q·g to ‖g‖/γ where it is longer: (F + γI)⁻¹ stretches no vector by "
+        "more than 1/γ, so a longer Q·g is an overshoot of the aux fit (measured before the dense schedule's "
+        "divergence on the MNIST autoencoder, where layers' ‖Q·g‖/‖g‖ reached 8-20 at γ = 0.3)",
+    )
     q_init: Literal["identity", "kfac"] = Field(
         "identity",
         description="where Q starts: 'identity' (init_scale·I, the reference's) or 'kfac' (K-FAC's damped "

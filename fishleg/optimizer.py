@@ -167,6 +167,7 @@ class FishLeg(torch.optim.Optimizer):
         warmup_aux_steps: int = 0,
         dense_aux_steps: int = 0,
         adaptive_damping: bool = False,
+        bound_step: bool = False,
         q_init: Literal["identity", "kfac"] = "identity",
         q_structure: str = "kron",
         kron_sum_rank: int = 2,
@@ -291,12 +292,21 @@ class FishLeg(torch.optim.Optimizer):
                     self._aux_update(blocks, inputs, [b.grad for b in blocks], [b.qg for b in blocks])
                 else:
                     self._aux_update(self.blocks, inputs, self._gaussian_probes(self.blocks))
+            if self.config.bound_step:
+                self._bound_steps(blocks)
             if adapt:
                 torch._foreach_copy_([v for b in blocks for v in b.delta_views], [p for b in blocks for p in b.params])
             self._update_params(blocks)
             if adapt:
                 self._adapt_damping(blocks, loss, closure)
         return loss
+
+    def _bound_steps(self, blocks: list[Block]) -> None:
+        """Q·g ← Q·g · min(1, ‖g‖ / (γ‖Q·g‖)) per block (`bound_step`), on tensors."""
+        gamma = self.param_groups[0]["damping"] * self.damping_scale
+        limit = torch.stack(torch._foreach_norm([b.grad for b in blocks])) / gamma
+        length = torch.stack(torch._foreach_norm([b.qg for b in blocks])).clamp_min(torch.finfo(torch.float32).tiny)
+        torch._foreach_mul_([b.qg for b in blocks], list((limit / length).clamp_max(1.0).unbind()))
 
     def _adapt_damping(self, blocks: list[Block], loss: Tensor, closure: Callable[[], Tensor]) -> None:
         """K-FAC's Levenberg–Marquardt rule (Martens & Grosse, 2015, §6.5): ρ = (h(θ+δ) − h(θ)) /

@@ -343,7 +343,7 @@ def test_step_makes_no_host_sync_with_every_option(monkeypatch, u_sampling):
     x, y = torch.randn(32, 3), torch.randint(3, (32,))
     opt = FishLeg(
         model, CategoricalLikelihood(), x, update_aux_every=3, dense_aux_steps=2, warmup_aux_steps=2,
-        aux_batch_size=8, u_sampling=u_sampling, q_init="kfac", damping=0.1, adaptive_damping=True,
+        aux_batch_size=8, u_sampling=u_sampling, q_init="kfac", damping=0.1, adaptive_damping=True, bound_step=True,
     )  # fmt: skip
 
     def refuse(*args, **kwargs):
@@ -443,3 +443,20 @@ def test_aux_lr_start_moves_geometrically_to_aux_lr_and_resumes_where_it_was():
         restored.step(closure_for(restored, x, y))
         rates.append(restored.aux_optimizer.param_groups[0]["lr"])
     assert rates == pytest.approx([1e-2, 10**-2.5, 1e-3, 10**-3.5, 1e-4, 1e-4])
+
+
+def test_bound_step_shortens_only_q_g_longer_than_g_over_damping():
+    """With Q = 16·I (λ = 2·I per factor) and γ = 0.25, Q·g = 16g is longer than ‖g‖/γ = 4‖g‖:
+    the step uses 4g. With γ = 0.05 (bound 20‖g‖) it is left alone."""
+    for damping, expected in [(0.25, 4.0), (0.05, 16.0)]:
+        model = nn.Linear(3, 2)
+        opt = FishLeg(
+            model, "gaussian", torch.randn(8, 3), damping=damping, beta=0.0, weight_decay=0.0, bound_step=True
+        )
+        opt.blocks[0].structure.set_kronecker(2 * torch.eye(2), 2 * torch.eye(4))
+        model.weight.grad, model.bias.grad = torch.randn(2, 3), torch.randn(2)
+        before = [p.detach().clone() for p in model.parameters()]
+        grads = [p.grad.clone() for p in model.parameters()]
+        opt.step()
+        for p, b, g in zip(model.parameters(), before, grads):
+            torch.testing.assert_close(p.detach(), b - opt.param_groups[0]["lr"] * expected * g)
