@@ -7,8 +7,8 @@ The variants add one option each to plain FishLeg: a warm-started Q (`warmup_aux
 a dense early aux schedule (`dense_aux_steps`), or both, Q started at K-FAC's estimate
 (`q_init="kfac"`), Levenberg–Marquardt damping (`adaptive_damping`), a decaying aux_lr
 (`aux_lr_start`), Q·g bounded by ‖g‖/γ (`bound_step`), or the dense schedule with that bound.
-Nothing is chosen here, so the test split is evaluated at each of `--at` epochs (a learning
-curve on test, not a selection); validation every epoch. Prints a table and, last, one JSON line: per workload and variant
+Nothing is chosen here, so the test split is evaluated at each of `--at` epochs (a
+learning curve on test, not a selection); validation every epoch. Prints a table and, last, one JSON line: per workload and variant
 the mean ± std over seeds of the validation and test losses at those epochs, the epochs to
 reach AdamW's final mean validation loss, and seconds per epoch (warm-up included).
 
