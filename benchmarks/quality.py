@@ -8,9 +8,10 @@ a dense early aux schedule (`dense_aux_steps`), or both, Q started at K-FAC's es
 (`q_init="kfac"`), Levenberg–Marquardt damping (`adaptive_damping`), a decaying aux_lr
 (`aux_lr_start`), Q·g bounded by ‖g‖/γ (`bound_step`), or the dense schedule with that bound.
 Nothing is chosen here, so the test split is evaluated at each of `--at` epochs (a
-learning curve on test, not a selection); validation every epoch. Prints a table and, last, one JSON line: per workload and variant
-the mean ± std over seeds of the validation and test losses at those epochs, the epochs to
-reach AdamW's final mean validation loss, and seconds per epoch (warm-up included).
+learning curve on test, not a selection); validation every epoch. Prints a table and, last,
+one JSON line: per workload and variant the mean ± std over seeds of the validation and test
+losses at those epochs, the epochs to reach AdamW's final mean validation loss, and seconds
+per epoch (warm-up included).
 
     python benchmarks/quality.py [--seeds 3] [--epochs 20] [--at 5 10 20]
         [--workloads curves mnist5k digits digits_clf] [--variants fishleg fishleg_warm ... adamw]
