@@ -281,9 +281,7 @@ class FishLeg(torch.optim.Optimizer):
                 )
             blocks = self._gather_grads()
             if self.step_count == 1 and self.aux_sampler is not None:
-                if self.config.q_init == "kfac":
-                    self.initialize_q(self.aux_sampler.draw())
-                self._warm_up(blocks)
+                self._start(blocks)
             for b in blocks:
                 b.structure.apply_cached(b.grad, out=b.qg)
             if self.aux_sampler is not None and self._aux_due():
@@ -335,9 +333,12 @@ class FishLeg(torch.optim.Optimizer):
         """Whether this parameter step gets a λ update (a Python-side count: no host sync)."""
         return self.step_count <= self.config.dense_aux_steps or self.step_count % self.config.update_aux_every == 0
 
-    def _warm_up(self, blocks: list[Block]) -> None:
-        """`warmup_aux_steps` λ updates before the first parameter step, on fresh auxiliary
-        batches, with the probes the aux steps use (this first gradient, or Gaussian)."""
+    def _start(self, blocks: list[Block]) -> None:
+        """Before the first parameter step: Q at K-FAC's estimate (q_init="kfac"), then
+        `warmup_aux_steps` λ updates on fresh auxiliary batches, with the probes the aux steps
+        use (this first gradient, or Gaussian)."""
+        if self.config.q_init == "kfac":
+            self.initialize_q(self.aux_sampler.draw())
         for _ in range(self.config.warmup_aux_steps):
             inputs = self.aux_sampler.draw()
             if self.config.u_sampling == "gradient":

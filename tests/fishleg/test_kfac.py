@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from fishleg import BernoulliLikelihood, CategoricalLikelihood, FishLeg, GaussianLikelihood
+from fishleg import BernoulliLikelihood, CategoricalLikelihood, FishLeg, GaussianLikelihood, Likelihood
 from fishleg.config import FishLegConfig
 from fishleg.kfac import damped_inverse_factors, kronecker_factors
 from fishleg.layers import adapter_for
@@ -158,8 +158,12 @@ def test_kfac_init_needs_a_kronecker_structure(q_structure):
 
 
 def test_a_likelihood_that_cannot_sample_says_so():
-    class Custom(GaussianLikelihood):
-        sample_output_gradient = CategoricalLikelihood.__mro__[1].sample_output_gradient
+    class Custom(Likelihood):
+        def nll(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+            return (outputs - targets).abs().sum(1).mean()
 
-    with pytest.raises(NotImplementedError, match="q_init='identity'"):
-        Custom().sample_output_gradient(torch.zeros(2, 3))
+        def fisher_product(self, outputs: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+            return v
+
+    with pytest.raises(NotImplementedError, match="Custom cannot sample.*q_init='identity'"):
+        FishLeg(nn.Linear(3, 2), Custom(), torch.randn(4, 3), q_init="kfac").initialize_q(torch.randn(4, 3))
