@@ -152,7 +152,8 @@ def test_dry_run_prints_the_plan_and_runs_nothing(tmp_path, capsys):
 
 
 def test_shipped_sweep_files_validate(capsys, tmp_path, monkeypatch):
-    files = [f"search_spaces/{name}.yaml" for name in ("quickstart", "quickstart_adamw", "autoencoder", "curves")]
+    names = ("quickstart", "quickstart_adamw", "autoencoder", "curves", "curves_adamw")
+    files = [f"search_spaces/{name}.yaml" for name in names]
     files += [f"examples/charlm/{name}.yaml" for name in ("sweep", "sweep_adamw", "sweep_tiny")]
     for path in files:
         assert main(["search", path, "--dry-run"]) == 0, capsys.readouterr().err
