@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
-from torch import nn
+from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from examples.charlm.data import VOCAB, CharWindows, load_text, split_text
@@ -90,10 +90,15 @@ def fit(config: RunConfig, context: FitContext) -> None:
         steps = 0
         for x, y in loader:
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            optimizer.zero_grad(set_to_none=True)
-            loss = likelihood.nll(model(x), y.flatten())
-            loss.backward()
-            optimizer.step()
+
+            def closure(x: Tensor = x, y: Tensor = y) -> Tensor:
+                # a closure, so that every FishLeg option works (adaptive_damping calls it again)
+                optimizer.zero_grad(set_to_none=True)
+                loss = likelihood.nll(model(x), y.flatten())
+                loss.backward()
+                return loss
+
+            loss = optimizer.step(closure)
             total += loss.detach()
             steps += 1
             if steps == opts.batches_per_epoch:
