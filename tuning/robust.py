@@ -54,8 +54,11 @@ class SeedRuns:
         return statistics.mean(self.finals(metric))
 
     def std(self, metric: str) -> float:
-        """Sample standard deviation of the final `metric` over seeds (0 for one seed)."""
+        """Sample standard deviation of the final `metric` over seeds (0 for one seed; NaN if
+        any seed diverged, as `mean`: statistics.stdev raises on a NaN instead)."""
         values = self.finals(metric)
+        if any(math.isnan(v) for v in values):
+            return math.nan
         return statistics.stdev(values) if len(values) > 1 else 0.0
 
     def rank_key(self, metric: str, mode: str) -> float:

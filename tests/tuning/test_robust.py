@@ -14,6 +14,7 @@ def test_a_diverged_seed_ranks_the_config_last_and_leaves_the_curves_of_the_othe
     good = SeedRuns({"lr": 0.1}, [1, 2], [curve([3, 2, 1]), curve([3, 2, 1.2])], [False, False])
     bad = SeedRuns({"lr": 9.0}, [1, 2], [curve([3, 0.5, 0.1]), curve([3])], [False, True])
     assert math.isnan(bad.finals("val_loss")[1]) and math.isnan(bad.mean("val_loss"))
+    assert math.isnan(bad.std("val_loss")) and good.std("val_loss") > 0  # no crash on the NaN
     assert min([bad, good], key=lambda r: r.rank_key("val_loss", "min")) is good
     assert bad.mean_curve("val_loss") == [3, 0.5, 0.1]
     assert good.mean("val_loss") == 1.1 and good.mean_curve("val_loss") == [3, 2, 1.1]
