@@ -12,7 +12,8 @@ the two forward passes (dropout masks agree) and after them (the caller's RNG is
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -20,11 +21,21 @@ from torch.func import functional_call, jvp, vjp
 
 from fishleg.likelihoods import Likelihood
 
-__all__ = ["fisher_quadratic_form", "fisher_vector_product"]
+__all__ = ["curvature_pass", "fisher_quadratic_form", "fisher_vector_product", "model_function"]
 
 
-def _forward(model: nn.Module, inputs: Tensor) -> Callable[[dict[str, Tensor]], Tensor]:
-    """The model as a function of (some of) its parameters, on fresh copies of its buffers."""
+@contextlib.contextmanager
+def curvature_pass(device: torch.device) -> Iterator[None]:
+    """Where the optimizer runs the model for curvature: in float32 (autocast off), on a fork
+    of the RNG, so the caller's RNG state is left as it was."""
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices, device_type=device.type), torch.autocast(device.type, enabled=False):
+        yield
+
+
+def model_function(model: nn.Module, inputs: Tensor) -> Callable[[dict[str, Tensor]], Tensor]:
+    """The model as a function of (some of) its parameters, on fresh copies of its buffers
+    (the parameters not given are the module's own)."""
     buffers = dict(model.named_buffers())
 
     def forward(p: dict[str, Tensor]) -> Tensor:
@@ -43,10 +54,8 @@ def fisher_quadratic_form(
 ) -> Tensor:
     """vᵀ F v = (1/N) Σ_i (J_i v)ᵀ H_out,i (J_i v) at v = `tangents`: one forward-mode pass,
     no pullback. inputs: (B, ...) → a 0-d tensor. The caller's RNG is left as it was."""
-    device = inputs.device
-    devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices, device_type=device.type), torch.autocast(device.type, enabled=False):
-        outputs, jv = jvp(_forward(model, inputs), (params,), (tangents,))
+    with curvature_pass(inputs.device):
+        outputs, jv = jvp(model_function(model, inputs), (params,), (tangents,))
     return (jv * likelihood.fisher_product(outputs, jv)).sum() / outputs.shape[0]
 
 
@@ -61,12 +70,11 @@ def fisher_vector_product(
 
     inputs: (B, ...). Returns (F v as a dict like `params`, the model outputs (B, ...)).
     Parameters of `model` not in `params` are held fixed."""
-    forward = _forward(model, inputs)
+    forward = model_function(model, inputs)
     device = inputs.device
-    devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices, device_type=device.type), torch.autocast(device.type, enabled=False):
+    with curvature_pass(device):
         cpu_state = torch.get_rng_state()
-        dev_state = torch.cuda.get_rng_state(device) if devices else None
+        dev_state = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
         outputs, jv = jvp(forward, (params,), (tangents,))
         torch.set_rng_state(cpu_state)
         if dev_state is not None:

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call
 
+from fishleg.fisher import curvature_pass, model_function
 from fishleg.layers import LayerAdapter
 from fishleg.likelihoods import Likelihood
 
@@ -47,16 +47,9 @@ def kronecker_factors(
         return hook
 
     handles = [module.register_forward_hook(recorder(i)) for i, (module, _) in enumerate(layers)]
-    buffers = {name: b.clone() for name, b in model.named_buffers()}
-    device = inputs.device
-    devices = [device] if device.type == "cuda" else []
     try:
-        with (
-            torch.random.fork_rng(devices=devices, device_type=device.type),
-            torch.autocast(device.type, enabled=False),
-            torch.enable_grad(),
-        ):
-            outputs = functional_call(model, buffers, (inputs,))
+        with curvature_pass(inputs.device), torch.enable_grad():
+            outputs = model_function(model, inputs)({})
             r = likelihood.sample_output_gradient(outputs.detach(), generator)
             seen = [(i, out) for i, calls in captured.items() for _, out in calls if out.requires_grad]
             grads = torch.autograd.grad(outputs, [out for _, out in seen], r, allow_unused=True)
