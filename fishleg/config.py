@@ -70,11 +70,30 @@ class FishLegConfig(StrictModel):
         "by ω = (19/20)^update_aux_every when ρ > 3/4, grows by 1/ω when ρ < 1/4. Needs aux_data and "
         "step(closure); costs one more closure call and one forward-mode pass on those steps",
     )
+    quadratic_step: bool = Field(
+        False,
+        description="K-FAC's step (Martens & Grosse, 2015, §7): δ = lr·(a·Q·g + m·δ₀), with a and m minimising "
+        "the damped quadratic model gᵀδ + ½δᵀ(F + γI)δ over the plane of Q·g and the last step δ₀, F on an aux "
+        "batch; so lr = 1 is the model's minimiser (the step length no longer rests on a guessed lr), beta is "
+        "unused, and adaptive damping's ρ judges the step the model chose. Needs aux_data; costs two "
+        "forward-mode passes per step",
+    )
     bound_step: bool = Field(
         False,
         description="shorten each layer's Q·g to ‖g‖/γ where it is longer: (F + γI)⁻¹ stretches no vector by "
         "more than 1/γ, so a longer Q·g is an overshoot of the aux fit (measured before the dense schedule's "
         "divergence on the MNIST autoencoder, where layers' ‖Q·g‖/‖g‖ reached 8-20 at γ = 0.3)",
+    )
+    scale_rate: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="gives each block a learnt scale, Q_b = exp(s_b)·Q(λ_b), and each λ update moves s_b by "
+        "scale_rate × the log-distance to the scale at which the aux loss is least along it, "
+        "log(⟨u, Q_b u⟩ / ⟨Q_b u, ((F + γI)Qu)_b⟩) (exact for a block-diagonal F; for u = the gradient, the "
+        "damped model's line search along Q_b·g): Q's scale moves by factors, not by Adam's increments, so it "
+        "can follow a Fisher spread over orders of magnitude (on the CURVES autoencoder at initialisation "
+        "the layers' mean Fisher diagonals span 1.5e-10 to 3e-4); None: no scale",
     )
     q_init: Literal["identity", "kfac"] = Field(
         "identity",

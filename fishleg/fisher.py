@@ -13,7 +13,7 @@ the two forward passes (dropout masks agree) and after them (the caller's RNG is
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -21,7 +21,7 @@ from torch.func import functional_call, jvp, vjp
 
 from fishleg.likelihoods import Likelihood
 
-__all__ = ["curvature_pass", "fisher_quadratic_form", "fisher_vector_product", "model_function"]
+__all__ = ["curvature_pass", "fisher_gram", "fisher_quadratic_form", "fisher_vector_product", "model_function"]
 
 
 @contextlib.contextmanager
@@ -31,6 +31,20 @@ def curvature_pass(device: torch.device) -> Iterator[None]:
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices, device_type=device.type), torch.autocast(device.type, enabled=False):
         yield
+
+
+def _rng_replay(device: torch.device) -> Callable[[], None]:
+    """A function that sets the RNG back to its state now: each pass over the model then
+    draws the same dropout masks."""
+    cpu_state = torch.get_rng_state()
+    dev_state = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+
+    def replay() -> None:
+        torch.set_rng_state(cpu_state)
+        if dev_state is not None:
+            torch.cuda.set_rng_state(dev_state, device)
+
+    return replay
 
 
 def model_function(model: nn.Module, inputs: Tensor) -> Callable[[dict[str, Tensor]], Tensor]:
@@ -45,6 +59,28 @@ def model_function(model: nn.Module, inputs: Tensor) -> Callable[[dict[str, Tens
     return forward
 
 
+def fisher_gram(
+    model: nn.Module,
+    likelihood: Likelihood,
+    inputs: Tensor,
+    params: dict[str, Tensor],
+    directions: Sequence[dict[str, Tensor]],
+) -> Tensor:
+    """The k×k matrix vᵢᵀ F vⱼ of k directions (each a dict like `params`): one forward-mode
+    pass per direction, no pullback, so F is never formed. inputs: (B, ...) → (k, k). The
+    caller's RNG is left as it was."""
+    forward = model_function(model, inputs)
+    with curvature_pass(inputs.device):
+        replay = _rng_replay(inputs.device)
+        jvs = []
+        for tangents in directions:
+            replay()
+            outputs, jv = jvp(forward, (params,), (tangents,))
+            jvs.append(jv)
+        hjvs = [likelihood.fisher_product(outputs, jv) for jv in jvs]
+    return torch.stack([torch.stack([(a * hb).sum() for hb in hjvs]) for a in jvs]) / outputs.shape[0]
+
+
 def fisher_quadratic_form(
     model: nn.Module,
     likelihood: Likelihood,
@@ -52,11 +88,9 @@ def fisher_quadratic_form(
     params: dict[str, Tensor],
     tangents: dict[str, Tensor],
 ) -> Tensor:
-    """vᵀ F v = (1/N) Σ_i (J_i v)ᵀ H_out,i (J_i v) at v = `tangents`: one forward-mode pass,
-    no pullback. inputs: (B, ...) → a 0-d tensor. The caller's RNG is left as it was."""
-    with curvature_pass(inputs.device):
-        outputs, jv = jvp(model_function(model, inputs), (params,), (tangents,))
-    return (jv * likelihood.fisher_product(outputs, jv)).sum() / outputs.shape[0]
+    """vᵀ F v at v = `tangents`: `fisher_gram` of one direction. inputs: (B, ...) → a 0-d
+    tensor."""
+    return fisher_gram(model, likelihood, inputs, params, [tangents])[0, 0]
 
 
 def fisher_vector_product(
@@ -73,12 +107,9 @@ def fisher_vector_product(
     forward = model_function(model, inputs)
     device = inputs.device
     with curvature_pass(device):
-        cpu_state = torch.get_rng_state()
-        dev_state = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+        replay = _rng_replay(device)
         outputs, jv = jvp(forward, (params,), (tangents,))
-        torch.set_rng_state(cpu_state)
-        if dev_state is not None:
-            torch.cuda.set_rng_state(dev_state, device)
+        replay()
         _, pullback = vjp(forward, params)
         hjv = likelihood.fisher_product(outputs, jv) / outputs.shape[0]
         (fv,) = pullback(hjv)

@@ -15,15 +15,17 @@ from typing_extensions import override
 
 from fishleg.aux_data import AuxData, AuxSampler
 from fishleg.config import FishLegConfig, describe_validation_error
-from fishleg.fisher import fisher_quadratic_form, fisher_vector_product
+from fishleg.fisher import fisher_gram, fisher_quadratic_form, fisher_vector_product
 from fishleg.kfac import Layer, damped_inverse_factors, kronecker_factors
 from fishleg.layers import adapter_for
 from fishleg.likelihoods import LIKELIHOODS, Likelihood
 from fishleg.structures import QSpec, QStructure, build_structure
 
-__all__ = ["Block", "FishLeg"]
+__all__ = ["Block", "FishLeg", "minimise_quadratic"]
 
 _EXTRA_STATE = "fishleg"
+MAX_LOG_SCALE = 30.0
+"""|s_b| bound of the learnt scales (`scale_rate`): exp(30) ≈ 10¹³ leaves room, and float32 overflows never."""
 
 
 @dataclass(eq=False)
@@ -36,6 +38,8 @@ class Block:
     structure: QStructure
     split: Callable[[Tensor], list[Tensor]]
     layer: Layer | None = None
+    scale: Tensor | None = None
+    """exp(s_b), a 0-d view into `FishLeg.scales`, when Q has a learnt scale (`scale_rate`)."""
     grad: Tensor = field(init=False)
     qg: Tensor = field(init=False)
     grad_views: list[Tensor] = field(init=False)
@@ -124,6 +128,21 @@ def _dot(a: Sequence[Tensor], b: Sequence[Tensor]) -> Tensor:
     return torch.stack([torch.vdot(x.flatten(), y.flatten()) for x, y in zip(a, b)]).sum()
 
 
+def minimise_quadratic(matrix: Tensor, linear: Tensor) -> Tensor:
+    """argmin over x of bᵀx + ½xᵀCx for k = 1 or 2 directions, −C⁻¹b, in closed form (no
+    solver, no host sync); where C is near-singular (the directions nearly parallel) the
+    line search along the first direction alone. matrix C (k, k), linear b (k,) → (k,)."""
+    tiny = torch.finfo(matrix.dtype).tiny
+    line = -linear[0] / matrix[0, 0].clamp_min(tiny)
+    if matrix.shape[0] == 1:
+        return line.reshape(1)
+    (c00, c01), (c10, c11) = matrix
+    det = c00 * c11 - c01 * c10
+    solved = torch.stack([c01 * linear[1] - c11 * linear[0], c10 * linear[0] - c00 * linear[1]]) / det.clamp_min(tiny)
+    fallback = torch.stack([line, torch.zeros_like(line)])
+    return torch.where(det > 1e-6 * c00 * c11, solved, fallback)
+
+
 class FishLeg(torch.optim.Optimizer):
     """Natural-gradient optimizer with a learnt inverse Fisher, used like torch.optim.AdamW:
 
@@ -167,6 +186,8 @@ class FishLeg(torch.optim.Optimizer):
         warmup_aux_steps: int = 0,
         dense_aux_steps: int = 0,
         adaptive_damping: bool = False,
+        quadratic_step: bool = False,
+        scale_rate: float | None = None,
         bound_step: bool = False,
         q_init: Literal["identity", "kfac"] = "identity",
         q_structure: str = "kron",
@@ -189,8 +210,9 @@ class FishLeg(torch.optim.Optimizer):
         trainable = [p for p in model.parameters() if p.requires_grad]
         if not trainable:
             raise ValueError("FishLeg: model has no trainable parameters (requires_grad=True)")
-        if config.adaptive_damping and aux_data is None:
-            raise ValueError("FishLeg: adaptive_damping needs aux_data (its Fisher quadratic form runs on aux batches)")
+        for option in ("adaptive_damping", "quadratic_step"):
+            if getattr(config, option) and aux_data is None:
+                raise ValueError(f"FishLeg: {option} needs aux_data (its Fisher quadratic forms run on aux batches)")
         if isinstance(likelihood, str):
             likelihood = LIKELIHOODS[likelihood]()
         if seed is None:
@@ -212,6 +234,13 @@ class FishLeg(torch.optim.Optimizer):
             eps=config.aux_eps,
             fused=True,  # one kernel over all λ: λ has ~(out² + in²) entries per layer
         )
+        self.log_scales: Tensor | None = None
+        if config.scale_rate is not None:
+            self.log_scales = torch.zeros(len(self.blocks), device=self._device)
+            self.scales = torch.ones(len(self.blocks), device=self._device)
+            self._log_distances = torch.zeros(len(self.blocks), device=self._device)
+            for b, scale in zip(self.blocks, self.scales.unbind()):
+                b.scale = scale
         self._probe_rng = torch.Generator(device=self._device).manual_seed(seed + 1)
         self.aux_sampler = None if aux_data is None else AuxSampler(aux_data, config.aux_batch_size, self._device, seed)
         self.step_count = 0
@@ -284,6 +313,7 @@ class FishLeg(torch.optim.Optimizer):
                 self._start(blocks)
             for b in blocks:
                 b.structure.apply_cached(b.grad, out=b.qg)
+            self._scale([b.qg for b in blocks], blocks)
             if self.aux_sampler is not None and self._aux_due():
                 inputs = self.aux_sampler.draw()
                 if self.config.u_sampling == "gradient":
@@ -292,11 +322,17 @@ class FishLeg(torch.optim.Optimizer):
                     self._aux_update(self.blocks, inputs, self._gaussian_probes(self.blocks))
             if self.config.bound_step:
                 self._bound_steps(blocks)
+            if self.config.quadratic_step:
+                predicted = self._quadratic_update(blocks)
+            else:
+                if adapt:
+                    torch._foreach_copy_(
+                        [v for b in blocks for v in b.delta_views], [p for b in blocks for p in b.params]
+                    )
+                self._update_params(blocks)
+                predicted = self._predicted_change(blocks) if adapt else None
             if adapt:
-                torch._foreach_copy_([v for b in blocks for v in b.delta_views], [p for b in blocks for p in b.params])
-            self._update_params(blocks)
-            if adapt:
-                self._adapt_damping(blocks, loss, closure)
+                self._adapt_damping(loss, predicted, closure)
         return loss
 
     def _bound_steps(self, blocks: list[Block]) -> None:
@@ -306,18 +342,28 @@ class FishLeg(torch.optim.Optimizer):
         length = torch.stack(torch._foreach_norm([b.qg for b in blocks])).clamp_min(torch.finfo(torch.float32).tiny)
         torch._foreach_mul_([b.qg for b in blocks], list((limit / length).clamp_max(1.0).unbind()))
 
-    def _adapt_damping(self, blocks: list[Block], loss: Tensor, closure: Callable[[], Tensor]) -> None:
-        """K-FAC's Levenberg–Marquardt rule (Martens & Grosse, 2015, §6.5): ρ = (h(θ+δ) − h(θ)) /
-        (gᵀδ + ½δᵀFδ), the loss change over the quadratic model's, on the step's batch (the
-        closure, called again) with F on an aux batch; the damping scale shrinks by
-        ω = (19/20)^update_aux_every if ρ > 3/4 and grows by 1/ω if ρ < 1/4, or if the model
-        predicts no decrease or the loss is not finite. On tensors: no host sync."""
+    def _scale(self, tensors: list[Tensor], blocks: Sequence[Block], power: int = 1) -> None:
+        """tensors[i] ×= exp(s_b)^power for blocks[i], in place, when Q has a learnt scale."""
+        if self.log_scales is not None:
+            for _ in range(power):
+                torch._foreach_mul_(tensors, [b.scale for b in blocks])
+
+    def _predicted_change(self, blocks: list[Block]) -> Tensor:
+        """gᵀδ + ½δᵀFδ for the step just taken, F on an aux batch (`delta` holds the parameters
+        from before it, and −δ after this)."""
         deltas = [b.delta for b in blocks]
         torch._foreach_sub_([v for b in blocks for v in b.delta_views], [p for b in blocks for p in b.params])
         params = {n: p.detach() for b in blocks for n, p in zip(b.names, b.params)}
         tangents = {n: t for b in blocks for n, t in zip(b.names, b.delta_views)}
         curvature = fisher_quadratic_form(self.model, self.likelihood, self.aux_sampler.draw(), params, tangents)
-        predicted = 0.5 * curvature - _dot([b.grad for b in blocks], deltas)
+        return 0.5 * curvature - _dot([b.grad for b in blocks], deltas)
+
+    def _adapt_damping(self, loss: Tensor, predicted: Tensor, closure: Callable[[], Tensor]) -> None:
+        """K-FAC's Levenberg–Marquardt rule (Martens & Grosse, 2015, §6.5): ρ = (h(θ+δ) − h(θ)) /
+        (gᵀδ + ½δᵀFδ), the loss change over the quadratic model's (`predicted`), on the step's
+        batch (the closure, called again); the damping scale shrinks by
+        ω = (19/20)^update_aux_every if ρ > 3/4 and grows by 1/ω if ρ < 1/4, or if the model
+        predicts no decrease or the loss is not finite. On tensors: no host sync."""
         with torch.enable_grad():
             new_loss = closure()
         rho = (new_loss.detach() - loss.detach()) / predicted
@@ -328,6 +374,42 @@ class FishLeg(torch.optim.Optimizer):
         factor = torch.where(shrink, omega, torch.where(grow, 1 / omega, 1.0))
         self.damping_scale.mul_(factor).clamp_(1e-6, 1e6)
         self.last_rho = rho
+
+    def _quadratic_update(self, blocks: list[Block]) -> Tensor:
+        """θ ← θ + δ with δ = lr·(a·Q·g + m·δ₀) (`quadratic_step`): (a, m) minimise the damped
+        model gᵀδ + ½δᵀ(F + γI)δ, F on an aux batch, δ₀ the last step (kept in the momentum
+        buffers). Returns the undamped model's value gᵀδ + ½δᵀFδ, adaptive damping's
+        prediction. On tensors: no host sync."""
+        if blocks is self.blocks:
+            params, qgs, grads = self._flat_params, self._flat_qg_views, self._flat_grad_views
+        else:
+            params = [p for b in blocks for p in b.params]
+            qgs = [v for b in blocks for v in b.qg_views]
+            grads = [v for b in blocks for v in b.grad_views]
+        names = [n for b in blocks for n in b.names]
+        last = [self.state[p]["momentum_buffer"] for p in params]
+        directions = [qgs] if self.step_count == 1 else [qgs, last]  # no last step yet: a line search
+        curvature = fisher_gram(
+            self.model,
+            self.likelihood,
+            self.aux_sampler.draw(),
+            {n: p.detach() for n, p in zip(names, params)},
+            [dict(zip(names, d)) for d in directions],
+        )
+        overlap = torch.stack([torch.stack([_dot(a, b) for b in directions]) for a in directions])
+        slope = torch.stack([_dot(grads, d) for d in directions])
+        gamma = self.param_groups[0]["damping"] * self.damping_scale
+        coefficients = self.param_groups[0]["lr"] * minimise_quadratic(curvature + gamma * overlap, slope)
+        if len(directions) == 1:
+            torch._foreach_zero_(last)
+        else:
+            torch._foreach_mul_(last, coefficients[1])
+        torch._foreach_addcmul_(last, qgs, [coefficients[0]] * len(qgs))
+        wd = self.param_groups[0]["weight_decay"]
+        if wd != 0:
+            torch._foreach_mul_(params, 1 - self.param_groups[0]["lr"] * wd)
+        torch._foreach_add_(params, last)
+        return slope @ coefficients + 0.5 * coefficients @ curvature @ coefficients
 
     def _aux_due(self) -> bool:
         """Whether this parameter step gets a λ update (a Python-side count: no host sync)."""
@@ -409,7 +491,11 @@ class FishLeg(torch.optim.Optimizer):
         divided by ‖Qu‖·‖u‖. The gradients may be the structures' workspaces: use them before
         the next call."""
         cfg = self.config
-        v = list(qu) if qu is not None else [b.structure.apply_cached(u, b.probe_q) for b, u in zip(blocks, probes)]
+        if qu is not None:
+            v = list(qu)
+        else:
+            v = [b.structure.apply_cached(u, b.probe_q) for b, u in zip(blocks, probes)]
+            self._scale(v, blocks)
         params = {n: p.detach() for b in blocks for n, p in zip(b.names, b.params)}
         tangents = {n: t for b, vb in zip(blocks, v) for n, t in zip(b.names, b.split(vb))}
         fv, _ = fisher_vector_product(self.model, self.likelihood, inputs, params, tangents)
@@ -418,16 +504,33 @@ class FishLeg(torch.optim.Optimizer):
         residual = [b.residual for b in blocks]
         torch._foreach_addcmul_(residual, v, [self.damping_scale] * len(v), value=self.param_groups[0]["damping"])
         aux_loss = 0.5 * _dot(v, residual) - _dot(probes, v)
+        if self.log_scales is not None:
+            self._record_log_distances(blocks, probes, v, residual)
         torch._foreach_sub_(residual, list(probes))
         if cfg.normalize_aux:
             scale = (_global_norm(v) * _global_norm(probes)).clamp_min(torch.finfo(torch.float32).tiny)
             torch._foreach_div_(residual, scale)
+        self._scale(residual, blocks, power=2 if cfg.precondition_aux else 1)  # the gradient in λ of Q = exp(s)·Q̃(λ)
         grads = [
             g
             for b, u, r in zip(blocks, probes, residual)
             for g in b.structure.lambda_grad(u, r, precondition=cfg.precondition_aux)
         ]
         return grads, aux_loss
+
+    def _record_log_distances(
+        self, blocks: Sequence[Block], probes: Sequence[Tensor], qu: Sequence[Tensor], curved: Sequence[Tensor]
+    ) -> None:
+        """Into `_log_distances`, per block: log(⟨Q_b u, ((F+γI)Qu)_b⟩ / ⟨u_b, Q_b u⟩), how far s_b is
+        above the scale at which the aux loss is least along it (A(c) = ½c²⟨Q_b u, (F+γI)Q_b u⟩ −
+        c⟨u, Q_b u⟩); 0 where either product is not positive (F's cross-block terms can make the
+        first so) or the block is not in this update."""
+        tiny = torch.finfo(torch.float32).tiny
+        self._log_distances.zero_()
+        for b, u, v, c in zip(blocks, probes, qu, curved):
+            curvature, overlap = torch.vdot(v.flatten(), c.flatten()), torch.vdot(u.flatten(), v.flatten())
+            distance = torch.log(curvature.clamp_min(tiny)) - torch.log(overlap.clamp_min(tiny))
+            self._log_distances[self.blocks.index(b)] = torch.where((curvature > 0) & (overlap > 0), distance, 0.0)
 
     def _aux_update(
         self,
@@ -439,7 +542,7 @@ class FishLeg(torch.optim.Optimizer):
         """One Adam step on λ of `blocks`."""
         grads, aux_loss = self.aux_gradients(blocks, inputs, probes, qu)
         lambdas = [lam for b in blocks for lam in b.structure.params]
-        for lam, g in zip(lambdas, grads):
+        for lam, g in zip(lambdas, grads, strict=True):
             lam.grad = g
         if self.config.aux_lr_start is not None:
             self.aux_optimizer.param_groups[0]["lr"] = self.scheduled_aux_lr(self.aux_step_count)
@@ -447,6 +550,10 @@ class FishLeg(torch.optim.Optimizer):
         self.aux_optimizer.zero_grad(set_to_none=True)
         for b in blocks:
             b.structure.refresh()
+        if self.log_scales is not None:
+            self.log_scales.sub_(self._log_distances, alpha=self.config.scale_rate)
+            self.log_scales.clamp_(-MAX_LOG_SCALE, MAX_LOG_SCALE)
+            torch.exp(self.log_scales, out=self.scales)
         self.last_aux_loss = aux_loss.detach()
         self.aux_step_count += 1
 
@@ -481,7 +588,9 @@ class FishLeg(torch.optim.Optimizer):
         """Q(λ) applied to one tensor per parameter (in `param_groups` order)."""
         out = []
         for b, block_in in zip(self.blocks, self._per_block(tensors)):
-            out.extend(t.clone() for t in b.split(b.structure.apply_cached(block_in, torch.empty_like(block_in))))
+            block_out = b.structure.apply_cached(block_in, torch.empty_like(block_in))
+            self._scale([block_out], [b])
+            out.extend(t.clone() for t in b.split(block_out))
         return out
 
     def is_finite(self) -> Tensor:
@@ -495,6 +604,7 @@ class FishLeg(torch.optim.Optimizer):
         state = super().state_dict()
         state[_EXTRA_STATE] = {
             "lambda": [lam.detach().clone() for b in self.blocks for lam in b.structure.params],
+            "log_scales": None if self.log_scales is None else self.log_scales.clone(),
             "aux_optimizer": self.aux_optimizer.state_dict(),
             "step_count": self.step_count,
             "aux_step_count": self.aux_step_count,
@@ -516,6 +626,10 @@ class FishLeg(torch.optim.Optimizer):
             if len(lambdas) != len(extra["lambda"]):
                 raise ValueError("FishLeg.load_state_dict: λ count differs (another model or q_structure?)")
             torch._foreach_copy_(lambdas, [t.to(self._device) for t in extra["lambda"]])
+            if (self.log_scales is None) != (extra["log_scales"] is None):
+                raise ValueError("FishLeg.load_state_dict: the checkpoint's scale_rate setting differs (None vs set)")
+            if self.log_scales is not None:
+                torch.exp(self.log_scales.copy_(extra["log_scales"]), out=self.scales)
         self.aux_optimizer.load_state_dict(extra["aux_optimizer"])
         for b in self.blocks:
             b.structure.refresh()

@@ -44,9 +44,11 @@ def output_fisher(likelihood: Likelihood, out: Tensor) -> Tensor:
     raise TypeError(type(likelihood))
 
 
-def dense_fisher(model: nn.Module, likelihood: Likelihood, x: Tensor, blocks: list[Block]) -> Tensor:
+def dense_fisher(
+    model: nn.Module, likelihood: Likelihood, x: Tensor, blocks: list[Block], at: Tensor | None = None
+) -> Tensor:
     """F = (1/N) Σ_i J_iᵀ H_i J_i over the N output rows and the blocks' parameters, flattened
-    block by block."""
+    block by block; at the parameters `at` (flattened likewise) or the model's own."""
     sizes = [b.structure.shape for b in blocks]
 
     def f(flat: Tensor) -> Tensor:
@@ -58,7 +60,7 @@ def dense_fisher(model: nn.Module, likelihood: Likelihood, x: Tensor, blocks: li
             params.update(zip(b.names, b.split(block)))
         return functional_call(model, params, (x,))
 
-    flat0 = torch.cat([b.join([p.detach() for p in b.params]).flatten() for b in blocks])
+    flat0 = torch.cat([b.join([p.detach() for p in b.params]).flatten() for b in blocks]) if at is None else at
     jac = jacrev(f)(flat0)  # (B, d, P)
     out = f(flat0).detach()
     h = output_fisher(likelihood, out)

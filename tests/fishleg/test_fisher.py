@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from fishleg import BernoulliLikelihood, CategoricalLikelihood, FishLeg, GaussianLikelihood
-from fishleg.fisher import fisher_quadratic_form, fisher_vector_product
+from fishleg.fisher import fisher_gram, fisher_quadratic_form, fisher_vector_product
 
 from .dense import dense_fisher
 
@@ -17,7 +17,7 @@ def tiny_mlp() -> nn.Module:
 
 
 @pytest.mark.parametrize("likelihood", LIKELIHOODS, ids=lambda lik: type(lik).__name__)
-def test_fvp_and_quadratic_form_match_dense_fisher(likelihood):
+def test_fvp_quadratic_form_and_gram_match_dense_fisher(likelihood):
     model = tiny_mlp()
     x = torch.randn(6, 4)
     opt = FishLeg(model, likelihood)
@@ -30,6 +30,10 @@ def test_fvp_and_quadratic_form_match_dense_fisher(likelihood):
     flat = torch.cat([v.flatten() for v in blocks_v])
     torch.testing.assert_close(got, dense @ flat, rtol=1e-4, atol=1e-6)
     torch.testing.assert_close(fisher_quadratic_form(model, likelihood, x, params, tangents), flat @ dense @ flat)
+    other = {n: torch.randn_like(p) for n, p in params.items()}
+    other_flat = torch.cat([b.join([other[n] for n in b.names]).flatten() for b in opt.blocks])
+    basis = torch.stack([flat, other_flat])
+    torch.testing.assert_close(fisher_gram(model, likelihood, x, params, [tangents, other]), basis @ dense @ basis.T)
 
 
 @pytest.mark.parametrize("likelihood", LIKELIHOODS, ids=lambda lik: type(lik).__name__)
