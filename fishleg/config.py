@@ -84,17 +84,6 @@ class FishLegConfig(StrictModel):
         "more than 1/γ, so a longer Q·g is an overshoot of the aux fit (measured before the dense schedule's "
         "divergence on the MNIST autoencoder, where layers' ‖Q·g‖/‖g‖ reached 8-20 at γ = 0.3)",
     )
-    scale_rate: float | None = Field(
-        None,
-        gt=0,
-        le=1,
-        description="gives each block a learnt scale, Q_b = exp(s_b)·Q(λ_b), and each λ update moves s_b by "
-        "scale_rate × the log-distance to the scale at which the aux loss is least along it, "
-        "log(⟨u, Q_b u⟩ / ⟨Q_b u, ((F + γI)Qu)_b⟩) (exact for a block-diagonal F; for u = the gradient, the "
-        "damped model's line search along Q_b·g): Q's scale moves by factors, not by Adam's increments, so it "
-        "can follow a Fisher spread over orders of magnitude (on the CURVES autoencoder at initialisation "
-        "the layers' mean Fisher diagonals span 1.5e-10 to 3e-4); None: no scale",
-    )
     q_init: Literal["identity", "kfac"] = Field(
         "identity",
         description="where Q starts: 'identity' (init_scale·I, the reference's) or 'kfac' (K-FAC's damped "

@@ -24,8 +24,6 @@ from fishleg.structures import QSpec, QStructure, build_structure
 __all__ = ["Block", "FishLeg", "minimise_quadratic"]
 
 _EXTRA_STATE = "fishleg"
-MAX_LOG_SCALE = 30.0
-"""|s_b| bound of the learnt scales (`scale_rate`): exp(30) ≈ 10¹³ leaves room, and float32 overflows never."""
 
 
 @dataclass(eq=False)
@@ -38,8 +36,6 @@ class Block:
     structure: QStructure
     split: Callable[[Tensor], list[Tensor]]
     layer: Layer | None = None
-    scale: Tensor | None = None
-    """exp(s_b), a 0-d view into `FishLeg.scales`, when Q has a learnt scale (`scale_rate`)."""
     grad: Tensor = field(init=False)
     qg: Tensor = field(init=False)
     grad_views: list[Tensor] = field(init=False)
@@ -187,7 +183,6 @@ class FishLeg(torch.optim.Optimizer):
         dense_aux_steps: int = 0,
         adaptive_damping: bool = False,
         quadratic_step: bool = False,
-        scale_rate: float | None = None,
         bound_step: bool = False,
         q_init: Literal["identity", "kfac"] = "identity",
         q_structure: str = "kron",
@@ -234,13 +229,6 @@ class FishLeg(torch.optim.Optimizer):
             eps=config.aux_eps,
             fused=True,  # one kernel over all λ: λ has ~(out² + in²) entries per layer
         )
-        self.log_scales: Tensor | None = None
-        if config.scale_rate is not None:
-            self.log_scales = torch.zeros(len(self.blocks), device=self._device)
-            self.scales = torch.ones(len(self.blocks), device=self._device)
-            self._log_distances = torch.zeros(len(self.blocks), device=self._device)
-            for b, scale in zip(self.blocks, self.scales.unbind()):
-                b.scale = scale
         self._probe_rng = torch.Generator(device=self._device).manual_seed(seed + 1)
         self.aux_sampler = None if aux_data is None else AuxSampler(aux_data, config.aux_batch_size, self._device, seed)
         self.step_count = 0
@@ -313,7 +301,6 @@ class FishLeg(torch.optim.Optimizer):
                 self._start(blocks)
             for b in blocks:
                 b.structure.apply_cached(b.grad, out=b.qg)
-            self._scale([b.qg for b in blocks], blocks)
             if self.aux_sampler is not None and self._aux_due():
                 inputs = self.aux_sampler.draw()
                 if self.config.u_sampling == "gradient":
@@ -341,12 +328,6 @@ class FishLeg(torch.optim.Optimizer):
         limit = torch.stack(torch._foreach_norm([b.grad for b in blocks])) / gamma
         length = torch.stack(torch._foreach_norm([b.qg for b in blocks])).clamp_min(torch.finfo(torch.float32).tiny)
         torch._foreach_mul_([b.qg for b in blocks], list((limit / length).clamp_max(1.0).unbind()))
-
-    def _scale(self, tensors: list[Tensor], blocks: Sequence[Block], power: int = 1) -> None:
-        """tensors[i] ×= exp(s_b)^power for blocks[i], in place, when Q has a learnt scale."""
-        if self.log_scales is not None:
-            for _ in range(power):
-                torch._foreach_mul_(tensors, [b.scale for b in blocks])
 
     def _predicted_change(self, blocks: list[Block]) -> Tensor:
         """gᵀδ + ½δᵀFδ for the step just taken, F on an aux batch (`delta` holds the parameters
@@ -491,11 +472,7 @@ class FishLeg(torch.optim.Optimizer):
         divided by ‖Qu‖·‖u‖. The gradients may be the structures' workspaces: use them before
         the next call."""
         cfg = self.config
-        if qu is not None:
-            v = list(qu)
-        else:
-            v = [b.structure.apply_cached(u, b.probe_q) for b, u in zip(blocks, probes)]
-            self._scale(v, blocks)
+        v = list(qu) if qu is not None else [b.structure.apply_cached(u, b.probe_q) for b, u in zip(blocks, probes)]
         params = {n: p.detach() for b in blocks for n, p in zip(b.names, b.params)}
         tangents = {n: t for b, vb in zip(blocks, v) for n, t in zip(b.names, b.split(vb))}
         fv, _ = fisher_vector_product(self.model, self.likelihood, inputs, params, tangents)
@@ -504,33 +481,16 @@ class FishLeg(torch.optim.Optimizer):
         residual = [b.residual for b in blocks]
         torch._foreach_addcmul_(residual, v, [self.damping_scale] * len(v), value=self.param_groups[0]["damping"])
         aux_loss = 0.5 * _dot(v, residual) - _dot(probes, v)
-        if self.log_scales is not None:
-            self._record_log_distances(blocks, probes, v, residual)
         torch._foreach_sub_(residual, list(probes))
         if cfg.normalize_aux:
             scale = (_global_norm(v) * _global_norm(probes)).clamp_min(torch.finfo(torch.float32).tiny)
             torch._foreach_div_(residual, scale)
-        self._scale(residual, blocks, power=2 if cfg.precondition_aux else 1)  # the gradient in λ of Q = exp(s)·Q̃(λ)
         grads = [
             g
             for b, u, r in zip(blocks, probes, residual)
             for g in b.structure.lambda_grad(u, r, precondition=cfg.precondition_aux)
         ]
         return grads, aux_loss
-
-    def _record_log_distances(
-        self, blocks: Sequence[Block], probes: Sequence[Tensor], qu: Sequence[Tensor], curved: Sequence[Tensor]
-    ) -> None:
-        """Into `_log_distances`, per block: log(⟨Q_b u, ((F+γI)Qu)_b⟩ / ⟨u_b, Q_b u⟩), how far s_b is
-        above the scale at which the aux loss is least along it (A(c) = ½c²⟨Q_b u, (F+γI)Q_b u⟩ −
-        c⟨u, Q_b u⟩); 0 where either product is not positive (F's cross-block terms can make the
-        first so) or the block is not in this update."""
-        tiny = torch.finfo(torch.float32).tiny
-        self._log_distances.zero_()
-        for b, u, v, c in zip(blocks, probes, qu, curved):
-            curvature, overlap = torch.vdot(v.flatten(), c.flatten()), torch.vdot(u.flatten(), v.flatten())
-            distance = torch.log(curvature.clamp_min(tiny)) - torch.log(overlap.clamp_min(tiny))
-            self._log_distances[self.blocks.index(b)] = torch.where((curvature > 0) & (overlap > 0), distance, 0.0)
 
     def _aux_update(
         self,
@@ -542,7 +502,7 @@ class FishLeg(torch.optim.Optimizer):
         """One Adam step on λ of `blocks`."""
         grads, aux_loss = self.aux_gradients(blocks, inputs, probes, qu)
         lambdas = [lam for b in blocks for lam in b.structure.params]
-        for lam, g in zip(lambdas, grads, strict=True):
+        for lam, g in zip(lambdas, grads):
             lam.grad = g
         if self.config.aux_lr_start is not None:
             self.aux_optimizer.param_groups[0]["lr"] = self.scheduled_aux_lr(self.aux_step_count)
@@ -550,10 +510,6 @@ class FishLeg(torch.optim.Optimizer):
         self.aux_optimizer.zero_grad(set_to_none=True)
         for b in blocks:
             b.structure.refresh()
-        if self.log_scales is not None:
-            self.log_scales.sub_(self._log_distances, alpha=self.config.scale_rate)
-            self.log_scales.clamp_(-MAX_LOG_SCALE, MAX_LOG_SCALE)
-            torch.exp(self.log_scales, out=self.scales)
         self.last_aux_loss = aux_loss.detach()
         self.aux_step_count += 1
 
@@ -588,9 +544,7 @@ class FishLeg(torch.optim.Optimizer):
         """Q(λ) applied to one tensor per parameter (in `param_groups` order)."""
         out = []
         for b, block_in in zip(self.blocks, self._per_block(tensors)):
-            block_out = b.structure.apply_cached(block_in, torch.empty_like(block_in))
-            self._scale([block_out], [b])
-            out.extend(t.clone() for t in b.split(block_out))
+            out.extend(t.clone() for t in b.split(b.structure.apply_cached(block_in, torch.empty_like(block_in))))
         return out
 
     def is_finite(self) -> Tensor:
@@ -604,7 +558,6 @@ class FishLeg(torch.optim.Optimizer):
         state = super().state_dict()
         state[_EXTRA_STATE] = {
             "lambda": [lam.detach().clone() for b in self.blocks for lam in b.structure.params],
-            "log_scales": None if self.log_scales is None else self.log_scales.clone(),
             "aux_optimizer": self.aux_optimizer.state_dict(),
             "step_count": self.step_count,
             "aux_step_count": self.aux_step_count,
@@ -626,10 +579,6 @@ class FishLeg(torch.optim.Optimizer):
             if len(lambdas) != len(extra["lambda"]):
                 raise ValueError("FishLeg.load_state_dict: λ count differs (another model or q_structure?)")
             torch._foreach_copy_(lambdas, [t.to(self._device) for t in extra["lambda"]])
-            if (self.log_scales is None) != (extra["log_scales"] is None):
-                raise ValueError("FishLeg.load_state_dict: the checkpoint's scale_rate setting differs (None vs set)")
-            if self.log_scales is not None:
-                torch.exp(self.log_scales.copy_(extra["log_scales"]), out=self.scales)
         self.aux_optimizer.load_state_dict(extra["aux_optimizer"])
         for b in self.blocks:
             b.structure.refresh()
