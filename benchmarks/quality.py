@@ -6,7 +6,9 @@ damping 0.3, update_aux_every 10, batch 100); AdamW its usual lr 1e-3, weight de
 The variants add one option each to plain FishLeg: a warm-started Q (`warmup_aux_steps`),
 a dense early aux schedule (`dense_aux_steps`), or both, Q started at K-FAC's estimate
 (`q_init="kfac"`), Levenberg–Marquardt damping (`adaptive_damping`), a decaying aux_lr
-(`aux_lr_start`), Q·g bounded by ‖g‖/γ (`bound_step`), or the dense schedule with that bound.
+(`aux_lr_start`), Q·g bounded by ‖g‖/γ (`bound_step`), the dense schedule with that bound, or
+K-FAC's quadratic-model step (`quadratic_step`, at lr 1: the model's minimiser), alone or with
+adaptive damping.
 Nothing is chosen here, so the test split is evaluated at each of `--at` epochs (a
 learning curve on test, not a selection); validation every epoch. Prints a table and, last,
 one JSON line: per workload and variant the mean ± std over seeds of the validation and test
@@ -58,6 +60,8 @@ VARIANTS = {  # plain FishLeg plus one option each, off by default in the librar
     "fishleg_aux_lr_start": {"aux_lr_start": 2e-2, "aux_lr_decay_steps": 200},
     "fishleg_bound": {"bound_step": True},
     "fishleg_dense_bound": {"dense_aux_steps": 200, "bound_step": True},
+    "fishleg_quadratic": {"quadratic_step": True, "lr": 1.0},
+    "fishleg_quadratic_adaptive": {"quadratic_step": True, "lr": 1.0, "adaptive_damping": True},
 }
 OPTIMIZERS.update({name: {**OPTIMIZERS["fishleg"], **extra} for name, extra in VARIANTS.items()})
 

@@ -1,5 +1,7 @@
 """FishLeg: θ ← θ − η (m + wd·θ), m ← βm + (1−β) Q(λ) g, with Q(λ) ≈ (F + γI)⁻¹ learnt
-by Adam on the auxiliary loss A(λ; u) = ½ uᵀQ(F+γI)Qu − uᵀQu (Garcia et al., FishLeg)."""
+by Adam on the auxiliary loss A(λ; u) = ½ uᵀQ(F+γI)Qu − uᵀQu (Garcia et al., FishLeg); or,
+with `quadratic_step`, θ ← θ + η(a·Q(λ)g + m·δ₀), a and m from the damped quadratic model
+(K-FAC's step, Martens & Grosse 2015)."""
 
 from __future__ import annotations
 
@@ -164,6 +166,9 @@ class FishLeg(torch.optim.Optimizer):
     >>> def closure():
     ...     opt.zero_grad(); loss = opt.likelihood.nll(model(x), y); loss.backward(); return loss
     >>> opt.step(closure)
+
+    With quadratic_step, the step's length and momentum come from the damped quadratic model
+    on an aux batch, so `lr` = 1 takes the model's minimiser and `beta` is unused.
     """
 
     def __init__(
