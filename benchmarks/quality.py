@@ -8,7 +8,8 @@ a dense early aux schedule (`dense_aux_steps`), or both, Q started at K-FAC's es
 (`q_init="kfac"`), Levenberg–Marquardt damping (`adaptive_damping`), a decaying aux_lr
 (`aux_lr_start`), Q·g bounded by ‖g‖/γ (`bound_step`), the dense schedule with that bound, or
 K-FAC's quadratic-model step (`quadratic_step`, at lr 1: the model's minimiser), alone, with
-adaptive damping, or with the warm start and the dense schedule at damping 0.03.
+adaptive damping, or with the warm start and the dense schedule at damping 0.03 (and adaptive
+damping).
 Nothing is chosen here, so the test split is evaluated at each of `--at` epochs (a
 learning curve on test, not a selection); validation every epoch. Prints a table and, last,
 one JSON line: per workload and variant the mean ± std over seeds of the validation and test
@@ -69,6 +70,10 @@ VARIANTS = {  # plain FishLeg plus one option each, off by default in the librar
         "dense_aux_steps": 200,
         "damping": 0.03,
     },
+}
+VARIANTS["fishleg_quadratic_warm_dense_adaptive"] = {
+    **VARIANTS["fishleg_quadratic_warm_dense"],
+    "adaptive_damping": True,
 }
 OPTIMIZERS.update({name: {**OPTIMIZERS["fishleg"], **extra} for name, extra in VARIANTS.items()})
 
