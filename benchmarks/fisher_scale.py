@@ -33,7 +33,11 @@ WORKLOADS = {
 def mean_fisher_diagonals(workload: str, examples: int, seed: int) -> dict[str, float]:
     """{block name: tr(F_bb)/dim_b} at the workload's initial parameters, over `examples`
     training inputs, one sampled target each."""
-    config = {"workload": WORKLOADS[workload], "optimizer": {"name": "adamw"}, "training": {"seed": seed}}
+    config = {
+        "workload": WORKLOADS[workload],
+        "optimizer": {"name": "adamw"},
+        "training": {"seed": seed, "device": "cpu"},  # where the sampling generator below lives
+    }
     trainer = Trainer(RunConfig.model_validate(config))  # the model and data a run of that seed starts from
     model, likelihood = trainer.model, trainer.likelihood
     inputs = trainer.train.inputs[:examples]
