@@ -318,9 +318,7 @@ class FishLeg(torch.optim.Optimizer):
                 predicted = self._quadratic_update(blocks)
             else:
                 if adapt:
-                    torch._foreach_copy_(
-                        [v for b in blocks for v in b.delta_views], [p for b in blocks for p in b.params]
-                    )
+                    torch._foreach_copy_([v for b in blocks for v in b.delta_views], self._flat(blocks)[0])
                 self._update_params(blocks)
                 predicted = self._predicted_change(blocks) if adapt else None
             if adapt:
@@ -338,7 +336,7 @@ class FishLeg(torch.optim.Optimizer):
         """gᵀδ + ½δᵀFδ for the step just taken, F on an aux batch (`delta` holds the parameters
         from before it, and −δ after this)."""
         deltas = [b.delta for b in blocks]
-        torch._foreach_sub_([v for b in blocks for v in b.delta_views], [p for b in blocks for p in b.params])
+        torch._foreach_sub_([v for b in blocks for v in b.delta_views], self._flat(blocks)[0])
         params = {n: p.detach() for b in blocks for n, p in zip(b.names, b.params)}
         tangents = {n: t for b in blocks for n, t in zip(b.names, b.delta_views)}
         curvature = fisher_quadratic_form(self.model, self.likelihood, self.aux_sampler.draw(), params, tangents)
@@ -366,12 +364,7 @@ class FishLeg(torch.optim.Optimizer):
         model gᵀδ + ½δᵀ(F + γI)δ, F on an aux batch, δ₀ the last step (kept in the momentum
         buffers). Returns the undamped model's value gᵀδ + ½δᵀFδ, adaptive damping's
         prediction. On tensors: no host sync."""
-        if blocks is self.blocks:
-            params, qgs, grads = self._flat_params, self._flat_qg_views, self._flat_grad_views
-        else:
-            params = [p for b in blocks for p in b.params]
-            qgs = [v for b in blocks for v in b.qg_views]
-            grads = [v for b in blocks for v in b.grad_views]
+        params, qgs, grads = self._flat(blocks)
         names = [n for b in blocks for n in b.names]
         last = [self.state[p]["momentum_buffer"] for p in params]
         directions = [qgs] if self.step_count == 1 else [qgs, last]  # no last step yet: a line search
@@ -443,12 +436,16 @@ class FishLeg(torch.optim.Optimizer):
                 view.zero_() if p.grad is None else view.copy_(p.grad)
         return live
 
-    def _update_params(self, blocks: list[Block]) -> None:
+    def _flat(self, blocks: list[Block]) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
+        """(parameters, their Q·g views, their gradient views) of `blocks`, flattened in block
+        order; the lists built once in __init__ when `blocks` is every block (the usual step)."""
         if blocks is self.blocks:
-            params, qgs = self._flat_params, self._flat_qg_views
-        else:
-            params = [p for b in blocks for p in b.params]
-            qgs = [v for b in blocks for v in b.qg_views]
+            return self._flat_params, self._flat_qg_views, self._flat_grad_views
+        params = [p for b in blocks for p in b.params]
+        return params, [v for b in blocks for v in b.qg_views], [v for b in blocks for v in b.grad_views]
+
+    def _update_params(self, blocks: list[Block]) -> None:
+        params, qgs, _ = self._flat(blocks)
         group = self.param_groups[0]
         lr, beta, wd = group["lr"], group["beta"], group["weight_decay"]
         moms = [self.state[p]["momentum_buffer"] for p in params]
