@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -14,11 +15,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress
 
 from tuning.errors import USER_ERRORS, NonFiniteLoss, UserError
 
 if TYPE_CHECKING:
+    from tuning.overrides import Override
     from tuning.sweep import SweepOutcome, SweepPlan
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = (
@@ -32,15 +35,27 @@ console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+def _overrides(args: argparse.Namespace, source: object, aliases: dict[str, str] | None = None) -> list[Override]:
+    """The command's `KEY=VALUE`s, then the options that stand for one (`--epochs 2` is
+    `training.epochs=2`), each named in errors as the user wrote it."""
+    from tuning.overrides import Override, parse_overrides
+
+    given = parse_overrides(args.overrides, str(source))
+    for option, key in (aliases or {}).items():
+        value = getattr(args, option)
+        if value is not None:
+            given.append(Override(key, value, f"--{option.replace('_', '-')} {value}"))
+    return given
+
+
 def _train(args: argparse.Namespace) -> int:
-    from tuning.config import load_run_config, with_overrides
+    from tuning.config import load_run_config
     from tuning.tracking import check_tracking_uri
     from tuning.trainer import train_to_folder
     from tuning.workloads import validate_workload
 
-    config = load_run_config(args.config)
-    training = with_overrides(config.training, {"epochs": args.epochs, "seed": args.seed, "device": args.device})
-    config = config.model_copy(update={"training": training})
+    aliases = {"epochs": "training.epochs", "seed": "training.seed", "device": "training.device"}
+    config = load_run_config(args.config, overrides=_overrides(args, args.config, aliases))
     if config.workload is not None:
         validate_workload(config.workload, str(args.config))
     if args.mlflow_uri:
@@ -91,6 +106,8 @@ def format_plan(plan: SweepPlan) -> str:
         rng = f"{p.choices}" if p.type == "categorical" else f"[{p.low:g}, {p.high:g}]" + (" log" if p.log else "")
         cond = f"  when {p.when}" if p.when else ""
         lines.append(f"    {name:<32} {p.type:<12} {rng}{cond}")
+    if plan.overrides:
+        lines.append(f"  overrides  {' '.join(o.shown for o in plan.overrides)}")
     lines.append(f"  results    {folder}")
     lines.append(f"  MLflow     {plan.mlflow_uri}")
     return "\n".join(lines)
@@ -99,7 +116,7 @@ def format_plan(plan: SweepPlan) -> str:
 def _print_outcome(outcome: SweepOutcome) -> int:
     """The sweep's closing summary; returns the exit status (interrupted: 130)."""
     from tuning.folder import SweepFolder
-    from tuning.trials import format_counts
+    from tuning.trials import format_counts, is_protocol_error
 
     counts = format_counts(outcome.counts)
     console.print(f"\n[bold]{'interrupted' if outcome.interrupted else 'done'}[/bold]: {counts}.")
@@ -123,7 +140,7 @@ def _print_outcome(outcome: SweepOutcome) -> int:
             f"  train it:     fishleg-tune train {path}\n"
             f'  in code:      FishLeg.from_config(model, fishleg.load_config("{path}"), likelihood=...)'
         )
-    console.print(f"  trials:       fishleg-tune best {outcome.folder}")
+    console.print(f"  trials:       fishleg-tune best {outcome.folder}  ({outcome.size / 1e6:.1f} MB on disk)")
     ui = outcome.mlflow_uri
     serve = "" if ui.startswith("http") else f"mlflow ui --backend-store-uri {ui}, then "
     console.print(f"  MLflow UI:    {serve}open {outcome.runs_url or ui}")
@@ -133,10 +150,11 @@ def _print_outcome(outcome: SweepOutcome) -> int:
     if outcome.failure is not None:
         err_console.print(
             f"[red]sweep stopped:[/red] its first {sum(outcome.counts.values())} trials all failed with the same "
-            f"error, so the rest of the budget was not spent: {outcome.failure}",
+            f"error, so the rest of the budget was not spent: {escape(outcome.failure)} "
+            f"(tracebacks: {outcome.folder / SweepFolder.ERRORS})",
             soft_wrap=True,
         )
-        return EXIT_FAILED
+        return EXIT_BAD_INPUT if is_protocol_error(outcome.failure) else EXIT_FAILED
     if not outcome.counts.get("COMPLETE"):
         err_console.print("[red]no trial completed[/red]: the sweep has no full-budget result.", soft_wrap=True)
         return EXIT_FAILED
@@ -144,9 +162,12 @@ def _print_outcome(outcome: SweepOutcome) -> int:
 
 
 def _search(args: argparse.Namespace) -> int:
+    import yaml
+
     from tuning.cluster import resolve_address
     from tuning.sweep import plan_sweep, start_sweep
 
+    address = resolve_address(args.address)
     plan = plan_sweep(
         args.spec,
         storage=args.storage_path,
@@ -155,16 +176,22 @@ def _search(args: argparse.Namespace) -> int:
         max_concurrent=args.max_concurrent,
         mlflow_uri=args.mlflow_uri,
         experiment=args.experiment,
+        overrides=_overrides(args, args.spec),
     )
     console.print(format_plan(plan))
     if args.dry_run:
+        console.print("  resolved sweep file:")
+        console.print(
+            "    " + yaml.safe_dump(plan.data, sort_keys=False).rstrip().replace("\n", "\n    "), markup=False
+        )
         return EXIT_OK
     outcome = start_sweep(
         plan,
-        address=resolve_address(args.address),
+        address=address,
         shared_storage=args.shared_storage,
         robust_top=args.robust_top,
         seeds=args.seeds,
+        keep_checkpoints=args.keep_checkpoints,
         echo=console.print,
     )
     return _print_outcome(outcome)
@@ -174,9 +201,8 @@ def _resume(args: argparse.Namespace) -> int:
     from tuning.cluster import resolve_address
     from tuning.sweep import resume_sweep
 
-    outcome = resume_sweep(
-        args.folder, address=resolve_address(args.address), shared_storage=args.shared_storage, echo=console.print
-    )
+    address = resolve_address(args.address)
+    outcome = resume_sweep(args.folder, address=address, shared_storage=args.shared_storage, echo=console.print)
     return _print_outcome(outcome)
 
 
@@ -237,6 +263,7 @@ def _compare(args: argparse.Namespace) -> int:
     from tuning.cluster import resolve_address
     from tuning.compare import compare_sweeps
 
+    address = resolve_address(args.address)
     result = compare_sweeps(
         args.spec_a,
         args.spec_b,
@@ -245,8 +272,9 @@ def _compare(args: argparse.Namespace) -> int:
         seeds=args.seeds,
         top_k=args.top_k,
         target=args.target,
-        address=resolve_address(args.address),
+        address=address,
         echo=console.print,
+        overrides=_overrides(args, f"{args.spec_a}, {args.spec_b}"),
     )
     console.print(f"\nreport: {result.folder / 'comparison.html'}\nnumbers: {result.folder / 'comparison.json'}")
     console.print(f"[bold]verdict[/bold]: {result.verdict}")
@@ -255,6 +283,7 @@ def _compare(args: argparse.Namespace) -> int:
 
 def _cluster_check(args: argparse.Namespace) -> int:
     from tuning import cluster
+    from tuning.plugins import local_sources
     from tuning.preflight import check_cluster, check_ray_address, check_spec, check_versions
     from tuning.spec import load_sweep
     from tuning.tracking import check_tracking_uri
@@ -268,7 +297,7 @@ def _cluster_check(args: argparse.Namespace) -> int:
         check_spec(spec, str(args.spec))
     if args.mlflow_uri:
         check_tracking_uri(args.mlflow_uri)
-    connect(address)
+    connect(address, [] if spec is None else local_sources(spec.plugin_names))
     console.print(cluster.describe(cluster.nodes()))
     if spec is not None:
         check_cluster(spec, str(args.storage_path), address, args.shared_storage)
@@ -314,11 +343,27 @@ def _option_parsers() -> dict[str, argparse.ArgumentParser]:
     return {"address": address, "storage": storage, "shared": shared}
 
 
+OVERRIDES_HELP = "set a key of the file, e.g. training.epochs=2 resources.gpu=0 (values are YAML)"
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("fishleg-tune")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The `fishleg-tune` command line: one subcommand per task."""
     parser = argparse.ArgumentParser(
         prog="fishleg-tune",
         description="Tune and train the FishLeg optimizer: Ray Tune + Optuna sweeps tracked in MLflow.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument(
+        "--verbose", action="store_true", help="show Ray's, MLflow's and Optuna's own log lines and full tracebacks"
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     opts = _option_parsers()
@@ -326,11 +371,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train one config (a train file or an exported best_config.yaml)")
     train.add_argument("config", type=Path, help="YAML with workload:, optimizer:, training:")
+    train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=OVERRIDES_HELP)
     train.add_argument("--output", type=Path, help="output folder (default runs/CONFIG_NAME)")
     train.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint.pt")
-    train.add_argument("--epochs", type=int, help="override training.epochs")
-    train.add_argument("--seed", type=int, help="override training.seed")
-    train.add_argument("--device", help="override training.device (auto, cpu, cuda, cuda:N)")
+    train.add_argument("--epochs", type=int, help="the same as training.epochs=N")
+    train.add_argument("--seed", type=int, help="the same as training.seed=N")
+    train.add_argument("--device", help="the same as training.device=D (auto, cpu, cuda, cuda:N)")
     train.add_argument("--mlflow-uri", help="log the run to this MLflow tracking URI")
     train.add_argument("--experiment", default="fishleg-tune", help="MLflow experiment name")
     train.set_defaults(func=_train)
@@ -339,12 +385,20 @@ def build_parser() -> argparse.ArgumentParser:
         "search", parents=[storage, address, shared], help="run a sweep (Ray Tune + Optuna + ASHA, tracked in MLflow)"
     )
     search.add_argument("spec", type=Path, help="sweep file, e.g. search_spaces/quickstart.yaml")
+    search.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=OVERRIDES_HELP)
     search.add_argument("--name", help="sweep name (default: the file's name: or its stem)")
-    search.add_argument("--num-samples", type=int, help="override search.num_samples")
-    search.add_argument("--max-concurrent", type=int, help="override search.max_concurrent")
+    search.add_argument("--num-samples", type=int, help="the same as search.num_samples=N")
+    search.add_argument("--max-concurrent", type=int, help="the same as search.max_concurrent=N")
     search.add_argument("--mlflow-uri", help="MLflow tracking URI (default: sqlite in the sweep folder)")
     search.add_argument("--experiment", help="MLflow experiment (default: the sweep name)")
-    search.add_argument("--dry-run", action="store_true", help="validate and print the plan; run nothing")
+    search.add_argument(
+        "--dry-run", action="store_true", help="validate, print the plan and the resolved sweep file; run nothing"
+    )
+    search.add_argument(
+        "--keep-checkpoints",
+        action="store_true",
+        help="keep every trial's last checkpoints (default: only the chosen trial's, and running trials' latest)",
+    )
     search.add_argument(
         "--robust-top",
         type=_count(0),
@@ -378,6 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     compare.add_argument("spec_a", type=Path, help="sweep file of the first optimizer (e.g. FishLeg)")
     compare.add_argument("spec_b", type=Path, help="sweep file of the baseline (e.g. AdamW)")
+    compare.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=OVERRIDES_HELP + " (both files)")
     compare.add_argument("--num-samples", type=int, help="trials per sweep (default: the larger of the two files)")
     compare.add_argument("--seeds", type=_count(1), default=3, help="fresh seeds per re-trained config")
     compare.add_argument("--top-k", type=_count(1), default=3, help="configs of each sweep to re-train")
@@ -395,24 +450,48 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _quiet_libraries() -> None:
-    """The command's own output replaces Optuna's INFO log; the multivariate/grouped TPE and
-    constant-liar options it uses are marked experimental by Optuna, which is not news to a user.
-    Tune saves its experiment state every step (see `tuner.connect`), so a save can replace a
-    staging file while the previous upload still copies it: Tune logs that upload's failure
-    with a traceback, and the next step's upload carries the state; only errors are shown."""
+def _quiet_libraries(verbose: bool) -> None:
+    """What the terminal shows is the command's own: its plan, one line per trial event (a
+    failed trial's traceback goes to the sweep folder) and its summary. Ray's and MLflow's
+    start-up lines, Tune's traceback of each failed trial and Optuna's INFO log are off unless
+    `--verbose`. Optuna's experimental-feature warnings (multivariate/grouped TPE, constant
+    liar) are not news to a user. Tune saves its experiment state every step (see
+    `tuner.connect`), so a save can replace a staging file while the previous upload still
+    copies it: Tune logs that upload's failure with a traceback, and the next step's upload
+    carries the state; only errors are shown."""
     import optuna
 
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.getLogger("ray.train._internal.syncer").setLevel(logging.ERROR)
+    if verbose:
+        return
+    # Child loggers: Ray and MLflow set their top loggers' levels when they are imported.
+    for name in ("mlflow.store", "alembic", "ray._private.authentication", "ray.tune.analysis"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    for name in ("ray.tune.execution.tune_controller", "ray.tune.tune"):  # the trial errors, told by the command
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """Options and `KEY=VALUE` overrides in any order after the file (argparse alone stops
+    collecting positionals at the first option)."""
+    args, rest = parser.parse_known_args(argv)
+    stray = [item for item in rest if item.startswith("-") or "=" not in item or not hasattr(args, "overrides")]
+    if stray:
+        parser.error(f"unrecognized arguments: {' '.join(stray)}")
+    if rest:
+        args.overrides = [*args.overrides, *rest]
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The `fishleg-tune` command: returns its exit status (0 done, 1 diverged, 2 bad input, 130 interrupted)."""
-    args = build_parser().parse_args(argv)
+    args = _parse(build_parser(), argv)
+    if os.getcwd() not in sys.path:  # as `python -m` does: `trainable: mypkg.train:fit` from here
+        sys.path.insert(0, os.getcwd())
     if args.command != "train":  # train never imports Optuna (a second of start-up saved)
-        _quiet_libraries()
+        _quiet_libraries(args.verbose)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)

@@ -4,9 +4,12 @@ are in `tuning.preflight`)."""
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 import ray
+
+from tuning.errors import UserError
 
 __all__ = ["NodeInfo", "describe", "nodes", "resolve_address"]
 
@@ -22,9 +25,22 @@ class NodeInfo:
     head: bool
 
 
+ADDRESS_FORM = re.compile(r"^(ray://)?[A-Za-z0-9._-]+:[0-9]{1,5}$")
+
+
 def resolve_address(address: str | None) -> str | None:
-    """--address wins; else RAY_ADDRESS; None starts Ray locally."""
-    return address or os.environ.get("RAY_ADDRESS") or None
+    """--address wins; else RAY_ADDRESS; None starts Ray locally. Checked for its form
+    (`HOST:PORT`, `ray://HOST:PORT` or `auto`) before anything runs."""
+    where = "--address" if address else "$RAY_ADDRESS"
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address is None or address == "auto":
+        return address
+    if not ADDRESS_FORM.match(address) or not 0 < int(address.rpartition(":")[2]) < 65536:
+        raise UserError(
+            f"{where}: {address!r} is not a Ray cluster address; allowed: HOST:PORT (e.g. 10.0.0.5:6379), "
+            "ray://HOST:PORT (Ray Client) or auto; leave it out to start Ray locally."
+        )
+    return address
 
 
 def nodes() -> list[NodeInfo]:

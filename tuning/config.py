@@ -7,6 +7,7 @@ section is `fishleg.FishLegConfig` itself, so `fishleg.load_config` reads the sa
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, Union
 
@@ -18,6 +19,7 @@ from torch import nn
 from fishleg import FishLeg
 from fishleg.config import ConfigError, FishLegConfig, StrictModel, describe_validation_error, parse_yaml
 from tuning.files import write_atomically
+from tuning.overrides import Override, apply_overrides
 
 if TYPE_CHECKING:
     from fishleg.aux_data import AuxData
@@ -37,8 +39,8 @@ __all__ = [
     "describe_error",
     "load_run_config",
     "load_yaml_model",
+    "read_yaml_model",
     "save_config",
-    "with_overrides",
 ]
 
 
@@ -158,6 +160,11 @@ class TrainsOne(StrictModel):
         named = self.workload if self.workload is not None else self.trainable
         return "" if named is None else named.name
 
+    @property
+    def plugin_names(self) -> list[str]:
+        """The user's code this config names (`package.module:function`), to import or ship."""
+        return [self.subject] if ":" in self.subject else []
+
 
 class RunConfig(TrainsOne):
     """One training run: what `fishleg-tune train` reads and sweeps export."""
@@ -200,27 +207,13 @@ def describe_error(err: ValidationError, source: str, prefix: str = "") -> str:
 M = TypeVar("M", bound=BaseModel)
 
 
-def with_overrides(model: M, updates: dict[str, Any]) -> M:
-    """`model` with command-line `updates` (None values skipped), validated like the file:
-    a bad value is a ConfigError naming the option (`--num-samples`), what was given and what
-    is allowed."""
-    given = {k: v for k, v in updates.items() if v is not None}
-    if not given:
-        return model
-    try:
-        return type(model).model_validate({**model.model_dump(), **given})
-    except ValidationError as err:
-        parts = [
-            f"--{str(e['loc'][0]).replace('_', '-')}: {e['msg'].removeprefix('Value error, ')} (got {e['input']!r})"
-            for e in err.errors()
-        ]
-        raise ConfigError("invalid command-line option: " + "; ".join(parts) + ".") from None
-
-
-def load_yaml_model(path: str | Path, model: type[M], trainable: str | None = None) -> M:
-    """A YAML file validated as `model`; every problem is a one-paragraph ConfigError.
-    `trainable`: the name of a training function given as an object (`tuning.search`,
-    `tuning.train`), used when the file names neither `workload:` nor `trainable:`."""
+def read_yaml_model(
+    path: str | Path, model: type[M], trainable: str | None = None, overrides: Sequence[Override] = ()
+) -> tuple[M, dict[str, Any]]:
+    """A YAML file validated as `model`, with the file's data as resolved (the overrides set);
+    every problem is a one-paragraph ConfigError. `trainable`: the name of a training function
+    given as an object (`tuning.search`, `tuning.train`), used when the file names neither
+    `workload:` nor `trainable:`. `overrides`: `key=value`s from the command line."""
     path = Path(path)
     data = parse_yaml(path)
     if not isinstance(data, dict):
@@ -228,16 +221,27 @@ def load_yaml_model(path: str | Path, model: type[M], trainable: str | None = No
         raise ConfigError(f"{path}: expected a mapping with keys such as {keys}.")
     if trainable is not None and not {"workload", "trainable"} & set(data):
         data = {**data, "trainable": trainable}
+    source = str(path)
+    if overrides:
+        data = apply_overrides(data, overrides, model, source)
+        source += " with " + " ".join(o.shown for o in overrides)
     try:
-        return model.model_validate(data)
+        return model.model_validate(data), data
     except ValidationError as err:
-        raise ConfigError(describe_error(err, str(path))) from None
+        raise ConfigError(describe_error(err, source)) from None
 
 
-def load_run_config(path: str | Path, trainable: str | None = None) -> RunConfig:
+def load_yaml_model(
+    path: str | Path, model: type[M], trainable: str | None = None, overrides: Sequence[Override] = ()
+) -> M:
+    """`read_yaml_model`'s validated model alone."""
+    return read_yaml_model(path, model, trainable, overrides)[0]
+
+
+def load_run_config(path: str | Path, trainable: str | None = None, overrides: Sequence[Override] = ()) -> RunConfig:
     """Read and validate a run config (a `fishleg-tune train` file or an exported best config);
-    `trainable` as in `load_yaml_model`."""
-    return load_yaml_model(path, RunConfig, trainable)
+    `trainable` and `overrides` as in `read_yaml_model`."""
+    return load_yaml_model(path, RunConfig, trainable, overrides)
 
 
 def save_config(config: RunConfig, path: str | Path) -> None:

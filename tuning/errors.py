@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import re
+import sysconfig
+from pathlib import Path
+
+import fishleg
 from fishleg.config import ConfigError
 
-__all__ = ["ConfigError", "DatasetUnavailable", "NonFiniteLoss", "UserError", "USER_ERRORS"]
+__all__ = ["ConfigError", "DatasetUnavailable", "NonFiniteLoss", "UserError", "USER_ERRORS", "user_frames"]
+
+FRAME = re.compile(r'^\s*File "(?P<path>[^"]+)", line (?P<line>\d+), in (?P<name>.+)$')
 
 
 class UserError(Exception):
@@ -20,3 +27,24 @@ class NonFiniteLoss(RuntimeError):
 
 
 USER_ERRORS: tuple[type[Exception], ...] = (UserError, ConfigError)
+
+
+def user_frames(trace: str) -> list[str]:
+    """The frames of a traceback's text that are in the user's own files (not Python's, an
+    installed library's, Ray's or this toolkit's), each once, as 'path:line in name: code'."""
+    ours = [Path(fishleg.__file__).parent, Path(__file__).parent]
+    libraries = [Path(sysconfig.get_paths()[k]) for k in ("stdlib", "purelib", "platlib")]
+    lines = trace.splitlines()
+    frames = []
+    for i, line in enumerate(lines):
+        match = FRAME.match(line)
+        if match is None:
+            continue
+        path = Path(match["path"])
+        if path.name.startswith("<") or any(path.is_relative_to(d) for d in ours + libraries):
+            continue
+        code = lines[i + 1].strip() if i + 1 < len(lines) and not FRAME.match(lines[i + 1]) else ""
+        frame = f"{path}:{match['line']} in {match['name']}" + (f": {code}" if code else "")
+        if frame not in frames:  # a chained exception repeats its frames
+            frames.append(frame)
+    return frames

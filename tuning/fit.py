@@ -48,6 +48,7 @@ __all__ = [
     "Fit",
     "FitContext",
     "LocalContext",
+    "ProtocolError",
     "Saved",
     "TrainableError",
     "check_fit",
@@ -63,6 +64,11 @@ CHECKPOINT_FILE = "checkpoint.pt"
 class TrainableError(UserError):
     """A training function that broke the protocol (no report, no sweep metric, a bad value)
     or raised: its message names the file and the function."""
+
+
+class ProtocolError(TrainableError):
+    """A training function that broke the protocol: bad input to fix in the user's code (a
+    sweep whose trials all fail with one exits 2), not a crash of it."""
 
 
 @dataclass(frozen=True)
@@ -127,18 +133,18 @@ class FitContext(ABC):
         where = f"{self.source}: trainable {self.name!r}"
         if not isinstance(metrics, Mapping):
             kind = type(metrics).__name__
-            raise TrainableError(f"{where} reported a {kind}; report a mapping of metric names to numbers.")
+            raise ProtocolError(f"{where} reported a {kind}; report a mapping of metric names to numbers.")
         row: dict[str, Any] = {}
         for key, value in metrics.items():
             try:
                 row[str(key)] = float(value)
             except (TypeError, ValueError, RuntimeError):  # RuntimeError: a tensor of several values
-                raise TrainableError(f"{where} reported {key}={value!r}; metrics must be numbers.") from None
+                raise ProtocolError(f"{where} reported {key}={value!r}; metrics must be numbers.") from None
         given = row.pop("epoch", None)
         if given is not None and given != self.epoch + 1:
-            raise TrainableError(f"{where} reported epoch {given:g} as its epoch {self.epoch + 1}; leave `epoch` out.")
+            raise ProtocolError(f"{where} reported epoch {given:g} as its epoch {self.epoch + 1}; leave `epoch` out.")
         if self.metric is not None and self.metric not in row:
-            raise TrainableError(
+            raise ProtocolError(
                 f"{where} reported {sorted(row)} without {self.metric!r}, the sweep's metric.name; "
                 "report it every epoch, or rank the sweep by a metric the function reports."
             )

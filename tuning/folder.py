@@ -54,6 +54,7 @@ class SweepFolder:
     BEST = "best_config.yaml"
     STUDY = "optuna.db"
     TUNE = "tune"
+    ERRORS = "errors"
 
     @classmethod
     def locate(cls, storage: str, name: str) -> SweepFolder:
@@ -142,6 +143,10 @@ class SweepFolder:
         """A trial's folder name in Tune's experiment folder: short and stable (Tune's default
         spells out every parameter)."""
         return f"trial_{trial_id}"
+
+    def error_file(self, trial_id: str) -> Path:
+        """A failed trial's full traceback, as its last attempt raised it."""
+        return self.path / self.ERRORS / f"{trial_id}.txt"
 
     def trial_checkpoint(self, trial_id: str, name: str) -> str:
         """The path (or URI) of the checkpoint folder `name` of trial `trial_id`."""

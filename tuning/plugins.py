@@ -4,12 +4,15 @@ module or an expression): workload builders and training functions."""
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from tuning.errors import ConfigError
 
-__all__ = ["check_callable_as", "import_function", "signature_text"]
+__all__ = ["check_callable_as", "import_function", "local_sources", "signature_text"]
 
 
 def import_function(name: str, where: str) -> Any:
@@ -40,3 +43,28 @@ def check_callable_as(fn: Any, args: tuple[Any, ...], what: str, expected: str) 
     except (TypeError, ValueError):
         kind = "not callable" if not callable(fn) else f"a callable taking {signature_text(fn)}"
         raise ConfigError(f"{what} is {kind}, not {expected}") from None
+
+
+def local_sources(names: Iterable[str], folder: Path | None = None) -> list[Path]:
+    """The top-level packages (folders) and modules (.py files) of the `package.module:function`
+    names that are imported from `folder` (default: the current one) rather than installed.
+
+    A local sweep's Ray workers find them as the driver does (Ray puts the driver's folder on
+    their path); the other nodes of a cluster do not have them, so a sweep on a cluster ships
+    these with Ray's `runtime_env` `py_modules`. Installed packages are left to the nodes'
+    own environments."""
+    folder = (folder or Path.cwd()).resolve()
+    found: list[Path] = []
+    for name in names:
+        top = name.partition(":")[0].split(".")[0]
+        try:
+            spec = importlib.util.find_spec(top)
+        except (ImportError, ValueError):
+            continue
+        if spec is None:
+            continue
+        locations = list(spec.submodule_search_locations or [])
+        path = Path(locations[0]) if locations else Path(spec.origin or "")
+        if path.resolve().parent == folder and path not in found:
+            found.append(path)
+    return found

@@ -7,9 +7,12 @@ from typing import TYPE_CHECKING, Any
 
 from ray import tune
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from typing_extensions import override
 
+from tuning.errors import user_frames
+from tuning.folder import SweepFolder
 from tuning.trainable import DIVERGED
 from tuning.trials import TrialRecord
 
@@ -30,10 +33,12 @@ def _params(params: dict[str, Any]) -> str:
 class ProgressPrinter(tune.Callback):
     """Readable in a terminal and in a CI log alike (no cursor tricks)."""
 
-    def __init__(self, metric: str, budget: int, num_samples: int) -> None:
+    def __init__(self, metric: str, budget: int, num_samples: int, folder: SweepFolder) -> None:
         self.metric = metric
         self.budget = budget
         self.num_samples = num_samples
+        self.folder = folder
+        self.errors_shown: dict[str, str] = {}
         self._console: Console | None = None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -78,8 +83,22 @@ class ProgressPrinter(tune.Callback):
 
     @override
     def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        """One line per failed trial; the first time an error is seen, the frames of it that are
+        in the user's own files; the whole traceback stays in the sweep folder."""
         done = self._done(trials, trial)
-        self.console.print(f"[red]failed[/red]   {trial.trial_id}  [dim]({done}/{self.num_samples} done)[/dim]")
+        trace_file = self.folder.error_file(trial.trial_id)
+        trace = trace_file.read_text() if trace_file.exists() else ""
+        lines = [line for line in trace.splitlines() if line.strip()]
+        error = lines[-1].strip() if lines else "unknown error"
+        first = self.errors_shown.setdefault(error, trial.trial_id)
+        told = escape(error) if first == trial.trial_id else f"the same error as {first}"
+        self.console.print(
+            f"[red]failed[/red]   {trial.trial_id}  {told}  [dim]({done}/{self.num_samples} done; "
+            f"traceback: {escape(str(trace_file))})[/dim]"
+        )
+        if first == trial.trial_id:
+            for frame in user_frames(trace):
+                self.console.print(f"           [dim]at[/dim] {escape(frame)}")
 
 
 def trials_table(records: Sequence[TrialRecord], metric: str, limit: int | None = None) -> Table:

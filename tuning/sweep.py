@@ -12,9 +12,9 @@ import datetime as dt
 import importlib
 import json
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,13 +22,16 @@ import yaml
 from ray import tune
 from ray.tune import ResultGrid
 
-from tuning.config import TrainableConfig, with_overrides
+from fishleg.config import parse_yaml
+from tuning.config import read_yaml_model
 from tuning.errors import UserError
 from tuning.export import Best, select_best, write_best_config
 from tuning.fit import Fit, check_fit, function_name, load_fit
 from tuning.folder import SweepFolder, check_name
 from tuning.holdout import test_chosen
 from tuning.leftovers import leftovers, record_ray_processes
+from tuning.overrides import Override
+from tuning.plugins import local_sources
 from tuning.preflight import check_cluster, check_ray_address, check_spec, check_storage
 from tuning.reconcile import (
     drop_lost_trials,
@@ -37,10 +40,11 @@ from tuning.reconcile import (
     fail_running_study_trials,
     tune_trial_ids,
 )
+from tuning.retention import folder_size, prune_checkpoints
 from tuning.robust import robust_best
 from tuning.spec import SweepSpec, file_sha256, load_sweep
 from tuning.tracking import MlflowSweep, check_tracking_uri, flatten, runs_url, start_sweep_run
-from tuning.trials import Ledger, TrialRecorder, sweep_failure
+from tuning.trials import TERMINAL, Ledger, TrialRecorder, sweep_failure
 from tuning.tuner import connect, make_trainable, make_tuner
 
 if TYPE_CHECKING:
@@ -55,6 +59,7 @@ META_KEYS = ("name", "sweep_file", "sweep_file_sha256", "tune_storage", "mlflow_
 @dataclass(frozen=True)
 class SweepPlan:
     """A checked sweep file, with the command-line overrides applied, and where it will run.
+    `data`: the file as resolved (what the sweep folder keeps, and `resume` reads);
     `fit`: the training function, when a Python caller passed it as an object."""
 
     spec: SweepSpec
@@ -62,7 +67,8 @@ class SweepPlan:
     folder: SweepFolder
     mlflow_uri: str
     experiment: str
-    search_updates: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any]
+    overrides: tuple[Override, ...] = ()
     fit: Fit | None = None
 
 
@@ -71,7 +77,7 @@ class SweepOutcome:
     """What a sweep ended with. `test`: the exported config's test metrics, evaluated once
     after the choice (None while the sweep is unfinished). `failure`: the one error every
     trial failed with, when they all did (the sweep then stopped after its first trials).
-    `test_note`: why `test` is None, when it is."""
+    `test_note`: why `test` is None, when it is. `size`: bytes in the sweep folder."""
 
     folder: Path
     counts: dict[str, int]
@@ -83,6 +89,7 @@ class SweepOutcome:
     failure: str | None = None
     test_note: str | None = None
     experiment_id: str | None = None
+    size: int = 0
 
     @property
     def runs_url(self) -> str | None:
@@ -113,6 +120,16 @@ class SweepOutcome:
         return pandas.DataFrame(rows)
 
 
+def search_aliases(num_samples: int | None, max_concurrent: int | None) -> list[Override]:
+    """`--num-samples` and `--max-concurrent`, as the overrides they stand for."""
+    given = {"num_samples": num_samples, "max_concurrent": max_concurrent}
+    return [
+        Override(f"search.{key}", value, f"--{key.replace('_', '-')} {value}")
+        for key, value in given.items()
+        if value is not None
+    ]
+
+
 def plan_sweep(
     spec_path: Path,
     *,
@@ -123,15 +140,14 @@ def plan_sweep(
     mlflow_uri: str | None = None,
     experiment: str | None = None,
     fit: Fit | None = None,
+    overrides: Sequence[Override] = (),
 ) -> SweepPlan:
     """Read the sweep file, apply the overrides and make every check that needs no cluster.
     `fit`: a training function to tune (the file may then leave `trainable:` out)."""
     if fit is not None:
         check_fit(fit, "the function given to tuning.search")
-    spec = load_sweep(spec_path, None if fit is None else function_name(fit))
-    overrides = {"num_samples": num_samples, "max_concurrent": max_concurrent}
-    search_updates = {k: v for k, v in overrides.items() if v is not None}
-    spec = spec.model_copy(update={"search": with_overrides(spec.search, search_updates)})
+    overrides = (*overrides, *search_aliases(num_samples, max_concurrent))
+    spec, data = read_yaml_model(spec_path, SweepSpec, None if fit is None else function_name(fit), overrides)
     if name is not None:
         check_name(name, "--name")
     elif spec.name is not None:
@@ -142,7 +158,7 @@ def plan_sweep(
     uri = mlflow_uri or spec.mlflow.tracking_uri or folder.default_mlflow_uri
     check_tracking_uri(uri)
     exp = experiment or spec.mlflow.experiment or name
-    return SweepPlan(spec, spec_path, folder, uri, exp, search_updates, fit)
+    return SweepPlan(spec, spec_path, folder, uri, exp, data, tuple(overrides), fit)
 
 
 def start_sweep(
@@ -152,9 +168,11 @@ def start_sweep(
     shared_storage: bool = False,
     robust_top: int = 0,
     seeds: int = 3,
+    keep_checkpoints: bool = False,
     echo: Echo = print,
 ) -> SweepOutcome:
-    """Run a planned sweep to its end (or its interruption) and export the best config.
+    """Run a planned sweep to its end (or its interruption) and export the best config;
+    `keep_checkpoints` keeps every trial's checkpoints (see `tuning.retention`).
 
     Every check, the cluster's included, passes before anything is written: the sweep folder,
     the MLflow parent run and Tune's experiment are made only then."""
@@ -167,11 +185,11 @@ def start_sweep(
         )
     with ThreadPoolExecutor(max_workers=1) as pool:
         warm = pool.submit(importlib.import_module, "mlflow")  # MLflow's import cost overlaps Ray's start-up
-        connect(address)
+        connect(address, local_sources(spec.plugin_names))
         check_cluster(spec, folder.tune_storage, address, shared_storage)
         warm.result()
     check_storage(folder.path)
-    _copy_spec(plan.spec_path, folder.spec_file, plan.search_updates, spec.trainable)
+    _copy_spec(plan.spec_path, folder.spec_file, plan.data, plan.overrides)
     params = flatten({k: v for k, v in spec.model_dump(mode="json").items() if k != "space"})
     params.update({f"space.{k}": json.dumps(v.model_dump(exclude_none=True)) for k, v in spec.space.items()})
     mlflow = start_sweep_run(plan.mlflow_uri, plan.experiment, folder.name, folder.path, params, folder.spec_file)
@@ -179,6 +197,8 @@ def start_sweep(
         "name": folder.name,
         "sweep_file": str(plan.spec_path.resolve()),
         "sweep_file_sha256": file_sha256(plan.spec_path),
+        "overrides": [o.text for o in plan.overrides],
+        "keep_checkpoints": keep_checkpoints,
         "tune_storage": folder.tune_storage,
         "mlflow_uri": plan.mlflow_uri,
         "experiment_id": mlflow.experiment_id,
@@ -188,7 +208,7 @@ def start_sweep(
     folder.write_meta(meta)
     if address is None:
         record_ray_processes(folder.path)
-    results = _fit(lambda: make_tuner(spec, folder, mlflow, plan.fit).fit(), spec, folder, mlflow)
+    results = _fit(lambda: make_tuner(spec, folder, mlflow, plan.fit, keep_checkpoints).fit(), spec, folder, mlflow)
     return _finish(spec, folder, meta, mlflow, echo, results, robust_top, seeds)
 
 
@@ -207,6 +227,7 @@ def run_sweep(
     seeds: int = 3,
     echo: Echo = print,
     fit: Fit | None = None,
+    overrides: Sequence[Override] = (),
 ) -> SweepOutcome:
     """`plan_sweep` then `start_sweep`: a whole sweep in one call."""
     plan = plan_sweep(
@@ -218,23 +239,19 @@ def run_sweep(
         mlflow_uri=mlflow_uri,
         experiment=experiment,
         fit=fit,
+        overrides=overrides,
     )
     return start_sweep(
         plan, address=address, shared_storage=shared_storage, robust_top=robust_top, seeds=seeds, echo=echo
     )
 
 
-def _copy_spec(source: Path, dest: Path, search_updates: dict[str, Any], trainable: TrainableConfig | None) -> None:
-    """The sweep file as run (what `resume` reads): verbatim, or with the command-line
-    overrides written into its `search:` block and the name of a training function given
-    as an object."""
-    data = yaml.safe_load(source.read_text())
-    if not search_updates and (trainable is None or "trainable" in data):
+def _copy_spec(source: Path, dest: Path, data: dict[str, Any], overrides: Sequence[Override]) -> None:
+    """The sweep file as run (what `resume` reads): verbatim, or, with command-line overrides or
+    a training function given as an object, as resolved."""
+    if not overrides and data == parse_yaml(source):
         shutil.copyfile(source, dest)
         return
-    data.setdefault("search", {}).update(search_updates)
-    if trainable is not None:
-        data.setdefault("trainable", trainable.to_dict())
     dest.write_text(yaml.safe_dump(data, sort_keys=False))
 
 
@@ -274,7 +291,7 @@ def resume_sweep(
             + ", ".join(f"{pid} ({name})" for pid, name in left)
             + f". They hold memory and ports; stop them with: kill {' '.join(str(pid) for pid, _ in left)}"
         )
-    connect(address)
+    connect(address, local_sources(spec.plugin_names))
     check_cluster(spec, folder.tune_storage, address, shared_storage)
     if address is None:
         record_ray_processes(path)
@@ -292,7 +309,7 @@ def resume_sweep(
             resume_unfinished=True,
         )
     else:  # the driver was killed before Tune first saved its state: start Tune afresh
-        tuner = make_tuner(spec, folder, mlflow, fit)
+        tuner = make_tuner(spec, folder, mlflow, fit, bool(meta.get("keep_checkpoints")))
     results = _fit(tuner.fit, spec, folder, mlflow)
     return _finish(spec, folder, meta, mlflow, echo, results)
 
@@ -356,9 +373,24 @@ def _finish(
             recorder.record_test(best.record.trial_id, test)
     if not interrupted:
         fail_running_study_trials(folder)  # Optuna trials of trials lost with a killed driver
+    if not meta.get("keep_checkpoints"):
+        ended = [r.trial_id for r in recorder.ledger.records.values() if r.status in TERMINAL]
+        prune_checkpoints(folder, ended, spec.metric.name, spec.metric.mode, spec.budget)
     mlflow.end(mlflow.parent_run_id, "FAILED" if failure else "KILLED" if interrupted else "FINISHED")
     counts = recorder.ledger.counts()
     uri = meta["mlflow_uri"]
     note = None if test is not None else test_info.get("test_on")
     metric = spec.metric.name
-    return SweepOutcome(folder.path, counts, best, interrupted, uri, metric, test, failure, note, meta["experiment_id"])
+    return SweepOutcome(
+        folder.path,
+        counts,
+        best,
+        interrupted,
+        uri,
+        metric,
+        test,
+        failure,
+        note,
+        meta["experiment_id"],
+        folder_size(folder.path),
+    )

@@ -23,7 +23,16 @@ from typing_extensions import override
 
 from tuning.config import RunConfig
 from tuning.errors import USER_ERRORS, NonFiniteLoss
-from tuning.fit import CHECKPOINT_FILE, Fit, FitContext, Saved, TrainableError, load_saved, save_saved
+from tuning.fit import (
+    CHECKPOINT_FILE,
+    Fit,
+    FitContext,
+    ProtocolError,
+    Saved,
+    TrainableError,
+    load_saved,
+    save_saved,
+)
 from tuning.space import apply_params
 from tuning.trainer import Trainer, fit_for
 
@@ -87,15 +96,19 @@ class TuneContext(FitContext):
 
 def replay(config: RunConfig, ended: Ended) -> None:
     """Report a trial's recorded last result again, with a copy of its last checkpoint (Tune
-    persists it under its own next name, which may be the original's)."""
+    persists it under its own next name, which may be the original's) if it is still kept
+    (`tuning.retention` deletes those of trials the export does not choose)."""
     if DIVERGED in ended.result:
         tune.report(diverged_report(config, ended.result["epoch"], ended.result[DIVERGED]))
         return
-    if ended.checkpoint is None:
-        tune.report(ended.result)
-        return
     with tempfile.TemporaryDirectory() as folder:
-        tune.Checkpoint(ended.checkpoint).to_directory(folder)
+        try:
+            if ended.checkpoint is None:
+                raise FileNotFoundError
+            tune.Checkpoint(ended.checkpoint).to_directory(folder)
+        except FileNotFoundError:
+            tune.report(ended.result)
+            return
         tune.report(ended.result, checkpoint=tune.Checkpoint.from_directory(folder))
 
 
@@ -134,7 +147,7 @@ def run_trial(
             raise
         raise TrainableError(f"{source}: trainable {config.subject!r} raised {type(exc).__name__}: {exc}") from exc
     if context.reports == 0 and restored is None:
-        raise TrainableError(
+        raise ProtocolError(
             f"{source}: trainable {config.subject!r} returned without calling context.report(metrics); "
             "report each epoch's metrics (with the sweep's metric.name) through the context it is given."
         )

@@ -16,6 +16,8 @@ from typing_extensions import override
 
 from tuning.errors import UserError
 from tuning.files import write_atomically
+from tuning.fit import ProtocolError
+from tuning.folder import SweepFolder
 from tuning.trainable import DIVERGED
 
 if TYPE_CHECKING:
@@ -31,6 +33,7 @@ __all__ = [
     "TrialRecord",
     "TrialRecorder",
     "format_counts",
+    "is_protocol_error",
     "sweep_failure",
 ]
 
@@ -195,6 +198,11 @@ class TrialRecorder(tune.Callback):
         if self._ended(trial):
             return
         rec = self._record(trial)
+        source = trial.error_file
+        if source and Path(source).exists():
+            kept = SweepFolder.at(self.ledger_path.parent).error_file(trial.trial_id)
+            kept.parent.mkdir(exist_ok=True)
+            write_atomically(kept, Path(source).read_text())
         self._finish(rec, "FAILED", _error_text(trial))
 
     def _finish(self, rec: TrialRecord, status: str, error: str | None) -> None:
@@ -250,6 +258,11 @@ class FirstFailures(tune.Callback, Stopper):
     @override
     def stop_all(self) -> bool:
         return not self.succeeded and len(self.errors) >= self.limit and len(set(self.errors)) == 1
+
+
+def is_protocol_error(error: str | None) -> bool:
+    """Whether a ledger's error line is a training function's broken protocol (bad input)."""
+    return error is not None and error.startswith(f"{ProtocolError.__module__}.{ProtocolError.__qualname__}:")
 
 
 def sweep_failure(records: list[TrialRecord]) -> str | None:

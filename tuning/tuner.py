@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -19,6 +21,7 @@ from ray.tune.search.optuna import OptunaSearch
 from tuning.fit import Fit
 from tuning.folder import SweepFolder
 from tuning.progress import ProgressPrinter
+from tuning.retention import CheckpointRetention
 from tuning.space import DefineByRun, make_sampler
 from tuning.spec import SweepSpec
 from tuning.tracking import MlflowSweep
@@ -72,8 +75,12 @@ def make_scheduler(spec: SweepSpec) -> TrialScheduler:
     return FIFOScheduler()
 
 
-def connect(address: str | None) -> None:
-    """Join the Ray cluster at `address`, or start Ray locally (None); no-op if connected."""
+def connect(address: str | None, code: Sequence[Path] = ()) -> None:
+    """Join the Ray cluster at `address`, or start Ray locally (None); no-op if connected.
+
+    `code`: the user's packages and modules imported from the current folder (see
+    `plugins.local_sources`), shipped to a cluster's nodes with `runtime_env` `py_modules`. A
+    local Ray needs nothing shipped: its workers get the driver's folder on their path."""
     if ray.is_initialized():
         return
     # Tune's own reporter is replaced by ProgressPrinter; per-epoch checkpoints of fast
@@ -88,12 +95,15 @@ def connect(address: str | None) -> None:
     # killed with SIGKILL then leaves it at most one event behind the ledger, which `resume`
     # reconciles (tuning.reconcile).
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")
+    runtime_env: dict[str, Any] = {"env_vars": {"RAY_CHDIR_TO_TRIAL_DIR": "0"}}
+    if address is not None and code:
+        runtime_env["py_modules"] = [str(path) for path in code]
     ray.init(
         address=address,
         include_dashboard=False,
-        logging_level=logging.WARNING,
+        logging_level=max(logging.WARNING, logging.getLogger("ray").getEffectiveLevel()),
         log_to_driver=False,
-        runtime_env={"env_vars": {"RAY_CHDIR_TO_TRIAL_DIR": "0"}},
+        runtime_env=runtime_env,
     )
 
 
@@ -114,8 +124,15 @@ def make_trainable(
     return tune.with_resources(fn, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
 
 
-def make_tuner(spec: SweepSpec, folder: SweepFolder, mlflow: MlflowSweep, fit: Fit | None = None) -> tune.Tuner:
-    """A new Tuner for the sweep: its study in the folder, its ledger and MLflow callbacks."""
+def make_tuner(
+    spec: SweepSpec,
+    folder: SweepFolder,
+    mlflow: MlflowSweep,
+    fit: Fit | None = None,
+    keep_checkpoints: bool = False,
+) -> tune.Tuner:
+    """A new Tuner for the sweep: its study in the folder, its ledger and MLflow callbacks, and
+    (unless `keep_checkpoints`) the pruning of ended trials' checkpoints."""
     searcher = BudgetAwareOptunaSearch(
         space=DefineByRun(spec.space),
         metric=spec.metric.name,
@@ -129,10 +146,12 @@ def make_tuner(spec: SweepSpec, folder: SweepFolder, mlflow: MlflowSweep, fit: F
     first_failures = FirstFailures(min(spec.search.num_samples, max(2, spec.search.max_concurrent)))
     callbacks = [
         TrialRecorder(folder.ledger_file, spec.budget, mlflow),
-        ProgressPrinter(spec.metric.name, spec.budget, spec.search.num_samples),
+        ProgressPrinter(spec.metric.name, spec.budget, spec.search.num_samples, folder),
         JsonLoggerCallback(),
         first_failures,
     ]
+    if not keep_checkpoints:
+        callbacks.append(CheckpointRetention(folder, spec.metric.name, spec.metric.mode, spec.budget))
     return tune.Tuner(
         make_trainable(spec, folder, fit),
         tune_config=tune.TuneConfig(
@@ -147,7 +166,7 @@ def make_tuner(spec: SweepSpec, folder: SweepFolder, mlflow: MlflowSweep, fit: F
             storage_path=folder.tune_storage,
             callbacks=callbacks,
             stop=first_failures,
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=None if keep_checkpoints else 2),
             failure_config=tune.FailureConfig(max_failures=spec.search.max_failures),
             verbose=0,
         ),
