@@ -25,7 +25,7 @@ def search(
     fit: Fit | None,
     sweep: str | Path,
     *,
-    storage: str | Path = "runs",
+    storage: str | Path = "fishleg-runs",
     address: str | None = None,
     echo: Echo = print,
     **overrides: Any,

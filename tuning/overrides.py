@@ -152,5 +152,18 @@ def apply_overrides(
             hint = f"did you mean {close[0]}? " if close else ""
             allowed = f"keys of {section or 'the file'}: {', '.join(siblings)}" if siblings else "see --dry-run"
             raise ConfigError(f"{source}: override {override.shown!r}: unknown key {override.key!r}; {hint}{allowed}.")
+        _name_union_section(data, override.key.split(".")[0], model)
         _set(data, override.key, override.value, space)
     return data
+
+
+def _name_union_section(data: dict[str, Any], head: str, model: type[BaseModel]) -> None:
+    """A section the file leaves out whose type is a tagged union (`optimizer:`) gets the name
+    of the member it defaults to, so that `optimizer.lr=0.01` alone still says which one."""
+    field = model.model_fields.get(head)
+    if field is None or len(_members(field.annotation)) < 2:
+        return
+    section = data.get(head) if isinstance(data.get(head), dict) else {}
+    if "name" not in section:
+        member = _submodel(field.annotation, section)
+        data[head] = {"name": member.model_fields["name"].default, **section}

@@ -7,7 +7,7 @@ import hashlib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, FiniteFloat, field_validator, model_validator
 
 from fishleg.config import FishLegConfig, StrictModel
 from tuning.config import OptimizerConfig, RunConfig, TrainingConfig, TrainsOne, load_yaml_model
@@ -22,8 +22,8 @@ class ParamSpec(StrictModel):
     """One searched hyperparameter, keyed in `space:` by its dotted config name."""
 
     type: Literal["float", "int", "categorical"]
-    low: float | None = None
-    high: float | None = None
+    low: FiniteFloat | None = None
+    high: FiniteFloat | None = None
     log: bool = False
     step: float | None = Field(None, gt=0)
     choices: list[Scalar] | None = None
@@ -52,6 +52,22 @@ class ParamSpec(StrictModel):
         if self.type == "int" and not (float(self.low).is_integer() and float(self.high).is_integer()):
             raise ValueError("int bounds must be whole numbers")
         return self
+
+    def admits(self, value: Any) -> bool:
+        """Whether `value` is one this parameter can take (a starting point's, an override's)."""
+        if self.type == "categorical":
+            return value in (self.choices or []) and type(value) in {type(c) for c in self.choices or []}
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return False
+        if self.type == "int" and not float(value).is_integer():
+            return False
+        return self.low <= value <= self.high
+
+    def describe(self) -> str:
+        """What it can take, for a message: '[1e-3, 1] (log)' or 'one of [16, 32]'."""
+        if self.type == "categorical":
+            return f"one of {self.choices}"
+        return f"{'whole numbers in ' if self.type == 'int' else ''}[{self.low:g}, {self.high:g}]"
 
     def grid(self) -> list[Scalar]:
         """Every value, for the grid sampler (floats need a step)."""
@@ -134,6 +150,18 @@ class SweepSpec(TrainsOne):
             unknown = sorted(set(point) - set(self.space))
             if unknown:
                 raise ValueError(f"search.points_to_evaluate[{i}] names {unknown}, not in space {list(self.space)}")
+            for name, value in point.items():
+                if not self.space[name].admits(value):
+                    raise ValueError(
+                        f"search.points_to_evaluate[{i}].{name}: {value!r} is outside the space it starts; "
+                        f"allowed: {self.space[name].describe()} (space.{name})"
+                    )
+        if self.scheduler.type in ("asha", "median") and self.scheduler.grace_period > self.budget:
+            raise ValueError(
+                f"scheduler.grace_period: {self.scheduler.grace_period} epochs is more than the budget, "
+                f"training.epochs: {self.budget}, so no trial could ever be stopped early; allowed: 1 to "
+                f"{self.budget} (or scheduler.type: none)"
+            )
         return self
 
     @property

@@ -1,12 +1,12 @@
 """Bad sweep input: one paragraph naming the file and key, exit status 2, no trial started."""
 
-import subprocess
-import sys
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tests.conftest import fishleg_tune
 from tuning.cli import main
 
 from .conftest import free_port
@@ -87,9 +87,21 @@ CASES = {
         variant(**{"space/optimizer.kron_sum_rank/when": {"optimizer.q_structure": "kron_summ"}}),
         ["space.optimizer.kron_sum_rank.when", "never 'kron_summ'", "['kron', 'kron_sum']"],
     ),
-    "an invalid point to evaluate": (
-        variant(search={"points_to_evaluate": [{"optimizer.lr": -1.0}]}),
-        ["search.points_to_evaluate[0]", "greater than 0"],
+    "a point to evaluate outside its range": (
+        variant(search={"points_to_evaluate": [{"optimizer.lr": 50.0}]}),
+        ["search.points_to_evaluate[0].optimizer.lr", "50.0 is outside the space", "[0.001, 1]"],
+    ),
+    "a point to evaluate not among the choices": (
+        variant(search={"points_to_evaluate": [{"optimizer.q_structure": "diag"}]}),
+        ["search.points_to_evaluate[0].optimizer.q_structure", "one of ['kron', 'kron_sum']"],
+    ),
+    "an infinite bound": (
+        variant(**{"space/optimizer.lr/high": float("inf")}),
+        ["space.optimizer.lr.high", "finite number"],
+    ),
+    "a grace period above the budget": (
+        variant(scheduler={"type": "asha", "grace_period": 3}),
+        ["scheduler.grace_period", "training.epochs: 2", "allowed: 1 to 2"],
     ),
     "ranking on test": (variant(metric={"name": "test_loss"}), ["metric.name", "choose on validation"]),
 }
@@ -117,10 +129,39 @@ def write_good(tmp_path):
 def test_malformed_yaml_names_the_line_without_traceback(tmp_path):
     path = tmp_path / "sweep.yaml"
     path.write_text("workload:\n  name: digits_autoencoder\nspace: {optimizer.lr: [\n")
-    proc = subprocess.run([sys.executable, "-m", "tuning.cli", "search", str(path)], capture_output=True, text=True)
+    proc = fishleg_tune("search", str(path), cwd=tmp_path)
     assert proc.returncode == 2
     assert "malformed YAML at line" in proc.stderr and str(path) in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_key_given_twice_is_refused_naming_both_lines(tmp_path, capsys):
+    path = write_good(tmp_path)
+    path.write_text(path.read_text() + "training:\n  epochs: 5\n")
+    assert main(["search", str(path), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "'training' is given twice in one mapping (lines" in err and str(path) in err
+
+
+def test_aliases_that_expand_past_any_config_size_are_refused_quickly(tmp_path, capsys):
+    """A 1 KB file of aliases nested ten deep (10^10 values once expanded) hung `--dry-run`."""
+    lines = ["a0: &a0 [" + ", ".join(["x"] * 10) + "]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 10)]
+    path = tmp_path / "sweep.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    assert len(path.read_bytes()) < 1100
+    started = time.perf_counter()
+    assert main(["search", str(path), "--dry-run"]) == 2
+    assert time.perf_counter() - started < 5
+    assert "aliases expand to more than 100,000 values" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("address", ["not-an-address", "10.0.0.5", "host:99999", "http://10.0.0.5:6379"])
+def test_an_address_of_the_wrong_form_is_refused_before_the_file_is_read(tmp_path, capsys, address):
+    missing = tmp_path / "missing.yaml"
+    assert main(["search", str(missing), "--address", address]) == 2
+    err = capsys.readouterr().err
+    assert f"--address: {address!r} is not a Ray cluster address" in err and "missing.yaml" not in err
 
 
 def test_unreachable_mlflow_server(tmp_path, capsys):
