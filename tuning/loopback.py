@@ -88,7 +88,7 @@ class LoopbackCluster:
 
     def command(self, *args: str) -> list[str]:
         """argv of `fishleg-tune ARGS` as a driver of this cluster."""
-        return [sys.executable, "-m", "tuning.cli", *args]
+        return [str(Path(sys.executable).with_name("fishleg-tune")), *args]
 
     def sweep_args(self, spec: Path, storage: Path) -> list[str]:
         """`search` on this cluster; its nodes share this machine's disk, hence --shared-storage."""

@@ -225,6 +225,7 @@ def run_sweep(
     experiment: str | None = None,
     robust_top: int = 0,
     seeds: int = 3,
+    keep_checkpoints: bool = False,
     echo: Echo = print,
     fit: Fit | None = None,
     overrides: Sequence[Override] = (),
@@ -242,7 +243,13 @@ def run_sweep(
         overrides=overrides,
     )
     return start_sweep(
-        plan, address=address, shared_storage=shared_storage, robust_top=robust_top, seeds=seeds, echo=echo
+        plan,
+        address=address,
+        shared_storage=shared_storage,
+        robust_top=robust_top,
+        seeds=seeds,
+        keep_checkpoints=keep_checkpoints,
+        echo=echo,
     )
 
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 import yaml
 
+from tests.conftest import fishleg_tune
 from tuning.cli import main
 from tuning.config import load_run_config
 from tuning.trainer import Trainer
@@ -136,12 +137,7 @@ def test_trainer_reads_the_test_split_only_in_test(tmp_path):
 def test_bad_input_exits_2_with_one_paragraph_and_no_traceback(tmp_path, content, fragments):
     path = tmp_path / "bad.yaml"
     path.write_text(content)
-    proc = subprocess.run(
-        [sys.executable, "-m", "tuning.cli", "train", str(path), "--output", str(tmp_path / "o")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = fishleg_tune("train", str(path), "--output", str(tmp_path / "o"), cwd=tmp_path, timeout=120)
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     for fragment in fragments:

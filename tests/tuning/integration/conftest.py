@@ -14,6 +14,7 @@ import pytest
 import ray
 import yaml
 
+from tests.conftest import FISHLEG_TUNE
 from tests.tuning.conftest import free_port
 from tuning.tuner import connect
 
@@ -64,7 +65,7 @@ def slow_sweep(tmp_path: Path, num_samples: int, epochs: int, **search) -> tuple
         search={"num_samples": num_samples, **search},
         training={"epochs": epochs, "batch_size": 16},
     )
-    cmd = [sys.executable, "-m", "tuning.cli", "search", str(spec), "--storage-path", str(tmp_path / "runs")]
+    cmd = [FISHLEG_TUNE, "search", str(spec), "--storage-path", str(tmp_path / "runs")]
     return tmp_path / "runs" / "tiny", cmd
 
 

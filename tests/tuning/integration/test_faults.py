@@ -7,7 +7,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -16,6 +15,7 @@ import optuna
 import pytest
 from mlflow import MlflowClient
 
+from tests.conftest import fishleg_tune
 from tuning.loopback import descendants, stat_fields
 
 from .conftest import slow_sweep
@@ -64,9 +64,7 @@ def kill_sweep(proc: subprocess.Popen) -> None:
 
 
 def resume(folder: Path) -> subprocess.CompletedProcess:
-    resumed = subprocess.run(
-        [sys.executable, "-m", "tuning.cli", "resume", str(folder)], capture_output=True, text=True, timeout=400
-    )
+    resumed = fishleg_tune("resume", str(folder), cwd=folder.parent, timeout=400)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     return resumed
 

@@ -6,7 +6,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 
 import optuna
@@ -14,6 +13,7 @@ import pytest
 import torch
 from mlflow import MlflowClient
 
+from tests.conftest import fishleg_tune
 from tuning.cli import main
 from tuning.config import load_run_config
 from tuning.sweep import run_sweep
@@ -41,6 +41,14 @@ def study(folder, name="tiny"):
     return optuna.load_study(study_name=name, storage=f"sqlite:///{folder / 'optuna.db'}")
 
 
+def checkpoints(folder):
+    """{trial id: [its checkpoint folders]} in the sweep's Tune folder."""
+    found = {}
+    for path in sorted((folder / "tune").glob("trial_*/checkpoint_*")):
+        found.setdefault(path.parent.name.removeprefix("trial_"), []).append(path.name)
+    return found
+
+
 def test_sweep_end_to_end(ray_local, tmp_path, capsys):
     spec = sweep_file(tmp_path / "tiny.yaml")
     outcome = run_sweep(spec, storage=tmp_path / "runs")
@@ -48,6 +56,9 @@ def test_sweep_end_to_end(ray_local, tmp_path, capsys):
     assert not outcome.interrupted
     records = ledger(folder)
     assert len(records) == 4
+    # Only the exported trial's last checkpoint is kept (what its test evaluation read).
+    best_id = outcome.best.record.trial_id
+    assert checkpoints(folder) == {best_id: [records[best_id]["checkpoint"]]}
     assert {r["status"] for r in records.values()} <= {"COMPLETE", "PRUNED"}
     assert any(r["status"] == "COMPLETE" for r in records.values())
 
@@ -167,9 +178,11 @@ def test_trials_never_touch_the_test_split(ray_local, tmp_path):
         workload={"name": "tests.tuning.plugins:sealed_digits", "touch_log": str(log)},
         search={"num_samples": 3},
     )
-    outcome = run_sweep(spec, storage=tmp_path / "runs")
+    outcome = run_sweep(spec, storage=tmp_path / "runs", keep_checkpoints=True)
     records = ledger(outcome.folder)
     assert all(r["status"] in ("COMPLETE", "PRUNED") for r in records.values())
+    kept = checkpoints(outcome.folder)  # --keep-checkpoints: every checkpoint of every trial
+    assert set(kept) == set(records) and all(len(v) == records[k]["epochs"] for k, v in kept.items())
     touches = [json.loads(line) for line in log.read_text().splitlines()]
     assert len(touches) == 1  # one process, after every trial had ended: the export's test
     assert touches[0]["time"] > max(r["ended"] for r in records.values())
@@ -201,8 +214,8 @@ def test_sweep_logs_to_an_mlflow_server(ray_local, tmp_path, mlflow_server):
 
 @pytest.mark.slow
 def test_interrupted_sweep_resumes_without_losing_or_rerunning_trials(tmp_path):
-    folder, cmd = slow_sweep(tmp_path, num_samples=6, epochs=4)
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    folder, cmd = slow_sweep(tmp_path, num_samples=7, epochs=4)
+    proc = subprocess.Popen([*cmd, "search.num_samples=6"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 240
     while time.time() < deadline:
         done = [r for r in ledger(folder).values()] if (folder / "trials.json").exists() else []
@@ -217,12 +230,10 @@ def test_interrupted_sweep_resumes_without_losing_or_rerunning_trials(tmp_path):
     _, _, children = mlflow_runs(f"sqlite:///{folder / 'mlflow.db'}", "tiny")
     assert all(r.info.status != "RUNNING" for r in children)
 
-    resumed = subprocess.run(
-        [sys.executable, "-m", "tuning.cli", "resume", str(folder)], capture_output=True, text=True, timeout=300
-    )
+    resumed = fishleg_tune("resume", str(folder), cwd=tmp_path, timeout=300)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     after = ledger(folder)
-    assert len(after) == 6
+    assert len(after) == 6  # the override, not the file's 7: resume runs the sweep as it was started
     assert all(r["status"] in ("COMPLETE", "PRUNED", "FAILED") for r in after.values())
     for trial_id, rec in before.items():
         assert after[trial_id] == rec  # kept, not rerun
