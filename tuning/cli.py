@@ -110,6 +110,8 @@ def format_plan(plan: SweepPlan) -> str:
         lines.append(f"  overrides  {' '.join(o.shown for o in plan.overrides)}")
     lines.append(f"  results    {folder}")
     lines.append(f"  MLflow     {plan.mlflow_uri}")
+    if not plan.mlflow_uri.startswith("http"):
+        lines.append(f"  watch it   mlflow ui --backend-store-uri {plan.mlflow_uri}  (live, while trials run)")
     return "\n".join(lines)
 
 

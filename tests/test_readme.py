@@ -1,0 +1,74 @@
+"""The README's commands exist: every `fishleg-tune` line in its shell blocks resolves through
+the command's own parser (subcommands, flags and `KEY=VALUE` overrides), every `make` target
+is in the Makefile, every script and module it runs exists, every page it links to exists,
+and its Python blocks are Python. (That they run is tested where they are exercised:
+tests/tuning/integration/test_own_package.py, tests/examples/test_charlm.py.)"""
+
+import ast
+import re
+import shlex
+
+import pytest
+
+from tests.conftest import ROOT
+from tuning.cli import _parse, build_parser
+
+README = (ROOT / "README.md").read_text()
+BLOCKS = re.findall(r"```([a-z]*)\n(.*?)```", README, re.S)
+
+
+def shell_commands() -> list[list[str]]:
+    """Each command of the README's bash blocks, comments and line continuations removed."""
+    commands = []
+    for lang, body in BLOCKS:
+        if lang != "bash":
+            continue
+        for line in body.replace("\\\n", " ").splitlines():
+            words = shlex.split(line, comments=True)
+            if words:
+                commands.append(words)
+    return commands
+
+
+COMMANDS = shell_commands()
+
+
+def test_the_readme_is_a_short_guide():
+    assert len(README.splitlines()) <= 250
+    assert len(COMMANDS) > 20
+
+
+@pytest.mark.parametrize(
+    "argv", [c[1:] for c in COMMANDS if c[0] == "fishleg-tune"], ids=lambda argv: " ".join(argv)[:60]
+)
+def test_every_fishleg_tune_command_resolves(argv, capsys):
+    try:
+        args = _parse(build_parser(), argv)
+    except SystemExit as exc:  # --version exits 0 after printing
+        assert argv == ["--version"] and exc.code == 0, capsys.readouterr().err
+        return
+    assert callable(args.func)
+
+
+def test_every_make_target_script_module_and_link_exists():
+    targets = set(re.findall(r"^([a-z-]+):", (ROOT / "Makefile").read_text(), re.M))
+    for words in COMMANDS:
+        if words[0] == "make":
+            assert words[1] in targets, words
+        if words[0] in ("python", "python3") and words[1] == "-m" and words[2].startswith("examples."):
+            assert (ROOT / (words[2].replace(".", "/") + ".py")).exists(), words
+        if words[0] in ("python", "python3") and words[1].endswith(".py"):
+            assert (ROOT / words[1]).exists(), words
+        for word in words:
+            if word.endswith(".yaml") and word.startswith(("search_spaces/", "examples/", "configs/")):
+                assert (ROOT / word).exists(), words
+    for link in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", README):
+        if not link.startswith("http"):
+            assert (ROOT / link).exists(), link
+
+
+def test_the_python_blocks_are_python():
+    blocks = [body for lang, body in BLOCKS if lang == "python"]
+    assert len(blocks) >= 3
+    for body in blocks:
+        ast.parse(body)
