@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import accumulate
 from pathlib import Path
@@ -21,6 +22,7 @@ from tuning.errors import UserError
 from tuning.export import rank_trials
 from tuning.folder import SweepFolder
 from tuning.holdout import test_seed_runs
+from tuning.overrides import Override
 from tuning.report import CSS, png_tag
 from tuning.robust import SeedRuns, retrain_trials
 from tuning.spec import SweepSpec, load_sweep
@@ -118,10 +120,12 @@ def compare_sweeps(
     target: float | None,
     address: str | None,
     echo: Echo,
+    overrides: Sequence[Override] = (),
 ) -> Comparison:
     """Tune both sweep files at equal budget, re-train each side's top-k with fresh seeds, judge
-    on validation, test each side's choice once, and write comparison.html/.json."""
-    specs = [load_sweep(spec_a), load_sweep(spec_b)]
+    on validation, test each side's choice once, and write comparison.html/.json. `overrides`
+    (`KEY=VALUE` from the command line) apply to both files."""
+    specs = [load_sweep(spec_a, overrides=overrides), load_sweep(spec_b, overrides=overrides)]
     _comparable(*specs, (spec_a, spec_b))
     n = num_samples if num_samples is not None else max(s.search.num_samples for s in specs)
     labels = [s.name or p.stem for s, p in zip(specs, (spec_a, spec_b))]
@@ -133,7 +137,9 @@ def compare_sweeps(
     sides = []
     for spec, path, label in zip(specs, (spec_a, spec_b), labels):
         echo(f"[bold]sweep {label}[/bold]: {n} trials")
-        outcome = run_sweep(path, storage=str(folder), name=label, num_samples=n, address=address, echo=echo)
+        outcome = run_sweep(
+            path, storage=str(folder), name=label, num_samples=n, address=address, echo=echo, overrides=overrides
+        )
         if outcome.interrupted:
             raise UserError(f"compare: the {label} sweep did not finish; resume it with fishleg-tune resume.")
         records = list(Ledger(outcome.folder / SweepFolder.LEDGER).records.values())

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -12,6 +13,7 @@ from pydantic import Field, FiniteFloat, field_validator, model_validator
 from fishleg.config import FishLegConfig, StrictModel
 from tuning.config import OptimizerConfig, RunConfig, TrainingConfig, TrainsOne, load_yaml_model
 from tuning.errors import ConfigError
+from tuning.overrides import Override
 
 __all__ = ["ParamSpec", "SweepSpec", "load_sweep", "set_dotted"]
 
@@ -191,7 +193,7 @@ def file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def load_sweep(path: str | Path, trainable: str | None = None) -> SweepSpec:
+def load_sweep(path: str | Path, trainable: str | None = None, overrides: Sequence[Override] = ()) -> SweepSpec:
     """Read and validate a sweep file; every problem is a one-paragraph ConfigError.
-    `trainable` as in `load_yaml_model`."""
-    return load_yaml_model(path, SweepSpec, trainable)
+    `trainable` and `overrides` as in `read_yaml_model`."""
+    return load_yaml_model(path, SweepSpec, trainable, overrides)

@@ -115,3 +115,15 @@ def test_the_sweep_folder_keeps_the_file_as_resolved(tmp_path):
     plain = plan_sweep(path, storage=tmp_path / "runs")
     _copy_spec(path, copy, plain.data, plain.overrides)
     assert copy.read_text() == path.read_text()  # verbatim, comments and all, without overrides
+
+
+def test_compare_applies_overrides_to_both_files(tmp_path, capsys):
+    a = write_good(tmp_path)
+    b = tmp_path / "b.yaml"
+    b.write_text(a.read_text().replace("name: bad", "name: other"))
+    args = ["compare", str(a), str(b), "--storage-path", str(tmp_path / "cmp")]
+    assert main([*args, "training.epoch=2"]) == 2
+    assert "did you mean training.epochs?" in capsys.readouterr().err
+    assert main([*args, "optimizer.lr=0.1"]) == 2  # sampled in both
+    assert "optimizer.lr is sampled" in capsys.readouterr().err
+    assert not (tmp_path / "cmp").exists()
