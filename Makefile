@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-.PHONY: install quickstart test test-fast lint bench
+.PHONY: install quickstart test test-fast lint bench gpu-wheels gpu-check
 install: $(STAMP)
 
 quickstart: $(STAMP)
@@ -30,3 +30,19 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/step_time.py
+
+# The wheels the `fishleg` package needs beyond torch, PyYAML and typing_extensions, for the
+# lent GPU machine's Python (PYVER, 3.12 there), at the versions installed here; see
+# benchmarks/gpu_check.sh. `carry: [".whl"]` takes them along.
+WHEELS ?= .whl
+PYVER ?= 3.12
+GPU_WHEELS := pydantic pydantic-core annotated-types typing-inspection typing-extensions
+gpu-wheels: $(STAMP)
+	rm -rf $(WHEELS)
+	$(PY) -m pip download --quiet --no-deps --only-binary=:all: --python-version $(PYVER) --implementation cp \
+		--platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+		-d $(WHEELS) $$($(PY) -c 'import sys; from importlib.metadata import version; print(*(f"{n}=={version(n)}" for n in sys.argv[1:]))' $(GPU_WHEELS))
+
+# The GPU checks (on a machine without CUDA the GPU parts are skipped with the reason).
+gpu-check: gpu-wheels
+	PY=$(PY) bash benchmarks/gpu_check.sh

@@ -86,14 +86,21 @@ def compare(
         aux_lr=1e-5,
     )
     adam_ms, fish_ms, over_model = [], [], []
+    peak_mb = {"adam": 0.0, "fishleg": 0.0}
     for _ in range(rounds):
-        adam_ms.append(mean_step_ms(model, adam, lik, x, y, steps))
-        fish_ms.append(mean_step_ms(model, fish, lik, x, y, steps))
+        for name, opt, times in (("adam", adam, adam_ms), ("fishleg", fish, fish_ms)):
+            if x.device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(x.device)
+            times.append(mean_step_ms(model, opt, lik, x, y, steps))
+            if x.device.type == "cuda":
+                peak_mb[name] = max(peak_mb[name], torch.cuda.max_memory_allocated(x.device) / 2**20)
         if flop_model is not None:
             flops, mm_rate = flop_model
             over_model.append((fish_ms[-1] - adam_ms[-1]) / (1e3 * flops / mm_rate()))
     adam_med, fish_med = statistics.median(adam_ms), statistics.median(fish_ms)
     result = {"adam_ms": adam_med, "fishleg_ms": fish_med, "ratio": fish_med / adam_med}
+    if x.device.type == "cuda":  # both optimizers' states stay allocated: FishLeg's peak includes Adam's
+        result.update({"adam_peak_mb": peak_mb["adam"], "fishleg_peak_mb": peak_mb["fishleg"]})
     if over_model:
         result["overhead_over_flop_model"] = statistics.median(over_model)
     return result
@@ -176,6 +183,7 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--skip-resnet", action="store_true")
     parser.add_argument("--skip-charlm", action="store_true")
+    parser.add_argument("--out", type=Path, help="also write the summary JSON to this file")
     args = parser.parse_args()
     device = torch.device(args.device)
     result: dict[str, object] = {"benchmark": "step_time", "device": str(device), "threads": torch.get_num_threads()}
@@ -212,6 +220,9 @@ def main() -> None:
             result[f"charlm_kron_aux{k}_vs_adamw"] = r
             print(f"charlm kron aux every {k} (vs AdamW): {r}", flush=True)
     print(json.dumps(result))
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":

@@ -93,3 +93,40 @@ def test_every_early_epoch_option_trains_on_the_gpu(quadratic_step):
         opt.step(closure)
     assert opt.damping_scale.device.type == "cuda" and bool(opt.is_finite())
     assert nn.functional.cross_entropy(model(x), y).item() < before
+
+
+ALL_OPTIONS = {
+    "fixed_lr": {"q_structure": "kron"},
+    "every_option": {
+        "q_structure": "kron_diag", "damping": 0.1, "adaptive_damping": True, "bound_step": True,
+        "warmup_aux_steps": 2, "dense_aux_steps": 3, "aux_lr_start": 1e-3, "quadratic_step": True, "lr": 1.0,
+    },
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("options", sorted(ALL_OPTIONS))
+@pytest.mark.parametrize("q_structure", ["diag", "kron", "kron_diag", "kron_sum"])
+def test_step_makes_no_host_sync_on_cuda(q_structure, options):
+    """CUDA's own sync check (`torch.cuda.set_sync_debug_mode('error')`) raises on any call that
+    waits for the GPU (`.item()`, a device-to-host copy, `nonzero`) inside `step()`."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(12, 16), nn.Tanh(), nn.Linear(16, 5)).to(CUDA)
+    x, y = torch.randn(64, 12, device=CUDA), torch.randint(0, 5, (64,), device=CUDA)
+    kwargs = {**ALL_OPTIONS[options], "q_structure": q_structure}
+    opt = FishLeg(model, CategoricalLikelihood(), x, update_aux_every=2, aux_batch_size=16, seed=0, **kwargs)
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        return loss
+
+    opt.step(closure)  # the first step's one-off start (warm-up, K-FAC) may wait for the GPU
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(6):  # aux steps and plain steps, every option's branch
+            opt.step(closure)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert bool(opt.is_finite())
