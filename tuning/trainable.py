@@ -94,6 +94,14 @@ class TuneContext(FitContext):
         return self.epoch - self.reports
 
 
+def _saved_epoch(checkpoint: tune.Checkpoint) -> int:
+    """The epoch a checkpoint was saved at; 0 if it is no longer there."""
+    try:
+        return restore(checkpoint).epoch
+    except FileNotFoundError:
+        return 0
+
+
 def replay(config: RunConfig, ended: Ended) -> None:
     """Report a trial's recorded last result again, with a copy of its last checkpoint (Tune
     persists it under its own next name, which may be the original's) if it is still kept
@@ -128,13 +136,13 @@ def run_trial(
     config = RunConfig.model_validate(apply_params(base, params))
     fn = fit if fit is not None else fit_for(config, source)
     checkpoint = tune.get_checkpoint()
-    restored = None if checkpoint is None else restore(checkpoint)
-    context = TuneContext(config, source=source, metric=metric, restored=restored)
     last = (ended or {}).get(tune.get_context().get_trial_id())
-    if last is not None:
-        if context.epoch < last.result["epoch"]:
+    if last is not None:  # it ended: what Tune restores it from may since have been deleted (retention)
+        if checkpoint is None or _saved_epoch(checkpoint) < last.result["epoch"]:
             replay(config, last)
         return
+    restored = None if checkpoint is None else restore(checkpoint)
+    context = TuneContext(config, source=source, metric=metric, restored=restored)
     try:
         fn(config, context)
     except NonFiniteLoss as exc:

@@ -45,14 +45,15 @@ def test_grid_sampler_enumerates_stepped_values():
     study = optuna.create_study(sampler=make_sampler(s))
     fn = DefineByRun(s.space)
     seen = set()
-    for _ in range(6):
+    for i in range(6):
         trial = study.ask()
         fn(trial)
         seen.add((trial.params["optimizer.update_aux_every"], trial.params["optimizer.q_structure"]))
-        try:
+        if i < 5:
             study.tell(trial, 0.0)
-        except RuntimeError:  # the grid sampler stops the study once every point is done
-            pass
+            continue
+        with pytest.raises(RuntimeError, match="Study.stop"):  # the grid is done: it stops the study
+            study.tell(trial, 0.0)
     assert seen == {(k, q) for k in (5, 10, 15) for q in ("diag", "kron")}
     with pytest.raises(ConfigError, match="only 6 points"):
         make_sampler(base)  # num_samples 20 > 6 grid points

@@ -7,6 +7,7 @@ import tarfile
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from tuning.data import cifar10
 from tuning.data.download import md5sum
@@ -71,10 +72,21 @@ def test_missing_offline_names_the_folder(tmp_path):
 
 
 def test_augmentation_crops_and_flips():
-    x = torch.arange(2 * 1 * 4 * 4, dtype=torch.float32).reshape(2, 1, 4, 4)
-    g = torch.Generator().manual_seed(0)
-    out = random_crop_flip(x, g, padding=0)
-    for i in range(2):
-        assert torch.equal(out[i], x[i]) or torch.equal(out[i], x[i].flip(-1))
-    padded = random_crop_flip(x, torch.Generator().manual_seed(1), padding=2)
-    assert padded.shape == x.shape
+    """Each image is its own, flipped or not, in a window of its zero-padded copy; over 64
+    images both flips and several windows occur (the identity would fail both)."""
+    x = torch.arange(64 * 1 * 4 * 4, dtype=torch.float32).reshape(64, 1, 4, 4)
+    out = random_crop_flip(x, torch.Generator().manual_seed(0), padding=2)
+    assert out.shape == x.shape
+    flips, windows = [], set()
+    for i in range(64):
+        found = [
+            (flip, dy, dx)
+            for flip in (False, True)
+            for dy in range(5)
+            for dx in range(5)
+            if torch.equal(out[i], F.pad(x[i].flip(-1) if flip else x[i], (2, 2, 2, 2))[:, dy : dy + 4, dx : dx + 4])
+        ]
+        assert found, f"image {i} is not a crop of its padded self"
+        flips.append(found[0][0])
+        windows.add(found[0][1:])
+    assert 8 < sum(flips) < 56 and len(windows) > 5

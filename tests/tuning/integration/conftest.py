@@ -18,7 +18,14 @@ from tests.conftest import FISHLEG_TUNE
 from tests.tuning.conftest import free_port
 from tuning.tuner import connect
 
-pytestmark = pytest.mark.integration
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test under this folder runs real Ray Tune, Optuna and MLflow: mark it `integration`
+    (a `pytestmark` in a conftest marks nothing)."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in item.path.parents:
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture(scope="session")
