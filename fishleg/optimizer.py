@@ -17,6 +17,7 @@ from typing_extensions import override
 
 from fishleg.aux_data import AuxData, AuxSampler
 from fishleg.config import FishLegConfig, describe_validation_error
+from fishleg.distributed import broadcast_seed, mean_across_ranks, unwrap
 from fishleg.fisher import fisher_gram, fisher_quadratic_form, fisher_vector_product
 from fishleg.kfac import Layer, damped_inverse_factors, kronecker_factors
 from fishleg.layers import adapter_for
@@ -216,9 +217,9 @@ class FishLeg(torch.optim.Optimizer):
         if isinstance(likelihood, str):
             likelihood = LIKELIHOODS[likelihood]()
         if seed is None:
-            seed = torch.initial_seed() % 2**62
+            seed = broadcast_seed(torch.initial_seed() % 2**62, trainable[0].device)
         self.config = config
-        self.model = model
+        self.model = model = unwrap(model)
         self.likelihood = likelihood
         self._device = trainable[0].device
         self.blocks = build_blocks(model, config, self._device, torch.Generator().manual_seed(seed + 2))
@@ -350,7 +351,9 @@ class FishLeg(torch.optim.Optimizer):
         predicts no decrease or the loss is not finite. On tensors: no host sync."""
         with torch.enable_grad():
             new_loss = closure()
-        rho = (new_loss.detach() - loss.detach()) / predicted
+        change = new_loss.detach() - loss.detach()
+        mean_across_ranks([change, predicted])  # ρ of the global batch, the same γ on every rank
+        rho = change / predicted
         omega = (19 / 20) ** self.config.update_aux_every
         descent = predicted < 0
         shrink = descent & (rho > 0.75)
@@ -375,6 +378,7 @@ class FishLeg(torch.optim.Optimizer):
             {n: p.detach() for n, p in zip(names, params)},
             [dict(zip(names, d)) for d in directions],
         )
+        mean_across_ranks([curvature])
         overlap = torch.stack([torch.stack([_dot(a, b) for b in directions]) for a in directions])
         slope = torch.stack([_dot(grads, d) for d in directions])
         gamma = self.param_groups[0]["damping"] * self.damping_scale
@@ -417,6 +421,7 @@ class FishLeg(torch.optim.Optimizer):
         factors = kronecker_factors(
             self.model, self.likelihood, inputs.to(self._device), [b.layer for b in blocks], self._probe_rng
         )
+        mean_across_ranks([f for found in factors if found is not None for f in found])
         damping = self.param_groups[0]["damping"] * self.damping_scale
         for b, found in zip(blocks, factors):
             if found is not None:
@@ -503,6 +508,7 @@ class FishLeg(torch.optim.Optimizer):
     ) -> None:
         """One Adam step on λ of `blocks`."""
         grads, aux_loss = self.aux_gradients(blocks, inputs, probes, qu)
+        mean_across_ranks([*grads, aux_loss])  # each rank's aux batch counts; λ stays the same on all
         lambdas = [lam for b in blocks for lam in b.structure.params]
         for lam, g in zip(lambdas, grads):
             lam.grad = g

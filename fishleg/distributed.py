@@ -1,0 +1,58 @@
+"""FishLeg under data parallelism (`torch.distributed`, e.g. with DistributedDataParallel).
+
+DDP averages the gradients, so every rank sees the same g; but each rank draws its own
+auxiliary batch, so the curvature FishLeg measures on it (the Fisher-vector products of the
+aux loss, the quadratic forms of adaptive damping and the quadratic step, K-FAC's factors)
+differs between ranks, and so would λ and the step. Averaging those measurements across
+ranks, as DDP averages gradients, makes every rank's update identical, and each rank's aux
+batch counts: with equal local batches the mean of the ranks' Fisher products is the Fisher
+product on their union. On one process (no process group, or one rank) nothing changes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+__all__ = ["broadcast_seed", "mean_across_ranks", "unwrap", "world_size"]
+
+
+def world_size() -> int:
+    """Ranks in the default process group; 1 without one."""
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def mean_across_ranks(tensors: Sequence[Tensor]) -> None:
+    """In place, each tensor ← its mean over the ranks, in one all-reduce (no-op on one process).
+    Every rank gets the same values, so replicas fed these stay bitwise identical."""
+    ranks = world_size()
+    if ranks == 1 or not tensors:
+        return
+    flat = torch.cat([t.reshape(-1) for t in tensors])
+    dist.all_reduce(flat)
+    flat.div_(ranks)
+    offset = 0
+    for t in tensors:
+        t.copy_(flat[offset : offset + t.numel()].view_as(t))
+        offset += t.numel()
+
+
+def broadcast_seed(seed: int, device: torch.device) -> int:
+    """Rank 0's seed on every rank (no-op on one process): a seed derived from each process's
+    own torch.initial_seed() would give each rank different aux batches and probes."""
+    if world_size() == 1:
+        return seed
+    carrier = torch.tensor([seed], dtype=torch.int64, device=device)
+    dist.broadcast(carrier, src=0)
+    return int(carrier.item())
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module a DistributedDataParallel (or DataParallel) wrapper holds: FishLeg builds its
+    blocks and runs its curvature passes on the model itself (same parameters, no gradient
+    hooks, no `module.` prefix in names), so its state is the same wrapped or not."""
+    while isinstance(model, nn.parallel.DistributedDataParallel | nn.DataParallel):
+        model = model.module
+    return model

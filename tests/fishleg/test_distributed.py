@@ -1,0 +1,122 @@
+"""FishLeg under DistributedDataParallel on 2 CPU ranks (gloo on loopback, spawned and joined
+here): every rank holds the same parameters and λ after every step, whatever the Q structure
+and the options that touch λ or the step; the averaged aux step is the aux step on the union
+of the ranks' aux batches; and a data-parallel checkpoint loads on one process."""
+
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import nn
+
+from fishleg import FishLeg
+
+WORLD = 2
+STEPS = 12
+CASES = {
+    "diag": {"q_structure": "diag"},
+    "kron": {"q_structure": "kron"},
+    "kron_diag": {"q_structure": "kron_diag"},
+    "kron_sum": {"q_structure": "kron_sum"},
+    "warm_dense": {"warmup_aux_steps": 2, "dense_aux_steps": 4},
+    "adaptive_damping": {"adaptive_damping": True, "damping": 0.1},
+    "quadratic_step": {"quadratic_step": True, "lr": 1.0, "damping": 0.1},
+    "kfac_start_gaussian_probes": {"q_init": "kfac", "u_sampling": "gaussian"},
+}
+
+
+def model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 3))
+
+
+def shard(rank: int, n: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(100 + rank)
+    return torch.randn(n, 6, generator=g), torch.randint(0, 3, (n,), generator=g)
+
+
+def probes(net: nn.Module) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(7)
+    return [torch.randn(p.shape, generator=g) for p in net.parameters()]
+
+
+def lambdas(opt: FishLeg) -> list[torch.Tensor]:
+    return [lam.detach().clone() for b in opt.blocks for lam in b.structure.params]
+
+
+def worker(rank: int, port: int, out: Path) -> None:
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD)
+    try:
+        x, y = shard(rank)
+        results = {}
+        for name, options in CASES.items():
+            net = model()
+            ddp = nn.parallel.DistributedDataParallel(net)
+            opt = FishLeg(ddp, "categorical", x, update_aux_every=2, aux_batch_size=8, **options)
+
+            def closure(ddp=ddp, opt=opt) -> torch.Tensor:
+                opt.zero_grad()
+                loss = nn.functional.cross_entropy(ddp(x), y)
+                loss.backward()
+                return loss
+
+            for _ in range(STEPS):
+                opt.step(closure)
+            params = [p.detach().clone() for p in net.parameters()]
+            results[name] = {"params": params, "lambdas": lambdas(opt), "state": opt.state_dict()}
+        # One aux step with given probes on this rank's own inputs (averaged across ranks).
+        net = model()
+        opt = FishLeg(net, "categorical", seed=0)
+        opt.update_aux(x, probes(net))
+        results["one_aux_step"] = {"lambdas": lambdas(opt)}
+        torch.save(results, out / f"rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.fixture(scope="module")
+def ranks(tmp_path_factory) -> list[dict]:
+    out = tmp_path_factory.mktemp("ddp")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.start_processes(worker, args=(port, out), nprocs=WORLD, join=True, start_method="spawn")
+    return [torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_replicas_stay_identical(ranks, case):
+    """Bitwise: every rank applies the same all-reduced values in the same order."""
+    a, b = ranks[0][case], ranks[1][case]
+    assert all(torch.equal(p, q) for p, q in zip(a["params"], b["params"]))
+    assert all(torch.equal(p, q) for p, q in zip(a["lambdas"], b["lambdas"]))
+    assert all(torch.isfinite(p).all() for p in a["params"])
+    start = model()
+    assert any(not torch.equal(p, q) for p, q in zip(a["params"], start.parameters()))  # it trained
+
+
+def test_the_averaged_aux_step_is_the_aux_step_on_the_union_of_batches(ranks):
+    """With equal local batches, the mean over ranks of the Fisher-vector products is the one on
+    their union, so one process with both ranks' inputs takes the same λ step (up to the order
+    of float sums)."""
+    net = model()
+    opt = FishLeg(net, "categorical", seed=0)
+    opt.update_aux(torch.cat([shard(r)[0] for r in range(WORLD)]), probes(net))
+    before = lambdas(FishLeg(model(), "categorical", seed=0))
+    for got, want, start in zip(ranks[0]["one_aux_step"]["lambdas"], lambdas(opt), before):
+        assert not torch.equal(want, start)
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_a_data_parallel_checkpoint_loads_on_one_process(ranks):
+    saved = ranks[0]["kron"]
+    net = model()
+    x, _ = shard(0)
+    opt = FishLeg(net, "categorical", x, update_aux_every=2, aux_batch_size=8, q_structure="kron")
+    assert opt.state_dict().keys() == saved["state"].keys()
+    opt.load_state_dict(saved["state"])
+    assert all(torch.equal(p, q) for p, q in zip(lambdas(opt), saved["lambdas"]))
+    assert opt.step_count == STEPS
