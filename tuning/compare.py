@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 from tuning.errors import UserError
 from tuning.export import rank_trials
 from tuning.folder import SweepFolder
-from tuning.holdout import test_seed_runs
+from tuning.holdout import evaluate_seed_runs
 from tuning.overrides import Override
 from tuning.report import CSS, png_tag
 from tuning.robust import SeedRuns, retrain_trials
@@ -155,7 +155,7 @@ def compare_sweeps(
     if specs[0].workload is not None:
         echo("evaluating each side's chosen config on the test split (once, over its seed re-runs)")
         tests = [
-            test_seed_runs(s.spec.base_config(), b, s.spec.resources.cpu, s.spec.resources.gpu)
+            evaluate_seed_runs(s.spec.base_config(), b, s.spec.resources.cpu, s.spec.resources.gpu)
             for s, b in zip(sides, best)
         ]
     test_metric = "test_" + metric.removeprefix("val_").removeprefix("train_")

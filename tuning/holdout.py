@@ -24,32 +24,34 @@ from tuning.spec import SweepSpec
 from tuning.trainable import restore
 from tuning.trainer import Trainer
 
-__all__ = ["summarize", "test_chosen", "test_checkpoint", "test_seed_runs", "test_states"]
+__all__ = ["evaluate_checkpoint", "evaluate_chosen", "evaluate_seed_runs", "evaluate_states", "summarize"]
 
 SOURCE = "test of the chosen config"
 
 
-def _test_checkpoint(config: dict[str, Any], checkpoint: tune.Checkpoint) -> dict[str, float]:
+def _evaluate_checkpoint(config: dict[str, Any], checkpoint: tune.Checkpoint) -> dict[str, float]:
     trainer = Trainer(RunConfig.model_validate(config), source=SOURCE)
     trainer.load_state_dict(restore(checkpoint, trainer.device).state)
     return {"epoch": trainer.epoch, **trainer.test()}
 
 
-def _test_state(config: dict[str, Any], model_state: dict[str, Any]) -> dict[str, float]:
+def _evaluate_state(config: dict[str, Any], model_state: dict[str, Any]) -> dict[str, float]:
     trainer = Trainer(RunConfig.model_validate(config), source=SOURCE)
     trainer.model.load_state_dict(model_state)
     return trainer.test()
 
 
-def test_checkpoint(config: dict[str, Any], checkpoint: tune.Checkpoint, cpu: float, gpu: float) -> dict[str, float]:
+def evaluate_checkpoint(
+    config: dict[str, Any], checkpoint: tune.Checkpoint, cpu: float, gpu: float
+) -> dict[str, float]:
     """Test metrics (and the epoch it had reached) of a trial's checkpoint."""
-    task = ray.remote(num_cpus=cpu, num_gpus=gpu)(_test_checkpoint)
+    task = ray.remote(num_cpus=cpu, num_gpus=gpu)(_evaluate_checkpoint)
     return ray.get(task.remote(config, checkpoint))
 
 
-def test_states(configs: list[dict[str, Any]], states: list[Any], cpu: float, gpu: float) -> list[dict[str, float]]:
+def evaluate_states(configs: list[dict[str, Any]], states: list[Any], cpu: float, gpu: float) -> list[dict[str, float]]:
     """Test metrics of trained weights (Ray object refs of model state dicts), one per config."""
-    task = ray.remote(num_cpus=cpu, num_gpus=gpu)(_test_state)
+    task = ray.remote(num_cpus=cpu, num_gpus=gpu)(_evaluate_state)
     return ray.get([task.remote(c, s) for c, s in zip(configs, states)])
 
 
@@ -64,15 +66,15 @@ def summarize(per_seed: list[dict[str, float]]) -> dict[str, Any]:
     return out
 
 
-def test_seed_runs(base: dict[str, Any], runs: SeedRuns, cpu: float, gpu: float) -> dict[str, Any]:
+def evaluate_seed_runs(base: dict[str, Any], runs: SeedRuns, cpu: float, gpu: float) -> dict[str, Any]:
     """The test split, once, for a chosen config's seeds that did not diverge: mean, std and
     per-seed values of each test metric (see `summarize`)."""
     ok = [i for i, bad in enumerate(runs.diverged) if not bad]
     configs = [seed_config(base, runs.params, runs.seeds[i]) for i in ok]
-    return summarize(test_states(configs, [runs.models[i] for i in ok], cpu, gpu))
+    return summarize(evaluate_states(configs, [runs.models[i] for i in ok], cpu, gpu))
 
 
-def test_chosen(
+def evaluate_chosen(
     spec: SweepSpec,
     folder: SweepFolder,
     best: Best,
@@ -92,7 +94,7 @@ def test_chosen(
     cpu, gpu = spec.resources.cpu, spec.resources.gpu
     if seed_runs is not None:
         echo(f"evaluating the chosen config's {len(seed_runs.seeds)} seed re-runs on the test split (once)")
-        summary = test_seed_runs(spec.base_config(), seed_runs, cpu, gpu)
+        summary = evaluate_seed_runs(spec.base_config(), seed_runs, cpu, gpu)
         means = {k: v for k, v in summary.items() if not k.endswith(("_std", "_finals"))}
         return means or None, {"test_on": "seed re-runs (mean)", "test_seed_runs": summary}
     by_trial = {r.metrics.get("trial_id"): r for r in results or []}
@@ -100,7 +102,7 @@ def test_chosen(
     if result is None or result.checkpoint is None:
         return None, {"test_on": "not evaluated: the chosen trial's final checkpoint is not available"}
     echo(f"evaluating trial {best.record.trial_id}'s final checkpoint on the test split (once)")
-    metrics = test_checkpoint(apply_params(spec.base_config(), best.record.params), result.checkpoint, cpu, gpu)
+    metrics = evaluate_checkpoint(apply_params(spec.base_config(), best.record.params), result.checkpoint, cpu, gpu)
     epoch = metrics.pop("epoch")
     if epoch != best.record.epochs:
         return None, {"test_on": f"not evaluated: the last checkpoint is of epoch {epoch}, not {best.record.epochs}"}

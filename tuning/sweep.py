@@ -28,7 +28,7 @@ from tuning.errors import UserError
 from tuning.export import Best, select_best, write_best_config
 from tuning.fit import Fit, check_fit, function_name, load_fit
 from tuning.folder import SweepFolder, check_name
-from tuning.holdout import test_chosen
+from tuning.holdout import evaluate_chosen
 from tuning.leftovers import leftovers, record_ray_processes
 from tuning.overrides import Override
 from tuning.plugins import local_sources
@@ -356,7 +356,7 @@ def _finish(
     test_info: dict[str, Any] = {}
     if best is not None:
         test, test_info = (
-            test_chosen(spec, folder, best, None if robust is None else robust.runs, results, echo)
+            evaluate_chosen(spec, folder, best, None if robust is None else robust.runs, results, echo)
             if not interrupted
             else (None, {"test_on": "not evaluated: the sweep is unfinished (evaluated once it ends)"})
         )

@@ -99,7 +99,7 @@ def connect(address: str | None, code: Sequence[Path] = ()) -> None:
     if address is not None and code:
         runtime_env["py_modules"] = [str(path) for path in code]
     ray.init(
-        address=address,
+        address=address or "local",  # not a `ray start` cluster that happens to run on this machine
         include_dashboard=False,
         logging_level=max(logging.WARNING, logging.getLogger("ray").getEffectiveLevel()),
         log_to_driver=False,
