@@ -19,7 +19,7 @@ quickstart: $(STAMP)
 
 # The whole suite, slow (multi-node, fault-injection) tests included: what CI runs.
 test: $(STAMP)
-	$(PY) -m pytest -m "slow or not slow"
+	$(PY) -m pytest -m "slow or not slow" --durations=15
 
 # The default, fast selection (slow tests skipped).
 test-fast: $(STAMP)
