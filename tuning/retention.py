@@ -56,24 +56,20 @@ def folder_size(path: Path) -> int:
 
 
 class CheckpointRetention(tune.Callback):
-    """Prunes each ended trial's checkpoints (see the module docstring) `SAVED_AFTER_STEPS`
-    controller steps after it ended, so Tune's saved state on disk records the end first."""
+    """Prunes each completed trial's checkpoints (see the module docstring) `SAVED_AFTER_STEPS`
+    controller steps after it ended, so Tune's saved state on disk records the end first. A
+    trial that Tune's state on disk still shows running when the driver is killed replays its
+    recorded end on resume, without its checkpoint (`trainable.replay`). Failed trials keep
+    theirs until the sweep ends."""
 
     def __init__(self, folder: SweepFolder, metric: str, mode: str, budget: int) -> None:
         self.folder = folder
         self.metric, self.mode, self.budget = metric, mode, budget
         self.pending: dict[str, int] = {}
 
-    def _ended(self, iteration: int, trial: Trial) -> None:
-        self.pending[trial.trial_id] = iteration
-
     @override
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
-        self._ended(iteration, trial)
-
-    @override
-    def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
-        self._ended(iteration, trial)
+        self.pending[trial.trial_id] = iteration
 
     @override
     def on_step_end(self, iteration: int, trials: list[Trial], **info: Any) -> None:

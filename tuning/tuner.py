@@ -43,6 +43,12 @@ class BudgetAwareOptunaSearch(OptunaSearch):
         super().__init__(*args, **kwargs)
         self.budget = budget
 
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        """Report the intermediate value, unless Optuna was already told the trial ended (a
+        trial replaying its recorded end on resume, see the class docstring)."""
+        with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+            super().on_trial_result(trial_id, result)
+
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         """Tell Optuna how the trial ended (see the class docstring)."""
         if trial_id in self._completed_trials or error or not result:
