@@ -39,6 +39,14 @@ def running(pid):
     return fields is not None and fields[0] != "Z"
 
 
+def command(pid):
+    """The process's command name (/proc/PID/comm), or None if it is gone."""
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return None
+
+
 def at_first_start(rows, output):
     return bool(rows) and not any(r["history"] for r in rows)
 
@@ -120,7 +128,11 @@ def test_resume_reports_ray_processes_a_killed_driver_left_running(tmp_path):
     tree = descendants(proc.pid)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
-    time.sleep(3)  # GCS and raylet notice their driver is gone and exit
+    core = [pid for pid in tree if command(pid) in ("gcs_server", "raylet")]
+    deadline = time.time() + 60
+    while any(running(pid) for pid in core):  # GCS and raylet notice their driver is gone and exit
+        assert time.time() < deadline, "Ray's GCS and raylet outlived their driver"
+        time.sleep(0.1)
     recorded = {e["pid"] for e in json.loads((folder / "ray_processes.json").read_text())[1:]}
     alive = [pid for pid in tree if pid in recorded and running(pid)]
     assert alive, "no Ray process outlived the driver: nothing to report"  # Ray 2.60: its agents do

@@ -54,7 +54,7 @@ def test_a_users_package_is_tuned_and_trained_from_the_users_folder(tmp_path):
 
 def test_a_broken_protocol_prints_one_line_per_trial_and_the_users_frame_once(tmp_path):
     folder = project(tmp_path, metric="loss")
-    done = fishleg_tune("search", "sweep.yaml", *SMALL, cwd=folder)
+    done = fishleg_tune("search", "sweep.yaml", *SMALL, "search.max_failures=0", cwd=folder)
     out = done.stdout + done.stderr
     assert done.returncode == 2, out  # bad input: the function breaks the protocol
     assert "Traceback" not in out and "ERROR" not in out and " INFO " not in out
