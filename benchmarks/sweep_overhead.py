@@ -25,8 +25,7 @@ from pathlib import Path
 import torch
 
 from tuning.config import RunConfig
-from tuning.space import apply_params
-from tuning.spec import load_sweep
+from tuning.spec import apply_params, load_sweep
 from tuning.sweep import run_sweep
 from tuning.trainer import Trainer
 

@@ -118,7 +118,8 @@ def format_plan(plan: SweepPlan) -> str:
 def _print_outcome(outcome: SweepOutcome) -> int:
     """The sweep's closing summary; returns the exit status (interrupted: 130)."""
     from tuning.folder import SweepFolder
-    from tuning.trials import format_counts, is_protocol_error
+    from tuning.ledger import COMPLETE, format_counts
+    from tuning.trials import is_protocol_error
 
     counts = format_counts(outcome.counts)
     console.print(f"\n[bold]{'interrupted' if outcome.interrupted else 'done'}[/bold]: {counts}.")
@@ -157,7 +158,7 @@ def _print_outcome(outcome: SweepOutcome) -> int:
             soft_wrap=True,
         )
         return EXIT_BAD_INPUT if is_protocol_error(outcome.failure) else EXIT_FAILED
-    if not outcome.counts.get("COMPLETE"):
+    if not outcome.counts.get(COMPLETE):
         err_console.print("[red]no trial completed[/red]: the sweep has no full-budget result.", soft_wrap=True)
         return EXIT_FAILED
     return EXIT_OK
@@ -214,9 +215,8 @@ def _best(args: argparse.Namespace) -> int:
     from tuning.config import load_run_config
     from tuning.export import rank_trials
     from tuning.folder import SweepFolder
-    from tuning.progress import trials_table
+    from tuning.ledger import Ledger, trials_table
     from tuning.spec import load_sweep
-    from tuning.trials import Ledger
 
     folder = SweepFolder.at(args.folder)
     if not folder.ledger_file.exists():
@@ -492,7 +492,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parse(build_parser(), argv)
     if os.getcwd() not in sys.path:  # as `python -m` does: `trainable: mypkg.train:fit` from here
         sys.path.insert(0, os.getcwd())
-    if args.command != "train":  # train never imports Optuna (a second of start-up saved)
+    if args.command not in ("train", "best"):  # those never import Optuna (a second of start-up saved)
         _quiet_libraries(args.verbose)
     func: Callable[[argparse.Namespace], int] = args.func
     try:

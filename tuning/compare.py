@@ -22,12 +22,12 @@ from tuning.errors import UserError
 from tuning.export import rank_trials
 from tuning.folder import SweepFolder
 from tuning.holdout import evaluate_seed_runs
+from tuning.ledger import Ledger
 from tuning.overrides import Override
 from tuning.report import CSS, png_tag
 from tuning.robust import SeedRuns, retrain_trials
 from tuning.spec import SweepSpec, load_sweep
 from tuning.sweep import Echo, SweepOutcome, run_sweep
-from tuning.trials import Ledger
 
 __all__ = ["Comparison", "Side", "compare_sweeps", "time_to_target"]
 

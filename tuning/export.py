@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from tuning.config import RunConfig, save_config
-from tuning.space import apply_params
-from tuning.trials import TrialRecord
+from tuning.ledger import DIVERGED, FAILED, TrialRecord
+from tuning.spec import apply_params
 from tuning.versions import package_versions
 
 __all__ = ["Best", "rank_trials", "select_best", "write_best_config"]
@@ -35,7 +35,7 @@ def rank_trials(records: list[TrialRecord], metric: str, mode: str, min_epochs: 
     scored = [
         r
         for r in records
-        if r.value(metric) is not None and r.status not in ("FAILED", "DIVERGED") and r.epochs >= min_epochs
+        if r.value(metric) is not None and r.status not in (FAILED, DIVERGED) and r.epochs >= min_epochs
     ]
     sign = 1.0 if mode == "min" else -1.0
     return sorted(scored, key=lambda r: (-r.epochs, sign * r.value(metric)))

@@ -19,8 +19,7 @@ from tuning.config import RunConfig, load_run_config
 from tuning.export import Best
 from tuning.folder import SweepFolder
 from tuning.robust import SeedRuns, seed_config
-from tuning.space import apply_params
-from tuning.spec import SweepSpec
+from tuning.spec import SweepSpec, apply_params
 from tuning.trainable import restore
 from tuning.trainer import Trainer
 

@@ -1,33 +1,23 @@
-"""Progress of a sweep: one line per trial event, and a table of trials at the end."""
+"""Progress of a sweep: one line per trial event."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ray import tune
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 from typing_extensions import override
 
 from tuning.errors import user_frames
 from tuning.folder import SweepFolder
+from tuning.ledger import format_params, format_value
 from tuning.trainable import DIVERGED
-from tuning.trials import TrialRecord
 
 if TYPE_CHECKING:
     from ray.tune.experiment import Trial
 
-__all__ = ["ProgressPrinter", "trials_table"]
-
-
-def _fmt(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
-def _params(params: dict[str, Any]) -> str:
-    return " ".join(f"{k.rsplit('.', 1)[-1]}={_fmt(v)}" for k, v in params.items())
+__all__ = ["ProgressPrinter"]
 
 
 class ProgressPrinter(tune.Callback):
@@ -53,14 +43,14 @@ class ProgressPrinter(tune.Callback):
 
     @override
     def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
-        self.console.print(f"[cyan]start[/cyan]    {trial.trial_id}  {_params(trial.config)}")
+        self.console.print(f"[cyan]start[/cyan]    {trial.trial_id}  {format_params(trial.config)}")
 
     @override
     def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any) -> None:
         running = sum(t.status == "RUNNING" for t in trials)
         self.console.print(
             f"           {trial.trial_id}  epoch {result.get('epoch')}/{self.budget}  "
-            f"{self.metric} {_fmt(result.get(self.metric))}   [dim]({running} running)[/dim]"
+            f"{self.metric} {format_value(result.get(self.metric))}   [dim]({running} running)[/dim]"
         )
 
     @staticmethod
@@ -77,9 +67,8 @@ class ProgressPrinter(tune.Callback):
             self.console.print(f"[magenta]diverged[/magenta] {trial.trial_id}  {last[DIVERGED]}  {done}")
             return
         word = "[green]complete[/green]" if epochs >= self.budget else "[yellow]pruned[/yellow]  "
-        self.console.print(
-            f"{word} {trial.trial_id}  {self.metric} {_fmt(last.get(self.metric))} after {epochs} epochs  {done}"
-        )
+        value = format_value(last.get(self.metric))
+        self.console.print(f"{word} {trial.trial_id}  {self.metric} {value} after {epochs} epochs  {done}")
 
     @override
     def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
@@ -99,15 +88,3 @@ class ProgressPrinter(tune.Callback):
         if first == trial.trial_id:
             for frame in user_frames(trace):
                 self.console.print(f"           [dim]at[/dim] {escape(frame)}")
-
-
-def trials_table(records: Sequence[TrialRecord], metric: str, limit: int | None = None) -> Table:
-    """A table of trials (best first if ranked), with the reason where one failed or diverged."""
-    table = Table(title=None, show_lines=False)
-    for col in ("trial", "status", "epochs", metric, "params"):
-        table.add_column(col, overflow="fold")
-    for rec in list(records)[:limit]:
-        value = rec.value(metric)
-        note = rec.error if rec.status in ("FAILED", "DIVERGED") else _params(rec.params)
-        table.add_row(rec.trial_id, rec.status, str(rec.epochs), "" if value is None else _fmt(value), note)
-    return table

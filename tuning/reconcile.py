@@ -25,9 +25,10 @@ import optuna
 
 from tuning.errors import UserError
 from tuning.folder import SweepFolder
+from tuning.ledger import DIVERGED as DIVERGED_STATUS
+from tuning.ledger import ENDED, TERMINAL, Ledger, TrialRecord
 from tuning.tracking import MlflowSweep
 from tuning.trainable import DIVERGED, Ended
-from tuning.trials import ENDED, TERMINAL, Ledger, TrialRecord
 
 __all__ = ["drop_lost_trials", "end_unrecorded_runs", "ended_results", "fail_running_study_trials", "tune_trial_ids"]
 
@@ -59,7 +60,7 @@ def ended_results(folder: SweepFolder, ledger: Ledger) -> dict[str, Ended]:
     and reason; the trainable rebuilds the rest with `diverged_report`."""
     out: dict[str, Ended] = {}
     for rec in ledger.records.values():
-        if rec.status == "DIVERGED":
+        if rec.status == DIVERGED_STATUS:
             out[rec.trial_id] = Ended({"epoch": rec.epochs + 1, DIVERGED: rec.error})
         elif rec.status in ENDED and rec.history:
             checkpoint = None if rec.checkpoint is None else folder.trial_checkpoint(rec.trial_id, rec.checkpoint)

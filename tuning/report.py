@@ -22,18 +22,28 @@ from tuning.config import load_run_config
 from tuning.errors import UserError
 from tuning.export import rank_trials
 from tuning.folder import SweepFolder
+from tuning.ledger import (
+    COMPLETE,
+    DIVERGED,
+    FAILED,
+    INTERRUPTED,
+    PRUNED,
+    RUNNING,
+    Ledger,
+    TrialRecord,
+    format_counts,
+)
 from tuning.spec import SweepSpec, load_sweep
-from tuning.trials import Ledger, TrialRecord, format_counts
 
 __all__ = ["CSS", "Report", "learning_curves", "png_tag", "write_report"]
 
 STATUS_STYLE = {
-    "COMPLETE": ("tab:blue", "-"),
-    "PRUNED": ("tab:gray", "--"),
-    "DIVERGED": ("tab:purple", ":"),
-    "FAILED": ("tab:red", ":"),
-    "RUNNING": ("tab:green", "-"),
-    "INTERRUPTED": ("tab:orange", "-."),
+    COMPLETE: ("tab:blue", "-"),
+    PRUNED: ("tab:gray", "--"),
+    DIVERGED: ("tab:purple", ":"),
+    FAILED: ("tab:red", ":"),
+    RUNNING: ("tab:green", "-"),
+    INTERRUPTED: ("tab:orange", "-."),
 }
 
 

@@ -20,7 +20,7 @@ from typing_extensions import override
 
 from tuning.export import select_best
 from tuning.folder import SweepFolder
-from tuning.trials import Ledger
+from tuning.ledger import Ledger
 
 if TYPE_CHECKING:
     from ray.tune.experiment import Trial

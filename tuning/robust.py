@@ -16,10 +16,9 @@ from tuning.config import RunConfig
 from tuning.errors import NonFiniteLoss
 from tuning.export import Best, rank_trials
 from tuning.fit import LocalContext
-from tuning.space import apply_params
-from tuning.spec import SweepSpec
+from tuning.ledger import TrialRecord
+from tuning.spec import SweepSpec, apply_params
 from tuning.trainer import WorkloadFit, fit_for
-from tuning.trials import TrialRecord
 
 __all__ = ["RobustChoice", "SeedRuns", "fresh_seeds", "retrain", "retrain_trials", "robust_best", "seed_config"]
 

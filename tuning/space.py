@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import math
 from typing import Any
 
@@ -12,10 +11,10 @@ from typing_extensions import override
 
 from tuning.config import RunConfig, describe_error
 from tuning.errors import ConfigError
-from tuning.spec import ParamSpec, Scalar, SweepSpec, set_dotted
+from tuning.spec import ParamSpec, Scalar, SweepSpec, apply_params
 from tuning.workloads.base import validate_workload
 
-__all__ = ["DefineByRun", "apply_params", "make_sampler", "validate_space"]
+__all__ = ["DefineByRun", "make_sampler", "validate_space"]
 
 
 class DefineByRun:
@@ -70,14 +69,6 @@ def make_sampler(spec: SweepSpec, source: str = "sweep file") -> optuna.samplers
             f"set num_samples <= {points}."
         )
     return optuna.samplers.GridSampler(grid, seed=s.seed)
-
-
-def apply_params(base: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
-    """The base run config (as a dict) with the sampled dotted parameters set."""
-    config = copy.deepcopy(base)
-    for name, value in params.items():
-        set_dotted(config, name, value)
-    return config
 
 
 def _needs(p: ParamSpec) -> dict[str, Scalar]:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,7 +16,7 @@ from tuning.config import OptimizerConfig, RunConfig, TrainingConfig, TrainsOne,
 from tuning.errors import ConfigError
 from tuning.overrides import Override
 
-__all__ = ["ParamSpec", "SweepSpec", "load_sweep", "set_dotted"]
+__all__ = ["ParamSpec", "SweepSpec", "apply_params", "load_sweep", "set_dotted"]
 
 Scalar = bool | int | float | str | None
 
@@ -176,6 +177,14 @@ class SweepSpec(TrainsOne):
         return RunConfig(
             workload=self.workload, trainable=self.trainable, optimizer=self.optimizer, training=self.training
         ).to_dict()
+
+
+def apply_params(base: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """The base run config (as a dict) with the sampled dotted parameters set."""
+    config = copy.deepcopy(base)
+    for name, value in params.items():
+        set_dotted(config, name, value)
+    return config
 
 
 def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:

@@ -29,6 +29,7 @@ from tuning.export import Best, select_best, write_best_config
 from tuning.fit import Fit, check_fit, function_name, load_fit
 from tuning.folder import SweepFolder, check_name
 from tuning.holdout import evaluate_chosen
+from tuning.ledger import TERMINAL, Ledger
 from tuning.leftovers import leftovers, record_ray_processes
 from tuning.overrides import Override
 from tuning.plugins import local_sources
@@ -44,7 +45,7 @@ from tuning.retention import folder_size, prune_checkpoints
 from tuning.robust import robust_best
 from tuning.spec import SweepSpec, file_sha256, load_sweep
 from tuning.tracking import MlflowSweep, check_tracking_uri, flatten, runs_url, start_sweep_run
-from tuning.trials import TERMINAL, Ledger, TrialRecorder, sweep_failure
+from tuning.trials import TrialRecorder, sweep_failure
 from tuning.tuner import connect, make_trainable, make_tuner
 
 if TYPE_CHECKING:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tuning.errors import UserError
+from tuning.ledger import COMPLETE, DIVERGED, FAILED, INTERRUPTED, PRUNED
 
 __all__ = [
     "MlflowSweep",
@@ -28,11 +29,11 @@ __all__ = [
 ]
 
 _RUN_STATUS = {
-    "COMPLETE": "FINISHED",
-    "PRUNED": "KILLED",
-    "DIVERGED": "FAILED",  # MLflow has no such status; the tag `trial_status` says DIVERGED
-    "FAILED": "FAILED",
-    "INTERRUPTED": "KILLED",
+    COMPLETE: "FINISHED",
+    PRUNED: "KILLED",
+    DIVERGED: "FAILED",  # MLflow has no such status; the tag `trial_status` says DIVERGED
+    FAILED: "FAILED",
+    INTERRUPTED: "KILLED",
     "LOST": "KILLED",  # a trial whose driver was killed as it started (tuning.reconcile)
 }
 

@@ -33,7 +33,7 @@ from tuning.fit import (
     load_saved,
     save_saved,
 )
-from tuning.space import apply_params
+from tuning.spec import apply_params
 from tuning.trainer import Trainer, fit_for
 
 __all__ = ["DIVERGED", "Ended", "TuneContext", "diverged_report", "restore", "run_trial"]

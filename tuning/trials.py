@@ -1,12 +1,11 @@
-"""The sweep's own record of its trials (`trials.json` in the sweep folder), written by a
-Ray Tune callback on the driver after every event, so a running, interrupted or crashed
-sweep always has an up-to-date table for `best`, `report` and `resume`."""
+"""The Ray Tune callbacks that keep the ledger (`tuning.ledger`) and the MLflow runs in step
+with Tune, on the driver after every event, so a running, interrupted or crashed sweep always
+has an up-to-date table for `best`, `report` and `resume`; and the stop of a sweep whose
+first trials all fail alike."""
 
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,90 +13,18 @@ from ray import tune
 from ray.tune.stopper import Stopper
 from typing_extensions import override
 
-from tuning.errors import UserError
 from tuning.files import write_atomically
 from tuning.fit import ProtocolError
 from tuning.folder import SweepFolder
-from tuning.trainable import DIVERGED
+from tuning.ledger import COMPLETE, DIVERGED, ENDED, FAILED, INTERRUPTED, PRUNED, RUNNING, TERMINAL, Ledger, TrialRecord
+from tuning.trainable import DIVERGED as DIVERGED_KEY
 
 if TYPE_CHECKING:
     from ray.tune.experiment import Trial
 
     from tuning.tracking import MlflowSweep
 
-__all__ = [
-    "ENDED",
-    "FirstFailures",
-    "Ledger",
-    "TERMINAL",
-    "TrialRecord",
-    "TrialRecorder",
-    "format_counts",
-    "is_protocol_error",
-    "sweep_failure",
-]
-
-ENDED = ("COMPLETE", "PRUNED", "DIVERGED")  # final: the trial is never trained again
-TERMINAL = (*ENDED, "FAILED")  # FAILED: Tune may retry it
-
-
-@dataclass
-class TrialRecord:
-    """status: RUNNING, COMPLETE (ran the full budget), PRUNED (stopped early by the
-    scheduler), DIVERGED (a non-finite loss or optimizer state; `history` holds the finite
-    epochs, `error` the reason), FAILED (an exception), INTERRUPTED (sweep stopped).
-    `test`: the test metrics, only on the trial whose config the sweep exported.
-    `checkpoint`: the folder name, in the trial's Tune folder, of its last checkpoint."""
-
-    trial_id: str
-    params: dict[str, Any]
-    status: str = "RUNNING"
-    epochs: int = 0
-    history: list[dict[str, Any]] = field(default_factory=list)
-    error: str | None = None
-    mlflow_run_id: str | None = None
-    node_ids: list[str] = field(default_factory=list)
-    started: float = field(default_factory=time.time)
-    ended: float | None = None
-    test: dict[str, float] | None = None
-    checkpoint: str | None = None
-
-    def value(self, metric: str) -> float | None:
-        """The trial's last reported value of `metric`, if any."""
-        return self.history[-1].get(metric) if self.history else None
-
-
-class Ledger:
-    """trials.json: one TrialRecord per trial, read on creation and written with `save`."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.records: dict[str, TrialRecord] = {}
-        if path.exists():
-            try:
-                rows = json.loads(path.read_text())
-                self.records = {row["trial_id"]: TrialRecord(**row) for row in rows}
-            except (OSError, ValueError, TypeError, KeyError) as exc:
-                raise UserError(
-                    f"{path}: the trial ledger is damaged ({type(exc).__name__}: {exc}); nothing was changed. "
-                    "Restore it from a copy, or start the sweep again under another --name."
-                ) from None
-
-    def save(self) -> None:
-        """Write atomically, so a crash never leaves half a ledger."""
-        write_atomically(self.path, json.dumps([asdict(r) for r in self.records.values()], indent=1))
-
-    def counts(self) -> dict[str, int]:
-        """{status: number of trials}."""
-        out: dict[str, int] = {}
-        for r in self.records.values():
-            out[r.status] = out.get(r.status, 0) + 1
-        return out
-
-
-def format_counts(counts: dict[str, int]) -> str:
-    """{'COMPLETE': 7, 'PRUNED': 5} → '7 complete, 5 pruned'."""
-    return ", ".join(f"{n} {status.lower()}" for status, n in sorted(counts.items()))
+__all__ = ["FirstFailures", "TrialRecorder", "is_protocol_error", "sweep_failure"]
 
 
 def _error_text(trial: Trial) -> str:
@@ -142,8 +69,8 @@ class TrialRecorder(tune.Callback):
         if rec is None:
             rec = TrialRecord(trial.trial_id, dict(trial.config))
             self.ledger.records[trial.trial_id] = rec
-        if rec.status != "RUNNING":
-            rec.status, rec.ended, rec.error = "RUNNING", None, None
+        if rec.status != RUNNING:
+            rec.status, rec.ended, rec.error = RUNNING, None, None
             if self.mlflow is not None and rec.mlflow_run_id is not None:
                 self.mlflow.reopen(rec.mlflow_run_id)
         if self.mlflow is not None and rec.mlflow_run_id is None:
@@ -166,7 +93,7 @@ class TrialRecorder(tune.Callback):
         if self._ended(trial):
             return
         rec = self._record(trial)
-        if DIVERGED in result:  # its metrics are the worst-case stand-ins Optuna gets, not measurements
+        if DIVERGED_KEY in result:  # its metrics are the worst-case stand-ins Optuna gets, not measurements
             return
         epoch = int(result.get("epoch", 0))
         kept = ("epoch", "node_id", "started_at_epoch")
@@ -187,11 +114,11 @@ class TrialRecorder(tune.Callback):
         if self._ended(trial):
             return
         rec = self._record(trial)
-        reason = (trial.last_result or {}).get(DIVERGED)
+        reason = (trial.last_result or {}).get(DIVERGED_KEY)
         if reason is not None:
-            self._finish(rec, "DIVERGED", reason)
+            self._finish(rec, DIVERGED, reason)
             return
-        self._finish(rec, "COMPLETE" if rec.epochs >= self.budget else "PRUNED", None)
+        self._finish(rec, COMPLETE if rec.epochs >= self.budget else PRUNED, None)
 
     @override
     def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
@@ -203,7 +130,7 @@ class TrialRecorder(tune.Callback):
             kept = SweepFolder.at(self.ledger_path.parent).error_file(trial.trial_id)
             kept.parent.mkdir(exist_ok=True)
             write_atomically(kept, Path(source).read_text())
-        self._finish(rec, "FAILED", _error_text(trial))
+        self._finish(rec, FAILED, _error_text(trial))
 
     def _finish(self, rec: TrialRecord, status: str, error: str | None) -> None:
         rec.status, rec.error, rec.ended = status, error, time.time()
@@ -224,9 +151,9 @@ class TrialRecorder(tune.Callback):
         self._ledger = Ledger(self.ledger_path)
         left = [r for r in self.ledger.records.values() if r.status not in TERMINAL]
         for rec in left:
-            rec.status, rec.ended = "INTERRUPTED", time.time()
+            rec.status, rec.ended = INTERRUPTED, time.time()
             if self.mlflow is not None and rec.mlflow_run_id is not None:
-                self.mlflow.end_trial(rec.mlflow_run_id, "INTERRUPTED", None)
+                self.mlflow.end_trial(rec.mlflow_run_id, INTERRUPTED, None)
         self.ledger.save()
         return left
 
@@ -267,7 +194,7 @@ def is_protocol_error(error: str | None) -> bool:
 
 def sweep_failure(records: list[TrialRecord]) -> str | None:
     """The one error every trial of a sweep failed with, if every trial failed with one error."""
-    errors = {r.error for r in records if r.status == "FAILED"}
-    if records and all(r.status == "FAILED" for r in records) and len(errors) == 1:
+    errors = {r.error for r in records if r.status == FAILED}
+    if records and all(r.status == FAILED for r in records) and len(errors) == 1:
         return errors.pop()
     return None

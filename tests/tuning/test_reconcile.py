@@ -5,9 +5,10 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from tuning.folder import SweepFolder
+from tuning.ledger import Ledger, TrialRecord
 from tuning.reconcile import ended_results
 from tuning.trainable import DIVERGED, Ended
-from tuning.trials import Ledger, TrialRecord, TrialRecorder
+from tuning.trials import TrialRecorder
 
 
 def ledger_of(path: Path, *records: TrialRecord) -> Ledger:
