@@ -18,7 +18,7 @@ from tests.conftest import ROOT
 MACHINE_PACKAGES = [
     "torch", "torchgen", "functorch", "typing_extensions.py", "sympy", "mpmath", "networkx", "jinja2",
     "markupsafe", "filelock", "fsspec", "numpy", "numpy.libs", "yaml", "_yaml", "pytest", "_pytest",
-    "pluggy", "iniconfig", "packaging", "pygments", "py.py",
+    "pluggy", "iniconfig", "packaging", "pygments", "py.py", "pip",
 ]  # fmt: skip
 
 
@@ -31,7 +31,7 @@ def machine_like_python(tmp_path: Path) -> Path:
         if (site / name).exists():
             (bare / name).symlink_to(site / name)
     env = tmp_path / "machine"
-    venv.create(env, with_pip=True)
+    venv.create(env)  # pip comes with the machine's packages above
     python = env / "bin" / "python"
     purelib = subprocess.run(
         [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
