@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, Union
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypeVar, Union
 
 import torch
 import yaml
@@ -34,6 +34,7 @@ __all__ = [
     "SGDConfig",
     "TrainableConfig",
     "TrainingConfig",
+    "TorchOptimizerConfig",
     "TrainsOne",
     "WorkloadConfig",
     "describe_error",
@@ -44,46 +45,47 @@ __all__ = [
 ]
 
 
-class AdamWConfig(StrictModel):
+class TorchOptimizerConfig(StrictModel):
+    """A `torch.optim` baseline: its fields are the constructor's own arguments, beside `name`."""
+
+    optimizer_class: ClassVar[type[torch.optim.Optimizer]]
+
+    def build(self, model: nn.Module) -> torch.optim.Optimizer:
+        """The optimizer over the model's parameters."""
+        return self.optimizer_class(model.parameters(), **self.model_dump(exclude={"name"}))
+
+
+class AdamWConfig(TorchOptimizerConfig):
     """torch.optim.AdamW, the baseline FishLeg is compared with."""
 
+    optimizer_class: ClassVar[type[torch.optim.Optimizer]] = torch.optim.AdamW
     name: Literal["adamw"] = "adamw"
     lr: float = Field(1e-3, gt=0)
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = Field(1e-8, gt=0)
     weight_decay: float = Field(1e-2, ge=0)
 
-    def build(self, model: nn.Module) -> torch.optim.Optimizer:
-        """The optimizer over the model's parameters."""
-        return torch.optim.AdamW(model.parameters(), **self.model_dump(exclude={"name"}))
 
-
-class AdamConfig(StrictModel):
+class AdamConfig(TorchOptimizerConfig):
     """torch.optim.Adam."""
 
+    optimizer_class: ClassVar[type[torch.optim.Optimizer]] = torch.optim.Adam
     name: Literal["adam"] = "adam"
     lr: float = Field(1e-3, gt=0)
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = Field(1e-8, gt=0)
     weight_decay: float = Field(0.0, ge=0)
 
-    def build(self, model: nn.Module) -> torch.optim.Optimizer:
-        """The optimizer over the model's parameters."""
-        return torch.optim.Adam(model.parameters(), **self.model_dump(exclude={"name"}))
 
-
-class SGDConfig(StrictModel):
+class SGDConfig(TorchOptimizerConfig):
     """torch.optim.SGD (with momentum by default)."""
 
+    optimizer_class: ClassVar[type[torch.optim.Optimizer]] = torch.optim.SGD
     name: Literal["sgd"] = "sgd"
     lr: float = Field(0.1, gt=0)
     momentum: float = Field(0.9, ge=0, lt=1)
     nesterov: bool = False
     weight_decay: float = Field(0.0, ge=0)
-
-    def build(self, model: nn.Module) -> torch.optim.Optimizer:
-        """The optimizer over the model's parameters."""
-        return torch.optim.SGD(model.parameters(), **self.model_dump(exclude={"name"}))
 
 
 OptimizerConfig = Annotated[Union[FishLegConfig, AdamWConfig, AdamConfig, SGDConfig], Field(discriminator="name")]

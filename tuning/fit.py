@@ -41,6 +41,7 @@ import torch
 from tuning.config import RunConfig
 from tuning.devices import resolve_device
 from tuning.errors import NonFiniteLoss, UserError
+from tuning.files import atomic_path
 from tuning.plugins import check_callable_as, import_function
 
 __all__ = [
@@ -82,9 +83,8 @@ class Saved:
 
 def save_saved(saved: Saved, path: Path) -> None:
     """Write atomically, so a crash mid-write leaves the previous checkpoint intact."""
-    tmp = path.with_suffix(".tmp")
-    torch.save({"epoch": saved.epoch, "state": saved.state}, tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        torch.save({"epoch": saved.epoch, "state": saved.state}, tmp)
 
 
 def load_saved(path: Path, device: torch.device | str = "cpu") -> Saved:

@@ -9,6 +9,7 @@ import urllib.request
 from pathlib import Path
 
 from tuning.errors import DatasetUnavailable
+from tuning.files import atomic_path
 
 __all__ = ["fetch", "md5sum", "probe"]
 
@@ -30,21 +31,17 @@ def fetch(urls: list[str], dest: Path, md5: str, what: str) -> Path:
             return dest
         raise DatasetUnavailable(f"{dest} exists but its MD5 is not {md5} ({what}); delete it or replace it.")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_suffix(dest.suffix + ".part")
     errors = []
     for url in urls:
         try:
-            with urllib.request.urlopen(url, timeout=30) as response, tmp.open("wb") as out:
-                shutil.copyfileobj(response, out)
-        except (urllib.error.URLError, OSError, TimeoutError) as exc:
+            with atomic_path(dest) as tmp:  # a download cut short never stands as `dest`
+                with urllib.request.urlopen(url, timeout=30) as response, tmp.open("wb") as out:
+                    shutil.copyfileobj(response, out)
+                if md5sum(tmp) != md5:
+                    raise ValueError("checksum mismatch")
+            return dest
+        except (urllib.error.URLError, OSError, TimeoutError, ValueError) as exc:
             errors.append(f"{url}: {exc}")
-            continue
-        if md5sum(tmp) != md5:
-            tmp.unlink()
-            errors.append(f"{url}: checksum mismatch")
-            continue
-        tmp.replace(dest)
-        return dest
     raise DatasetUnavailable(
         f"{what} is not in {dest.parent} and could not be downloaded ({'; '.join(errors)}). "
         f"Put {dest.name} (MD5 {md5}) in {dest.parent}, or set the workload's data_dir to a folder that has it."
