@@ -99,7 +99,7 @@ def format_plan(plan: SweepPlan) -> str:
         f"{spec.search.max_concurrent} at a time, {len(spec.search.points_to_evaluate)} given points first"
     )
     sched = spec.scheduler
-    lines.append(f"  scheduler  {sched.type} (grace {sched.grace_period} epochs, reduction {sched.reduction_factor:g})")
+    lines.append(f"  scheduler  {sched.type} (grace {spec.grace_period} epochs, reduction {sched.reduction_factor:g})")
     lines.append(f"  resources  {spec.resources.cpu:g} CPU, {spec.resources.gpu:g} GPU per trial")
     lines.append("  space")
     for name, p in spec.space.items():
@@ -108,6 +108,7 @@ def format_plan(plan: SweepPlan) -> str:
         lines.append(f"    {name:<32} {p.type:<12} {rng}{cond}")
     if plan.overrides:
         lines.append(f"  overrides  {' '.join(o.shown for o in plan.overrides)}")
+    lines.extend(f"  [yellow]warning[/yellow]    {escape(w)}" for w in spec.warnings)
     lines.append(f"  results    {folder}")
     lines.append(f"  MLflow     {plan.mlflow_uri}")
     if not plan.mlflow_uri.startswith("http"):

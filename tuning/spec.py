@@ -159,13 +159,23 @@ class SweepSpec(TrainsOne):
                         f"search.points_to_evaluate[{i}].{name}: {value!r} is outside the space it starts; "
                         f"allowed: {self.space[name].describe()} (space.{name})"
                     )
-        if self.scheduler.type in ("asha", "median") and self.scheduler.grace_period > self.budget:
-            raise ValueError(
-                f"scheduler.grace_period: {self.scheduler.grace_period} epochs is more than the budget, "
-                f"training.epochs: {self.budget}, so no trial could ever be stopped early; allowed: 1 to "
-                f"{self.budget} (or scheduler.type: none)"
-            )
         return self
+
+    @property
+    def grace_period(self) -> int:
+        """The scheduler's grace period, at most the budget (ASHA refuses a longer one)."""
+        return min(self.scheduler.grace_period, self.budget)
+
+    @property
+    def warnings(self) -> list[str]:
+        """What will happen that the file may not mean, for the plan to say."""
+        out = []
+        if self.scheduler.type in ("asha", "median") and self.scheduler.grace_period > self.budget:
+            out.append(
+                f"scheduler.grace_period {self.scheduler.grace_period} is more than training.epochs {self.budget}: "
+                f"it is taken as {self.budget}, so the scheduler stops no trial early"
+            )
+        return out
 
     @property
     def budget(self) -> int:

@@ -72,12 +72,12 @@ def make_scheduler(spec: SweepSpec) -> TrialScheduler:
     common = {"time_attr": "training_iteration", "metric": metric, "mode": mode}
     if s.type == "asha":
         return ASHAScheduler(
-            max_t=spec.budget, grace_period=s.grace_period, reduction_factor=s.reduction_factor, **common
+            max_t=spec.budget, grace_period=spec.grace_period, reduction_factor=s.reduction_factor, **common
         )
     if s.type == "hyperband":
         return HyperBandScheduler(max_t=spec.budget, reduction_factor=s.reduction_factor, **common)
     if s.type == "median":
-        return MedianStoppingRule(grace_period=s.grace_period, min_samples_required=3, **common)
+        return MedianStoppingRule(grace_period=spec.grace_period, min_samples_required=3, **common)
     return FIFOScheduler()
 
 
