@@ -11,7 +11,7 @@ import shlex
 import pytest
 
 from tests.conftest import ROOT
-from tuning.cli import _parse, build_parser
+from tuning.cli import _parse, build_parser, main
 
 README = (ROOT / "README.md").read_text()
 BLOCKS = re.findall(r"```([a-z]*)\n(.*?)```", README, re.S)
@@ -48,6 +48,12 @@ def test_every_fishleg_tune_command_resolves(argv, capsys):
         assert argv == ["--version"] and exc.code == 0, capsys.readouterr().err
         return
     assert callable(args.func)
+
+
+@pytest.mark.parametrize("argv", [c[1:] for c in COMMANDS if c[0] == "fishleg-tune" and "--dry-run" in c], ids=" ".join)
+def test_every_dry_run_the_readme_shows_succeeds(argv, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(ROOT)
+    assert main([*argv, "--storage-path", str(tmp_path)]) == 0, capsys.readouterr().err
 
 
 def test_every_make_target_script_module_and_link_exists():
