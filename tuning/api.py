@@ -33,7 +33,7 @@ def search(
     """Run the sweep file `sweep` on `fit` (None: the file's `workload:` or `trainable:`) and
     export its best config; `overrides` are `fishleg-tune search`'s options by their Python
     names (name, num_samples, max_concurrent, mlflow_uri, experiment, robust_top, seeds,
-    shared_storage). `fit` may be defined anywhere, a notebook included: it is pickled to
+    shared_storage, keep_checkpoints). `fit` may be defined anywhere, a notebook included: it is pickled to
     the trials, not imported by name."""
     return run_sweep(Path(sweep), storage=storage, address=resolve_address(address), echo=echo, fit=fit, **overrides)
 
