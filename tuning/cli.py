@@ -343,7 +343,11 @@ def _option_parsers() -> dict[str, argparse.ArgumentParser]:
     shared.add_argument(
         "--shared-storage", action="store_true", help="the storage folder is one every node shares (NFS)"
     )
-    return {"address": address, "storage": storage, "shared": shared}
+    verbose = argparse.ArgumentParser(add_help=False)
+    verbose.add_argument(
+        "--verbose", action="store_true", help="show Ray's, MLflow's and Optuna's own log lines and full tracebacks"
+    )
+    return {"address": address, "storage": storage, "shared": shared, "verbose": verbose}
 
 
 OVERRIDES_HELP = "set a key of the file, e.g. training.epochs=2 resources.gpu=0 (values are YAML)"
@@ -365,14 +369,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Tune and train the FishLeg optimizer: Ray Tune + Optuna sweeps tracked in MLflow.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
-    parser.add_argument(
-        "--verbose", action="store_true", help="show Ray's, MLflow's and Optuna's own log lines and full tracebacks"
-    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     opts = _option_parsers()
-    address, storage, shared = opts["address"], opts["storage"], opts["shared"]
+    address, storage, shared, verbose = opts["address"], opts["storage"], opts["shared"], opts["verbose"]
 
-    train = sub.add_parser("train", help="train one config (a train file or an exported best_config.yaml)")
+    train = sub.add_parser(
+        "train", parents=[verbose], help="train one config (a train file or an exported best_config.yaml)"
+    )
     train.add_argument("config", type=Path, help="YAML with workload:, optimizer:, training:")
     train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=OVERRIDES_HELP)
     train.add_argument("--output", type=Path, help="output folder (default runs/CONFIG_NAME)")
@@ -385,7 +388,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(func=_train)
 
     search = sub.add_parser(
-        "search", parents=[storage, address, shared], help="run a sweep (Ray Tune + Optuna + ASHA, tracked in MLflow)"
+        "search",
+        parents=[storage, address, shared, verbose],
+        help="run a sweep (Ray Tune + Optuna + ASHA, tracked in MLflow)",
     )
     search.add_argument("spec", type=Path, help="sweep file, e.g. search_spaces/quickstart.yaml")
     search.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=OVERRIDES_HELP)
@@ -400,7 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument(
         "--keep-checkpoints",
         action="store_true",
-        help="keep every trial's last checkpoints (default: only the chosen trial's, and running trials' latest)",
+        help="keep every checkpoint of every trial (default: only the chosen trial's last, and running trials' newest)",
     )
     search.add_argument(
         "--robust-top",
@@ -414,23 +419,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     search.set_defaults(func=_search)
 
-    resume = sub.add_parser("resume", parents=[address, shared], help="continue an interrupted sweep")
+    resume = sub.add_parser("resume", parents=[address, shared, verbose], help="continue an interrupted sweep")
     resume.add_argument("folder", type=Path, help="STORAGE/NAME of the sweep")
     resume.set_defaults(func=_resume)
 
-    best = sub.add_parser("best", help="print the best config and the top trials of a sweep")
+    best = sub.add_parser("best", parents=[verbose], help="print the best config and the top trials of a sweep")
     best.add_argument("folder", type=Path, help="STORAGE/NAME of the sweep")
     best.add_argument("--top", type=_count(1), default=10, help="how many trials to list")
     best.add_argument("--json", action="store_true", help="machine-readable output")
     best.set_defaults(func=_best)
 
-    report = sub.add_parser("report", help="write report.html and PNG figures of a sweep")
+    report = sub.add_parser("report", parents=[verbose], help="write report.html and PNG figures of a sweep")
     report.add_argument("folder", type=Path, help="STORAGE/NAME of the sweep")
     report.set_defaults(func=_report)
 
     compare = sub.add_parser(
         "compare",
-        parents=[storage, address],
+        parents=[storage, address, verbose],
         help="tune two optimizers at equal budget and compare them on fresh seeds",
     )
     compare.add_argument("spec_a", type=Path, help="sweep file of the first optimizer (e.g. FishLeg)")
@@ -444,7 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser(
         "cluster-check",
-        parents=[storage, address, shared],
+        parents=[storage, address, shared, verbose],
         help="run the cluster preflight alone and list nodes and resources",
     )
     check.add_argument("spec", type=Path, nargs="?", help="a sweep file whose resources and storage to check")

@@ -109,15 +109,16 @@ def replay(config: RunConfig, ended: Ended) -> None:
     if DIVERGED in ended.result:
         tune.report(diverged_report(config, ended.result["epoch"], ended.result[DIVERGED]))
         return
-    with tempfile.TemporaryDirectory() as folder:
-        try:
-            if ended.checkpoint is None:
-                raise FileNotFoundError
-            tune.Checkpoint(ended.checkpoint).to_directory(folder)
-        except FileNotFoundError:
-            tune.report(ended.result)
-            return
-        tune.report(ended.result, checkpoint=tune.Checkpoint.from_directory(folder))
+    if ended.checkpoint is not None:
+        with tempfile.TemporaryDirectory() as folder:
+            try:
+                tune.Checkpoint(ended.checkpoint).to_directory(folder)
+            except FileNotFoundError:
+                pass  # pruned: the export does not choose this trial
+            else:
+                tune.report(ended.result, checkpoint=tune.Checkpoint.from_directory(folder))
+                return
+    tune.report(ended.result)
 
 
 def run_trial(
