@@ -17,9 +17,10 @@ install: $(STAMP)
 quickstart: $(STAMP)
 	$(VENV)/bin/fishleg-tune search search_spaces/quickstart.yaml --name quickstart-$$(date +%Y%m%d-%H%M%S)
 
-# The whole suite, slow (multi-node, fault-injection) tests included: what CI runs.
+# The whole suite, slow (multi-node, fault-injection) tests included: what CI runs. Two pytest
+# workers, one test file each at a time (a file's tests share its fixtures and run in order).
 test: $(STAMP)
-	$(PY) -m pytest -m "slow or not slow" --durations=15
+	$(PY) -m pytest -m "slow or not slow" -n 2 --dist loadfile --durations=15
 
 # The default, fast selection (slow tests skipped).
 test-fast: $(STAMP)
