@@ -204,16 +204,17 @@ class StrictYamlLoader(yaml.SafeLoader):
             if key_node.tag == "tag:yaml.org,2002:merge":
                 continue
             key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, str | int | float | bool):
+                continue  # the base constructor names an unhashable key
             line = key_node.start_mark.line + 1
-            if isinstance(key, str | int | float | bool) and key in seen:
+            if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None,
                     None,
                     f"key {key!r} is given twice in one mapping (lines {seen[key]} and {line}); keep one",
                     key_node.start_mark,
                 )
-            if isinstance(key, str | int | float | bool):
-                seen[key] = line
+            seen[key] = line
         return super().construct_mapping(node, deep)
 
 

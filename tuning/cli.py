@@ -38,14 +38,9 @@ err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 def _overrides(args: argparse.Namespace, source: object, aliases: dict[str, str] | None = None) -> list[Override]:
     """The command's `KEY=VALUE`s, then the options that stand for one (`--epochs 2` is
     `training.epochs=2`), each named in errors as the user wrote it."""
-    from tuning.overrides import Override, parse_overrides
+    from tuning.overrides import option_overrides, parse_overrides
 
-    given = parse_overrides(args.overrides, str(source))
-    for option, key in (aliases or {}).items():
-        value = getattr(args, option)
-        if value is not None:
-            given.append(Override(key, value, f"--{option.replace('_', '-')} {value}"))
-    return given
+    return [*parse_overrides(args.overrides, str(source)), *option_overrides(vars(args), aliases or {})]
 
 
 def _train(args: argparse.Namespace) -> int:

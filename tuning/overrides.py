@@ -8,9 +8,10 @@ one; the values then go through the same validation as the file's own."""
 
 from __future__ import annotations
 
+import copy
 import difflib
 import typing
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +21,7 @@ from pydantic import BaseModel
 from fishleg.config import load_yaml_text
 from tuning.errors import ConfigError
 
-__all__ = ["Override", "apply_overrides", "parse_overrides"]
+__all__ = ["Override", "apply_overrides", "option_overrides", "parse_overrides", "set_dotted"]
 
 SPACE = "space"
 
@@ -107,24 +108,39 @@ def _keys(model: type[BaseModel], data: dict[str, Any], prefix: str = "") -> tup
     return keys, free
 
 
-def _set(data: dict[str, Any], key: str, value: Any, space: Collection[str]) -> None:
-    if key.startswith(SPACE + "."):
+def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    """data['a']['b'] = value for dotted 'a.b', creating mappings on the way (where a key is
+    missing or empty)."""
+    *parents, leaf = dotted.split(".")
+    node = data
+    for key in parents:
+        if node.get(key) is None:
+            node[key] = {}
+        node = node[key]
+        if not isinstance(node, dict):
+            raise ConfigError(f"{dotted}: {key!r} is not a mapping in the config")
+    node[leaf] = value
+
+
+def _set(data: dict[str, Any], key: str, value: Any) -> None:
+    """`set_dotted`, where a key under `space:` names a parameter whose name has dots in it."""
+    space = data.get(SPACE)
+    if key.startswith(SPACE + ".") and isinstance(space, dict):
         param, _, field = key[len(SPACE) + 1 :].rpartition(".")
         if param in space:
-            data[SPACE][param] = {**data[SPACE][param], field: value}
+            space[param] = {**space[param], field: value}
             return
-    *parents, leaf = key.split(".")
-    node = data
-    for part in parents:
-        child = node.get(part)
-        if child is None:
-            child = node[part] = {}
-        elif not isinstance(child, dict):
-            raise ConfigError(f"{key}: {part!r} is not a mapping in the config")
-        else:
-            child = node[part] = dict(child)
-        node = child
-    node[leaf] = value
+    set_dotted(data, key, value)
+
+
+def option_overrides(options: dict[str, Any], keys: dict[str, str]) -> list[Override]:
+    """The command-line options that stand for a key (`--epochs 2` for `training.epochs=2`), for
+    those given (not None), named in errors as the user typed them. keys: option → dotted key."""
+    return [
+        Override(key, options[option], f"--{option.replace('_', '-')} {options[option]}")
+        for option, key in keys.items()
+        if options.get(option) is not None
+    ]
 
 
 def apply_overrides(
@@ -133,10 +149,8 @@ def apply_overrides(
     """A copy of the file's `data` with the overrides set, each key checked against `model`
     (the sweep file's or run config's schema); a key the sweep's `space:` samples is refused,
     since the sampled value would replace it in every trial."""
-    data = dict(data)
-    space = dict(data[SPACE]) if isinstance(data.get(SPACE), dict) else {}
-    if space:
-        data[SPACE] = space
+    data = copy.deepcopy(data)
+    space = data[SPACE] if isinstance(data.get(SPACE), dict) else {}
     for override in overrides:
         if override.key in space:
             raise ConfigError(
@@ -153,7 +167,7 @@ def apply_overrides(
             allowed = f"keys of {section or 'the file'}: {', '.join(siblings)}" if siblings else "see --dry-run"
             raise ConfigError(f"{source}: override {override.shown!r}: unknown key {override.key!r}; {hint}{allowed}.")
         _name_union_section(data, override.key.split(".")[0], model)
-        _set(data, override.key, override.value, space)
+        _set(data, override.key, override.value)
     return data
 
 

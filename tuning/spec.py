@@ -13,10 +13,9 @@ from pydantic import Field, FiniteFloat, field_validator, model_validator
 
 from fishleg.config import FishLegConfig, StrictModel
 from tuning.config import OptimizerConfig, RunConfig, TrainingConfig, TrainsOne, load_yaml_model
-from tuning.errors import ConfigError
-from tuning.overrides import Override
+from tuning.overrides import Override, set_dotted
 
-__all__ = ["ParamSpec", "SweepSpec", "apply_params", "load_sweep", "set_dotted"]
+__all__ = ["ParamSpec", "SweepSpec", "apply_params", "load_sweep"]
 
 Scalar = bool | int | float | str | None
 
@@ -195,17 +194,6 @@ def apply_params(base: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]
     for name, value in params.items():
         set_dotted(config, name, value)
     return config
-
-
-def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
-    """data['a']['b'] = value for dotted 'a.b', creating mappings on the way."""
-    *parents, leaf = dotted.split(".")
-    node = data
-    for key in parents:
-        node = node.setdefault(key, {})
-        if not isinstance(node, dict):
-            raise ConfigError(f"{dotted}: {key!r} is not a mapping in the config")
-    node[leaf] = value
 
 
 def file_sha256(path: Path) -> str:

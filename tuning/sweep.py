@@ -31,7 +31,7 @@ from tuning.folder import SweepFolder, check_name
 from tuning.holdout import evaluate_chosen
 from tuning.ledger import TERMINAL, Ledger
 from tuning.leftovers import leftovers, record_ray_processes
-from tuning.overrides import Override
+from tuning.overrides import Override, option_overrides
 from tuning.plugins import local_sources
 from tuning.preflight import check_cluster, check_ray_address, check_spec, check_storage
 from tuning.reconcile import (
@@ -121,16 +121,6 @@ class SweepOutcome:
         return pandas.DataFrame(rows)
 
 
-def search_aliases(num_samples: int | None, max_concurrent: int | None) -> list[Override]:
-    """`--num-samples` and `--max-concurrent`, as the overrides they stand for."""
-    given = {"num_samples": num_samples, "max_concurrent": max_concurrent}
-    return [
-        Override(f"search.{key}", value, f"--{key.replace('_', '-')} {value}")
-        for key, value in given.items()
-        if value is not None
-    ]
-
-
 def plan_sweep(
     spec_path: Path,
     *,
@@ -147,7 +137,9 @@ def plan_sweep(
     `fit`: a training function to tune (the file may then leave `trainable:` out)."""
     if fit is not None:
         check_fit(fit, "the function given to tuning.search")
-    overrides = (*overrides, *search_aliases(num_samples, max_concurrent))
+    aliases = {"num_samples": "search.num_samples", "max_concurrent": "search.max_concurrent"}
+    given = {"num_samples": num_samples, "max_concurrent": max_concurrent}
+    overrides = (*overrides, *option_overrides(given, aliases))
     spec, data = read_yaml_model(spec_path, SweepSpec, None if fit is None else function_name(fit), overrides)
     if name is not None:
         check_name(name, "--name")
