@@ -1,0 +1,73 @@
+"""Short recorded FishLeg runs, one per option, so that a change to how the optimizer is built
+shows whether the same config still trains the same numbers.
+
+`python -m tests.fishleg.trajectories` rewrites `data/trajectories.pt` from the current code;
+do that only for a change meant to alter the numbers, and say so in its commit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from fishleg import FishLeg
+
+FIXTURE = Path(__file__).with_name("data") / "trajectories.pt"
+STEPS = 9
+
+CASES: dict[str, dict[str, Any]] = {
+    "default": {},
+    "diag": {"q_structure": "diag"},
+    "kron_diag": {"q_structure": "kron_diag"},
+    "kron_sum": {"q_structure": "kron_sum"},
+    "warmup": {"warmup_aux_steps": 2},
+    "dense": {"dense_aux_steps": 4},
+    "adaptive_damping": {"adaptive_damping": True},
+    "quadratic_step": {"quadratic_step": True, "lr": 1.0},
+    "quadratic_adaptive": {"quadratic_step": True, "adaptive_damping": True, "lr": 1.0},
+    "bound_step": {"bound_step": True, "damping": 0.05},
+    "kfac_init": {"q_init": "kfac"},
+    "aux_lr_ramp": {"aux_lr_start": 1e-2, "aux_lr_decay_steps": 2},
+    "gaussian": {"u_sampling": "gaussian"},
+    "plain_aux": {"normalize_aux": False, "precondition_aux": False},
+    "no_weight_decay": {"weight_decay": 0.0, "beta": 0.5},
+}
+
+
+def run(options: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """STEPS closure steps of a tiny classifier; the losses, final parameters and λ."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 6), nn.Tanh(), nn.Linear(6, 3))
+    x, y = torch.randn(48, 5), torch.randint(0, 3, (48,))
+    settings = {"lr": 0.1, "aux_lr": 0.05, "aux_batch_size": 16, "damping": 0.3, "update_aux_every": 3, "seed": 0}
+    opt = FishLeg(model, "categorical", aux_data=x, **(settings | options))
+    losses = []
+    for step in range(STEPS):
+        xb, yb = x[16 * (step % 3) : 16 * (step % 3 + 1)], y[16 * (step % 3) : 16 * (step % 3 + 1)]
+
+        def closure(xb: torch.Tensor = xb, yb: torch.Tensor = yb) -> torch.Tensor:
+            opt.zero_grad()
+            loss = opt.likelihood.nll(model(xb), yb)
+            loss.backward()
+            return loss
+
+        losses.append(opt.step(closure).detach())
+    lambdas = [lam.detach().flatten() for b in opt.blocks for lam in b.structure.params]
+    return {
+        "losses": torch.stack(losses),
+        "params": torch.cat([p.detach().flatten() for p in model.parameters()]),
+        "lambda": torch.cat(lambdas),
+        "damping_scale": opt.damping_scale.detach().clone(),
+    }
+
+
+def record() -> None:
+    """Write every case's run to FIXTURE."""
+    FIXTURE.parent.mkdir(exist_ok=True)
+    torch.save({name: run(options) for name, options in CASES.items()}, FIXTURE)
+
+
+if __name__ == "__main__":
+    record()
