@@ -24,8 +24,8 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from fishleg import BernoulliLikelihood, CategoricalLikelihood, FishLeg
+from fishleg.blocks import Block
 from fishleg.likelihoods import Likelihood
-from fishleg.optimizer import Block
 from tuning.workloads.models import mnist_autoencoder, resnet_cifar
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the examples package, beside benchmarks/

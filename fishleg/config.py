@@ -83,8 +83,9 @@ class FishLegConfig(StrictModel):
         False,
         description="K-FAC's step (Martens & Grosse, 2015, §7): δ = lr·(a·Q·g + m·δ₀), with a and m minimising "
         "the damped quadratic model gᵀδ + ½δᵀ(F + γI)δ over the plane of Q·g and the last step δ₀, F on an aux "
-        "batch; so lr = 1 is the model's minimiser (the step length no longer rests on a guessed lr), beta is "
-        "unused, and adaptive damping's ρ judges the step the model chose. Needs aux_data; costs two "
+        "batch; so lr = 1 is the model's minimiser (the step length no longer rests on a guessed lr), the model "
+        "chooses the momentum m (beta stays at its default: another value is refused), and adaptive damping's ρ "
+        "judges the step the model chose. Needs aux_data; costs two "
         "forward-mode passes per step",
     )
     bound_step: bool = Field(
@@ -150,6 +151,16 @@ class FishLegConfig(StrictModel):
             raise ValueError(
                 f"q_init 'kfac' needs a q_structure with a Kronecker form ({', '.join(kronecker)}), "
                 f"got {self.q_structure!r}"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _beta_has_a_role(self) -> FishLegConfig:
+        default = type(self).model_fields["beta"].default
+        if self.quadratic_step and self.beta != default:
+            raise ValueError(
+                f"beta {self.beta} has no role with quadratic_step (the quadratic model chooses the momentum "
+                f"of each step); leave beta at {default} or set quadratic_step false"
             )
         return self
 

@@ -6,8 +6,8 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, jacrev
 
+from fishleg.blocks import Block
 from fishleg.likelihoods import BernoulliLikelihood, CategoricalLikelihood, GaussianLikelihood, Likelihood
-from fishleg.optimizer import Block
 from fishleg.structures import DiagQ, KronDiagQ, KronQ, KronSumQ, QStructure
 
 

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from fishleg import CategoricalLikelihood, FishLeg, GaussianLikelihood
-from fishleg.optimizer import minimise_quadratic
+from fishleg.step_rules import minimise_quadratic
 
 from .dense import dense_fisher, dense_q
 from .test_structures import STRUCTURE_NAMES, randomize
@@ -405,7 +405,7 @@ def test_adaptive_damping_scales_the_damping_the_aux_step_uses():
     x = torch.randn(16, 3)
     opt = FishLeg(tiny_mlp(), "categorical", x, damping=0.2, adaptive_damping=True)
     u = [torch.randn_like(p) for p in opt.param_groups[0]["params"]]
-    probes = opt._per_block(u)
+    probes = opt.curvature.per_block(u)
     qu = [b.structure.apply_cached(p, torch.empty_like(p)) for b, p in zip(opt.blocks, probes)]
     _, before = opt.aux_gradients(opt.blocks, x, probes, qu)
     opt.damping_scale.fill_(3.0)
@@ -414,14 +414,25 @@ def test_adaptive_damping_scales_the_damping_the_aux_step_uses():
     torch.testing.assert_close(after - before, torch.tensor(0.5 * (0.6 - 0.2) * norm2), rtol=1e-4, atol=1e-5)
 
 
-def test_adaptive_damping_needs_a_closure_and_aux_data():
+@pytest.mark.parametrize(
+    "option",
+    [{"adaptive_damping": True}, {"quadratic_step": True}, {"q_init": "kfac"}, {"warmup_aux_steps": 3}],
+    ids=lambda o: next(iter(o)),
+)
+def test_options_that_run_curvature_on_aux_batches_need_aux_data_at_construction(option):
+    """One rule for every such option: refused at construction, never skipped silently."""
+    with pytest.raises(ValueError, match=f"FishLeg: {next(iter(option))} needs aux_data"):
+        FishLeg(tiny_mlp(), "categorical", **option)
+
+
+def test_adaptive_damping_needs_a_closure_on_every_step():
+    """Refused on the first step, not only on the first step that adapts."""
     x, y = torch.randn(8, 3), torch.randint(3, (8,))
-    with pytest.raises(ValueError, match="adaptive_damping needs aux_data"):
-        FishLeg(tiny_mlp(), "categorical", adaptive_damping=True)
-    opt = FishLeg(tiny_mlp(), "categorical", x, update_aux_every=1, adaptive_damping=True)
+    opt = FishLeg(tiny_mlp(), "categorical", x, update_aux_every=5, adaptive_damping=True)
     opt.likelihood.nll(opt.model(x), y).backward()
     with pytest.raises(ValueError, match=r"adaptive_damping needs step\(closure\)"):
         opt.step()
+    assert opt.step_count == 0
 
 
 def recording_draws(opt: FishLeg) -> list[torch.Tensor]:
@@ -489,31 +500,29 @@ def test_minimise_quadratic_solves_two_directions_and_falls_back_to_a_line_searc
     torch.testing.assert_close(minimise_quadratic(parallel, torch.tensor([1.0, 2.0])), torch.tensor([-0.5, 0.0]))
 
 
-def test_quadratic_step_needs_aux_data():
-    with pytest.raises(ValueError, match="quadratic_step needs aux_data"):
-        FishLeg(tiny_mlp(), "categorical", quadratic_step=True)
-
-
 def test_aux_lr_start_moves_geometrically_to_aux_lr_and_resumes_where_it_was():
+    """The ramp is a torch LR scheduler on `aux_optimizer`: the group's lr is the one the next
+    λ update uses."""
     x, y = torch.randn(16, 3), torch.randint(3, (16,))
     kwargs = {"aux_lr": 1e-4, "aux_lr_start": 1e-2, "aux_lr_decay_steps": 4, "update_aux_every": 1, "seed": 0}
     opt = FishLeg(tiny_mlp(), "categorical", x, aux_batch_size=8, **kwargs)
+    assert isinstance(opt.curvature.aux_lr_ramp, torch.optim.lr_scheduler.LRScheduler)
     lambdas = [lam for b in opt.blocks for lam in b.structure.params]
     before = [lam.detach().clone() for lam in lambdas]
     closure = closure_for(opt, x, y)
+    rates = [opt.aux_optimizer.param_groups[0]["lr"]]
     opt.step(closure)
     moved = max(float((lam.detach() - b).abs().max()) for lam, b in zip(lambdas, before))
     assert moved == pytest.approx(1e-2, rel=1e-3)  # Adam's first step moves λ by its lr
-    rates = [opt.aux_optimizer.param_groups[0]["lr"]]
     for _ in range(2):
-        opt.step(closure)
         rates.append(opt.aux_optimizer.param_groups[0]["lr"])
+        opt.step(closure)
     restored = FishLeg(tiny_mlp(), "categorical", x, aux_batch_size=8, **kwargs)
     restored.load_state_dict(opt.state_dict())
     restored.model.load_state_dict(opt.model.state_dict())
     for _ in range(3):
-        restored.step(closure_for(restored, x, y))
         rates.append(restored.aux_optimizer.param_groups[0]["lr"])
+        restored.step(closure_for(restored, x, y))
     assert rates == pytest.approx([1e-2, 10**-2.5, 1e-3, 10**-3.5, 1e-4, 1e-4])
 
 

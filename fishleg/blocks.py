@@ -1,0 +1,118 @@
+"""Blocks: the parameters that share one Q(λ) block, with the buffers their gradient, Q·g and
+aux-step tensors live in, and the small reductions the optimizer's parts share."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from fishleg.config import FishLegConfig
+from fishleg.kfac import Layer
+from fishleg.layers import adapter_for
+from fishleg.structures import QSpec, QStructure, build_structure
+
+__all__ = ["Block", "build_blocks", "dot", "global_norm"]
+
+
+@dataclass(eq=False)
+class Block:
+    """Parameters that share one Q(λ) block, with preallocated gradient and Q·g buffers and
+    their views in the parameters' shapes; the aux step's buffers are made on first use."""
+
+    names: list[str]
+    params: list[nn.Parameter]
+    structure: QStructure
+    split: Callable[[Tensor], list[Tensor]]
+    layer: Layer | None = None
+    grad: Tensor = field(init=False)
+    qg: Tensor = field(init=False)
+    grad_views: list[Tensor] = field(init=False)
+    qg_views: list[Tensor] = field(init=False)
+
+    def __post_init__(self) -> None:
+        device = self.params[0].device
+        self.grad = torch.zeros(self.structure.shape, device=device)
+        self.qg = torch.zeros(self.structure.shape, device=device)
+        self.grad_views = self.split(self.grad)
+        self.qg_views = self.split(self.qg)
+
+    def join(self, tensors: Sequence[Tensor]) -> Tensor:
+        """Per-parameter tensors → one new block tensor (float32)."""
+        out = torch.empty_like(self.grad)
+        torch._foreach_copy_(self.split(out), list(tensors))
+        return out
+
+    @functools.cached_property
+    def residual(self) -> Tensor:
+        """(F+γI)Qu − u of the aux step."""
+        return torch.empty_like(self.grad)
+
+    @functools.cached_property
+    def residual_views(self) -> list[Tensor]:
+        """Views of `residual` in the parameters' shapes."""
+        return self.split(self.residual)
+
+    @functools.cached_property
+    def delta(self) -> Tensor:
+        """The parameters before a step minus after it (adaptive damping's −δ)."""
+        return torch.empty_like(self.grad)
+
+    @functools.cached_property
+    def delta_views(self) -> list[Tensor]:
+        """Views of `delta` in the parameters' shapes."""
+        return self.split(self.delta)
+
+    @functools.cached_property
+    def probe(self) -> Tensor:
+        """A Gaussian probe u (u_sampling="gaussian")."""
+        return torch.empty_like(self.grad)
+
+    @functools.cached_property
+    def probe_q(self) -> Tensor:
+        """Q(λ)u for a probe that is not the gradient."""
+        return torch.empty_like(self.grad)
+
+
+def _identity_split(t: Tensor) -> list[Tensor]:
+    return [t]
+
+
+def build_blocks(
+    model: nn.Module, config: FishLegConfig, device: torch.device, generator: torch.Generator | None = None
+) -> list[Block]:
+    """One block per registered layer (chosen structure on [W | b]); a diagonal block for
+    every other trainable parameter. Random initial factors come from `generator`."""
+    spec = QSpec(init_scale=config.init_scale, rank=config.kron_sum_rank, generator=generator)
+    names = {id(p): n for n, p in model.named_parameters()}
+    claimed: set[int] = set()
+    blocks: list[Block] = []
+    for module in model.modules():
+        adapter = adapter_for(module)
+        if adapter is None:
+            continue
+        params = adapter.params(module)
+        if not all(p.requires_grad for p in params) or any(id(p) in claimed for p in params):
+            continue
+        structure = build_structure(config.q_structure, adapter.block_shape(module), spec, device)
+        split = functools.partial(adapter.split, module)
+        blocks.append(Block([names[id(p)] for p in params], params, structure, split, (module, adapter)))
+        claimed.update(id(p) for p in params)
+    for name, p in model.named_parameters():
+        if p.requires_grad and id(p) not in claimed:
+            structure = build_structure("diag", tuple(p.shape), spec, device)
+            blocks.append(Block([name], [p], structure, _identity_split))
+    return blocks
+
+
+def global_norm(tensors: Sequence[Tensor]) -> Tensor:
+    """‖·‖ of the tensors as one vector (a 0-d tensor)."""
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(list(tensors))))
+
+
+def dot(a: Sequence[Tensor], b: Sequence[Tensor]) -> Tensor:
+    """⟨a, b⟩ with a and b each read as one vector (a 0-d tensor)."""
+    return torch.stack([torch.vdot(x.flatten(), y.flatten()) for x, y in zip(a, b)]).sum()

@@ -1,0 +1,244 @@
+"""The curvature part of FishLeg: Q(λ) ≈ (F + γI)⁻¹ per block, and how λ is learnt — the aux
+loss A(λ; u) = ½ uᵀQ(F+γI)Qu − uᵀQu, its Adam loop, when that loop runs and how Q starts.
+
+It knows nothing of how a step uses Q·g (`fishleg.step_rules`) and reads γ from a damping
+strategy (`fishleg.damping`), so each can change without the others."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from fishleg.aux_data import AuxSampler
+from fishleg.blocks import Block, dot, global_norm
+from fishleg.config import FishLegConfig
+from fishleg.damping import Damping
+from fishleg.distributed import mean_across_ranks
+from fishleg.fisher import fisher_vector_product
+from fishleg.kfac import damped_inverse_factors, kronecker_factors
+from fishleg.likelihoods import Likelihood
+from fishleg.schedules import AuxSchedule, GeometricRamp
+
+__all__ = ["Curvature"]
+
+
+class Curvature:
+    """λ of every block, the Adam optimizer that learns it (`aux_optimizer`, fused over all λ)
+    and the aux batches and probes it learns from. schedule: which parameter steps get a λ
+    update; aux_sampler: None when the caller runs `update_aux` itself."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        likelihood: Likelihood,
+        blocks: list[Block],
+        config: FishLegConfig,
+        damping: Damping,
+        schedule: AuxSchedule,
+        aux_sampler: AuxSampler | None,
+        seed: int,
+        device: torch.device,
+    ) -> None:
+        self.model = model
+        self.likelihood = likelihood
+        self.blocks = blocks
+        self.config = config
+        self.damping = damping
+        self.schedule = schedule
+        self.aux_sampler = aux_sampler
+        self.device = device
+        self.aux_optimizer = torch.optim.Adam(
+            [lam for b in blocks for lam in b.structure.params],
+            lr=config.aux_lr,
+            betas=config.aux_betas,
+            eps=config.aux_eps,
+            fused=True,  # one kernel over all λ: λ has ~(out² + in²) entries per layer
+        )
+        self.aux_lr_ramp = (
+            None
+            if config.aux_lr_start is None
+            else GeometricRamp(self.aux_optimizer, config.aux_lr_start, config.aux_lr_decay_steps)
+        )
+        self.probe_rng = torch.Generator(device=device).manual_seed(seed + 1)
+        self.aux_step_count = 0
+        self.last_aux_loss = torch.full((), float("nan"), device=device)
+        self.flat_params = [p for b in blocks for p in b.params]
+
+    # ---------------------------------------------------------------- within a step
+    def precondition(self, blocks: Sequence[Block]) -> None:
+        """Q·g into each block's `qg` from its `grad`."""
+        for b in blocks:
+            b.structure.apply_cached(b.grad, out=b.qg)
+
+    def start(self, blocks: list[Block]) -> None:
+        """Before the first parameter step: Q at K-FAC's estimate (q_init="kfac"), then
+        `warmup_aux_steps` λ updates on fresh aux batches, with the probes the aux steps use."""
+        if self.config.q_init == "kfac":
+            self.initialize_q(self.aux_sampler.draw())
+        for _ in range(self.config.warmup_aux_steps):
+            inputs = self.aux_sampler.draw()
+            self._aux_update(inputs, *self._probes(blocks, reuse_qg=False))
+
+    def maybe_update(self, blocks: list[Block], step: int) -> None:
+        """The λ update of parameter step `step` if the schedule has one (after `precondition`,
+        whose Q·g it reuses when the probe is the gradient)."""
+        if self.aux_sampler is not None and self.schedule(step):
+            inputs = self.aux_sampler.draw()
+            self._aux_update(inputs, *self._probes(blocks, reuse_qg=True))
+
+    def _probes(self, blocks: list[Block], *, reuse_qg: bool) -> tuple[list[Block], list[Tensor], list[Tensor] | None]:
+        """(blocks, probes u, Q·u if known) for one λ update: the step's gradients of `blocks`
+        (u_sampling="gradient"), or N(0, I) for every block."""
+        if self.config.u_sampling == "gradient":
+            return blocks, [b.grad for b in blocks], [b.qg for b in blocks] if reuse_qg else None
+        return self.blocks, self.gaussian_probes(self.blocks), None
+
+    def gaussian_probes(self, blocks: Sequence[Block]) -> list[Tensor]:
+        """u ~ N(0, I) in each block's `probe` buffer, from the optimizer's own generator."""
+        return [b.probe.normal_(generator=self.probe_rng) for b in blocks]
+
+    # ---------------------------------------------------------------- the aux loss
+    def aux_gradients(
+        self,
+        blocks: Sequence[Block],
+        inputs: Tensor,
+        probes: Sequence[Tensor],
+        qu: Sequence[Tensor] | None = None,
+    ) -> tuple[list[Tensor], Tensor]:
+        """∂A/∂λ for each λ of `blocks` and the aux loss A(λ; u).
+
+        probes: one tensor per block, in block shape; qu: Q(λ)u if already known (the
+        parameter step's Q·g when u is the gradient). Uses ∂A/∂λ = ∂⟨Q(λ)u, sg(r)⟩/∂λ with
+        r = (F+γI)Qu − u, optionally preconditioned by Q and divided by ‖Qu‖·‖u‖. The gradients
+        may be the structures' workspaces: use them before the next call."""
+        cfg = self.config
+        v = list(qu) if qu is not None else [b.structure.apply_cached(u, b.probe_q) for b, u in zip(blocks, probes)]
+        params = {n: p.detach() for b in blocks for n, p in zip(b.names, b.params)}
+        tangents = {n: t for b, vb in zip(blocks, v) for n, t in zip(b.names, b.split(vb))}
+        fv, _ = fisher_vector_product(self.model, self.likelihood, inputs, params, tangents)
+        for b in blocks:
+            torch._foreach_copy_(b.residual_views, [fv[n] for n in b.names])
+        residual = [b.residual for b in blocks]
+        torch._foreach_addcmul_(residual, v, [self.damping.scale] * len(v), value=self.damping.base)
+        aux_loss = 0.5 * dot(v, residual) - dot(probes, v)
+        torch._foreach_sub_(residual, list(probes))
+        if cfg.normalize_aux:
+            scale = (global_norm(v) * global_norm(probes)).clamp_min(torch.finfo(torch.float32).tiny)
+            torch._foreach_div_(residual, scale)
+        grads = [
+            g
+            for b, u, r in zip(blocks, probes, residual)
+            for g in b.structure.lambda_grad(u, r, precondition=cfg.precondition_aux)
+        ]
+        return grads, aux_loss
+
+    def _aux_update(
+        self,
+        inputs: Tensor,
+        blocks: Sequence[Block],
+        probes: Sequence[Tensor],
+        qu: Sequence[Tensor] | None = None,
+    ) -> None:
+        """One Adam step on λ of `blocks`."""
+        grads, aux_loss = self.aux_gradients(blocks, inputs, probes, qu)
+        mean_across_ranks([*grads, aux_loss])  # each rank's aux batch counts; λ stays the same on all
+        lambdas = [lam for b in blocks for lam in b.structure.params]
+        for lam, g in zip(lambdas, grads):
+            lam.grad = g
+        self.aux_optimizer.step()
+        self.aux_optimizer.zero_grad(set_to_none=True)
+        if self.aux_lr_ramp is not None:
+            self.aux_lr_ramp.step()
+        for b in blocks:
+            b.structure.refresh()
+        self.last_aux_loss = aux_loss.detach()
+        self.aux_step_count += 1
+
+    def update_aux(self, inputs: Tensor, u: Sequence[Tensor] | None = None) -> Tensor:
+        """One λ update on a batch of inputs. u: one probe per parameter (in `flat_params`
+        order); by default the current gradients (`u_sampling="gradient"`) or N(0, I)."""
+        if u is None and self.config.u_sampling == "gradient":
+            if any(p.grad is None for p in self.flat_params):
+                raise ValueError("update_aux: no gradients yet; call backward() first or pass u")
+            u = [p.grad for p in self.flat_params]
+        probes = self.gaussian_probes(self.blocks) if u is None else self.per_block(u)
+        self._aux_update(inputs.to(self.device), self.blocks, probes)
+        return self.last_aux_loss
+
+    # ---------------------------------------------------------------- Q itself
+    def initialize_q(self, inputs: Tensor) -> None:
+        """Q(λ) of each Kronecker block at K-FAC's damped inverse estimated on a batch of inputs
+        (`fishleg.kfac`), with the current γ; other blocks keep their Q."""
+        blocks = [b for b in self.blocks if b.layer is not None and b.structure.kronecker_init]
+        factors = kronecker_factors(
+            self.model, self.likelihood, inputs.to(self.device), [b.layer for b in blocks], self.probe_rng
+        )
+        mean_across_ranks([f for found in factors if found is not None for f in found])
+        damping = self.damping.gamma()
+        for b, found in zip(blocks, factors):
+            if found is not None:
+                b.structure.set_kronecker(*damped_inverse_factors(*found, damping))
+
+    def per_block(self, tensors: Sequence[Tensor]) -> list[Tensor]:
+        """One tensor per parameter → one new tensor per block."""
+        if len(tensors) != len(self.flat_params):
+            raise ValueError(f"expected one tensor per parameter ({len(self.flat_params)}), got {len(tensors)}")
+        it = iter(tensors)
+        return [b.join([next(it) for _ in b.params]) for b in self.blocks]
+
+    def apply_q(self, tensors: Sequence[Tensor]) -> list[Tensor]:
+        """Q(λ) applied to one tensor per parameter."""
+        out = []
+        for b, block_in in zip(self.blocks, self.per_block(tensors)):
+            out.extend(t.clone() for t in b.split(b.structure.apply_cached(block_in, torch.empty_like(block_in))))
+        return out
+
+    def is_finite(self) -> Tensor:
+        """Whether every λ is finite, as a 0-d bool tensor (no host sync)."""
+        return torch.stack([torch.isfinite(lam).all() for b in self.blocks for lam in b.structure.params]).all()
+
+    def check_likelihood(self) -> None:
+        """Run the model on two aux inputs and let the likelihood check its outputs' shape, so a
+        mismatch is an error at construction, not inside the first aux step."""
+        probe = None if self.aux_sampler is None else self.aux_sampler.peek()
+        if probe is None:
+            return
+        buffers = {n: b.clone() for n, b in self.model.named_buffers()}
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.no_grad(), torch.random.fork_rng(devices=devices, device_type=self.device.type):
+            outputs = torch.func.functional_call(self.model, buffers, (probe,))
+        self.likelihood.check_outputs(outputs)
+
+    # ---------------------------------------------------------------- checkpointing
+    def state_dict(self) -> dict[str, Any]:
+        """λ, its Adam state, the counters and the generators (keys kept from the first
+        checkpoints)."""
+        return {
+            "lambda": [lam.detach().clone() for b in self.blocks for lam in b.structure.params],
+            "aux_optimizer": self.aux_optimizer.state_dict(),
+            "aux_step_count": self.aux_step_count,
+            "last_aux_loss": self.last_aux_loss.clone(),
+            "probe_rng": self.probe_rng.get_state(),
+            "aux_sampler": None if self.aux_sampler is None else self.aux_sampler.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what `state_dict` saved; the aux_lr ramp resumes at the saved λ update."""
+        with torch.no_grad():
+            lambdas = [lam for b in self.blocks for lam in b.structure.params]
+            if len(lambdas) != len(state["lambda"]):
+                raise ValueError("FishLeg.load_state_dict: λ count differs (another model or q_structure?)")
+            torch._foreach_copy_(lambdas, [t.to(self.device) for t in state["lambda"]])
+        self.aux_optimizer.load_state_dict(state["aux_optimizer"])
+        for b in self.blocks:
+            b.structure.refresh()
+        self.aux_step_count = state["aux_step_count"]
+        if self.aux_lr_ramp is not None:
+            self.aux_lr_ramp.last_epoch = self.aux_step_count
+        self.last_aux_loss = state["last_aux_loss"].to(self.device)
+        self.probe_rng.set_state(state["probe_rng"])
+        if self.aux_sampler is not None and state["aux_sampler"] is not None:
+            self.aux_sampler.load_state_dict(state["aux_sampler"])

@@ -1,0 +1,149 @@
+"""How a step uses Q·g: momentum on Q·g (FishLeg's own), or the damped quadratic model's step
+(K-FAC's), chosen by `quadratic_step`. A rule moves the parameters and, when asked, returns
+the quadratic model's predicted change gᵀδ + ½δᵀFδ (adaptive damping's denominator)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from fishleg.blocks import Block, dot
+from fishleg.config import FishLegConfig
+from fishleg.curvature import Curvature
+from fishleg.damping import Damping
+from fishleg.distributed import mean_across_ranks
+from fishleg.fisher import fisher_gram, fisher_quadratic_form
+
+__all__ = ["MomentumStep", "QuadraticStep", "StepContext", "StepRule", "bound_steps", "minimise_quadratic", "step_rule"]
+
+
+@dataclass
+class StepContext:
+    """What a rule reads for one step: the blocks with gradients, their parameters, Q·g and
+    gradient views (flattened in block order), each parameter's buffer of the last step
+    (`momentum_buffer`), the parameter group's settings, the damping (γ), and the curvature part (for the
+    model, the likelihood and aux batches)."""
+
+    blocks: list[Block]
+    params: list[Tensor]
+    qgs: list[Tensor]
+    grads: list[Tensor]
+    buffers: list[Tensor]
+    group: dict[str, Any]
+    damping: Damping
+    curvature: Curvature
+    first: bool
+
+
+def _decay(ctx: StepContext) -> None:
+    """θ ← θ(1 − η·wd): decoupled weight decay."""
+    wd = ctx.group["weight_decay"]
+    if wd != 0:
+        torch._foreach_mul_(ctx.params, 1 - ctx.group["lr"] * wd)
+
+
+class StepRule(ABC):
+    """Moves the parameters given Q·g. needs_aux_data: whether it runs curvature on aux batches."""
+
+    needs_aux_data = False
+
+    @abstractmethod
+    def apply(self, ctx: StepContext, predict: bool) -> Tensor | None:
+        """Take the step; with `predict`, return gᵀδ + ½δᵀFδ for it (F on an aux batch), a
+        0-d tensor (no host sync)."""
+
+
+class MomentumStep(StepRule):
+    """θ ← θ − η(m + wd·θ), m ← βm + (1−β)Q·g."""
+
+    def apply(self, ctx: StepContext, predict: bool) -> Tensor | None:
+        """The momentum step; its prediction measures δ from the parameters before and after."""
+        if predict:
+            torch._foreach_copy_([v for b in ctx.blocks for v in b.delta_views], ctx.params)
+        lr, beta = ctx.group["lr"], ctx.group["beta"]
+        _decay(ctx)
+        torch._foreach_mul_(ctx.buffers, beta)
+        torch._foreach_add_(ctx.buffers, ctx.qgs, alpha=1 - beta)
+        torch._foreach_add_(ctx.params, ctx.buffers, alpha=-lr)
+        return _predicted_change(ctx) if predict else None
+
+
+def _predicted_change(ctx: StepContext) -> Tensor:
+    """gᵀδ + ½δᵀFδ for the step just taken, F on an aux batch (`delta` holds the parameters
+    from before it, and −δ after this)."""
+    deltas = [b.delta for b in ctx.blocks]
+    torch._foreach_sub_([v for b in ctx.blocks for v in b.delta_views], ctx.params)
+    params = {n: p.detach() for b in ctx.blocks for n, p in zip(b.names, b.params)}
+    tangents = {n: t for b in ctx.blocks for n, t in zip(b.names, b.delta_views)}
+    curvature = ctx.curvature
+    quadratic = fisher_quadratic_form(
+        curvature.model, curvature.likelihood, curvature.aux_sampler.draw(), params, tangents
+    )
+    return 0.5 * quadratic - dot([b.grad for b in ctx.blocks], deltas)
+
+
+class QuadraticStep(StepRule):
+    """K-FAC's step (Martens & Grosse, 2015, §7): θ ← θ + δ with δ = η(a·Q·g + m·δ₀), where
+    (a, m) minimise the damped model gᵀδ + ½δᵀ(F + γI)δ over the plane of Q·g and the last
+    step δ₀ (kept in the momentum buffers), F on an aux batch; η = 1 takes the model's
+    minimiser. Its momentum is m, so `beta` has no role here (the config refuses one)."""
+
+    needs_aux_data = True
+
+    def apply(self, ctx: StepContext, predict: bool) -> Tensor | None:
+        """The model's step; it always knows its prediction: gᵀδ + ½δᵀFδ at the chosen (a, m)."""
+        names = [n for b in ctx.blocks for n in b.names]
+        last = ctx.buffers
+        directions = [ctx.qgs] if ctx.first else [ctx.qgs, last]  # no last step yet: a line search
+        curvature = fisher_gram(
+            ctx.curvature.model,
+            ctx.curvature.likelihood,
+            ctx.curvature.aux_sampler.draw(),
+            {n: p.detach() for n, p in zip(names, ctx.params)},
+            [dict(zip(names, d)) for d in directions],
+        )
+        mean_across_ranks([curvature])
+        overlap = torch.stack([torch.stack([dot(a, b) for b in directions]) for a in directions])
+        slope = torch.stack([dot(ctx.grads, d) for d in directions])
+        coefficients = ctx.group["lr"] * minimise_quadratic(curvature + ctx.damping.gamma() * overlap, slope)
+        if len(directions) == 1:
+            torch._foreach_zero_(last)
+        else:
+            torch._foreach_mul_(last, coefficients[1])
+        torch._foreach_addcmul_(last, ctx.qgs, [coefficients[0]] * len(ctx.qgs))
+        _decay(ctx)
+        torch._foreach_add_(ctx.params, last)
+        return slope @ coefficients + 0.5 * coefficients @ curvature @ coefficients
+
+
+def step_rule(config: FishLegConfig) -> StepRule:
+    """The rule `config` chooses."""
+    return QuadraticStep() if config.quadratic_step else MomentumStep()
+
+
+def minimise_quadratic(matrix: Tensor, linear: Tensor) -> Tensor:
+    """argmin over x of bᵀx + ½xᵀCx for k = 1 or 2 directions, −C⁻¹b, in closed form (no
+    solver, no host sync); where C is near-singular (the directions nearly parallel) the
+    line search along the first direction alone. matrix C (k, k), linear b (k,) → (k,)."""
+    tiny = torch.finfo(matrix.dtype).tiny
+    line = -linear[0] / matrix[0, 0].clamp_min(tiny)
+    if matrix.shape[0] == 1:
+        return line.reshape(1)
+    (c00, c01), (c10, c11) = matrix
+    det = c00 * c11 - c01 * c10
+    solved = torch.stack([c01 * linear[1] - c11 * linear[0], c10 * linear[0] - c00 * linear[1]]) / det.clamp_min(tiny)
+    fallback = torch.stack([line, torch.zeros_like(line)])
+    return torch.where(det > 1e-6 * c00 * c11, solved, fallback)
+
+
+def bound_steps(blocks: Sequence[Block], gamma: Tensor) -> None:
+    """Q·g ← Q·g · min(1, ‖g‖ / (γ‖Q·g‖)) per block (`bound_step`): (F + γI)⁻¹ stretches no
+    vector by more than 1/γ, so a longer Q·g overshoots. On tensors: no host sync."""
+    limit = torch.stack(torch._foreach_norm([b.grad for b in blocks])) / gamma
+    length = torch.stack(torch._foreach_norm([b.qg for b in blocks])).clamp_min(torch.finfo(torch.float32).tiny)
+    torch._foreach_mul_([b.qg for b in blocks], list((limit / length).clamp_max(1.0).unbind()))
