@@ -82,13 +82,18 @@ def _identity_split(t: Tensor) -> list[Tensor]:
 
 
 def build_blocks(
-    model: nn.Module, config: FishLegConfig, device: torch.device, generator: torch.Generator | None = None
+    model: nn.Module,
+    config: FishLegConfig,
+    device: torch.device,
+    generator: torch.Generator | None = None,
+    exclude: Sequence[nn.Parameter] = (),
 ) -> list[Block]:
     """One block per registered layer (chosen structure on [W | b]); a diagonal block for
-    every other trainable parameter. Random initial factors come from `generator`."""
+    every other trainable parameter not in `exclude` (the partner's). Random initial factors
+    come from `generator`."""
     spec = QSpec(init_scale=config.init_scale, rank=config.kron_sum_rank, generator=generator)
     names = {id(p): n for n, p in model.named_parameters()}
-    claimed: set[int] = set()
+    claimed = {id(p) for p in exclude}
     blocks: list[Block] = []
     for module in model.modules():
         adapter = adapter_for(module)

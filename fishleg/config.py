@@ -16,6 +16,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from fishleg.partner import parse_kinds
 from fishleg.structures import STRUCTURES
 
 __all__ = [
@@ -130,6 +131,31 @@ class FishLegConfig(StrictModel):
         "autoencoder where the defaults train",
     )
 
+    graft: Literal["none", "sgd", "adam", "rmsprop", "adagrad"] = Field(
+        "none",
+        description="learning-rate grafting (Agarwal et al., 2020; Shampoo's grafting): each layer's step keeps "
+        "FishLeg's direction (its momentum of Q·g) and takes its length from this first-order method run beside "
+        "it on the same gradients, so an lr and schedule tuned for that method carry over; 'adam' uses betas "
+        "(beta, graft_beta2). Not with quadratic_step, which chooses the length from the quadratic model",
+    )
+    graft_beta2: float = Field(
+        0.999, ge=0, lt=1, description="the grafted method's second-moment decay (Adam's β₂, RMSprop's alpha)"
+    )
+    graft_eps: float = Field(1e-8, gt=0, description="the grafted method's ε")
+    partner: Literal["none", "adamw"] = Field(
+        "none",
+        description="a first-order optimizer for the parameters of partner_params' kinds, which then get no Q: "
+        "AdamW at the same lr (and its schedule) and weight_decay, with betas partner_betas. Not with "
+        "adaptive_damping, whose quadratic model would not see the partner's step",
+    )
+    partner_params: str = Field(
+        "embedding,norm",
+        description="comma-separated kinds of module whose parameters the partner trains: embedding "
+        "(nn.Embedding), norm (LayerNorm, GroupNorm, RMSNorm, BatchNorm), head (the model's last nn.Linear), "
+        "or a kind registered with fishleg.partner.register_param_kind",
+    )
+    partner_betas: tuple[float, float] = Field((0.9, 0.999), description="the partner AdamW's betas")
+
     @field_validator("q_structure")
     @classmethod
     def _known_structure(cls, value: str) -> str:
@@ -137,7 +163,13 @@ class FishLegConfig(StrictModel):
             raise ValueError(f"must be one of {STRUCTURES.names()}")
         return value
 
-    @field_validator("aux_betas")
+    @field_validator("partner_params")
+    @classmethod
+    def _known_kinds(cls, value: str) -> str:
+        parse_kinds(value)
+        return value
+
+    @field_validator("aux_betas", "partner_betas")
     @classmethod
     def _betas_in_range(cls, value: tuple[float, float]) -> tuple[float, float]:
         if not all(0 <= b < 1 for b in value):
@@ -161,6 +193,21 @@ class FishLegConfig(StrictModel):
             raise ValueError(
                 f"beta {self.beta} has no role with quadratic_step (the quadratic model chooses the momentum "
                 f"of each step); leave beta at {default} or set quadratic_step false"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _parts_compose(self) -> FishLegConfig:
+        if self.graft != "none" and self.quadratic_step:
+            raise ValueError(
+                f"graft {self.graft!r} does not compose with quadratic_step: the quadratic model chooses each "
+                "step's length; use one of them"
+            )
+        if self.partner != "none" and self.adaptive_damping:
+            raise ValueError(
+                f"partner {self.partner!r} does not compose with adaptive_damping: its ρ compares the loss change "
+                "with a quadratic model of FishLeg's own step, which the partner's step would also move; "
+                "use one of them"
             )
         return self
 

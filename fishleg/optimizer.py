@@ -5,8 +5,10 @@ with `quadratic_step`, θ ← θ + η(a·Q(λ)g + m·δ₀), a and m from the da
 
 The optimizer composes three parts, each in its own module: the curvature (`Curvature`: the
 blocks' λ and the aux loop that learns them), the damping strategy (`Damping`: γ) and the step
-rule (`StepRule`: what a step does with Q·g). `step` runs them in order and checks, in one
-place, what each part needs (aux data at construction, a closure at each step)."""
+rule (`StepRule`: what a step does with Q·g, its length grafted from a first-order method if
+asked); and a first-order partner (AdamW) for the parameters Q does not suit, if asked.
+`step` runs them in order and checks, in one place, what each part needs (aux data at
+construction, a closure at each step)."""
 
 from __future__ import annotations
 
@@ -24,13 +26,20 @@ from fishleg.config import FishLegConfig, describe_validation_error
 from fishleg.curvature import Curvature
 from fishleg.damping import Damping, FixedDamping, LevenbergMarquardt
 from fishleg.distributed import broadcast_seed, unwrap
+from fishleg.grafting import GRAFTS
 from fishleg.likelihoods import LIKELIHOODS, Likelihood
+from fishleg.partner import partner_parameters
 from fishleg.schedules import AuxSchedule, EveryK
 from fishleg.step_rules import StepContext, StepRule, bound_steps, step_rule
 
 __all__ = ["FishLeg"]
 
 _EXTRA_STATE = "fishleg"
+
+
+def _block_index(blocks: list[Block], device: torch.device) -> Tensor:
+    """Each parameter's block, as its index in `blocks` (n_params,)."""
+    return torch.tensor([i for i, b in enumerate(blocks) for _ in b.params], device=device)
 
 
 def _needs_aux_data(config: FishLegConfig, rule: StepRule, damping: Damping) -> list[str]:
@@ -92,6 +101,12 @@ class FishLeg(torch.optim.Optimizer):
         adaptive_damping: bool = False,
         quadratic_step: bool = False,
         bound_step: bool = False,
+        graft: Literal["none", "sgd", "adam", "rmsprop", "adagrad"] = "none",
+        graft_beta2: float = 0.999,
+        graft_eps: float = 1e-8,
+        partner: Literal["none", "adamw"] = "none",
+        partner_params: str = "embedding,norm",
+        partner_betas: tuple[float, float] = (0.9, 0.999),
         q_init: Literal["identity", "kfac"] = "identity",
         q_structure: str = "kron",
         kron_sum_rank: int = 2,
@@ -122,6 +137,9 @@ class FishLeg(torch.optim.Optimizer):
         trainable = [p for p in model.parameters() if p.requires_grad]
         if not trainable:
             raise ValueError("FishLeg: model has no trainable parameters (requires_grad=True)")
+        partnered = [] if config.partner == "none" else partner_parameters(unwrap(model), config.partner_params)
+        if len(partnered) == len(trainable):
+            raise ValueError(f"FishLeg: partner_params {config.partner_params!r} covers every trainable parameter")
         if isinstance(likelihood, str):
             likelihood = LIKELIHOODS[likelihood]()
         if seed is None:
@@ -130,19 +148,28 @@ class FishLeg(torch.optim.Optimizer):
         self.model = model = unwrap(model)
         self.likelihood = likelihood
         self._device = trainable[0].device
-        blocks = build_blocks(model, config, self._device, torch.Generator().manual_seed(seed + 2))
+        blocks = build_blocks(model, config, self._device, torch.Generator().manual_seed(seed + 2), partnered)
         params = [p for b in blocks for p in b.params]
         defaults = {"lr": lr, "beta": beta, "weight_decay": weight_decay, "damping": damping}
         super().__init__(params, defaults)
+        graft_type = None if config.graft == "none" else GRAFTS[config.graft]
+        self.graft = None if graft_type is None else graft_type(config.beta, config.graft_beta2, config.graft_eps)
         for p in params:
             self.state[p]["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            if self.graft is not None:
+                self.graft.init_state(self.state[p], p)
+        self.partner = (
+            torch.optim.AdamW(partnered, lr=lr, betas=config.partner_betas, weight_decay=weight_decay)
+            if partnered
+            else None
+        )
         group = self.param_groups[0]
         self.damping: Damping = (
             LevenbergMarquardt(group, self._device, config.update_aux_every)
             if config.adaptive_damping
             else FixedDamping(group, self._device)
         )
-        self.rule = step_rule(config)
+        self.rule = step_rule(config, self.graft)
         needs = _needs_aux_data(config, self.rule, self.damping)
         if needs and aux_data is None:
             raise ValueError(
@@ -165,6 +192,7 @@ class FishLeg(torch.optim.Optimizer):
         self._flat_grad_views = [v for b in blocks for v in b.grad_views]
         self._flat_qg_views = [v for b in blocks for v in b.qg_views]
         self._buffers = [self.state[p]["momentum_buffer"] for p in params]
+        self._block_of = _block_index(blocks, self._device)
         self.curvature.check_likelihood()
 
     @classmethod
@@ -257,28 +285,47 @@ class FishLeg(torch.optim.Optimizer):
                 bound_steps(blocks, self.damping.gamma())
             adapt = self.damping.due(self.step_count)
             predicted = self.rule.apply(self._context(blocks), predict=adapt)
+            if self.partner is not None:
+                self._partner_step()
             if adapt:
                 with torch.enable_grad():
                     new_loss = closure()
                 self.damping.adapt(new_loss.detach() - loss.detach(), predicted)
         return loss
 
+    def _partner_step(self) -> None:
+        """The partner's AdamW step at the group's lr and weight decay (so FishLeg's scheduler
+        drives both)."""
+        group, partner_group = self.param_groups[0], self.partner.param_groups[0]
+        partner_group["lr"], partner_group["weight_decay"] = group["lr"], group["weight_decay"]
+        self.partner.step()
+
+    @override
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        super().zero_grad(set_to_none)
+        if self.partner is not None:
+            self.partner.zero_grad(set_to_none)
+
     def _context(self, blocks: list[Block]) -> StepContext:
         """The step rule's view of this step; the flat lists are built once in __init__ when
         `blocks` is every block (the usual step)."""
         if blocks is self.blocks:
             params, qgs, grads, buffers = self._flat_params, self._flat_qg_views, self._flat_grad_views, self._buffers
+            block_of = self._block_of
         else:
             params = [p for b in blocks for p in b.params]
             qgs = [v for b in blocks for v in b.qg_views]
             grads = [v for b in blocks for v in b.grad_views]
             buffers = [self.state[p]["momentum_buffer"] for p in params]
+            block_of = _block_index(blocks, self._device)
         return StepContext(
             blocks=blocks,
             params=params,
             qgs=qgs,
             grads=grads,
             buffers=buffers,
+            states=[self.state[p] for p in params],
+            block_of=block_of,
             group=self.param_groups[0],
             damping=self.damping,
             curvature=self.curvature,
@@ -343,6 +390,8 @@ class FishLeg(torch.optim.Optimizer):
             **self.curvature.state_dict(),
             **self.damping.state_dict(),
             "step_count": self.step_count,
+            "graft_steps": None if self.graft is None else self.graft.steps,
+            "partner": None if self.partner is None else self.partner.state_dict(),
         }
         return state
 
@@ -355,6 +404,10 @@ class FishLeg(torch.optim.Optimizer):
         self.curvature.load_state_dict(extra)
         self.damping.load_state_dict(extra)
         self.step_count = extra["step_count"]
+        if self.graft is not None:
+            self.graft.steps = extra["graft_steps"]
+        if self.partner is not None:
+            self.partner.load_state_dict(extra["partner"])
 
 
 def _hyperparameter_doc() -> str:

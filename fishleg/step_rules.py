@@ -18,6 +18,7 @@ from fishleg.curvature import Curvature
 from fishleg.damping import Damping
 from fishleg.distributed import mean_across_ranks
 from fishleg.fisher import fisher_gram, fisher_quadratic_form
+from fishleg.grafting import Graft, block_norms
 
 __all__ = ["MomentumStep", "QuadraticStep", "StepContext", "StepRule", "bound_steps", "minimise_quadratic", "step_rule"]
 
@@ -26,14 +27,17 @@ __all__ = ["MomentumStep", "QuadraticStep", "StepContext", "StepRule", "bound_st
 class StepContext:
     """What a rule reads for one step: the blocks with gradients, their parameters, Q·g and
     gradient views (flattened in block order), each parameter's buffer of the last step
-    (`momentum_buffer`), the parameter group's settings, the damping (γ), and the curvature part (for the
-    model, the likelihood and aux batches)."""
+    (`momentum_buffer`) and its whole optimizer state, each parameter's block (its index in
+    `blocks`, a tensor on the parameters' device), the parameter group's settings, the
+    damping (γ), and the curvature part (for the model, the likelihood and aux batches)."""
 
     blocks: list[Block]
     params: list[Tensor]
     qgs: list[Tensor]
     grads: list[Tensor]
     buffers: list[Tensor]
+    states: list[dict[str, Any]]
+    block_of: Tensor
     group: dict[str, Any]
     damping: Damping
     curvature: Curvature
@@ -59,7 +63,11 @@ class StepRule(ABC):
 
 
 class MomentumStep(StepRule):
-    """θ ← θ − η(m + wd·θ), m ← βm + (1−β)Q·g."""
+    """θ ← θ − η(m + wd·θ), m ← βm + (1−β)Q·g; with a graft, each block's m is rescaled to the
+    length of the grafted method's direction a on that block: θ ← θ − η(‖a‖/‖m‖)m."""
+
+    def __init__(self, graft: Graft | None = None) -> None:
+        self.graft = graft
 
     def apply(self, ctx: StepContext, predict: bool) -> Tensor | None:
         """The momentum step; its prediction measures δ from the parameters before and after."""
@@ -69,8 +77,19 @@ class MomentumStep(StepRule):
         _decay(ctx)
         torch._foreach_mul_(ctx.buffers, beta)
         torch._foreach_add_(ctx.buffers, ctx.qgs, alpha=1 - beta)
-        torch._foreach_add_(ctx.params, ctx.buffers, alpha=-lr)
+        if self.graft is None:
+            torch._foreach_add_(ctx.params, ctx.buffers, alpha=-lr)
+        else:
+            torch._foreach_addcmul_(ctx.params, ctx.buffers, self._lengths(ctx), value=-lr)
         return _predicted_change(ctx) if predict else None
+
+    def _lengths(self, ctx: StepContext) -> list[Tensor]:
+        """‖a‖/‖m‖ of each parameter's block, as 0-d tensors (no host sync)."""
+        directions = self.graft.directions(ctx.grads, ctx.states)
+        n = len(ctx.blocks)
+        tiny = torch.finfo(torch.float32).tiny
+        ratio = block_norms(directions, ctx.block_of, n) / block_norms(ctx.buffers, ctx.block_of, n).clamp_min(tiny)
+        return list(ratio[ctx.block_of].unbind())
 
 
 def _predicted_change(ctx: StepContext) -> Tensor:
@@ -121,9 +140,9 @@ class QuadraticStep(StepRule):
         return slope @ coefficients + 0.5 * coefficients @ curvature @ coefficients
 
 
-def step_rule(config: FishLegConfig) -> StepRule:
-    """The rule `config` chooses."""
-    return QuadraticStep() if config.quadratic_step else MomentumStep()
+def step_rule(config: FishLegConfig, graft: Graft | None) -> StepRule:
+    """The rule `config` chooses (the config refuses a graft with the quadratic step)."""
+    return QuadraticStep() if config.quadratic_step else MomentumStep(graft)
 
 
 def minimise_quadratic(matrix: Tensor, linear: Tensor) -> Tensor:

@@ -101,6 +101,10 @@ ALL_OPTIONS = {
         "q_structure": "kron_diag", "damping": 0.1, "adaptive_damping": True, "bound_step": True,
         "warmup_aux_steps": 2, "dense_aux_steps": 3, "aux_lr_start": 1e-3, "quadratic_step": True, "lr": 1.0,
     },
+    "grafted_with_partner": {
+        "graft": "adam", "partner": "adamw", "partner_params": "head", "bound_step": True, "warmup_aux_steps": 2,
+        "dense_aux_steps": 3, "lr": 1e-3,
+    },
 }  # fmt: skip
 
 
