@@ -156,6 +156,14 @@ class FishLegConfig(StrictModel):
     )
     partner_betas: tuple[float, float] = Field((0.9, 0.999), description="the partner AdamW's betas")
 
+    aux_work: Literal["all", "split"] = Field(
+        "all",
+        description="under data parallelism: 'all' (every rank computes every block's λ gradient, then the "
+        "gradients are averaged) or 'split' (the aux residuals are averaged, each rank computes the λ gradients "
+        "of its share of the blocks, balanced by cost, and the shares are exchanged), so the structures' part of "
+        "the aux step falls with the number of ranks; both keep every rank's λ identical. No effect on one process",
+    )
+
     @field_validator("q_structure")
     @classmethod
     def _known_structure(cls, value: str) -> str:

@@ -6,6 +6,7 @@ strategy (`fishleg.damping`), so each can change without the others."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,13 +17,21 @@ from fishleg.aux_data import AuxSampler
 from fishleg.blocks import Block, dot, global_norm
 from fishleg.config import FishLegConfig
 from fishleg.damping import Damping
-from fishleg.distributed import mean_across_ranks
+from fishleg.distributed import assign_owners, mean_across_ranks, rank, sum_across_ranks, world_size
 from fishleg.fisher import fisher_vector_product
 from fishleg.kfac import damped_inverse_factors, kronecker_factors
 from fishleg.likelihoods import Likelihood
 from fishleg.schedules import AuxSchedule, GeometricRamp
 
 __all__ = ["Curvature"]
+
+
+def _owned_blocks(blocks: list[Block]) -> set[int]:
+    """The ids of the blocks whose λ gradients this rank computes (`aux_work="split"`), by a
+    cost model of the structures' products: a block of shape (m, n) costs m·n·(m + n)."""
+    costs = [math.prod(b.structure.shape) * sum(b.structure.shape) for b in blocks]
+    me = rank()
+    return {id(b) for b, owner in zip(blocks, assign_owners(costs, world_size())) if owner == me}
 
 
 class Curvature:
@@ -66,6 +75,7 @@ class Curvature:
         self.aux_step_count = 0
         self.last_aux_loss = torch.full((), float("nan"), device=device)
         self.flat_params = [p for b in blocks for p in b.params]
+        self.owned = _owned_blocks(blocks) if config.aux_work == "split" and world_size() > 1 else None
 
     # ---------------------------------------------------------------- within a step
     def precondition(self, blocks: Sequence[Block]) -> None:
@@ -113,7 +123,9 @@ class Curvature:
         probes: one tensor per block, in block shape; qu: Q(λ)u if already known (the
         parameter step's Q·g when u is the gradient). Uses ∂A/∂λ = ∂⟨Q(λ)u, sg(r)⟩/∂λ with
         r = (F+γI)Qu − u, optionally preconditioned by Q and divided by ‖Qu‖·‖u‖. The gradients
-        may be the structures' workspaces: use them before the next call."""
+        may be the structures' workspaces: use them before the next call. Under data
+        parallelism both are means over the ranks' aux batches (`aux_work`: of the gradients,
+        or of the residuals, each rank then computing its own blocks' gradients)."""
         cfg = self.config
         v = list(qu) if qu is not None else [b.structure.apply_cached(u, b.probe_q) for b, u in zip(blocks, probes)]
         params = {n: p.detach() for b in blocks for n, p in zip(b.names, b.params)}
@@ -123,16 +135,28 @@ class Curvature:
             torch._foreach_copy_(b.residual_views, [fv[n] for n in b.names])
         residual = [b.residual for b in blocks]
         torch._foreach_addcmul_(residual, v, [self.damping.scale] * len(v), value=self.damping.base)
+        if self.owned is not None:
+            mean_across_ranks(residual)  # u, v and λ agree across ranks; only F differs
         aux_loss = 0.5 * dot(v, residual) - dot(probes, v)
         torch._foreach_sub_(residual, list(probes))
         if cfg.normalize_aux:
             scale = (global_norm(v) * global_norm(probes)).clamp_min(torch.finfo(torch.float32).tiny)
             torch._foreach_div_(residual, scale)
-        grads = [
-            g
-            for b, u, r in zip(blocks, probes, residual)
-            for g in b.structure.lambda_grad(u, r, precondition=cfg.precondition_aux)
-        ]
+        if self.owned is None:
+            grads = [
+                g
+                for b, u, r in zip(blocks, probes, residual)
+                for g in b.structure.lambda_grad(u, r, precondition=cfg.precondition_aux)
+            ]
+            mean_across_ranks([*grads, aux_loss])  # each rank's aux batch counts; λ stays the same on all
+            return grads, aux_loss
+        grads = []
+        for b, u, r in zip(blocks, probes, residual):
+            if id(b) in self.owned:
+                grads.extend(b.structure.lambda_grad(u, r, precondition=cfg.precondition_aux))
+            else:
+                grads.extend(torch.zeros_like(lam) for lam in b.structure.params)
+        sum_across_ranks(grads)  # each block's gradient from its owner, exactly
         return grads, aux_loss
 
     def _aux_update(
@@ -144,7 +168,6 @@ class Curvature:
     ) -> None:
         """One Adam step on λ of `blocks`."""
         grads, aux_loss = self.aux_gradients(blocks, inputs, probes, qu)
-        mean_across_ranks([*grads, aux_loss])  # each rank's aux batch counts; λ stays the same on all
         lambdas = [lam for b in blocks for lam in b.structure.params]
         for lam, g in zip(lambdas, grads):
             lam.grad = g

@@ -16,7 +16,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-__all__ = ["broadcast_seed", "mean_across_ranks", "unwrap", "world_size"]
+__all__ = ["assign_owners", "broadcast_seed", "mean_across_ranks", "rank", "sum_across_ranks", "unwrap", "world_size"]
 
 
 def world_size() -> int:
@@ -24,19 +24,47 @@ def world_size() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
+def rank() -> int:
+    """This process's rank in the default process group; 0 without one."""
+    return dist.get_rank() if world_size() > 1 else 0
+
+
 def mean_across_ranks(tensors: Sequence[Tensor]) -> None:
     """In place, each tensor ← its mean over the ranks, in one all-reduce (no-op on one process).
     Every rank gets the same values, so replicas fed these stay bitwise identical."""
+    _all_reduce(tensors, mean=True)
+
+
+def sum_across_ranks(tensors: Sequence[Tensor]) -> None:
+    """In place, each tensor ← its sum over the ranks, in one all-reduce (no-op on one process);
+    a value that is nonzero on one rank only arrives exactly (x + 0 = x)."""
+    _all_reduce(tensors, mean=False)
+
+
+def _all_reduce(tensors: Sequence[Tensor], mean: bool) -> None:
     ranks = world_size()
     if ranks == 1 or not tensors:
         return
     flat = torch.cat([t.reshape(-1) for t in tensors])
     dist.all_reduce(flat)
-    flat.div_(ranks)
+    if mean:
+        flat.div_(ranks)
     offset = 0
     for t in tensors:
         t.copy_(flat[offset : offset + t.numel()].view_as(t))
         offset += t.numel()
+
+
+def assign_owners(costs: Sequence[float], ranks: int) -> list[int]:
+    """Each item's rank, balancing the summed cost: the costliest first, each to the rank with
+    the least so far (the same answer on every rank: no communication)."""
+    load = [0.0] * ranks
+    owners = [0] * len(costs)
+    for i in sorted(range(len(costs)), key=lambda i: (-costs[i], i)):
+        owner = min(range(ranks), key=lambda r: (load[r], r))
+        owners[i] = owner
+        load[owner] += costs[i]
+    return owners
 
 
 def broadcast_seed(seed: int, device: torch.device) -> int:

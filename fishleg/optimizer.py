@@ -118,6 +118,7 @@ class FishLeg(torch.optim.Optimizer):
         u_sampling: Literal["gradient", "gaussian"] = "gradient",
         normalize_aux: bool = True,
         precondition_aux: bool = True,
+        aux_work: Literal["all", "split"] = "all",
         seed: int | None = None,
     ) -> None:
         hyperparameters = {k: v for k, v in locals().items() if k in FishLegConfig.model_fields}

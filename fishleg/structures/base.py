@@ -41,7 +41,9 @@ class QStructure(ABC):
         if self.matrix_only and len(shape) != 2:
             raise ValueError(f"{type(self).__name__} needs a 2-D block, got shape {shape}")
         self.shape = shape
-        self.params: list[Tensor] = [p.requires_grad_() for p in self.init_params(shape, spec, device)]
+        # Contiguous: the fused Adam of the λ updates reads a gradient in its parameter's memory
+        # order, so a transposed λ (e.g. from a QR) with a contiguous gradient gets it transposed.
+        self.params: list[Tensor] = [p.contiguous().requires_grad_() for p in self.init_params(shape, spec, device)]
         self.allocate()
         self.refresh()
 

@@ -13,6 +13,7 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from fishleg import FishLeg
+from fishleg.distributed import assign_owners
 
 WORLD = 2
 STEPS = 12
@@ -25,6 +26,9 @@ CASES = {
     "adaptive_damping": {"adaptive_damping": True, "damping": 0.1},
     "quadratic_step": {"quadratic_step": True, "lr": 1.0, "damping": 0.1},
     "kfac_start_gaussian_probes": {"q_init": "kfac", "u_sampling": "gaussian"},
+    "split_kron": {"aux_work": "split"},
+    "split_kron_sum_gaussian_probes": {"aux_work": "split", "q_structure": "kron_sum", "u_sampling": "gaussian"},
+    "split_warm_dense_grafted": {"aux_work": "split", "warmup_aux_steps": 2, "dense_aux_steps": 4, "graft": "adam"},
 }
 
 
@@ -68,10 +72,11 @@ def worker(rank: int, port: int, out: Path) -> None:
             params = [p.detach().clone() for p in net.parameters()]
             results[name] = {"params": params, "lambdas": lambdas(opt), "state": opt.state_dict()}
         # One aux step with given probes on this rank's own inputs (averaged across ranks).
-        net = model()
-        opt = FishLeg(net, "categorical", seed=0)
-        opt.update_aux(x, probes(net))
-        results["one_aux_step"] = {"lambdas": lambdas(opt)}
+        for name, work in (("one_aux_step", "all"), ("one_split_aux_step", "split")):
+            net = model()
+            opt = FishLeg(net, "categorical", seed=0, aux_work=work)
+            opt.update_aux(x, probes(net))
+            results[name] = {"lambdas": lambdas(opt), "owned": opt.curvature.owned is not None}
         torch.save(results, out / f"rank{rank}.pt")
     finally:
         dist.destroy_process_group()
@@ -98,17 +103,25 @@ def test_replicas_stay_identical(ranks, case):
     assert any(not torch.equal(p, q) for p, q in zip(a["params"], start.parameters()))  # it trained
 
 
-def test_the_averaged_aux_step_is_the_aux_step_on_the_union_of_batches(ranks):
+@pytest.mark.parametrize("case", ["one_aux_step", "one_split_aux_step"])
+def test_the_averaged_aux_step_is_the_aux_step_on_the_union_of_batches(ranks, case):
     """With equal local batches, the mean over ranks of the Fisher-vector products is the one on
     their union, so one process with both ranks' inputs takes the same λ step (up to the order
-    of float sums)."""
+    of float sums), whether the ranks average the λ gradients or split the blocks between them."""
     net = model()
     opt = FishLeg(net, "categorical", seed=0)
     opt.update_aux(torch.cat([shard(r)[0] for r in range(WORLD)]), probes(net))
     before = lambdas(FishLeg(model(), "categorical", seed=0))
-    for got, want, start in zip(ranks[0]["one_aux_step"]["lambdas"], lambdas(opt), before):
+    assert ranks[0][case]["owned"] == (case == "one_split_aux_step")
+    for got, want, start in zip(ranks[0][case]["lambdas"], lambdas(opt), before):
         assert not torch.equal(want, start)
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_split_work_is_balanced_by_cost():
+    """Costliest first, each to the least-loaded rank: the same answer on every rank."""
+    assert assign_owners([8.0, 1.0, 5.0, 4.0], 2) == [0, 0, 1, 1]
+    assert assign_owners([3.0, 3.0, 3.0], 3) == [0, 1, 2]
 
 
 def test_a_data_parallel_checkpoint_loads_on_one_process(ranks):

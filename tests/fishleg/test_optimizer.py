@@ -425,6 +425,24 @@ def test_options_that_run_curvature_on_aux_batches_need_aux_data_at_construction
         FishLeg(tiny_mlp(), "categorical", **option)
 
 
+@pytest.mark.parametrize("name", STRUCTURE_NAMES)
+def test_the_first_aux_step_moves_each_lambda_against_its_own_gradient(name):
+    """Adam's first step is −aux_lr·sign(g) elementwise: each λ entry gets its own gradient
+    (a transposed λ under the fused Adam once got its gradient transposed)."""
+    torch.manual_seed(0)
+    model, x = tiny_mlp(), torch.randn(12, 3)
+    opt = FishLeg(model, "categorical", q_structure=name, aux_lr=1e-3, seed=0)
+    u = [torch.randn_like(p) for p in model.parameters()]
+    grads, _ = opt.aux_gradients(opt.blocks, x, opt.curvature.per_block(u))
+    grads = [g.clone() for g in grads]
+    before = [lam.detach().clone() for b in opt.blocks for lam in b.structure.params]
+    opt.update_aux(x, u)
+    after = [lam.detach() for b in opt.blocks for lam in b.structure.params]
+    for g, b, a in zip(grads, before, after):
+        clear = g.abs() > 1e-6
+        torch.testing.assert_close((a - b)[clear], -1e-3 * g.sign()[clear], rtol=1e-3, atol=1e-7)
+
+
 def test_adaptive_damping_needs_a_closure_on_every_step():
     """Refused on the first step, not only on the first step that adapts."""
     x, y = torch.randn(8, 3), torch.randint(3, (8,))

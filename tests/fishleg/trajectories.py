@@ -1,11 +1,13 @@
 """Short recorded FishLeg runs, one per option, so that a change to how the optimizer is built
 shows whether the same config still trains the same numbers.
 
-`python -m tests.fishleg.trajectories` rewrites `data/trajectories.pt` from the current code;
-do that only for a change meant to alter the numbers, and say so in its commit."""
+`python -m tests.fishleg.trajectories [CASE ...]` rewrites the named cases (or all) in
+`data/trajectories.pt` from the current code; do that only for a change meant to alter the
+numbers, and say so in its commit."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -63,11 +65,12 @@ def run(options: dict[str, Any]) -> dict[str, torch.Tensor]:
     }
 
 
-def record() -> None:
-    """Write every case's run to FIXTURE."""
+def record(names: list[str]) -> None:
+    """Rewrite the named cases' runs in FIXTURE (every case if none is named)."""
     FIXTURE.parent.mkdir(exist_ok=True)
-    torch.save({name: run(options) for name, options in CASES.items()}, FIXTURE)
+    recorded = torch.load(FIXTURE, weights_only=True) if FIXTURE.exists() and names else {}
+    torch.save(recorded | {name: run(CASES[name]) for name in names or CASES}, FIXTURE)
 
 
 if __name__ == "__main__":
-    record()
+    record(sys.argv[1:])
