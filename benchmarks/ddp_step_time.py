@@ -4,9 +4,11 @@ prints one JSON line at the end.
 Each rank is a spawned process with one thread, on gloo over loopback, training the paper's
 MNIST autoencoder on its own batch (so 2 ranks see twice the data per step) with its own aux
 batch. Per world size: ms per step of Adam+DDP and of FishLeg+DDP (kron, an aux step every
-`--aux-every` steps, with the all-reduce of the aux step's λ gradients), and FishLeg's aux
-steps alone (`update_aux`, including that all-reduce), as the share of FishLeg's step time
-they take. Medians over `--rounds` alternating rounds.
+`--aux-every` steps) with `aux_work="all"` (every rank computes every block's λ gradient, then
+they are averaged) and `aux_work="split"` (residuals averaged, each rank computes its share
+of the blocks' λ gradients), and each one's aux steps alone (`update_aux`, communication
+included), as the share of its step time they take. Medians over `--rounds` alternating
+rounds.
 
     python benchmarks/ddp_step_time.py [--steps 20] [--rounds 3] [--aux-every 10]
 """
@@ -51,24 +53,28 @@ def worker(rank: int, world: int, port: int, args: argparse.Namespace, out: Path
         x = torch.rand(100, 784, generator=torch.Generator().manual_seed(rank))
         lik = BernoulliLikelihood()
         adam = torch.optim.Adam(net.parameters(), lr=1e-4)
-        fish = FishLeg(net, lik, aux_data=x, aux_batch_size=100, update_aux_every=args.aux_every, lr=1e-4, seed=0)
+        fish, split = (
+            FishLeg(net, lik, x, aux_batch_size=100, update_aux_every=args.aux_every, lr=1e-4, seed=0, aux_work=work)
+            for work in ("all", "split")
+        )
 
         def step(opt: torch.optim.Optimizer) -> None:
             opt.zero_grad(set_to_none=False)
             lik.nll(net(x), x).backward()
             opt.step()
 
-        def aux() -> None:
-            fish.update_aux(x)
-
-        rows = {"adam_ms": [], "fishleg_ms": [], "aux_ms": []}
+        rows = {"adam_ms": [], "fishleg_ms": [], "aux_ms": [], "fishleg_split_ms": [], "aux_split_ms": []}
+        aux_calls = max(2, args.steps // args.aux_every)
         for _ in range(args.rounds):
             rows["adam_ms"].append(_ms_per_call(lambda: step(adam), args.steps))
             rows["fishleg_ms"].append(_ms_per_call(lambda: step(fish), args.steps))
-            rows["aux_ms"].append(_ms_per_call(aux, max(2, args.steps // args.aux_every)))
+            rows["aux_ms"].append(_ms_per_call(lambda: fish.update_aux(x), aux_calls))
+            rows["fishleg_split_ms"].append(_ms_per_call(lambda: step(split), args.steps))
+            rows["aux_split_ms"].append(_ms_per_call(lambda: split.update_aux(x), aux_calls))
         if rank == 0:
             result = {k: statistics.median(v) for k, v in rows.items()}
             result["aux_share"] = result["aux_ms"] / args.aux_every / result["fishleg_ms"]
+            result["aux_share_split"] = result["aux_split_ms"] / args.aux_every / result["fishleg_split_ms"]
             (out / f"world{world}.json").write_text(json.dumps(result))
     finally:
         dist.destroy_process_group()

@@ -19,13 +19,12 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from tuning.errors import UserError
-from tuning.export import rank_trials
 from tuning.folder import SweepFolder
 from tuning.holdout import evaluate_seed_runs
 from tuning.ledger import Ledger
 from tuning.overrides import Override
 from tuning.report import CSS, png_tag
-from tuning.robust import SeedRuns, retrain_trials
+from tuning.robust import SeedRuns, best_of, retrain_top
 from tuning.spec import SweepSpec, load_sweep
 from tuning.sweep import Echo, SweepOutcome, run_sweep
 
@@ -43,7 +42,7 @@ class Side:
 
     def best(self, metric: str, mode: str) -> SeedRuns:
         """The candidate with the best mean final metric over its seeds."""
-        return min(self.candidates, key=lambda r: r.rank_key(metric, mode))
+        return self.candidates[best_of(self.candidates, metric, mode)]
 
 
 @dataclass
@@ -143,12 +142,10 @@ def compare_sweeps(
         if outcome.interrupted:
             raise UserError(f"compare: the {label} sweep did not finish; resume it with fishleg-tune resume.")
         records = list(Ledger(outcome.folder / SweepFolder.LEDGER).records.values())
-        ranked = rank_trials(records, spec.metric.name, spec.metric.mode, min_epochs=spec.budget)
-        if not ranked:
+        candidates = retrain_top(spec, records, top_k, seeds, echo, label)
+        if not candidates:
             raise UserError(f"compare: no {label} trial ran the full budget; raise num_samples or grace_period.")
-        echo(f"re-training the top {min(top_k, len(ranked))} {label} configs with {seeds} fresh seeds")
-        runs = retrain_trials(spec, ranked[:top_k], seeds)
-        sides.append(Side(label, spec, outcome, runs))
+        sides.append(Side(label, spec, outcome, [runs for _, runs in candidates]))
     metric, mode = specs[0].metric.name, specs[0].metric.mode
     best = [s.best(metric, mode) for s in sides]
     tests: list[dict[str, Any]] = [{}, {}]  # a training function's test split is its own

@@ -13,6 +13,7 @@ from tuning.errors import user_frames
 from tuning.folder import SweepFolder
 from tuning.ledger import format_params, format_value
 from tuning.trainable import DIVERGED
+from tuning.transient import Transients, transient
 
 if TYPE_CHECKING:
     from ray.tune.experiment import Trial
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 __all__ = ["ProgressPrinter"]
 
 
-class ProgressPrinter(tune.Callback):
+class ProgressPrinter(Transients, tune.Callback):
     """Readable in a terminal and in a CI log alike (no cursor tricks)."""
 
     def __init__(self, metric: str, budget: int, num_samples: int, folder: SweepFolder) -> None:
@@ -29,17 +30,11 @@ class ProgressPrinter(tune.Callback):
         self.num_samples = num_samples
         self.folder = folder
         self.errors_shown: dict[str, str] = {}
-        self._console: Console | None = None
 
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_console": None}
-
-    @property
+    @transient
     def console(self) -> Console:
         """The console, made on first use (a Console does not pickle)."""
-        if self._console is None:
-            self._console = Console(highlight=False, soft_wrap=True)
-        return self._console
+        return Console(highlight=False, soft_wrap=True)
 
     @override
     def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:

@@ -20,7 +20,17 @@ from tuning.ledger import TrialRecord
 from tuning.spec import SweepSpec, apply_params
 from tuning.trainer import WorkloadFit, fit_for
 
-__all__ = ["RobustChoice", "SeedRuns", "fresh_seeds", "retrain", "retrain_trials", "robust_best", "seed_config"]
+__all__ = [
+    "RobustChoice",
+    "SeedRuns",
+    "best_of",
+    "fresh_seeds",
+    "retrain",
+    "retrain_top",
+    "retrain_trials",
+    "robust_best",
+    "seed_config",
+]
 
 SOURCE = "seed re-run"
 SEED_OFFSET = 1000  # fresh seeds: never the seed the sweep itself trained with
@@ -121,6 +131,23 @@ def retrain_trials(spec: SweepSpec, trials: list[TrialRecord], seeds: int) -> li
     )
 
 
+def retrain_top(
+    spec: SweepSpec, records: list[TrialRecord], top: int, seeds: int, echo: Callable[[str], None], label: str = ""
+) -> list[tuple[TrialRecord, SeedRuns]]:
+    """The `top` best trials that ran `spec`'s full budget (by the sweep's metric), each with
+    its config re-trained with `seeds` fresh seeds; [] if no trial ran the full budget."""
+    ranked = rank_trials(records, spec.metric.name, spec.metric.mode, min_epochs=spec.budget)[:top]
+    if not ranked:
+        return []
+    echo(f"re-training the top {len(ranked)} {label + ' ' if label else ''}trials with {seeds} fresh seeds each")
+    return list(zip(ranked, retrain_trials(spec, ranked, seeds)))
+
+
+def best_of(runs: list[SeedRuns], metric: str, mode: str) -> int:
+    """The index of the runs with the best mean final `metric` (a diverged seed ranks last)."""
+    return min(range(len(runs)), key=lambda i: runs[i].rank_key(metric, mode))
+
+
 @dataclass
 class RobustChoice:
     """The trial whose config had the best validation mean over fresh seeds (`best`), its
@@ -136,21 +163,16 @@ def robust_best(
 ) -> RobustChoice | None:
     """Re-train the top `top` full-budget trials with `seeds` fresh seeds; the best validation
     mean wins (a config with a diverged seed ranks last)."""
-    metric, mode = spec.metric.name, spec.metric.mode
-    ranked = rank_trials(records, metric, mode, min_epochs=spec.budget)[:top]
-    if not ranked:
+    metric = spec.metric.name
+    candidates = retrain_top(spec, records, top, seeds, echo)
+    if not candidates:
         return None
-    echo(f"re-training the top {len(ranked)} trials with {seeds} fresh seeds each")
-    runs = retrain_trials(spec, ranked, seeds)
-    index = min(range(len(runs)), key=lambda i: runs[i].rank_key(metric, mode))
-    chosen = runs[index]
+    trial, chosen = candidates[best_of([runs for _, runs in candidates], metric, spec.metric.mode)]
     info = {
         "seeds": chosen.seeds,
         "finals": chosen.finals(metric),
         "mean": chosen.mean(metric),
         "std": chosen.std(metric),
-        "candidates": [
-            {"trial_id": r.trial_id, "mean": s.mean(metric), "std": s.std(metric)} for r, s in zip(ranked, runs)
-        ],
+        "candidates": [{"trial_id": r.trial_id, "mean": s.mean(metric), "std": s.std(metric)} for r, s in candidates],
     }
-    return RobustChoice(Best(ranked[index], chosen.mean(metric), True), chosen, info)
+    return RobustChoice(Best(trial, chosen.mean(metric), True), chosen, info)

@@ -46,7 +46,7 @@ from tuning.robust import robust_best
 from tuning.spec import SweepSpec, file_sha256, load_sweep
 from tuning.tracking import MlflowSweep, check_tracking_uri, flatten, runs_url, start_sweep_run
 from tuning.trials import TrialRecorder, sweep_failure
-from tuning.tuner import connect, make_trainable, make_tuner
+from tuning.tuner import connect, make_trainable, make_tuner, tune_environment
 
 if TYPE_CHECKING:
     import pandas
@@ -318,7 +318,8 @@ def _fit(run: Callable[[], ResultGrid], spec: SweepSpec, folder: SweepFolder, ml
     """Run the Tuner; if it dies (a second Ctrl-C, a crash in Tune), close the MLflow runs it
     leaves open before the error goes on, so nothing stays RUNNING until `resume`."""
     try:
-        return run()
+        with tune_environment():
+            return run()
     except BaseException:
         TrialRecorder(folder.ledger_file, spec.budget, mlflow).close_unfinished()
         mlflow.end(mlflow.parent_run_id, "KILLED")

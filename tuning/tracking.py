@@ -16,6 +16,7 @@ from typing import Any
 
 from tuning.errors import UserError
 from tuning.ledger import COMPLETE, DIVERGED, FAILED, INTERRUPTED, PRUNED
+from tuning.transient import Transients, transient
 
 __all__ = [
     "MlflowSweep",
@@ -105,25 +106,19 @@ def runs_url(uri: str, experiment: str) -> str:
     return f"{base}/#/experiments/{experiment}/runs"
 
 
-class Tracker:
+class Tracker(Transients):
     """A lazily created MlflowClient plus the batched writes every run needs. Picklable:
     the client is dropped and made again where it is used."""
 
     def __init__(self, uri: str) -> None:
         self.uri = uri
-        self._client: Any = None
 
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_client": None}
-
-    @property
+    @transient
     def client(self) -> Any:
         """The MlflowClient, made on first use."""
-        if self._client is None:
-            from mlflow import MlflowClient
+        from mlflow import MlflowClient
 
-            self._client = MlflowClient(tracking_uri=self.uri)
-        return self._client
+        return MlflowClient(tracking_uri=self.uri)
 
     def create_run(self, experiment: str, name: str, tags: Mapping[str, str] | None = None) -> str:
         """A new run in `experiment`; returns its id."""

@@ -18,6 +18,7 @@ from tuning.fit import ProtocolError
 from tuning.folder import SweepFolder
 from tuning.ledger import COMPLETE, DIVERGED, ENDED, FAILED, INTERRUPTED, PRUNED, RUNNING, TERMINAL, Ledger, TrialRecord
 from tuning.trainable import DIVERGED as DIVERGED_KEY
+from tuning.transient import Transients, transient
 
 if TYPE_CHECKING:
     from ray.tune.experiment import Trial
@@ -36,7 +37,7 @@ def _error_text(trial: Trial) -> str:
     return lines[-1] if lines else "unknown error (see the trial's error.txt)"
 
 
-class TrialRecorder(tune.Callback):
+class TrialRecorder(Transients, tune.Callback):
     """Keeps the ledger, and the MLflow child runs if `mlflow` is given, in step with Tune.
 
     Holds only paths and names when pickled with the Tuner; state is reloaded from disk in
@@ -48,21 +49,15 @@ class TrialRecorder(tune.Callback):
         self.ledger_path = ledger_path
         self.budget = budget
         self.mlflow = mlflow
-        self._ledger: Ledger | None = None
 
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_ledger": None}
-
-    @property
+    @transient
     def ledger(self) -> Ledger:
         """The ledger, read from disk on first use."""
-        if self._ledger is None:
-            self._ledger = Ledger(self.ledger_path)
-        return self._ledger
+        return Ledger(self.ledger_path)
 
     @override
     def setup(self, **info: Any) -> None:
-        self._ledger = Ledger(self.ledger_path)
+        self.ledger = Ledger(self.ledger_path)
 
     def _record(self, trial: Trial) -> TrialRecord:
         rec = self.ledger.records.get(trial.trial_id)
@@ -148,7 +143,7 @@ class TrialRecorder(tune.Callback):
 
     def close_unfinished(self) -> list[TrialRecord]:
         """After an interrupted fit: mark what did not finish INTERRUPTED (MLflow: KILLED)."""
-        self._ledger = Ledger(self.ledger_path)
+        self.ledger = Ledger(self.ledger_path)
         left = [r for r in self.ledger.records.values() if r.status not in TERMINAL]
         for rec in left:
             rec.status, rec.ended = INTERRUPTED, time.time()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,15 @@ from tuning.tracking import MlflowSweep
 from tuning.trainable import DIVERGED, Ended, run_trial
 from tuning.trials import FirstFailures, TrialRecorder
 
-__all__ = ["BudgetAwareOptunaSearch", "connect", "make_scheduler", "make_trainable", "make_tuner"]
+__all__ = [
+    "TUNE_ENVIRONMENT",
+    "tune_environment",
+    "BudgetAwareOptunaSearch",
+    "connect",
+    "make_scheduler",
+    "make_trainable",
+    "make_tuner",
+]
 
 
 class BudgetAwareOptunaSearch(OptunaSearch):
@@ -81,6 +89,40 @@ def make_scheduler(spec: SweepSpec) -> TrialScheduler:
     return FIFOScheduler()
 
 
+TUNE_ENVIRONMENT = {
+    # Tune's own reporter is replaced by ProgressPrinter; per-epoch checkpoints of fast
+    # trials would otherwise flood the log with snapshot-frequency warnings.
+    "RAY_AIR_NEW_OUTPUT": "0",
+    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
+    # The ledger and MLflow record every result; Tune's CSV and TensorBoard writers would
+    # repeat that on the driver while the trial waits for its next `train` call. Its JSON
+    # writer stays (see make_tuner): Tune's ResultGrid reads result.json.
+    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
+    # Tune saves its experiment state after every controller step, not every ~10 s: a driver
+    # killed with SIGKILL then leaves it at most one event behind the ledger, which `resume`
+    # reconciles (tuning.reconcile).
+    "TUNE_GLOBAL_CHECKPOINT_S": "0",
+}
+
+
+@contextlib.contextmanager
+def tune_environment() -> Iterator[None]:
+    """Tune's settings for a sweep (`TUNE_ENVIRONMENT`; a value the user set wins), in the
+    environment while the Tuner runs (Tune reads them then, in the driver) and as they were
+    after it, so a program that runs a sweep through the API keeps its own environment."""
+    saved = {key: os.environ.get(key) for key in TUNE_ENVIRONMENT}
+    for key, value in TUNE_ENVIRONMENT.items():
+        os.environ.setdefault(key, value)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def connect(address: str | None, code: Sequence[Path] = ()) -> None:
     """Join the Ray cluster at `address`, or start Ray locally (None); no-op if connected.
 
@@ -89,18 +131,6 @@ def connect(address: str | None, code: Sequence[Path] = ()) -> None:
     local Ray needs nothing shipped: its workers get the driver's folder on their path."""
     if ray.is_initialized():
         return
-    # Tune's own reporter is replaced by ProgressPrinter; per-epoch checkpoints of fast
-    # trials would otherwise flood the log with snapshot-frequency warnings.
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    # The ledger and MLflow record every result; Tune's CSV and TensorBoard writers would
-    # repeat that on the driver while the trial waits for its next `train` call. Its JSON
-    # writer stays (see make_tuner): Tune's ResultGrid reads result.json.
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-    # Tune saves its experiment state after every controller step, not every ~10 s: a driver
-    # killed with SIGKILL then leaves it at most one event behind the ledger, which `resume`
-    # reconciles (tuning.reconcile).
-    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")
     runtime_env: dict[str, Any] = {"env_vars": {"RAY_CHDIR_TO_TRIAL_DIR": "0"}}
     if address is not None and code:
         runtime_env["py_modules"] = [str(path) for path in code]

@@ -3,6 +3,7 @@ Tune, Optuna and MLflow: reports, checkpoints and retries through the context, t
 and training functions that break the protocol."""
 
 import json
+import os
 
 import pytest
 import yaml
@@ -12,6 +13,7 @@ import tuning
 from tests.tuning.plugins import fit_quadratic
 from tuning.config import load_run_config
 from tuning.sweep import run_sweep
+from tuning.tuner import TUNE_ENVIRONMENT
 
 SPACE = {"optimizer.lr": {"type": "float", "low": 0.01, "high": 0.3, "log": True}}
 
@@ -40,8 +42,14 @@ def test_python_api_tunes_a_function_object_retrying_from_its_checkpoints(ray_lo
     data = yaml.safe_load(spec.read_text())
     data["trainable"] = {"name": "tests.tuning.plugins:fit_quadratic", "fail_at": 2, "n": 32}
     spec.write_text(yaml.safe_dump(data))
+    own = "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S"
+    os.environ[own] = "1"  # a user's own value, kept during the sweep and after it
+    before = {key: os.environ.get(key) for key in TUNE_ENVIRONMENT}
     outcome = tuning.search(fit_quadratic, spec, storage=tmp_path / "runs", echo=lambda line: None)
+    after = {key: os.environ.get(key) for key in TUNE_ENVIRONMENT}
+    del os.environ[own]
 
+    assert after == before  # Tune's settings were scoped to the sweep
     assert not outcome.interrupted and outcome.counts == {"COMPLETE": 3}
     trials = outcome.trials()
     assert list(trials["status"]) == ["COMPLETE"] * 3 and list(trials["epochs"]) == [3, 3, 3]
