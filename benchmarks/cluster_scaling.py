@@ -16,7 +16,8 @@ from pathlib import Path
 
 import yaml
 
-from tuning.loopback import loopback_cluster
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, beside benchmarks/
+from tests.loopback import loopback_cluster  # noqa: E402
 
 SPEC = {
     "name": "scaling",

@@ -30,10 +30,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the examples package, beside benchmarks/
 
-from tuning.config import RunConfig  # noqa: E402
 from tuning.errors import NonFiniteLoss  # noqa: E402
-from tuning.fit import LocalContext, load_fit  # noqa: E402
-from tuning.trainer import Trainer  # noqa: E402
+from tuning.run.config import RunConfig  # noqa: E402
+from tuning.run.fit import LocalContext, load_fit  # noqa: E402
+from tuning.run.trainer import Trainer  # noqa: E402
 
 CHARLM = {
     "name": "examples.charlm.train:fit",

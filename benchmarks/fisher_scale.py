@@ -19,8 +19,8 @@ import torch
 from torch.func import functional_call, grad, vmap
 
 from fishleg import FishLeg
-from tuning.config import RunConfig
-from tuning.trainer import Trainer
+from tuning.run.config import RunConfig
+from tuning.run.trainer import Trainer
 
 WORKLOADS = {
     "curves": {"name": "curves_autoencoder"},

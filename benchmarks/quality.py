@@ -27,9 +27,9 @@ import json
 import statistics
 import time
 
-from tuning.config import RunConfig
 from tuning.errors import NonFiniteLoss
-from tuning.trainer import Trainer
+from tuning.run.config import RunConfig
+from tuning.run.trainer import Trainer
 
 WORKLOADS = {
     "curves": {"name": "curves_autoencoder"},

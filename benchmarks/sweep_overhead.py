@@ -24,10 +24,10 @@ from pathlib import Path
 
 import torch
 
-from tuning.config import RunConfig
-from tuning.spec import apply_params, load_sweep
-from tuning.sweep import run_sweep
-from tuning.trainer import Trainer
+from tuning.driver import run_sweep
+from tuning.run.config import RunConfig
+from tuning.run.trainer import Trainer
+from tuning.sweep.spec import apply_params, load_sweep
 
 
 def train_seconds(config: RunConfig, epochs: int) -> tuple[float, float]:

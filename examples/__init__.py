@@ -1,1 +1,1 @@
-"""Worked examples, each a training function (`tuning.fit`) a sweep file names."""
+"""Worked examples, each a training function (`tuning.run.fit`) a sweep file names."""

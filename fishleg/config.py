@@ -352,7 +352,7 @@ def load_config(path: str | Path) -> FishLegConfig:
     if section.get("name", "fishleg") != "fishleg":
         raise ConfigError(
             f"{path}: {prefix}name: the optimizer is {section['name']!r}, not 'fishleg'; "
-            "load run configs with baselines through tuning.config.load_run_config."
+            "load run configs with baselines through tuning.run.config.load_run_config."
         )
     try:
         return FishLegConfig.model_validate(section)

@@ -46,3 +46,32 @@ def test_no_import_cycles():
 def test_fishleg_imports_nothing_of_tuning():
     graph = import_graph()
     assert {(m, t) for m, ts in graph.items() if m.startswith("fishleg") for t in ts if t.startswith("tuning")} == set()
+
+
+# tuning's parts, lowest first; a part imports only from its own level and those below it.
+LAYERS = [
+    {"errors", "versions", "transient"},
+    {"records"},
+    {"run", "workloads", "data"},
+    {"sweep"},
+    {"selection"},
+    {"report", "driver"},
+    {"compare"},
+    {"api"},
+    {"cli"},
+]
+
+
+def test_tuning_parts_import_downward():
+    level = {part: i for i, parts in enumerate(LAYERS) for part in parts}
+    graph = import_graph()
+    parts = {m.split(".")[1] for m in graph if m.startswith("tuning.")}
+    assert parts <= set(level), f"a new part of tuning needs a place in LAYERS: {sorted(parts - set(level))}"
+    upward = [
+        (m, t)
+        for m, ts in graph.items()
+        if m.startswith("tuning.")
+        for t in ts
+        if t.startswith("tuning.") and level[t.split(".")[1]] > level[m.split(".")[1]]
+    ]
+    assert upward == []

@@ -1,7 +1,7 @@
 """fishleg-tune: Ray Tune + Optuna + MLflow sweeps for FishLeg.
 
 `tuning.search`, `tuning.resume` and `tuning.train` are the Python API (`tuning.api`),
-imported on first use so that `import tuning.config` stays light."""
+imported on first use so that `import tuning.run.config` stays light."""
 
 from __future__ import annotations
 

@@ -12,11 +12,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tuning.cluster import resolve_address
-from tuning.config import load_run_config
-from tuning.fit import Fit, check_fit, function_name
-from tuning.sweep import Echo, SweepOutcome, resume_sweep, run_sweep
-from tuning.trainer import TrainResult, train_to_folder
+from tuning.driver import Echo, SweepOutcome, resume_sweep, run_sweep
+from tuning.run.config import load_run_config
+from tuning.run.fit import Fit, check_fit, function_name
+from tuning.run.trainer import TrainResult, train_to_folder
+from tuning.sweep.cluster import resolve_address
 
 __all__ = ["resume", "search", "train"]
 

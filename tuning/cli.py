@@ -21,8 +21,8 @@ from rich.progress import Progress
 from tuning.errors import USER_ERRORS, NonFiniteLoss, UserError
 
 if TYPE_CHECKING:
-    from tuning.overrides import Override
-    from tuning.sweep import SweepOutcome, SweepPlan
+    from tuning.driver import SweepOutcome, SweepPlan
+    from tuning.run.overrides import Override
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = (
     0,
@@ -38,15 +38,15 @@ err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 def _overrides(args: argparse.Namespace, source: object, aliases: dict[str, str] | None = None) -> list[Override]:
     """The command's `KEY=VALUE`s, then the options that stand for one (`--epochs 2` is
     `training.epochs=2`), each named in errors as the user wrote it."""
-    from tuning.overrides import option_overrides, parse_overrides
+    from tuning.run.overrides import option_overrides, parse_overrides
 
     return [*parse_overrides(args.overrides, str(source)), *option_overrides(vars(args), aliases or {})]
 
 
 def _train(args: argparse.Namespace) -> int:
-    from tuning.config import load_run_config
-    from tuning.tracking import check_tracking_uri
-    from tuning.trainer import train_to_folder
+    from tuning.records.tracking import check_tracking_uri
+    from tuning.run.config import load_run_config
+    from tuning.run.trainer import train_to_folder
     from tuning.workloads import validate_workload
 
     aliases = {"epochs": "training.epochs", "seed": "training.seed", "device": "training.device"}
@@ -113,9 +113,9 @@ def format_plan(plan: SweepPlan) -> str:
 
 def _print_outcome(outcome: SweepOutcome) -> int:
     """The sweep's closing summary; returns the exit status (interrupted: 130)."""
-    from tuning.folder import SweepFolder
-    from tuning.ledger import COMPLETE, format_counts
-    from tuning.trials import is_protocol_error
+    from tuning.records.folder import SweepFolder
+    from tuning.records.ledger import COMPLETE, format_counts
+    from tuning.sweep.callbacks import is_protocol_error
 
     counts = format_counts(outcome.counts)
     console.print(f"\n[bold]{'interrupted' if outcome.interrupted else 'done'}[/bold]: {counts}.")
@@ -163,8 +163,8 @@ def _print_outcome(outcome: SweepOutcome) -> int:
 def _search(args: argparse.Namespace) -> int:
     import yaml
 
-    from tuning.cluster import resolve_address
-    from tuning.sweep import plan_sweep, start_sweep
+    from tuning.driver import plan_sweep, start_sweep
+    from tuning.sweep.cluster import resolve_address
 
     address = resolve_address(args.address)
     plan = plan_sweep(
@@ -197,8 +197,8 @@ def _search(args: argparse.Namespace) -> int:
 
 
 def _resume(args: argparse.Namespace) -> int:
-    from tuning.cluster import resolve_address
-    from tuning.sweep import resume_sweep
+    from tuning.driver import resume_sweep
+    from tuning.sweep.cluster import resolve_address
 
     address = resolve_address(args.address)
     outcome = resume_sweep(args.folder, address=address, shared_storage=args.shared_storage, echo=console.print)
@@ -208,11 +208,10 @@ def _resume(args: argparse.Namespace) -> int:
 def _best(args: argparse.Namespace) -> int:
     import json
 
-    from tuning.config import load_run_config
-    from tuning.export import rank_trials
-    from tuning.folder import SweepFolder
-    from tuning.ledger import Ledger, trials_table
-    from tuning.spec import load_sweep
+    from tuning.records.folder import SweepFolder
+    from tuning.records.ledger import Ledger, rank_trials, trials_table
+    from tuning.run.config import load_run_config
+    from tuning.sweep.spec import load_sweep
 
     folder = SweepFolder.at(args.folder)
     if not folder.ledger_file.exists():
@@ -258,8 +257,8 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from tuning.cluster import resolve_address
     from tuning.compare import compare_sweeps
+    from tuning.sweep.cluster import resolve_address
 
     address = resolve_address(args.address)
     result = compare_sweeps(
@@ -280,12 +279,12 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _cluster_check(args: argparse.Namespace) -> int:
-    from tuning import cluster
-    from tuning.plugins import local_sources
-    from tuning.preflight import check_cluster, check_ray_address, check_spec, check_versions
-    from tuning.spec import load_sweep
-    from tuning.tracking import check_tracking_uri
-    from tuning.tuner import connect
+    from tuning.records.tracking import check_tracking_uri
+    from tuning.run.plugins import local_sources
+    from tuning.sweep import cluster
+    from tuning.sweep.preflight import check_cluster, check_ray_address, check_spec, check_versions
+    from tuning.sweep.spec import load_sweep
+    from tuning.sweep.tuner import connect
 
     address = cluster.resolve_address(args.address)
     check_ray_address(address)

@@ -18,15 +18,15 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
+from tuning.driver import Echo, SweepOutcome, run_sweep
 from tuning.errors import UserError
-from tuning.folder import SweepFolder
-from tuning.holdout import evaluate_seed_runs
-from tuning.ledger import Ledger
-from tuning.overrides import Override
+from tuning.records.folder import SweepFolder
+from tuning.records.ledger import Ledger
 from tuning.report import CSS, png_tag
-from tuning.robust import SeedRuns, best_of, retrain_top
-from tuning.spec import SweepSpec, load_sweep
-from tuning.sweep import Echo, SweepOutcome, run_sweep
+from tuning.run.overrides import Override
+from tuning.selection.holdout import evaluate_seed_runs
+from tuning.selection.robust import SeedRuns, best_of, retrain_top
+from tuning.sweep.spec import SweepSpec, load_sweep
 
 __all__ = ["Comparison", "Side", "compare_sweeps", "time_to_target"]
 

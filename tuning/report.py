@@ -18,11 +18,9 @@ import optuna
 from matplotlib.figure import Figure
 from optuna.visualization import matplotlib as ovm
 
-from tuning.config import load_run_config
 from tuning.errors import UserError
-from tuning.export import rank_trials
-from tuning.folder import SweepFolder
-from tuning.ledger import (
+from tuning.records.folder import SweepFolder
+from tuning.records.ledger import (
     COMPLETE,
     DIVERGED,
     FAILED,
@@ -32,8 +30,10 @@ from tuning.ledger import (
     Ledger,
     TrialRecord,
     format_counts,
+    rank_trials,
 )
-from tuning.spec import SweepSpec, load_sweep
+from tuning.run.config import load_run_config
+from tuning.sweep.spec import SweepSpec, load_sweep
 
 __all__ = ["CSS", "Report", "learning_curves", "png_tag", "write_report"]
 

@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 from examples.charlm.train import build, evaluate
-from tuning.config import load_run_config
-from tuning.devices import resolve_device
-from tuning.fit import CHECKPOINT_FILE, load_saved
+from tuning.run.config import load_run_config
+from tuning.run.devices import resolve_device
+from tuning.run.fit import CHECKPOINT_FILE, load_saved
 
 __all__ = ["main"]
 

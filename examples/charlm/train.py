@@ -1,5 +1,5 @@
 """The training function a user writes: its own model, its own DataLoader, its own loop,
-reporting each epoch through the context (`tuning.fit`). It runs unchanged in a sweep
+reporting each epoch through the context (`tuning.run.fit`). It runs unchanged in a sweep
 (`fishleg-tune search examples/charlm/sweep.yaml`), under `fishleg-tune train` and in plain
 Python; the optimizer is whatever the config names (FishLeg, or AdamW to compare)."""
 
@@ -15,8 +15,8 @@ from torch.utils.data import DataLoader, Dataset
 from examples.charlm.data import VOCAB, CharWindows, load_text, split_text
 from examples.charlm.model import CharTransformer
 from fishleg.likelihoods import CategoricalLikelihood
-from tuning.config import RunConfig
-from tuning.fit import FitContext
+from tuning.run.config import RunConfig
+from tuning.run.fit import FitContext
 
 __all__ = ["Options", "build", "evaluate", "fit"]
 

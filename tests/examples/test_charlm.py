@@ -15,7 +15,7 @@ from mlflow import MlflowClient
 from examples.charlm.data import VOCAB, CharWindows, load_text, split_text
 from examples.charlm.model import CharTransformer
 from tests.conftest import fishleg_tune
-from tuning.config import load_run_config
+from tuning.run.config import load_run_config
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]

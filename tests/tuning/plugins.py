@@ -1,4 +1,4 @@
-"""Workload plugins the tests name as `tests.tuning.plugins:NAME` (importable in Ray workers
+"""Workload plugins the tests name as `tests.tuning.run.plugins:NAME` (importable in Ray workers
 too, which start in the driver's working directory, the repository root)."""
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def sometimes_broken(options: dict[str, Any], seed: int) -> Workload:
 
 
 def fit_quadratic(config: Any, context: Any) -> None:
-    """A training function (tuning.fit) on the quadratic plugin's data, written as a user
+    """A training function (tuning.run.fit) on the quadratic plugin's data, written as a user
     would: its own loop over a DataLoader, the optimizer the config names, a checkpoint
     each epoch. `fail_at` (an option): raise in that epoch of the first attempt only."""
     from torch.utils.data import DataLoader, TensorDataset

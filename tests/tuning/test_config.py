@@ -6,7 +6,7 @@ import yaml
 from torch import nn
 
 from fishleg import CategoricalLikelihood, ConfigError, FishLeg, FishLegConfig, load_config
-from tuning.config import AdamWConfig, RunConfig, load_run_config, save_config
+from tuning.run.config import AdamWConfig, RunConfig, load_run_config, save_config
 
 
 def run_config(**optimizer):

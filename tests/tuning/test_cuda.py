@@ -4,10 +4,10 @@ trials share one GPU (resources.gpu 0.5). Skipped without a GPU."""
 import pytest
 
 from tests.tuning.integration.conftest import sweep_file
-from tuning.config import RunConfig
-from tuning.fit import LocalContext
-from tuning.sweep import run_sweep
-from tuning.trainer import Trainer, fit_for
+from tuning.driver import run_sweep
+from tuning.run.config import RunConfig
+from tuning.run.fit import LocalContext
+from tuning.run.trainer import Trainer, fit_for
 
 pytestmark = pytest.mark.cuda
 

@@ -6,7 +6,7 @@ import sys
 
 import torch
 
-from tuning.config import WorkloadConfig
+from tuning.run.config import WorkloadConfig
 from tuning.workloads import build_workload
 
 
@@ -24,7 +24,7 @@ def test_importing_the_toolkit_sets_no_warning_filter_log_level_or_backend():
     code = (
         "import warnings, matplotlib; matplotlib.use('svg'); import optuna;"
         "level = optuna.logging.get_verbosity();"
-        "import tuning.space, tuning.report, tuning.compare, tuning.sweep;"
+        "import tuning.sweep.space, tuning.report, tuning.compare, tuning.driver;"
         "ours = [f for f in warnings.filters if f[2] is optuna.exceptions.ExperimentalWarning];"
         "print(not ours, optuna.logging.get_verbosity() == level, matplotlib.get_backend())"
     )

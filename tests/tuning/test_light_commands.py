@@ -9,9 +9,16 @@ import sys
 import optuna
 import yaml
 
-from tuning.ledger import TrialRecord
+from tuning.records.ledger import TrialRecord
 
-HEAVY = ("ray", "mlflow", "tuning.trainer", "tuning.trainable", "tuning.trials", "tuning.workloads.digits")
+HEAVY = (
+    "ray",
+    "mlflow",
+    "tuning.run.trainer",
+    "tuning.sweep.trainable",
+    "tuning.sweep.callbacks",
+    "tuning.workloads.digits",
+)
 
 
 def sweep_folder(tmp_path):
@@ -48,7 +55,7 @@ def imported_by(command: list[str]) -> list[str]:
 def test_best_and_report_import_neither_ray_nor_the_training_stack(tmp_path):
     folder = sweep_folder(tmp_path)
     best = imported_by(["best", str(folder), "--json"])
-    assert "tuning.ledger" in best
+    assert "tuning.records.ledger" in best
     assert not [m for m in best if m.startswith(HEAVY + ("optuna",))]
     report = imported_by(["report", str(folder)])
     assert "optuna" in report and (folder / "report.html").exists()

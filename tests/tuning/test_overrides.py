@@ -5,10 +5,10 @@ import pytest
 import yaml
 
 from tuning.cli import main
+from tuning.driver import _copy_spec, plan_sweep
 from tuning.errors import ConfigError
-from tuning.overrides import parse_overrides
-from tuning.spec import load_sweep
-from tuning.sweep import _copy_spec, plan_sweep
+from tuning.run.overrides import parse_overrides
+from tuning.sweep.spec import load_sweep
 
 from .test_search_input import write_good
 

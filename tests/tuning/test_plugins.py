@@ -4,8 +4,8 @@ import sys
 
 import pytest
 
-from tuning import tuner
-from tuning.plugins import local_sources
+from tuning.driver import tuner
+from tuning.run.plugins import local_sources
 
 
 @pytest.fixture
@@ -23,7 +23,7 @@ def project(tmp_path, monkeypatch):
 
 
 def test_code_in_the_current_folder_is_shipped_and_installed_code_is_not(project):
-    names = ["mypkg.train:fit", "single:fit", "yaml:safe_load", "tuning.trainer:fit_for", "mypkg.train:fit"]
+    names = ["mypkg.train:fit", "single:fit", "yaml:safe_load", "tuning.run.trainer:fit_for", "mypkg.train:fit"]
     assert local_sources(names) == [project / "mypkg", project / "single.py"]
     assert local_sources(["no_such_module:fit"]) == []
 

@@ -4,11 +4,11 @@ test_faults.py makes the window itself), and that an ended record stays as recor
 from pathlib import Path
 from types import SimpleNamespace
 
-from tuning.folder import SweepFolder
-from tuning.ledger import Ledger, TrialRecord
-from tuning.reconcile import ended_results
-from tuning.trainable import DIVERGED, Ended
-from tuning.trials import TrialRecorder
+from tuning.records.folder import SweepFolder
+from tuning.records.ledger import Ledger, TrialRecord
+from tuning.sweep.callbacks import TrialRecorder
+from tuning.sweep.reconcile import ended_results
+from tuning.sweep.trainable import DIVERGED, Ended
 
 
 def ledger_of(path: Path, *records: TrialRecord) -> Ledger:

@@ -3,7 +3,7 @@
 import math
 
 from tuning.compare import time_to_target
-from tuning.robust import SeedRuns, fresh_seeds
+from tuning.selection.robust import SeedRuns, fresh_seeds
 
 
 def curve(values, seconds=1.0):

@@ -8,9 +8,9 @@ import yaml
 
 from tests.conftest import fishleg_tune
 from tuning.cli import main
-from tuning.overrides import parse_overrides
-from tuning.spec import load_sweep
-from tuning.tuner import make_scheduler
+from tuning.run.overrides import parse_overrides
+from tuning.sweep.spec import load_sweep
+from tuning.sweep.tuner import make_scheduler
 
 from .conftest import free_port
 

@@ -4,8 +4,8 @@ import optuna
 import pytest
 
 from tuning.errors import ConfigError
-from tuning.space import DefineByRun, make_sampler
-from tuning.spec import SweepSpec, apply_params
+from tuning.sweep.space import DefineByRun, make_sampler
+from tuning.sweep.spec import SweepSpec, apply_params
 
 SPACE = {
     "optimizer.lr": {"type": "float", "low": 1e-3, "high": 1.0, "log": True},

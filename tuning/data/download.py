@@ -9,7 +9,7 @@ import urllib.request
 from pathlib import Path
 
 from tuning.errors import DatasetUnavailable
-from tuning.files import atomic_path
+from tuning.records.files import atomic_path
 
 __all__ = ["fetch", "md5sum", "probe"]
 

@@ -18,10 +18,10 @@ from torch.utils.data import Dataset
 
 from fishleg.likelihoods import Likelihood
 from fishleg.registry import Registry
-from tuning.batches import Batches, DatasetBatches, TensorBatches
-from tuning.config import WorkloadConfig, describe_error
 from tuning.errors import ConfigError
-from tuning.plugins import check_callable_as, import_function
+from tuning.run.batches import Batches, DatasetBatches, TensorBatches
+from tuning.run.config import WorkloadConfig, describe_error
+from tuning.run.plugins import check_callable_as, import_function
 
 __all__ = [
     "Options",

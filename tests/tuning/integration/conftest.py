@@ -16,7 +16,7 @@ import yaml
 
 from tests.conftest import FISHLEG_TUNE
 from tests.tuning.conftest import free_port
-from tuning.tuner import connect
+from tuning.sweep.tuner import connect
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -8,7 +8,7 @@ import time
 import pytest
 from mlflow import MlflowClient
 
-from tuning.loopback import loopback_cluster
+from tests.loopback import loopback_cluster
 
 from .conftest import sweep_file
 

@@ -16,7 +16,7 @@ import pytest
 from mlflow import MlflowClient
 
 from tests.conftest import fishleg_tune
-from tuning.loopback import descendants, stat_fields
+from tuning.records.ray_processes import descendants, stat_fields
 
 from .conftest import slow_sweep
 

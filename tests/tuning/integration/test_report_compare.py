@@ -7,9 +7,9 @@ import subprocess
 import pytest
 
 from tuning.cli import main
-from tuning.config import load_run_config
+from tuning.driver import run_sweep
 from tuning.report import write_report
-from tuning.sweep import run_sweep
+from tuning.run.config import load_run_config
 
 from .conftest import sweep_file
 

@@ -15,9 +15,9 @@ from mlflow import MlflowClient
 
 from tests.conftest import fishleg_tune
 from tuning.cli import main
-from tuning.config import load_run_config
-from tuning.sweep import run_sweep
-from tuning.trainer import Trainer
+from tuning.driver import run_sweep
+from tuning.run.config import load_run_config
+from tuning.run.trainer import Trainer
 
 from .conftest import slow_sweep, sweep_file
 
@@ -114,7 +114,7 @@ def test_sweep_end_to_end(ray_local, tmp_path, capsys):
 def test_failed_trial_is_recorded_and_the_sweep_goes_on(ray_local, tmp_path):
     spec = sweep_file(
         tmp_path / "tiny.yaml",
-        workload={"name": "tests.tuning.plugins:sometimes_broken"},
+        workload={"name": "tests.tuning.run.plugins:sometimes_broken"},
         space={"workload.broken": {"type": "categorical", "choices": [True, False]}},
         search={"num_samples": 2, "points_to_evaluate": [{"workload.broken": True}, {"workload.broken": False}]},
         scheduler={"type": "none"},
@@ -136,7 +136,7 @@ def test_diverged_trials_end_cleanly_and_teach_the_sampler(ray_local, tmp_path):
     everywhere, never retried, and TPE learns to stay away from them."""
     spec = sweep_file(
         tmp_path / "tiny.yaml",
-        workload={"name": "tests.tuning.plugins:quadratic"},
+        workload={"name": "tests.tuning.run.plugins:quadratic"},
         optimizer={"name": "sgd", "momentum": 0.0},
         training={"epochs": 2, "batch_size": 1},
         space={"optimizer.lr": {"type": "float", "low": 1e-3, "high": 1e3, "log": True}},
@@ -175,7 +175,7 @@ def test_trials_never_touch_the_test_split(ray_local, tmp_path):
     log = tmp_path / "touches.jsonl"
     spec = sweep_file(
         tmp_path / "tiny.yaml",
-        workload={"name": "tests.tuning.plugins:sealed_digits", "touch_log": str(log)},
+        workload={"name": "tests.tuning.run.plugins:sealed_digits", "touch_log": str(log)},
         search={"num_samples": 3},
     )
     outcome = run_sweep(spec, storage=tmp_path / "runs", keep_checkpoints=True)
@@ -270,7 +270,7 @@ def test_resources_no_node_has_are_refused_before_anything_is_written(ray_local,
 def test_a_sweep_whose_first_trials_all_fail_alike_stops_there(ray_local, tmp_path, capsys):
     spec = sweep_file(
         tmp_path / "tiny.yaml",
-        workload={"name": "tests.tuning.plugins:sometimes_broken", "broken": True},
+        workload={"name": "tests.tuning.run.plugins:sometimes_broken", "broken": True},
         space={"optimizer.lr": {"type": "float", "low": 1e-3, "high": 0.5, "log": True}},
         search={"num_samples": 8, "max_concurrent": 2},
     )

@@ -2,7 +2,7 @@
 
 from torch import nn
 
-from tuning.config import WorkloadConfig
+from tuning.run.config import WorkloadConfig
 from tuning.workloads import build_workload
 
 

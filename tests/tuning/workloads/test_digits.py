@@ -25,7 +25,7 @@ def test_falls_back_to_load_digits_when_the_file_is_elsewhere(monkeypatch):
 
 def test_building_the_workload_does_not_import_sklearn():
     code = (
-        "import sys; from tuning.workloads import build_workload; from tuning.config import WorkloadConfig;"
+        "import sys; from tuning.workloads import build_workload; from tuning.run.config import WorkloadConfig;"
         "build_workload(WorkloadConfig(name='digits_classifier'), 0, 'test');"
         "print('sklearn' in sys.modules)"
     )

@@ -4,7 +4,7 @@ same for every trial seed; test is the held-out part each data set has."""
 import pytest
 import torch
 
-from tuning.config import WorkloadConfig
+from tuning.run.config import WorkloadConfig
 from tuning.workloads import build_workload
 from tuning.workloads.base import split_validation
 

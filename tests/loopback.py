@@ -21,6 +21,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tuning.records.ray_processes import descendants
+
 NODE_IP = "127.0.0.2"
 RAY = str(Path(sys.executable).with_name("ray"))
 
@@ -29,30 +31,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind((NODE_IP, 0))
         return s.getsockname()[1]
-
-
-def stat_fields(pid: int) -> list[str] | None:
-    """/proc/PID/stat after the command name (state, ppid, …; field 3 of stat(5) is index 0),
-    or None if the process is gone."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-
-
-def descendants(root: int) -> list[int]:
-    """PIDs below `root` in the process tree (Linux /proc)."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        fields = stat_fields(int(stat.parent.name))
-        if fields is not None:
-            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found, todo = [], [root]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
 
 
 @dataclass

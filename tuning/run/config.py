@@ -18,8 +18,8 @@ from torch import nn
 
 from fishleg import FishLeg
 from fishleg.config import ConfigError, FishLegConfig, StrictModel, describe_validation_error, parse_yaml
-from tuning.files import write_atomically
-from tuning.overrides import Override, apply_overrides
+from tuning.records.files import write_atomically
+from tuning.run.overrides import Override, apply_overrides
 
 if TYPE_CHECKING:
     from fishleg.aux_data import AuxData
@@ -114,7 +114,7 @@ class WorkloadConfig(NamedConfig):
 
 
 class TrainableConfig(NamedConfig):
-    """The user's own training function, `module:function` (see `tuning.fit`), and its own
+    """The user's own training function, `module:function` (see `tuning.run.fit`), and its own
     options (`config.trainable.options` in the function). A bare string is the name."""
 
     @model_validator(mode="before")

@@ -1,5 +1,5 @@
 """Running on a Ray cluster: where it is, and what it has (the checks made before any trial
-are in `tuning.preflight`)."""
+are in `tuning.sweep.preflight`)."""
 
 from __future__ import annotations
 

@@ -15,13 +15,13 @@ import ray
 from ray import tune
 from ray.tune import ResultGrid
 
-from tuning.config import RunConfig, load_run_config
-from tuning.export import Best
-from tuning.folder import SweepFolder
-from tuning.robust import SeedRuns, seed_config
-from tuning.spec import SweepSpec, apply_params
-from tuning.trainable import restore
-from tuning.trainer import Trainer
+from tuning.records.folder import SweepFolder
+from tuning.records.ledger import Best
+from tuning.run.config import RunConfig, load_run_config
+from tuning.run.trainer import Trainer
+from tuning.selection.robust import SeedRuns, seed_config
+from tuning.sweep.spec import SweepSpec, apply_params
+from tuning.sweep.trainable import restore
 
 __all__ = ["evaluate_checkpoint", "evaluate_chosen", "evaluate_seed_runs", "evaluate_states", "summarize"]
 

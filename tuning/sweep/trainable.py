@@ -1,11 +1,11 @@
-"""The Ray Tune function trainable: one trial = one training function (`tuning.fit`; the
+"""The Ray Tune function trainable: one trial = one training function (`tuning.run.fit`; the
 built-in loop for a workload) run on one sampled config, reporting through `TuneContext`.
 
 Each report goes to `ray.tune.report`, with its checkpoint when the function gives one; a
 trial Tune retries or resumes gets the newest one back as `context.checkpoint`
 (`started_at_epoch` in its results says from which epoch this attempt ran, 0 if fresh).
 On `resume`, a trial the ledger saw end in the controller step a killed driver never saved
-replays its recorded last result instead of training again (see `tuning.reconcile`).
+replays its recorded last result instead of training again (see `tuning.sweep.reconcile`).
 A workload run that diverges ends cleanly with one last report (see `diverged_report`), so
 Tune does not retry it and the sampler learns from it; a training function that reports a
 non-finite value fails. The test split is never touched here."""
@@ -21,9 +21,9 @@ import ray
 from ray import tune
 from typing_extensions import override
 
-from tuning.config import RunConfig
 from tuning.errors import USER_ERRORS, NonFiniteLoss
-from tuning.fit import (
+from tuning.run.config import RunConfig
+from tuning.run.fit import (
     CHECKPOINT_FILE,
     Fit,
     FitContext,
@@ -33,8 +33,8 @@ from tuning.fit import (
     load_saved,
     save_saved,
 )
-from tuning.spec import apply_params
-from tuning.trainer import Trainer, fit_for
+from tuning.run.trainer import Trainer, fit_for
+from tuning.sweep.spec import apply_params
 
 __all__ = ["DIVERGED", "Ended", "TuneContext", "diverged_report", "restore", "run_trial"]
 
@@ -105,7 +105,7 @@ def _saved_epoch(checkpoint: tune.Checkpoint) -> int:
 def replay(config: RunConfig, ended: Ended) -> None:
     """Report a trial's recorded last result again, with a copy of its last checkpoint (Tune
     persists it under its own next name, which may be the original's) if it is still kept
-    (`tuning.retention` deletes those of trials the export does not choose)."""
+    (`tuning.sweep.retention` deletes those of trials the export does not choose)."""
     if DIVERGED in ended.result:
         tune.report(diverged_report(config, ended.result["epoch"], ended.result[DIVERGED]))
         return

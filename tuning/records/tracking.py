@@ -2,7 +2,7 @@
 
 `fishleg-tune train` logs one run (`maybe_run`). A sweep has one parent run and one nested
 child run per trial (`MlflowSweep`), all written from the driver by the ledger callback in
-`tuning.trials`: trials never open the store, so sqlite never sees two writers."""
+`tuning.sweep.callbacks`: trials never open the store, so sqlite never sees two writers."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tuning.errors import UserError
-from tuning.ledger import COMPLETE, DIVERGED, FAILED, INTERRUPTED, PRUNED
+from tuning.records.ledger import COMPLETE, DIVERGED, FAILED, INTERRUPTED, PRUNED
 from tuning.transient import Transients, transient
 
 __all__ = [
@@ -35,7 +35,7 @@ _RUN_STATUS = {
     DIVERGED: "FAILED",  # MLflow has no such status; the tag `trial_status` says DIVERGED
     FAILED: "FAILED",
     INTERRUPTED: "KILLED",
-    "LOST": "KILLED",  # a trial whose driver was killed as it started (tuning.reconcile)
+    "LOST": "KILLED",  # a trial whose driver was killed as it started (tuning.sweep.reconcile)
 }
 
 

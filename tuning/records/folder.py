@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from tuning.errors import UserError
-from tuning.files import write_atomically
-from tuning.tracking import default_tracking_uri
+from tuning.records.files import write_atomically
+from tuning.records.tracking import default_tracking_uri
 
 __all__ = ["SweepFolder", "check_name", "read_meta"]
 

@@ -7,9 +7,9 @@ function's own options in `config.trainable.options`); `context` gives the seed,
 the checkpoint to resume from, and `report`, through which each epoch's metrics (and,
 optionally, the state to resume from) reach the scheduler, Optuna, MLflow and the ledger.
 
-The same function runs in a sweep trial (`tuning.trainable.TuneContext`), under
+The same function runs in a sweep trial (`tuning.sweep.trainable.TuneContext`), under
 `fishleg-tune train` and in plain Python (`LocalContext`), as a Ray Tune function trainable
-does. The built-in training loop is such a function too (`tuning.trainer.WorkloadFit`).
+does. The built-in training loop is such a function too (`tuning.run.trainer.WorkloadFit`).
 
     def fit(config: RunConfig, context: FitContext) -> None:
         model = make_model(**config.trainable.options).to(context.device)
@@ -38,11 +38,11 @@ from typing import Any
 
 import torch
 
-from tuning.config import RunConfig
-from tuning.devices import resolve_device
 from tuning.errors import NonFiniteLoss, UserError
-from tuning.files import atomic_path
-from tuning.plugins import check_callable_as, import_function
+from tuning.records.files import atomic_path
+from tuning.run.config import RunConfig
+from tuning.run.devices import resolve_device
+from tuning.run.plugins import check_callable_as, import_function
 
 __all__ = [
     "CHECKPOINT_FILE",

@@ -12,13 +12,12 @@ from typing import Any
 
 import ray
 
-from tuning.config import RunConfig
 from tuning.errors import NonFiniteLoss
-from tuning.export import Best, rank_trials
-from tuning.fit import LocalContext
-from tuning.ledger import TrialRecord
-from tuning.spec import SweepSpec, apply_params
-from tuning.trainer import WorkloadFit, fit_for
+from tuning.records.ledger import Best, TrialRecord, rank_trials
+from tuning.run.config import RunConfig
+from tuning.run.fit import LocalContext
+from tuning.run.trainer import WorkloadFit, fit_for
+from tuning.sweep.spec import SweepSpec, apply_params
 
 __all__ = [
     "RobustChoice",

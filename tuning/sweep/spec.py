@@ -12,8 +12,8 @@ from typing import Any, Literal
 from pydantic import Field, FiniteFloat, field_validator, model_validator
 
 from fishleg.config import FishLegConfig, StrictModel
-from tuning.config import OptimizerConfig, RunConfig, TrainingConfig, TrainsOne, load_yaml_model
-from tuning.overrides import Override, set_dotted
+from tuning.run.config import OptimizerConfig, RunConfig, TrainingConfig, TrainsOne, load_yaml_model
+from tuning.run.overrides import Override, set_dotted
 
 __all__ = ["ParamSpec", "SweepSpec", "apply_params", "load_sweep"]
 

@@ -1,53 +1,21 @@
-"""Choosing the best trial fairly and exporting it as a config production training loads.
-
-Trials stopped early report a truncated metric, so the best is chosen among trials that ran
-the full budget; if none did, among those that ran longest, and the export says so."""
+"""Exporting the chosen trial as a config production training loads (`best_config.yaml`),
+with its provenance: how it was chosen (`tuning.records.ledger.select_best`), on what, and
+its test metrics once evaluated."""
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tuning.config import RunConfig, save_config
-from tuning.ledger import DIVERGED, FAILED, TrialRecord
-from tuning.spec import apply_params
+from tuning.records.ledger import Best
+from tuning.run.config import RunConfig, save_config
+from tuning.sweep.spec import apply_params
 from tuning.versions import package_versions
 
-__all__ = ["Best", "rank_trials", "select_best", "write_best_config"]
+__all__ = ["write_best_config"]
 
 PACKAGES = ("fishleg-tune", "torch", "ray", "optuna", "mlflow")
-
-
-@dataclass(frozen=True)
-class Best:
-    """The chosen trial, the value it was chosen by, and whether it ran the full budget."""
-
-    record: TrialRecord
-    value: float
-    full_budget: bool
-
-
-def rank_trials(records: list[TrialRecord], metric: str, mode: str, min_epochs: int = 0) -> list[TrialRecord]:
-    """Trials with a value that ran at least `min_epochs`, longest-trained first, then best
-    metric first."""
-    scored = [
-        r
-        for r in records
-        if r.value(metric) is not None and r.status not in (FAILED, DIVERGED) and r.epochs >= min_epochs
-    ]
-    sign = 1.0 if mode == "min" else -1.0
-    return sorted(scored, key=lambda r: (-r.epochs, sign * r.value(metric)))
-
-
-def select_best(records: list[TrialRecord], metric: str, mode: str, budget: int) -> Best | None:
-    """The best trial among those that trained longest (the full budget if any did)."""
-    ranked = rank_trials(records, metric, mode)
-    if not ranked:
-        return None
-    top = ranked[0]
-    return Best(top, float(top.value(metric)), top.epochs >= budget)
 
 
 def write_best_config(

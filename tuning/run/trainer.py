@@ -17,12 +17,12 @@ from rich.progress import Progress
 from torch import Tensor
 
 from fishleg.optimizer import FishLeg
-from tuning.batches import Batches
-from tuning.config import RunConfig, save_config
-from tuning.devices import resolve_device
 from tuning.errors import NonFiniteLoss, UserError
-from tuning.fit import CHECKPOINT_FILE, Fit, FitContext, LocalContext, load_fit, load_saved
-from tuning.tracking import flatten, maybe_run
+from tuning.records.tracking import flatten, maybe_run
+from tuning.run.batches import Batches
+from tuning.run.config import RunConfig, save_config
+from tuning.run.devices import resolve_device
+from tuning.run.fit import CHECKPOINT_FILE, Fit, FitContext, LocalContext, load_fit, load_saved
 from tuning.workloads import build_workload
 
 __all__ = ["TrainResult", "Trainer", "WorkloadFit", "fit_for", "train_to_folder"]
@@ -146,7 +146,7 @@ class Trainer:
 
 
 class WorkloadFit:
-    """The built-in training loop as a training function (`tuning.fit`): a `Trainer` of the
+    """The built-in training loop as a training function (`tuning.run.fit`): a `Trainer` of the
     config's workload, one report per epoch with the trainer's whole state as checkpoint.
 
     `prepare` builds the trainer ahead of the call (so bad data or a missing device fail

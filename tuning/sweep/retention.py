@@ -5,7 +5,7 @@ would fill the disk: a 12-trial digits sweep kept 464 MB of them. While a trial 
 keeps its newest two (the older one is what a killed driver's last saved experiment state
 may still name). Once a trial has ended and Tune has saved the state that records it, its
 checkpoints are deleted, except the last one of the trial the export currently chooses
-(`export.select_best` on the ledger; an ended trial's record never changes, so a trial that
+(`ledger.select_best`; an ended trial's record never changes, so a trial that
 is not chosen when it is deleted is never chosen later). `--keep-checkpoints` keeps them all."""
 
 from __future__ import annotations
@@ -18,9 +18,8 @@ import pyarrow.fs
 from ray import tune
 from typing_extensions import override
 
-from tuning.export import select_best
-from tuning.folder import SweepFolder
-from tuning.ledger import Ledger
+from tuning.records.folder import SweepFolder
+from tuning.records.ledger import Ledger, select_best
 
 if TYPE_CHECKING:
     from ray.tune.experiment import Trial

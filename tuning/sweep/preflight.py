@@ -12,11 +12,11 @@ from pathlib import Path
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from tuning.cluster import NodeInfo, nodes
 from tuning.errors import ConfigError, UserError
-from tuning.fit import Fit, load_fit
-from tuning.space import make_sampler, validate_space
-from tuning.spec import SweepSpec
+from tuning.run.fit import Fit, load_fit
+from tuning.sweep.cluster import NodeInfo, nodes
+from tuning.sweep.space import make_sampler, validate_space
+from tuning.sweep.spec import SweepSpec
 from tuning.versions import package_versions
 from tuning.workloads.base import validate_workload, workload_metrics
 

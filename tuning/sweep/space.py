@@ -9,9 +9,9 @@ import optuna
 from pydantic import ValidationError
 from typing_extensions import override
 
-from tuning.config import RunConfig, describe_error
 from tuning.errors import ConfigError
-from tuning.spec import ParamSpec, Scalar, SweepSpec, apply_params
+from tuning.run.config import RunConfig, describe_error
+from tuning.sweep.spec import ParamSpec, Scalar, SweepSpec, apply_params
 from tuning.workloads.base import validate_workload
 
 __all__ = ["DefineByRun", "make_sampler", "validate_space"]

@@ -18,15 +18,15 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
-from tuning.fit import Fit
-from tuning.folder import SweepFolder
-from tuning.progress import ProgressPrinter
-from tuning.retention import CheckpointRetention
-from tuning.space import DefineByRun, make_sampler
-from tuning.spec import SweepSpec
-from tuning.tracking import MlflowSweep
-from tuning.trainable import DIVERGED, Ended, run_trial
-from tuning.trials import FirstFailures, TrialRecorder
+from tuning.records.folder import SweepFolder
+from tuning.records.tracking import MlflowSweep
+from tuning.run.fit import Fit
+from tuning.sweep.callbacks import FirstFailures, TrialRecorder
+from tuning.sweep.progress import ProgressPrinter
+from tuning.sweep.retention import CheckpointRetention
+from tuning.sweep.space import DefineByRun, make_sampler
+from tuning.sweep.spec import SweepSpec
+from tuning.sweep.trainable import DIVERGED, Ended, run_trial
 
 __all__ = [
     "TUNE_ENVIRONMENT",
@@ -100,7 +100,7 @@ TUNE_ENVIRONMENT = {
     "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
     # Tune saves its experiment state after every controller step, not every ~10 s: a driver
     # killed with SIGKILL then leaves it at most one event behind the ledger, which `resume`
-    # reconciles (tuning.reconcile).
+    # reconciles (tuning.sweep.reconcile).
     "TUNE_GLOBAL_CHECKPOINT_S": "0",
 }
 

@@ -23,30 +23,30 @@ from ray import tune
 from ray.tune import ResultGrid
 
 from fishleg.config import parse_yaml
-from tuning.config import read_yaml_model
 from tuning.errors import UserError
-from tuning.export import Best, select_best, write_best_config
-from tuning.fit import Fit, check_fit, function_name, load_fit
-from tuning.folder import SweepFolder, check_name
-from tuning.holdout import evaluate_chosen
-from tuning.ledger import TERMINAL, Ledger
-from tuning.leftovers import leftovers, record_ray_processes
-from tuning.overrides import Override, option_overrides
-from tuning.plugins import local_sources
-from tuning.preflight import check_cluster, check_ray_address, check_spec, check_storage
-from tuning.reconcile import (
+from tuning.records.folder import SweepFolder, check_name
+from tuning.records.ledger import TERMINAL, Best, Ledger, select_best
+from tuning.records.ray_processes import leftovers, record_ray_processes
+from tuning.records.tracking import MlflowSweep, check_tracking_uri, flatten, runs_url, start_sweep_run
+from tuning.run.config import read_yaml_model
+from tuning.run.fit import Fit, check_fit, function_name, load_fit
+from tuning.run.overrides import Override, option_overrides
+from tuning.run.plugins import local_sources
+from tuning.selection.export import write_best_config
+from tuning.selection.holdout import evaluate_chosen
+from tuning.selection.robust import robust_best
+from tuning.sweep.callbacks import TrialRecorder, sweep_failure
+from tuning.sweep.preflight import check_cluster, check_ray_address, check_spec, check_storage
+from tuning.sweep.reconcile import (
     drop_lost_trials,
     end_unrecorded_runs,
     ended_results,
     fail_running_study_trials,
     tune_trial_ids,
 )
-from tuning.retention import folder_size, prune_checkpoints
-from tuning.robust import robust_best
-from tuning.spec import SweepSpec, file_sha256, load_sweep
-from tuning.tracking import MlflowSweep, check_tracking_uri, flatten, runs_url, start_sweep_run
-from tuning.trials import TrialRecorder, sweep_failure
-from tuning.tuner import connect, make_trainable, make_tuner, tune_environment
+from tuning.sweep.retention import folder_size, prune_checkpoints
+from tuning.sweep.spec import SweepSpec, file_sha256, load_sweep
+from tuning.sweep.tuner import connect, make_trainable, make_tuner, tune_environment
 
 if TYPE_CHECKING:
     import pandas
@@ -165,7 +165,7 @@ def start_sweep(
     echo: Echo = print,
 ) -> SweepOutcome:
     """Run a planned sweep to its end (or its interruption) and export the best config;
-    `keep_checkpoints` keeps every trial's checkpoints (see `tuning.retention`).
+    `keep_checkpoints` keeps every trial's checkpoints (see `tuning.sweep.retention`).
 
     Every check, the cluster's included, passes before anything is written: the sweep folder,
     the MLflow parent run and Tune's experiment are made only then."""

@@ -12,13 +12,36 @@ import json
 import os
 from pathlib import Path
 
-from tuning.files import write_atomically
-from tuning.loopback import descendants, stat_fields
+from tuning.records.files import write_atomically
 
-__all__ = ["FILE", "leftovers", "record_ray_processes"]
+__all__ = ["FILE", "descendants", "leftovers", "record_ray_processes", "stat_fields"]
 
 FILE = "ray_processes.json"
 _PROC = Path("/proc")
+
+
+def stat_fields(pid: int) -> list[str] | None:
+    """/proc/PID/stat after the command name (state, ppid, …; field 3 of stat(5) is index 0),
+    or None if the process is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def descendants(root: int) -> list[int]:
+    """PIDs below `root` in the process tree (Linux /proc)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        fields = stat_fields(int(stat.parent.name))
+        if fields is not None:
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
 
 
 def _started(pid: int) -> str | None:

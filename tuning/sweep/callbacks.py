@@ -1,4 +1,4 @@
-"""The Ray Tune callbacks that keep the ledger (`tuning.ledger`) and the MLflow runs in step
+"""The Ray Tune callbacks that keep the ledger (`tuning.records.ledger`) and the MLflow runs in step
 with Tune, on the driver after every event, so a running, interrupted or crashed sweep always
 has an up-to-date table for `best`, `report` and `resume`; and the stop of a sweep whose
 first trials all fail alike."""
@@ -13,17 +13,28 @@ from ray import tune
 from ray.tune.stopper import Stopper
 from typing_extensions import override
 
-from tuning.files import write_atomically
-from tuning.fit import ProtocolError
-from tuning.folder import SweepFolder
-from tuning.ledger import COMPLETE, DIVERGED, ENDED, FAILED, INTERRUPTED, PRUNED, RUNNING, TERMINAL, Ledger, TrialRecord
-from tuning.trainable import DIVERGED as DIVERGED_KEY
+from tuning.records.files import write_atomically
+from tuning.records.folder import SweepFolder
+from tuning.records.ledger import (
+    COMPLETE,
+    DIVERGED,
+    ENDED,
+    FAILED,
+    INTERRUPTED,
+    PRUNED,
+    RUNNING,
+    TERMINAL,
+    Ledger,
+    TrialRecord,
+)
+from tuning.run.fit import ProtocolError
+from tuning.sweep.trainable import DIVERGED as DIVERGED_KEY
 from tuning.transient import Transients, transient
 
 if TYPE_CHECKING:
     from ray.tune.experiment import Trial
 
-    from tuning.tracking import MlflowSweep
+    from tuning.records.tracking import MlflowSweep
 
 __all__ = ["FirstFailures", "TrialRecorder", "is_protocol_error", "sweep_failure"]
 

@@ -1,6 +1,9 @@
 """The sweep's own record of its trials, `trials.json` in the sweep folder: one row per
 trial with its status, parameters and per-epoch metrics. Plain data and files, no Ray: `best`
-and `report` read it without starting anything; `tuning.trials` keeps it in step with Tune."""
+and `report` read it without starting anything; `tuning.sweep.callbacks` keeps it in step with Tune.
+
+Choosing reads it too: trials stopped early report a truncated metric, so the best is chosen
+among trials that ran the full budget; if none did, among those that ran longest."""
 
 from __future__ import annotations
 
@@ -14,9 +17,10 @@ from typing import Any
 from rich.table import Table
 
 from tuning.errors import UserError
-from tuning.files import write_atomically
+from tuning.records.files import write_atomically
 
 __all__ = [
+    "Best",
     "COMPLETE",
     "DIVERGED",
     "ENDED",
@@ -30,6 +34,8 @@ __all__ = [
     "format_counts",
     "format_params",
     "format_value",
+    "rank_trials",
+    "select_best",
     "trials_table",
 ]
 
@@ -124,3 +130,33 @@ def trials_table(records: Sequence[TrialRecord], metric: str, limit: int | None 
         note = rec.error if rec.status in (FAILED, DIVERGED) else format_params(rec.params)
         table.add_row(rec.trial_id, rec.status, str(rec.epochs), "" if value is None else format_value(value), note)
     return table
+
+
+@dataclass(frozen=True)
+class Best:
+    """The chosen trial, the value it was chosen by, and whether it ran the full budget."""
+
+    record: TrialRecord
+    value: float
+    full_budget: bool
+
+
+def rank_trials(records: list[TrialRecord], metric: str, mode: str, min_epochs: int = 0) -> list[TrialRecord]:
+    """Trials with a value that ran at least `min_epochs`, longest-trained first, then best
+    metric first."""
+    scored = [
+        r
+        for r in records
+        if r.value(metric) is not None and r.status not in (FAILED, DIVERGED) and r.epochs >= min_epochs
+    ]
+    sign = 1.0 if mode == "min" else -1.0
+    return sorted(scored, key=lambda r: (-r.epochs, sign * r.value(metric)))
+
+
+def select_best(records: list[TrialRecord], metric: str, mode: str, budget: int) -> Best | None:
+    """The best trial among those that trained longest (the full budget if any did)."""
+    ranked = rank_trials(records, metric, mode)
+    if not ranked:
+        return None
+    top = ranked[0]
+    return Best(top, float(top.value(metric)), top.epochs >= budget)

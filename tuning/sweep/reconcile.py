@@ -24,11 +24,11 @@ from pathlib import Path
 import optuna
 
 from tuning.errors import UserError
-from tuning.folder import SweepFolder
-from tuning.ledger import DIVERGED as DIVERGED_STATUS
-from tuning.ledger import ENDED, TERMINAL, Ledger, TrialRecord
-from tuning.tracking import MlflowSweep
-from tuning.trainable import DIVERGED, Ended
+from tuning.records.folder import SweepFolder
+from tuning.records.ledger import DIVERGED as DIVERGED_STATUS
+from tuning.records.ledger import ENDED, TERMINAL, Ledger, TrialRecord
+from tuning.records.tracking import MlflowSweep
+from tuning.sweep.trainable import DIVERGED, Ended
 
 __all__ = ["drop_lost_trials", "end_unrecorded_runs", "ended_results", "fail_running_study_trials", "tune_trial_ids"]
 

@@ -10,9 +10,9 @@ from rich.markup import escape
 from typing_extensions import override
 
 from tuning.errors import user_frames
-from tuning.folder import SweepFolder
-from tuning.ledger import format_params, format_value
-from tuning.trainable import DIVERGED
+from tuning.records.folder import SweepFolder
+from tuning.records.ledger import format_params, format_value
+from tuning.sweep.trainable import DIVERGED
 from tuning.transient import Transients, transient
 
 if TYPE_CHECKING:
