@@ -1,4 +1,4 @@
-"""Workload plugins the tests name as `tests.tuning.run.plugins:NAME` (importable in Ray workers
+"""Workload plugins the tests name as `tests.tuning.plugins:NAME` (importable in Ray workers
 too, which start in the driver's working directory, the repository root)."""
 
 from __future__ import annotations
@@ -75,7 +75,9 @@ def sometimes_broken(options: dict[str, Any], seed: int) -> Workload:
 def fit_quadratic(config: Any, context: Any) -> None:
     """A training function (tuning.run.fit) on the quadratic plugin's data, written as a user
     would: its own loop over a DataLoader, the optimizer the config names, a checkpoint
-    each epoch. `fail_at` (an option): raise in that epoch of the first attempt only."""
+    each epoch. Options: `fail_at`, raise in that epoch of the first attempt only; `gate` and
+    `gate_epoch`, wait before that epoch until the file `gate` exists (a test holds the trial
+    at a known point for as long as it needs, instead of racing it)."""
     from torch.utils.data import DataLoader, TensorDataset
 
     from fishleg.likelihoods import GaussianLikelihood
@@ -89,6 +91,8 @@ def fit_quadratic(config: Any, context: Any) -> None:
         w.model.load_state_dict(context.checkpoint["model"])
         optimizer.load_state_dict(context.checkpoint["optimizer"])
     for epoch in range(context.epoch, config.training.epochs):
+        if "gate" in opts and opts["gate_epoch"] == epoch + 1:
+            wait_for_file(Path(opts["gate"]))
         if opts.get("fail_at") == epoch + 1 and context.checkpoint is None:
             raise RuntimeError("fails on purpose")
         for x, y in loader:
@@ -100,6 +104,15 @@ def fit_quadratic(config: Any, context: Any) -> None:
             val = likelihood.nll(w.model(w.val_x), w.val_y)
         state = {"model": w.model.state_dict(), "optimizer": optimizer.state_dict()}
         context.report({"train_loss": loss.detach(), "val_loss": val}, checkpoint=state)
+
+
+def wait_for_file(path: Path, timeout: float = 300.0) -> None:
+    """Block until `path` exists (a test's signal); raise after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} never appeared")
+        time.sleep(0.05)
 
 
 def fit_silent(config: Any, context: Any) -> None:

@@ -115,7 +115,7 @@ SEARCH_CASES = [
     ),
     (
         "both workload and trainable",
-        merged(GOOD, trainable="tests.tuning.run.plugins:fit_quadratic"),
+        merged(GOOD, trainable="tests.tuning.plugins:fit_quadratic"),
         [],
         ["give exactly one of workload:", "trainable:"],
     ),
@@ -127,7 +127,7 @@ SEARCH_CASES = [
     ),
     (
         "trainable not a training function",
-        {**{k: v for k, v in GOOD.items() if k != "workload"}, "trainable": "tests.tuning.run.plugins:not_a_fit"},
+        {**{k: v for k, v in GOOD.items() if k != "workload"}, "trainable": "tests.tuning.plugins:not_a_fit"},
         [],
         ["trainable.name", "not a training function", "(config: RunConfig, context: FitContext)"],
     ),

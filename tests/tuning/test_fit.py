@@ -9,7 +9,7 @@ import torch
 import yaml
 
 import tuning
-from tests.tuning.run.plugins import fit_quadratic
+from tests.tuning.plugins import fit_quadratic
 from tuning.cli import main
 from tuning.errors import ConfigError, NonFiniteLoss
 from tuning.run.config import RunConfig, load_run_config
@@ -21,7 +21,7 @@ SGD = {"name": "sgd", "lr": 0.05, "momentum": 0.0}
 def run_config(**trainable) -> RunConfig:
     return RunConfig.model_validate(
         {
-            "trainable": {"name": "tests.tuning.run.plugins:fit_quadratic", **trainable},
+            "trainable": {"name": "tests.tuning.plugins:fit_quadratic", **trainable},
             "optimizer": SGD,
             "training": {"epochs": 3, "batch_size": 16, "seed": 1, "device": "cpu"},
         }
@@ -65,7 +65,7 @@ def test_a_bad_report_is_refused_naming_the_function(metrics, error, fragments):
         context.report(metrics)
     assert all(f in str(info.value) for f in fragments), str(info.value)
     if error is TrainableError:
-        assert "s.yaml: trainable 'tests.tuning.run.plugins:fit_quadratic'" in str(info.value)
+        assert "s.yaml: trainable 'tests.tuning.plugins:fit_quadratic'" in str(info.value)
     assert context.epoch == 0 and context.history == []
 
 
@@ -74,9 +74,9 @@ def test_a_bad_report_is_refused_naming_the_function(metrics, error, fragments):
     [
         ("fit_quadratic", ["'fit_quadratic' is not 'package.module:function'"]),
         ("no_such_module:fit", ["cannot load 'no_such_module:fit'", "ModuleNotFoundError"]),
-        ("tests.tuning.run.plugins:nope", ["cannot load", "AttributeError"]),
+        ("tests.tuning.plugins:nope", ["cannot load", "AttributeError"]),
         ("os:sep", ["'os:sep' is not callable", "(config: RunConfig, context: FitContext)"]),
-        ("tests.tuning.run.plugins:not_a_fit", ["a callable taking (config", "not a training function"]),
+        ("tests.tuning.plugins:not_a_fit", ["a callable taking (config", "not a training function"]),
     ],
 )
 def test_load_fit_names_the_file_field_and_what_a_training_function_is(name, fragments):
@@ -120,4 +120,4 @@ def test_python_api_trains_a_function_object_with_a_config_that_leaves_trainable
     result = tuning.train(fit_quadratic, path, tmp_path / "o", echo=lambda line: None)
     assert result.epochs == 2 and result.test == {} and "val_loss" in result.metrics
     saved = load_run_config(tmp_path / "o" / "config.yaml")
-    assert saved.trainable.name == "tests.tuning.run.plugins:fit_quadratic"
+    assert saved.trainable.name == "tests.tuning.plugins:fit_quadratic"

@@ -83,7 +83,7 @@ def test_divergence_later_keeps_the_last_good_checkpoint(tmp_path, capsys):
         tmp_path / "c.yaml",
         optimizer={"name": "sgd", "lr": 1.03, "momentum": 0.0},
         epochs=8,
-        workload={"name": "tests.tuning.run.plugins:quadratic"},
+        workload={"name": "tests.tuning.plugins:quadratic"},
         batch_size=1,
     )
     assert main(["train", str(cfg), "--output", str(tmp_path / "o")]) == 1
@@ -98,14 +98,14 @@ def test_divergence_later_keeps_the_last_good_checkpoint(tmp_path, capsys):
 
 
 def test_trainer_reads_the_test_split_only_in_test(tmp_path):
-    import tests.tuning.run.plugins as plugins
+    import tests.tuning.plugins as plugins
 
     log = tmp_path / "touches.jsonl"
     cfg = load_run_config(
         write_config(
             tmp_path / "c.yaml",
             epochs=1,
-            workload={"name": "tests.tuning.run.plugins:sealed_digits", "touch_log": str(log)},
+            workload={"name": "tests.tuning.plugins:sealed_digits", "touch_log": str(log)},
         )
     )
     plugins._logged = False
@@ -189,7 +189,7 @@ def test_same_seed_same_metrics_in_separate_processes(tmp_path):
 
 @pytest.mark.parametrize("num_workers", [0, 2])
 def test_a_workload_of_datasets_trains_through_dataloaders_and_resumes_identically(tmp_path, num_workers):
-    streamed = {"name": "tests.tuning.run.plugins:digits_streamed", "num_workers": num_workers}
+    streamed = {"name": "tests.tuning.plugins:digits_streamed", "num_workers": num_workers}
     config = load_run_config(write_config(tmp_path / "c.yaml", epochs=2, workload=streamed, batch_size=32))
     full = Trainer(config)
     rows = [full.run_epoch(), full.run_epoch()]

@@ -10,7 +10,7 @@ import yaml
 from mlflow import MlflowClient
 
 import tuning
-from tests.tuning.run.plugins import fit_quadratic
+from tests.tuning.plugins import fit_quadratic
 from tuning.driver import run_sweep
 from tuning.run.config import load_run_config
 from tuning.sweep.tuner import TUNE_ENVIRONMENT
@@ -40,7 +40,7 @@ def test_python_api_tunes_a_function_object_retrying_from_its_checkpoints(ray_lo
     # checkpoint the function reported, which comes back as context.checkpoint.
     spec = spec_file(tmp_path / "own.yaml", max_failures=1)
     data = yaml.safe_load(spec.read_text())
-    data["trainable"] = {"name": "tests.tuning.run.plugins:fit_quadratic", "fail_at": 2, "n": 32}
+    data["trainable"] = {"name": "tests.tuning.plugins:fit_quadratic", "fail_at": 2, "n": 32}
     spec.write_text(yaml.safe_dump(data))
     own = "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S"
     os.environ[own] = "1"  # a user's own value, kept during the sweep and after it
@@ -57,7 +57,7 @@ def test_python_api_tunes_a_function_object_retrying_from_its_checkpoints(ray_lo
     rows = json.loads((outcome.folder / "trials.json").read_text())
     assert all([h["started_at_epoch"] for h in r["history"]] == [0, 1, 1] for r in rows)  # resumed, not restarted
     best = load_run_config(outcome.best_file)
-    assert best.trainable.name == "tests.tuning.run.plugins:fit_quadratic" and best.optimizer.lr == pytest.approx(
+    assert best.trainable.name == "tests.tuning.plugins:fit_quadratic" and best.optimizer.lr == pytest.approx(
         outcome.best.record.params["optimizer.lr"]
     )
     assert outcome.test is None and "its own" in outcome.test_note  # the function's test split is its own
@@ -80,9 +80,9 @@ def test_python_api_tunes_a_function_object_retrying_from_its_checkpoints(ray_lo
     ],
 )
 def test_a_broken_training_function_stops_the_sweep_early_naming_it(ray_local, tmp_path, name, fragments):
-    spec = spec_file(tmp_path / "own.yaml", trainable=f"tests.tuning.run.plugins:{name}", max_failures=0)
+    spec = spec_file(tmp_path / "own.yaml", trainable=f"tests.tuning.plugins:{name}", max_failures=0)
     outcome = run_sweep(spec, storage=tmp_path / "runs", echo=lambda line: None)
     assert outcome.failure is not None and outcome.best is None
-    assert f"trainable 'tests.tuning.run.plugins:{name}'" in outcome.failure and "sweep.yaml" in outcome.failure
+    assert f"trainable 'tests.tuning.plugins:{name}'" in outcome.failure and "sweep.yaml" in outcome.failure
     assert all(f in outcome.failure for f in fragments), outcome.failure
     assert sum(outcome.counts.values()) == 2  # stopped after the first two, not all three

@@ -114,7 +114,7 @@ def test_sweep_end_to_end(ray_local, tmp_path, capsys):
 def test_failed_trial_is_recorded_and_the_sweep_goes_on(ray_local, tmp_path):
     spec = sweep_file(
         tmp_path / "tiny.yaml",
-        workload={"name": "tests.tuning.run.plugins:sometimes_broken"},
+        workload={"name": "tests.tuning.plugins:sometimes_broken"},
         space={"workload.broken": {"type": "categorical", "choices": [True, False]}},
         search={"num_samples": 2, "points_to_evaluate": [{"workload.broken": True}, {"workload.broken": False}]},
         scheduler={"type": "none"},
@@ -133,26 +133,27 @@ def test_failed_trial_is_recorded_and_the_sweep_goes_on(ray_local, tmp_path):
 
 def test_diverged_trials_end_cleanly_and_teach_the_sampler(ray_local, tmp_path):
     """SGD on a quadratic that diverges for every lr > 1: the diverged trials are DIVERGED
-    everywhere, never retried, and TPE learns to stay away from them."""
+    everywhere, never retried, and TPE learns to stay away from them. One trial at a time, so
+    TPE's history, and what it samples from it, does not depend on which trial ends first."""
     spec = sweep_file(
         tmp_path / "tiny.yaml",
-        workload={"name": "tests.tuning.run.plugins:quadratic"},
+        workload={"name": "tests.tuning.plugins:quadratic"},
         optimizer={"name": "sgd", "momentum": 0.0},
         training={"epochs": 2, "batch_size": 1},
         space={"optimizer.lr": {"type": "float", "low": 1e-3, "high": 1e3, "log": True}},
-        search={"num_samples": 30, "max_failures": 2, "seed": 0},
+        search={"num_samples": 24, "max_failures": 2, "seed": 0, "max_concurrent": 1},
         scheduler={"type": "none"},
     )
     outcome = run_sweep(spec, storage=tmp_path / "runs")
     assert not outcome.interrupted
     records = sorted(ledger(outcome.folder).values(), key=lambda r: r["started"])
-    assert len(records) == 30
+    assert len(records) == 24
     lrs = [r["params"]["optimizer.lr"] for r in records]
     diverged = [r["status"] == "DIVERGED" for r in records]
     assert all(d for lr, d in zip(lrs, diverged) if lr > 1.1) and not any(d for lr, d in zip(lrs, diverged) if lr < 1)
     assert all("loss became" in r["error"] for r, d in zip(records, diverged) if d)
-    first, later = sum(diverged[:15]), sum(diverged[15:])  # TPE's 10 random start-up trials are in `first`
-    assert first >= 5 and later <= first // 2, (first, later)
+    first, later = sum(diverged[:12]), sum(diverged[12:])  # TPE's 10 random start-up trials are in `first`
+    assert first >= 4 and later <= first // 2, (first, later)
     # Nothing retried: no error files, no attempt that started past epoch 0.
     assert not list((outcome.folder / "tune").rglob("error.txt"))
     assert all(row["started_at_epoch"] == 0 for r in records for row in r["history"])
@@ -175,7 +176,7 @@ def test_trials_never_touch_the_test_split(ray_local, tmp_path):
     log = tmp_path / "touches.jsonl"
     spec = sweep_file(
         tmp_path / "tiny.yaml",
-        workload={"name": "tests.tuning.run.plugins:sealed_digits", "touch_log": str(log)},
+        workload={"name": "tests.tuning.plugins:sealed_digits", "touch_log": str(log)},
         search={"num_samples": 3},
     )
     outcome = run_sweep(spec, storage=tmp_path / "runs", keep_checkpoints=True)
@@ -270,7 +271,7 @@ def test_resources_no_node_has_are_refused_before_anything_is_written(ray_local,
 def test_a_sweep_whose_first_trials_all_fail_alike_stops_there(ray_local, tmp_path, capsys):
     spec = sweep_file(
         tmp_path / "tiny.yaml",
-        workload={"name": "tests.tuning.run.plugins:sometimes_broken", "broken": True},
+        workload={"name": "tests.tuning.plugins:sometimes_broken", "broken": True},
         space={"optimizer.lr": {"type": "float", "low": 1e-3, "high": 0.5, "log": True}},
         search={"num_samples": 8, "max_concurrent": 2},
     )
