@@ -30,6 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the examples package, beside benchmarks/
 
+from benchmarks.quality import epochs_to, mean_std  # noqa: E402
 from tuning.errors import NonFiniteLoss  # noqa: E402
 from tuning.run.config import RunConfig  # noqa: E402
 from tuning.run.fit import LocalContext, load_fit  # noqa: E402
@@ -107,14 +108,6 @@ def _run_fit(config: RunConfig, start: float) -> tuple[list[float], float | None
     _, model, (_, _, test) = build(config, config.training.seed)
     model.load_state_dict(context.saved.state["model"])
     return curve, evaluate(model, test, 10**9, torch.device("cpu")), took
-
-
-def mean_std(values: list[float]) -> tuple[float, float]:
-    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
-
-
-def epochs_to(curve: list[float], target: float) -> int | None:
-    return next((i + 1 for i, v in enumerate(curve) if v <= target), None)
 
 
 def main() -> None:

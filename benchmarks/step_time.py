@@ -65,6 +65,7 @@ def compare(
     rounds: int,
     flop_model: tuple[float, Callable[[], float]] | None = None,
     baseline: type[torch.optim.Optimizer] = torch.optim.Adam,
+    options: dict[str, object] | None = None,
 ) -> dict[str, float]:
     """Adam (or `baseline`) and FishLeg timed in alternating rounds on the same model; the medians of the
     rounds' means, so a burst of load on the machine moves neither side alone.
@@ -84,6 +85,7 @@ def compare(
         q_structure="kron",
         lr=1e-4,
         aux_lr=1e-5,
+        **(options or {}),
     )
     adam_ms, fish_ms, over_model = [], [], []
     peak_mb = {"adam": 0.0, "fishleg": 0.0}
@@ -206,7 +208,13 @@ def main() -> None:
             print(f"resnet20 kron aux every {k}: {r}", flush=True)
     if not args.skip_charlm:  # examples/charlm/sweep.yaml's model; the ratio is FishLeg ÷ AdamW here
         tokens = torch.randint(128, (32, 64), device=device)
-        for k in (10, 1):
+        # kron with an aux step every 10 and every step, and the drop-in for AdamW: Adam's step
+        # length grafted onto FishLeg's direction
+        for key, k, options in (
+            ("kron_aux10", 10, {}),
+            ("kron_aux1", 1, {}),
+            ("graft_adam_aux10", 10, {"graft": "adam"}),
+        ):
             r = compare(
                 lambda: CharTransformer(128, context=64, d_model=64, n_heads=4, n_layers=2),
                 CategoricalLikelihood(),
@@ -216,9 +224,10 @@ def main() -> None:
                 k,
                 args.rounds,
                 baseline=torch.optim.AdamW,
+                options=options,
             )
-            result[f"charlm_kron_aux{k}_vs_adamw"] = r
-            print(f"charlm kron aux every {k} (vs AdamW): {r}", flush=True)
+            result[f"charlm_{key}_vs_adamw"] = r
+            print(f"charlm {key} (vs AdamW): {r}", flush=True)
     print(json.dumps(result))
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)

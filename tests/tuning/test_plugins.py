@@ -4,8 +4,8 @@ import sys
 
 import pytest
 
-from tuning.driver import tuner
 from tuning.run.plugins import local_sources
+from tuning.sweep import tuner
 
 
 @pytest.fixture
