@@ -140,11 +140,13 @@ class TrainingConfig(StrictModel):
 
 
 class TrainsOne(StrictModel):
-    """A config that trains either a `workload` (the built-in loop) or a `trainable` (the
-    user's function), never both: run configs and sweep files."""
+    """What run configs and sweep files share: a `workload` (the built-in loop) or a
+    `trainable` (the user's function), never both; the optimizer; the training budget."""
 
     workload: WorkloadConfig | None = None
     trainable: TrainableConfig | None = None
+    optimizer: OptimizerConfig = Field(default_factory=FishLegConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
 
     @model_validator(mode="after")
     def _one_subject(self) -> TrainsOne:
@@ -171,8 +173,6 @@ class TrainsOne(StrictModel):
 class RunConfig(TrainsOne):
     """One training run: what `fishleg-tune train` reads and sweeps export."""
 
-    optimizer: OptimizerConfig = Field(default_factory=FishLegConfig)
-    training: TrainingConfig = Field(default_factory=TrainingConfig)
     provenance: dict[str, Any] | None = None
 
     def build_optimizer(

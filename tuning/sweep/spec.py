@@ -11,8 +11,8 @@ from typing import Any, Literal
 
 from pydantic import Field, FiniteFloat, field_validator, model_validator
 
-from fishleg.config import FishLegConfig, StrictModel
-from tuning.run.config import OptimizerConfig, RunConfig, TrainingConfig, TrainsOne, load_yaml_model
+from fishleg.config import StrictModel
+from tuning.run.config import RunConfig, TrainsOne, load_yaml_model
 from tuning.run.overrides import Override, set_dotted
 
 __all__ = ["ParamSpec", "SweepSpec", "apply_params", "load_sweep"]
@@ -130,8 +130,6 @@ class SweepSpec(TrainsOne):
     """A sweep file: a base run config plus what to search, how, and where to record it."""
 
     name: str | None = None
-    optimizer: OptimizerConfig = Field(default_factory=FishLegConfig)
-    training: TrainingConfig = Field(default_factory=TrainingConfig)
     metric: MetricSpec = Field(default_factory=MetricSpec)
     space: dict[str, ParamSpec] = Field(min_length=1)
     search: SearchSpec = Field(default_factory=SearchSpec)

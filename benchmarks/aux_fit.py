@@ -1,0 +1,111 @@
+"""How well FishLeg's learnt Q fits each block's damped Fisher on the transformer example, by
+layer kind, after training with the grafted drop-in recipe (benchmarks/drop_in.py's).
+
+For each block b, on a fresh aux batch, with u the block's current gradient and F_bb its
+diagonal Fisher block (the part a block-diagonal Q can fit), it reports:
+- `fisher_scale`: ‖F_bb u‖ / ‖u‖, the curvature along u, to compare with the damping γ
+  (where it is far below γ, (F + γI)⁻¹ ≈ I/γ and no Q can beat a scaled identity);
+- `residual_q`: ‖(F_bb + γI) Q u − u‖ / ‖u‖, how far the learnt Q is from the inverse along u
+  (0: exact; 1: Q u = 0);
+- `residual_identity`: the same for the best scalar multiple of the identity (Q = cI with
+  c = ⟨Au, u⟩ / ‖Au‖², A = F_bb + γI), the identity-Q control's direction.
+Prints one line per block and, last, one JSON line with the medians per layer kind.
+
+    python benchmarks/aux_fit.py [--steps 300] [--damping 1e-3] [--aux-lr 1e-3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the examples package, beside benchmarks/
+from benchmarks.drop_in import CHARLM  # noqa: E402
+from examples.charlm.train import build  # noqa: E402
+from fishleg import FishLeg  # noqa: E402
+from fishleg.fisher import fisher_vector_product  # noqa: E402
+from fishleg.likelihoods import CategoricalLikelihood  # noqa: E402
+from tuning.run.config import RunConfig  # noqa: E402
+
+
+def kind(names: list[str]) -> str:
+    """The layer kind of a block, from its first parameter's name."""
+    name = names[0]
+    kinds = {"qkv": "attention qkv", "proj": "attention out", "mlp.0": "mlp in", "mlp.2": "mlp out",
+             "head": "head", "token": "embedding", "position": "embedding"}  # fmt: skip
+    for part, label in kinds.items():
+        if part in name:
+            return label
+    return "norm" if "norm" in name else "other"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--damping", type=float, default=1e-3)
+    parser.add_argument("--aux-lr", type=float, default=1e-3)
+    parser.add_argument("--update-aux-every", type=int, default=10)
+    args = parser.parse_args()
+    config = RunConfig.model_validate(
+        {"trainable": CHARLM, "optimizer": {"name": "adamw"}, "training": {"epochs": 1, "batch_size": 32, "seed": 0}}
+    )
+    _, model, (train, _, _) = build(config, seed=0)
+    likelihood = CategoricalLikelihood()
+    opt = FishLeg(model, likelihood, aux_data=train, aux_batch_size=32, lr=9.1e-3, weight_decay=2.3e-3, graft="adam",
+                  damping=args.damping, aux_lr=args.aux_lr, update_aux_every=args.update_aux_every, seed=0)  # fmt: skip
+    loader = DataLoader(train, batch_size=32, shuffle=True, generator=torch.Generator().manual_seed(0), drop_last=True)
+    batches = iter(loader)
+    for _ in range(args.steps):
+        x, y = next(batches)
+        opt.zero_grad()
+        likelihood.nll(model(x), y.flatten()).backward()
+        opt.step()
+    x, y = next(batches)
+    opt.zero_grad()
+    likelihood.nll(model(x), y.flatten()).backward()
+    inputs = opt.aux_sampler.draw()
+    gamma = float(opt.damping.gamma())
+    rows = []
+    for b in opt.blocks:
+        u = b.join([p.grad for p in b.params])
+        params = {n: p.detach() for n, p in zip(b.names, b.params)}
+
+        def damped(v: torch.Tensor, b=b, params=params) -> torch.Tensor:
+            fv, _ = fisher_vector_product(model, likelihood, inputs, params, dict(zip(b.names, b.split(v))))
+            return b.join([fv[n] for n in b.names]) + gamma * v
+
+        au = damped(u)
+        qu = b.structure.apply_cached(u, torch.empty_like(u))
+        norm = u.norm()
+        c = (au * u).sum() / au.pow(2).sum()
+        row = {
+            "block": b.names[0],
+            "kind": kind(b.names),
+            "fisher_scale": float((au - gamma * u).norm() / norm),
+            "residual_q": float((damped(qu) - u).norm() / norm),
+            "residual_identity": float((c * au - u).norm() / norm),
+        }
+        rows.append(row)
+        print(
+            f"{row['block']:<28} {row['kind']:<14} ‖Fu‖/‖u‖ {row['fisher_scale']:.2e}   "
+            f"residual: Q {row['residual_q']:.3f}  best cI {row['residual_identity']:.3f}",
+            flush=True,
+        )
+    summary: dict[str, object] = {"benchmark": "aux_fit", "steps": args.steps, "damping": gamma,
+                                  "aux_lr": args.aux_lr, "update_aux_every": args.update_aux_every}  # fmt: skip
+    for k in dict.fromkeys(r["kind"] for r in rows):
+        mine = [r for r in rows if r["kind"] == k]
+        summary[k] = {
+            key: statistics.median(r[key] for r in mine) for key in ("fisher_scale", "residual_q", "residual_identity")
+        }
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
