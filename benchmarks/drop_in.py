@@ -7,8 +7,9 @@ AdamW's settings per workload: the transformer example's tuned lr 9.1e-3 and wei
 2.3e-3 (`fishleg-tune compare examples/charlm/sweep.yaml examples/charlm/sweep_adamw.yaml`),
 elsewhere its usual lr 1e-3 and weight decay 1e-2. FishLeg's own settings are one recipe for
 every workload (no search): damping 1e-3, aux_lr 1e-3, an aux step every 10 steps, kron Q;
-`+partner` also hands embeddings and LayerNorms to AdamW. Validation every epoch; nothing is
-chosen, so the test split is evaluated once, at the last epoch. Prints a table and, last, one
+`+partner` also hands embeddings and LayerNorms to AdamW; `_kfac` starts Q at K-FAC's
+estimate. Validation every epoch; nothing is chosen, so the test split is evaluated once, at
+the last epoch. Prints a table and, last, one
 JSON line: per workload and variant, mean ± std over seeds of validation (at the last epoch)
 and test, the epochs to AdamW's final mean validation, and seconds per epoch.
 
@@ -57,6 +58,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "adamw": {"name": "adamw"},
     "fishleg_graft": RECIPE,
     "fishleg_graft+partner": {**RECIPE, "partner": "adamw"},
+    "fishleg_graft_kfac": {**RECIPE, "q_init": "kfac"},  # Q starts at K-FAC's direction (benchmarks/aux_fit.py)
     "identity_graft": {**RECIPE, "update_aux_every": 10**9},  # Q stays init_scale·I
 }
 

@@ -32,13 +32,15 @@ class Graft(ABC):
         for name in self.buffers:
             state[f"graft_{name}"] = torch.zeros_like(param, memory_format=torch.preserve_format)
 
-    def directions(self, grads: Sequence[Tensor], states: Sequence[dict[str, Any]]) -> list[Tensor]:
-        """Update the method's state with this step's gradients; its direction a per parameter."""
+    def directions(self, grads: Sequence[Tensor], states: Sequence[dict[str, Any]]) -> tuple[list[Tensor], float]:
+        """Update the method's state with this step's gradients; its direction a per parameter
+        as (tensors, c) with a = c · tensors (a scalar factor is cheaper on the norms than on
+        every element)."""
         self.steps += 1
         return self._directions(list(grads), {n: [s[f"graft_{n}"] for s in states] for n in self.buffers})
 
     @abstractmethod
-    def _directions(self, grads: list[Tensor], buffers: dict[str, list[Tensor]]) -> list[Tensor]: ...
+    def _directions(self, grads: list[Tensor], buffers: dict[str, list[Tensor]]) -> tuple[list[Tensor], float]: ...
 
 
 GRAFTS: Registry[str, type[Graft]] = Registry("graft")
@@ -48,27 +50,28 @@ GRAFTS: Registry[str, type[Graft]] = Registry("graft")
 class SGDGraft(Graft):
     """a = g: the step has the gradient's length per block."""
 
-    def _directions(self, grads: list[Tensor], buffers: dict[str, list[Tensor]]) -> list[Tensor]:
-        return grads
+    def _directions(self, grads: list[Tensor], buffers: dict[str, list[Tensor]]) -> tuple[list[Tensor], float]:
+        return grads, 1.0
 
 
 @GRAFTS.register("adam")
 class AdamGraft(Graft):
-    """a = m̂ / (√v̂ + ε), torch.optim.Adam's direction with betas (beta1, beta2)."""
+    """a = m̂ / (√v̂ + ε), torch.optim.Adam's direction with betas (beta1, beta2), computed as
+    (√c₂ / c₁) · m / (√v + ε√c₂) with cᵢ = 1 − βᵢᵗ the bias corrections."""
 
     buffers = ("exp_avg", "exp_avg_sq")
 
-    def _directions(self, grads: list[Tensor], buffers: dict[str, list[Tensor]]) -> list[Tensor]:
+    def _directions(self, grads: list[Tensor], buffers: dict[str, list[Tensor]]) -> tuple[list[Tensor], float]:
         exp_avg, exp_avg_sq = buffers["exp_avg"], buffers["exp_avg_sq"]
         torch._foreach_lerp_(exp_avg, grads, 1 - self.beta1)
         torch._foreach_mul_(exp_avg_sq, self.beta2)
         torch._foreach_addcmul_(exp_avg_sq, grads, grads, value=1 - self.beta2)
+        root_c2 = (1 - self.beta2**self.steps) ** 0.5
         denom = torch._foreach_sqrt(exp_avg_sq)
-        torch._foreach_div_(denom, (1 - self.beta2**self.steps) ** 0.5)
-        torch._foreach_add_(denom, self.eps)
-        out = torch._foreach_div(exp_avg, denom)
-        torch._foreach_div_(out, 1 - self.beta1**self.steps)
-        return out
+        torch._foreach_add_(denom, self.eps * root_c2)
+        torch._foreach_reciprocal_(denom)
+        torch._foreach_mul_(denom, exp_avg)
+        return denom, root_c2 / (1 - self.beta1**self.steps)
 
 
 @GRAFTS.register("rmsprop")
@@ -77,13 +80,11 @@ class RMSpropGraft(Graft):
 
     buffers = ("square_avg",)
 
-    def _directions(self, grads: list[Tensor], buffers: dict[str, list[Tensor]]) -> list[Tensor]:
+    def _directions(self, grads: list[Tensor], buffers: dict[str, list[Tensor]]) -> tuple[list[Tensor], float]:
         square_avg = buffers["square_avg"]
         torch._foreach_mul_(square_avg, self.beta2)
         torch._foreach_addcmul_(square_avg, grads, grads, value=1 - self.beta2)
-        denom = torch._foreach_sqrt(square_avg)
-        torch._foreach_add_(denom, self.eps)
-        return torch._foreach_div(grads, denom)
+        return _divided(grads, square_avg, self.eps), 1.0
 
 
 @GRAFTS.register("adagrad")
@@ -92,12 +93,19 @@ class AdagradGraft(Graft):
 
     buffers = ("sum",)
 
-    def _directions(self, grads: list[Tensor], buffers: dict[str, list[Tensor]]) -> list[Tensor]:
+    def _directions(self, grads: list[Tensor], buffers: dict[str, list[Tensor]]) -> tuple[list[Tensor], float]:
         total = buffers["sum"]
         torch._foreach_addcmul_(total, grads, grads, value=1.0)
-        denom = torch._foreach_sqrt(total)
-        torch._foreach_add_(denom, self.eps)
-        return torch._foreach_div(grads, denom)
+        return _divided(grads, total, self.eps), 1.0
+
+
+def _divided(grads: list[Tensor], squares: list[Tensor], eps: float) -> list[Tensor]:
+    """g / (√s + ε) into one new tensor per parameter."""
+    denom = torch._foreach_sqrt(squares)
+    torch._foreach_add_(denom, eps)
+    torch._foreach_reciprocal_(denom)
+    torch._foreach_mul_(denom, grads)
+    return denom
 
 
 def block_norms(tensors: Sequence[Tensor], block_of: Tensor, n_blocks: int) -> Tensor:

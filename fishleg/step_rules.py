@@ -85,10 +85,11 @@ class MomentumStep(StepRule):
 
     def _lengths(self, ctx: StepContext) -> list[Tensor]:
         """‖a‖/‖m‖ of each parameter's block, as 0-d tensors (no host sync)."""
-        directions = self.graft.directions(ctx.grads, ctx.states)
+        directions, scale = self.graft.directions(ctx.grads, ctx.states)
         n = len(ctx.blocks)
         tiny = torch.finfo(torch.float32).tiny
-        ratio = block_norms(directions, ctx.block_of, n) / block_norms(ctx.buffers, ctx.block_of, n).clamp_min(tiny)
+        lengths = block_norms(directions, ctx.block_of, n).mul_(scale)
+        ratio = lengths / block_norms(ctx.buffers, ctx.block_of, n).clamp_min(tiny)
         return list(ratio[ctx.block_of].unbind())
 
 
