@@ -2,9 +2,12 @@
 trials share one GPU (resources.gpu 0.5). Skipped without a GPU."""
 
 import pytest
+import torch
 
 from tests.tuning.integration.conftest import sweep_file
 from tuning.driver import run_sweep
+from tuning.records.folder import SweepFolder
+from tuning.records.ledger import Ledger
 from tuning.run.config import RunConfig
 from tuning.run.fit import LocalContext
 from tuning.run.trainer import Trainer, fit_for
@@ -37,7 +40,17 @@ def test_a_training_function_gets_the_cuda_device():
 
 
 def test_fractional_gpu_trials_share_one_card(tmp_path):
-    spec = sweep_file(tmp_path / "gpu.yaml", training={"device": "cuda"}, resources={"cpu": 1, "gpu": 0.5})
+    """With gpu 0.5 per trial, two trials run at the same time on one card: their spans in the
+    ledger overlap (with a whole card each, a one-GPU machine would run them one by one)."""
+    assert torch.cuda.device_count() >= 1
+    spec = sweep_file(
+        tmp_path / "gpu.yaml",
+        training={"device": "cuda", "epochs": 3},
+        resources={"cpu": 1, "gpu": 0.5},
+        scheduler={"grace_period": 3},
+    )
     outcome = run_sweep(spec, storage=tmp_path / "runs", echo=lambda line: None)
     assert not outcome.interrupted and outcome.counts.get("COMPLETE")
+    records = sorted(Ledger(outcome.folder / SweepFolder.LEDGER).records.values(), key=lambda r: r.started)
+    assert any(a.ended > b.started for a, b in zip(records, records[1:])), [(r.started, r.ended) for r in records]
     assert outcome.test is not None  # the chosen checkpoint, tested on the GPU too
