@@ -7,12 +7,11 @@ import pytest
 import yaml
 
 from tests.conftest import fishleg_tune
+from tests.tuning.conftest import free_port
 from tuning.cli import main
 from tuning.run.overrides import parse_overrides
 from tuning.sweep.spec import load_sweep
 from tuning.sweep.tuner import make_scheduler
-
-from .conftest import free_port
 
 GOOD = {
     "name": "bad",

@@ -4,13 +4,12 @@ shown by `--dry-run`, and written into the sweep folder's copy of the file for `
 import pytest
 import yaml
 
+from tests.tuning.sweep.test_search_input import write_good
 from tuning.cli import main
 from tuning.driver import _copy_spec, plan_sweep
 from tuning.errors import ConfigError
 from tuning.run.overrides import parse_overrides
 from tuning.sweep.spec import load_sweep
-
-from .test_search_input import write_good
 
 
 def search(tmp_path, *args):
