@@ -18,7 +18,7 @@ from fishleg.blocks import Block, dot, global_norm
 from fishleg.config import FishLegConfig
 from fishleg.damping import Damping
 from fishleg.distributed import assign_owners, mean_across_ranks, rank, sum_across_ranks, world_size
-from fishleg.fisher import fisher_vector_product
+from fishleg.fisher import curvature_pass, fisher_vector_product
 from fishleg.kfac import damped_inverse_factors, kronecker_factors
 from fishleg.likelihoods import Likelihood
 from fishleg.schedules import AuxSchedule, GeometricRamp
@@ -230,8 +230,7 @@ class Curvature:
         if probe is None:
             return
         buffers = {n: b.clone() for n, b in self.model.named_buffers()}
-        devices = [self.device] if self.device.type == "cuda" else []
-        with torch.no_grad(), torch.random.fork_rng(devices=devices, device_type=self.device.type):
+        with torch.no_grad(), curvature_pass(self.device):
             outputs = torch.func.functional_call(self.model, buffers, (probe,))
         self.likelihood.check_outputs(outputs)
 

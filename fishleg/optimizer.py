@@ -192,7 +192,7 @@ class FishLeg(torch.optim.Optimizer):
         self._flat_params = params
         self._flat_grad_views = [v for b in blocks for v in b.grad_views]
         self._flat_qg_views = [v for b in blocks for v in b.qg_views]
-        self._buffers = [self.state[p]["momentum_buffer"] for p in params]
+        self._bind_state()
         self._block_of = _block_index(blocks, self._device)
         self.curvature.check_likelihood()
 
@@ -311,13 +311,14 @@ class FishLeg(torch.optim.Optimizer):
         """The step rule's view of this step; the flat lists are built once in __init__ when
         `blocks` is every block (the usual step)."""
         if blocks is self.blocks:
-            params, qgs, grads, buffers = self._flat_params, self._flat_qg_views, self._flat_grad_views, self._buffers
-            block_of = self._block_of
+            params, qgs, grads = self._flat_params, self._flat_qg_views, self._flat_grad_views
+            states, buffers, block_of = self._states, self._buffers, self._block_of
         else:
             params = [p for b in blocks for p in b.params]
             qgs = [v for b in blocks for v in b.qg_views]
             grads = [v for b in blocks for v in b.grad_views]
-            buffers = [self.state[p]["momentum_buffer"] for p in params]
+            states = [self.state[p] for p in params]
+            buffers = [s["momentum_buffer"] for s in states]
             block_of = _block_index(blocks, self._device)
         return StepContext(
             blocks=blocks,
@@ -325,13 +326,19 @@ class FishLeg(torch.optim.Optimizer):
             qgs=qgs,
             grads=grads,
             buffers=buffers,
-            states=[self.state[p] for p in params],
+            states=states,
             block_of=block_of,
             group=self.param_groups[0],
             damping=self.damping,
             curvature=self.curvature,
             first=self.step_count == 1,
         )
+
+    def _bind_state(self) -> None:
+        """The per-parameter state dicts and momentum buffers in block order, listed once (and
+        again after `load_state_dict`, which replaces them) rather than on every step."""
+        self._states = [self.state[p] for p in self._flat_params]
+        self._buffers = [s["momentum_buffer"] for s in self._states]
 
     def _gather_grads(self) -> list[Block]:
         """Copy gradients into the block buffers; returns the blocks that have any."""
@@ -401,7 +408,7 @@ class FishLeg(torch.optim.Optimizer):
         state_dict = dict(state_dict)
         extra = state_dict.pop(_EXTRA_STATE)
         super().load_state_dict(state_dict)
-        self._buffers = [self.state[p]["momentum_buffer"] for p in self._flat_params]
+        self._bind_state()
         self.curvature.load_state_dict(extra)
         self.damping.load_state_dict(extra)
         self.step_count = extra["step_count"]
