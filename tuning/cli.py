@@ -95,7 +95,9 @@ def format_plan(plan: SweepPlan) -> str:
     )
     sched = spec.scheduler
     lines.append(f"  scheduler  {sched.type} (grace {spec.grace_period} epochs, reduction {sched.reduction_factor:g})")
-    lines.append(f"  resources  {spec.resources.cpu:g} CPU, {spec.resources.gpu:g} GPU per trial")
+    r = spec.resources
+    each = f"{r.cpu:g} CPU, {r.gpu:g} GPU"
+    lines.append(f"  resources  {each if r.workers == 1 else f'{r.workers} workers of {each}'} per trial")
     lines.append("  space")
     for name, p in spec.space.items():
         rng = f"{p.choices}" if p.type == "categorical" else f"[{p.low:g}, {p.high:g}]" + (" log" if p.log else "")

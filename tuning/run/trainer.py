@@ -15,7 +15,9 @@ from typing import Any
 import torch
 from rich.progress import Progress
 from torch import Tensor
+from torch.nn.parallel import DistributedDataParallel
 
+from fishleg import distributed
 from fishleg.optimizer import FishLeg
 from tuning.errors import NonFiniteLoss, UserError
 from tuning.records.tracking import flatten, maybe_run
@@ -35,7 +37,13 @@ class Trainer:
     """One run of one config: `run_epoch()` trains an epoch and evaluates it.
 
     Everything that decides the next epoch (model, optimizer, batching RNG, epoch, history)
-    is in `state_dict()`, so a run restored from a checkpoint continues identically on CPU."""
+    is in `state_dict()`, so a run restored from a checkpoint continues identically on CPU.
+
+    In a process group of several ranks (a multi-worker trial) it trains data-parallel:
+    `training.batch_size` is the global batch (a multiple of the ranks), each rank its part of it through a
+    DistributedDataParallel wrapper and its own share of the training inputs as FishLeg's aux
+    data, so the run follows the one-process run of the same batch size. Every rank evaluates
+    the whole split (the replicas are identical)."""
 
     config: RunConfig
     source: str = "config"
@@ -51,7 +59,10 @@ class Trainer:
         self.likelihood = w.likelihood.to(self.device)
         self.train = w.batches("train", self.device)
         self.val = w.batches("val", self.device)
-        self.optimizer = cfg.build_optimizer(self.model, likelihood=self.likelihood, aux_data=self.train.inputs)
+        rank, ranks = self.part = (distributed.rank(), distributed.world_size())
+        self.net = self.model if ranks == 1 else DistributedDataParallel(self.model)
+        aux_data = self.train.inputs if ranks == 1 else self.train.share(rank, ranks)
+        self.optimizer = cfg.build_optimizer(self.model, likelihood=self.likelihood, aux_data=aux_data)
         self.generator = torch.Generator().manual_seed(cfg.training.seed)
 
     @property
@@ -60,22 +71,28 @@ class Trainer:
         return self.workload.metrics
 
     def train_epoch(self) -> Tensor:
-        """One pass over the training set in shuffled batches; returns the mean loss (a tensor)."""
+        """One pass over the training set in shuffled batches; returns the mean loss (a tensor,
+        the same on every rank)."""
         self.model.train()
         total = torch.zeros((), device=self.device)
         steps = 0
-        for x, y in self.train.iterate(self.config.training.batch_size, shuffle=True, generator=self.generator):
+        batches = self.train.iterate(
+            self.config.training.batch_size, shuffle=True, generator=self.generator, part=self.part
+        )
+        for x, y in batches:
             if self.workload.augment is not None:
                 x = self.workload.augment(x, self.generator)
             loss = self.optimizer.step(functools.partial(self._loss_and_gradients, x, y))
             total += loss.detach()
             steps += 1
-        return total / steps
+        mean = total / steps
+        distributed.mean_across_ranks([mean])  # every rank reports the global batch's loss
+        return mean
 
     def _loss_and_gradients(self, x: Tensor, y: Tensor) -> Tensor:
         """The step's closure (optimizers may call it again, e.g. FishLeg's adaptive damping)."""
         self.optimizer.zero_grad(set_to_none=True)
-        loss = self.likelihood.nll(self.model(x), y)
+        loss = self.likelihood.nll(self.net(x), y)
         loss.backward()
         return loss
 

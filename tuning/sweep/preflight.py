@@ -85,10 +85,17 @@ def check_ray_address(address: str | None) -> None:
         ) from None
 
 
-def check_fits(cluster: list[NodeInfo], cpu: float, gpu: float) -> None:
-    """One trial must fit on one node (a trial is one process)."""
+def check_fits(cluster: list[NodeInfo], cpu: float, gpu: float, workers: int = 1) -> None:
+    """A trial's process (each of its workers' processes) must fit on one node, and all of
+    its workers on the cluster at once."""
     if any(n.cpu >= cpu and n.gpu >= gpu for n in cluster):
-        return
+        room = sum(min(n.cpu // cpu, n.gpu // gpu if gpu else n.cpu // cpu) for n in cluster)
+        if room >= workers:
+            return
+        raise UserError(
+            f"resources.workers: a trial asks for {workers} workers of {cpu:g} CPU and {gpu:g} GPU but the cluster "
+            f"holds {room:g} at once. Lower resources.workers (or resources.cpu/gpu) in the sweep file or add nodes."
+        )
     have = "; ".join(f"{n.address} ({n.node_id[:8]}): {n.cpu:g} CPU, {n.gpu:g} GPU" for n in cluster)
     missing = []
     if not any(n.cpu >= cpu for n in cluster):
@@ -138,10 +145,10 @@ def check_versions(cluster: list[NodeInfo]) -> None:
 
 
 def check_cluster(spec: SweepSpec, storage: str, address: str | None, shared_storage: bool) -> None:
-    """Checks that need the cluster: one trial fits on a node, storage is reachable from every
+    """Checks that need the cluster: one trial fits, storage is reachable from every
     node, and (on an existing cluster) the workers run the driver's package versions."""
     cluster = nodes()
-    check_fits(cluster, spec.resources.cpu, spec.resources.gpu)
+    check_fits(cluster, spec.resources.cpu, spec.resources.gpu, spec.resources.workers)
     check_shared_storage(storage, cluster, shared_storage)
     if address is not None:
         check_versions(cluster)

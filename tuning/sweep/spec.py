@@ -117,8 +117,12 @@ class SchedulerSpec(StrictModel):
 
 
 class ResourcesSpec(StrictModel):
+    """What a trial asks of the cluster: `cpu` and `gpu` per worker, and `workers` processes
+    (more than one: the trial trains data-parallel under Ray Train, see `tuning.sweep.workers`)."""
+
     cpu: float = Field(1.0, gt=0)
     gpu: float = Field(0.0, ge=0)
+    workers: int = Field(1, ge=1, description="processes a trial trains on, data-parallel (DDP) when more than one")
 
 
 class MlflowSpec(StrictModel):
@@ -156,6 +160,16 @@ class SweepSpec(TrainsOne):
                         f"search.points_to_evaluate[{i}].{name}: {value!r} is outside the space it starts; "
                         f"allowed: {self.space[name].describe()} (space.{name})"
                     )
+        return self
+
+    @model_validator(mode="after")
+    def _batches_split_into_workers(self) -> SweepSpec:
+        workers = self.resources.workers
+        if self.trainable is None and self.training.batch_size % workers:
+            raise ValueError(
+                f"training.batch_size {self.training.batch_size} does not split into {workers} equal parts, one per "
+                f"worker (resources.workers); make it a multiple of {workers}"
+            )
         return self
 
     @property

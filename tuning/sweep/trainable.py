@@ -35,6 +35,7 @@ from tuning.run.fit import (
 )
 from tuning.run.trainer import Trainer, fit_for
 from tuning.sweep.spec import apply_params
+from tuning.sweep.workers import Workers
 
 __all__ = ["DIVERGED", "Ended", "TuneContext", "diverged_report", "restore", "run_trial"]
 
@@ -73,9 +74,15 @@ class TuneContext(FitContext):
     """The context inside a sweep trial: reports go to `ray.tune.report`, each with the
     node it ran on and the epoch this attempt started at."""
 
+    def forward(self, row: dict[str, Any], saved: Saved | None) -> None:
+        """Report a row a worker of a multi-worker trial reported (checked there, with its epoch)."""
+        self.epoch = int(row["epoch"])
+        self.reports += 1
+        self._emit(row, saved)
+
     @override
     def _emit(self, row: dict[str, Any], saved: Saved | None) -> None:
-        row.update(self.extra)
+        row = {**self.extra, **row}  # a worker's row names the node it ran on
         if saved is None:
             tune.report(row)
             return
@@ -128,12 +135,14 @@ def run_trial(
     source: str = "sweep trial",
     fit: Fit | None = None,
     ended: dict[str, Ended] | None = None,
+    workers: Workers | None = None,
 ) -> None:
     """Run one sampled config's training function to its budget (Tune's function API).
 
     `fit`: the training function when given as an object (`tuning.search`), else the config's.
     `ended`: the trials that ended before the driver was killed (`reconcile.ended_results`);
-    such a trial replays its end, unless Tune's restored state has it already."""
+    such a trial replays its end, unless Tune's restored state has it already.
+    `workers`: the processes to train on, when more than this one (`tuning.sweep.workers`)."""
     config = RunConfig.model_validate(apply_params(base, params))
     fn = fit if fit is not None else fit_for(config, source)
     checkpoint = tune.get_checkpoint()
@@ -145,7 +154,10 @@ def run_trial(
     restored = None if checkpoint is None else restore(checkpoint)
     context = TuneContext(config, source=source, metric=metric, restored=restored)
     try:
-        fn(config, context)
+        if workers is None:
+            fn(config, context)
+        else:
+            workers(fn, config, context, context.forward)
     except NonFiniteLoss as exc:
         if config.workload is None:
             raise TrainableError(f"{source}: trainable {config.subject!r} diverged: {exc}") from None

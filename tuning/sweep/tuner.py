@@ -27,6 +27,7 @@ from tuning.sweep.retention import CheckpointRetention
 from tuning.sweep.space import DefineByRun, make_sampler
 from tuning.sweep.spec import SweepSpec
 from tuning.sweep.trainable import DIVERGED, Ended, run_trial
+from tuning.sweep.workers import TRIAL_DRIVER, Workers
 
 __all__ = [
     "TUNE_ENVIRONMENT",
@@ -148,7 +149,8 @@ def make_trainable(
 ) -> Any:
     """`run_trial` bound to the sweep's base config, metric and training function (`fit`, when
     given as an object; else the one the config names) and, on resume, the results of trials
-    that ended; with the sweep's per-trial resources."""
+    that ended; with the sweep's per-trial resources (a multi-worker trial's are its workers')."""
+    r = spec.resources
     fn = tune.with_parameters(
         run_trial,
         base=spec.base_config(),
@@ -156,8 +158,9 @@ def make_trainable(
         source=str(folder.spec_file),
         fit=fit,
         ended=ended or {},
+        workers=Workers(r.workers, r.cpu, r.gpu) if r.workers > 1 else None,
     )
-    return tune.with_resources(fn, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
+    return tune.with_resources(fn, TRIAL_DRIVER if r.workers > 1 else {"cpu": r.cpu, "gpu": r.gpu})
 
 
 def make_tuner(
@@ -195,7 +198,7 @@ def make_tuner(
             scheduler=make_scheduler(spec),
             num_samples=spec.search.num_samples,
             trial_dirname_creator=lambda trial: SweepFolder.trial_folder(trial.trial_id),
-            reuse_actors=True,
+            reuse_actors=spec.resources.workers == 1,  # see tuning.sweep.workers
         ),
         run_config=tune.RunConfig(
             name=SweepFolder.TUNE,

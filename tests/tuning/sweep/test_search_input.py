@@ -9,7 +9,10 @@ import yaml
 from tests.conftest import fishleg_tune
 from tests.tuning.conftest import free_port
 from tuning.cli import main
+from tuning.errors import UserError
 from tuning.run.overrides import parse_overrides
+from tuning.sweep.cluster import NodeInfo
+from tuning.sweep.preflight import check_fits
 from tuning.sweep.spec import load_sweep
 from tuning.sweep.tuner import make_scheduler
 
@@ -100,6 +103,11 @@ CASES = {
     "an infinite bound": (
         variant(**{"space/optimizer.lr/high": float("inf")}),
         ["space.optimizer.lr.high", "finite number"],
+    ),
+    "no workers": (variant(resources={"workers": 0}), ["resources.workers", "greater than or equal to 1"]),
+    "a batch that does not split into the workers": (
+        variant(resources={"workers": 3}, training={"epochs": 2, "batch_size": 64}),
+        ["training.batch_size 64", "3 equal parts", "resources.workers"],
     ),
     "ranking on test": (variant(metric={"name": "test_loss"}), ["metric.name", "choose on validation"]),
 }
@@ -221,3 +229,13 @@ def test_a_grace_period_above_the_budget_is_taken_as_the_budget_with_a_warning(t
     spec = load_sweep(path, overrides=parse_overrides(args[3:], str(path)))
     rungs = make_scheduler(spec)._brackets[0]._rungs
     assert [milestone for milestone, _ in rungs] == [2]  # none below the budget: nothing is stopped early
+
+
+def test_a_multi_worker_trial_must_fit_the_cluster_at_once():
+    cluster = [NodeInfo("a" * 8, "127.0.0.2:1", 3.0, 0.0, True), NodeInfo("b" * 8, "127.0.0.2:2", 2.0, 0.0, False)]
+    check_fits(cluster, 1.0, 0.0, workers=5)  # 3 + 2 workers of one CPU
+    check_fits(cluster, 1.5, 0.0, workers=3)  # 2 + 1
+    with pytest.raises(UserError, match=r"resources.workers: a trial asks for 4 workers of 1.5 CPU .* holds 3 at once"):
+        check_fits(cluster, 1.5, 0.0, workers=4)
+    with pytest.raises(UserError, match="no node has 4 CPU"):
+        check_fits(cluster, 4.0, 0.0, workers=1)
