@@ -1,5 +1,5 @@
-"""The toolkit on a CUDA device: a built-in run, a user's training function, and a sweep whose
-trials share one GPU (resources.gpu 0.5). Skipped without a GPU."""
+"""The toolkit on a CUDA device: a built-in run, a user's training function, a sweep whose
+trials share one GPU (resources.gpu 0.5), and a trial on two GPUs (nccl). Skipped without a GPU."""
 
 import pytest
 import torch
@@ -54,3 +54,16 @@ def test_fractional_gpu_trials_share_one_card(tmp_path):
     records = sorted(Ledger(outcome.folder / SweepFolder.LEDGER).records.values(), key=lambda r: r.started)
     assert any(a.ended > b.started for a, b in zip(records, records[1:])), [(r.started, r.ended) for r in records]
     assert outcome.test is not None  # the chosen checkpoint, tested on the GPU too
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="nccl needs a GPU per worker: two workers need two GPUs")
+def test_a_two_worker_trial_trains_on_two_gpus_with_nccl(tmp_path):
+    """The CPU test's file (tests/tuning/integration/test_workers.py) with a GPU per worker."""
+    spec = sweep_file(
+        tmp_path / "gpus.yaml",
+        training={"device": "cuda", "epochs": 2},
+        search={"num_samples": 1, "max_concurrent": 1},
+        resources={"cpu": 1, "gpu": 1, "workers": 2},
+    )
+    outcome = run_sweep(spec, storage=tmp_path / "runs", echo=lambda line: None)
+    assert outcome.counts == {"COMPLETE": 1} and outcome.test is not None

@@ -17,6 +17,7 @@ from ray.tune.logger import JsonLoggerCallback
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler, MedianStoppingRule, TrialScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
+from ray.tune.trainable.function_trainable import wrap_function
 
 from tuning.records.folder import SweepFolder
 from tuning.records.tracking import MlflowSweep
@@ -27,7 +28,7 @@ from tuning.sweep.retention import CheckpointRetention
 from tuning.sweep.space import DefineByRun, make_sampler
 from tuning.sweep.spec import SweepSpec
 from tuning.sweep.trainable import DIVERGED, Ended, run_trial
-from tuning.sweep.workers import TRIAL_DRIVER, Workers
+from tuning.sweep.workers import TRIAL_DRIVER, Workers, ends_workers
 
 __all__ = [
     "TUNE_ENVIRONMENT",
@@ -160,7 +161,9 @@ def make_trainable(
         ended=ended or {},
         workers=Workers(r.workers, r.cpu, r.gpu) if r.workers > 1 else None,
     )
-    return tune.with_resources(fn, TRIAL_DRIVER if r.workers > 1 else {"cpu": r.cpu, "gpu": r.gpu})
+    if r.workers == 1:
+        return tune.with_resources(fn, {"cpu": r.cpu, "gpu": r.gpu})
+    return tune.with_resources(ends_workers(wrap_function(fn)), TRIAL_DRIVER)
 
 
 def make_tuner(

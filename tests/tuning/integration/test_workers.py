@@ -16,29 +16,35 @@ from tests.tuning.plugins import fit_quadratic
 
 def test_two_workers_train_data_parallel_as_one_process_would(tmp_path):
     # SGD with momentum: with DDP's averaged gradients, two workers each taking half of every
-    # batch of 128 follow the one-process run of batch 128 (up to float rounding).
+    # batch of 128 follow the one-process run of batch 128 (up to float rounding). ASHA stops
+    # the second trial after epoch 1; the third needs the CPUs its workers held.
     sweep_file(
         tmp_path / "two.yaml",
         name="two",
         optimizer={"name": "sgd", "momentum": 0.9},
-        space={"optimizer.lr": {"type": "float", "low": 0.05, "high": 0.2, "log": True}},
-        search={"sampler": "random", "num_samples": 1, "max_concurrent": 1},
-        scheduler={"type": "none"},
+        space={"optimizer.lr": {"type": "float", "low": 0.001, "high": 0.2, "log": True}},
+        search={
+            "sampler": "random",
+            "num_samples": 3,
+            "max_concurrent": 1,
+            "points_to_evaluate": [{"optimizer.lr": 0.1}, {"optimizer.lr": 0.002}, {"optimizer.lr": 0.05}],
+        },
         training={"epochs": 2},
         resources={"cpu": 1, "workers": 2},
     )
     search = fishleg_tune("search", "two.yaml", "--storage-path", "runs", cwd=tmp_path, timeout=600)
     assert search.returncode == 0, search.stdout + search.stderr
     assert "2 workers of 1 CPU, 0 GPU per trial" in search.stdout
-    (trial,) = json.loads((tmp_path / "runs/two/trials.json").read_text())
-    assert trial["status"] == "COMPLETE" and trial["epochs"] == 2
-    assert (tmp_path / "runs/two/tune" / f"trial_{trial['trial_id']}" / trial["checkpoint"] / "checkpoint.pt").exists()
+    trials = json.loads((tmp_path / "runs/two/trials.json").read_text())
+    assert [t["status"] for t in trials][:2] == ["COMPLETE", "PRUNED"] and trials[2]["epochs"] >= 1
+    best = min((t for t in trials if t["status"] == "COMPLETE"), key=lambda t: t["history"][-1]["val_loss"])
+    assert (tmp_path / "runs/two/tune" / f"trial_{best['trial_id']}" / best["checkpoint"] / "checkpoint.pt").exists()
     assert "its test:" in search.stdout  # the chosen trial's checkpoint loads on one process
 
     train = fishleg_tune("train", "runs/two/best_config.yaml", "--output", "one", cwd=tmp_path, timeout=600)
     assert train.returncode == 0, train.stdout + train.stderr
     alone = [json.loads(line) for line in (tmp_path / "one/metrics.jsonl").read_text().splitlines()]
-    for together, one in zip(trial["history"], alone, strict=True):
+    for together, one in zip(best["history"], alone, strict=True):
         assert together["train_loss"] == pytest.approx(one["train_loss"], rel=1e-5)
         assert together["val_loss"] == pytest.approx(one["val_loss"], rel=1e-5)
     assert alone[-1]["val_loss"] < alone[0]["val_loss"] < 2.3  # it learnt: the comparison is not of two no-ops
