@@ -6,6 +6,7 @@ retries go through the same context and land where a one-worker trial's do."""
 import json
 
 import pytest
+import ray
 import yaml
 
 import tuning
@@ -16,56 +17,61 @@ from tests.tuning.plugins import fit_quadratic
 
 def test_two_workers_train_data_parallel_as_one_process_would(tmp_path):
     # SGD with momentum: with DDP's averaged gradients, two workers each taking half of every
-    # batch of 128 follow the one-process run of batch 128 (up to float rounding). ASHA stops
-    # the second trial after epoch 1; the third needs the CPUs its workers held.
+    # batch of 128 follow the one-process run of batch 128 (up to float rounding).
     sweep_file(
         tmp_path / "two.yaml",
         name="two",
         optimizer={"name": "sgd", "momentum": 0.9},
-        space={"optimizer.lr": {"type": "float", "low": 0.001, "high": 0.2, "log": True}},
-        search={
-            "sampler": "random",
-            "num_samples": 3,
-            "max_concurrent": 1,
-            "points_to_evaluate": [{"optimizer.lr": 0.1}, {"optimizer.lr": 0.002}, {"optimizer.lr": 0.05}],
-        },
+        space={"optimizer.lr": {"type": "float", "low": 0.05, "high": 0.2, "log": True}},
+        search={"sampler": "random", "num_samples": 1, "max_concurrent": 1},
         training={"epochs": 2},
-        resources={"cpu": 1, "workers": 2},
     )
-    search = fishleg_tune("search", "two.yaml", "--storage-path", "runs", cwd=tmp_path, timeout=600)
+    search = fishleg_tune(
+        "search", "two.yaml", "resources.workers=2", "--storage-path", "runs", cwd=tmp_path, timeout=600
+    )
     assert search.returncode == 0, search.stdout + search.stderr
     assert "2 workers of 1 CPU, 0 GPU per trial" in search.stdout
-    trials = json.loads((tmp_path / "runs/two/trials.json").read_text())
-    assert [t["status"] for t in trials][:2] == ["COMPLETE", "PRUNED"] and trials[2]["epochs"] >= 1
-    best = min((t for t in trials if t["status"] == "COMPLETE"), key=lambda t: t["history"][-1]["val_loss"])
-    assert (tmp_path / "runs/two/tune" / f"trial_{best['trial_id']}" / best["checkpoint"] / "checkpoint.pt").exists()
+    (trial,) = json.loads((tmp_path / "runs/two/trials.json").read_text())
+    assert trial["status"] == "COMPLETE" and trial["epochs"] == 2
+    assert (tmp_path / "runs/two/tune" / f"trial_{trial['trial_id']}" / trial["checkpoint"] / "checkpoint.pt").exists()
     assert "its test:" in search.stdout  # the chosen trial's checkpoint loads on one process
 
     train = fishleg_tune("train", "runs/two/best_config.yaml", "--output", "one", cwd=tmp_path, timeout=600)
     assert train.returncode == 0, train.stdout + train.stderr
     alone = [json.loads(line) for line in (tmp_path / "one/metrics.jsonl").read_text().splitlines()]
-    for together, one in zip(best["history"], alone, strict=True):
+    for together, one in zip(trial["history"], alone, strict=True):
         assert together["train_loss"] == pytest.approx(one["train_loss"], rel=1e-5)
         assert together["val_loss"] == pytest.approx(one["val_loss"], rel=1e-5)
     assert alone[-1]["val_loss"] < alone[0]["val_loss"] < 2.3  # it learnt: the comparison is not of two no-ops
 
 
-def test_a_two_worker_trial_retries_from_its_checkpoint_through_the_same_context(ray_local, tmp_path):
+def test_two_worker_trials_retry_from_checkpoints_and_hand_their_workers_back_when_stopped(ray_local, tmp_path):
+    # Each trial fails in epoch 2 of its first attempt and is retried from its epoch-1
+    # checkpoint on both workers; ASHA stops the second (a tiny lr) after epoch 1.
     spec = {
         "name": "own",
         "trainable": {"name": "tests.tuning.plugins:fit_quadratic", "fail_at": 2, "n": 32},
         "optimizer": {"name": "fishleg", "update_aux_every": 2, "aux_batch_size": 8},
         "training": {"epochs": 3, "batch_size": 16, "seed": 0, "device": "cpu"},
-        "space": {"optimizer.lr": {"type": "float", "low": 0.01, "high": 0.1, "log": True}},
-        "search": {"sampler": "random", "num_samples": 1, "max_concurrent": 1, "max_failures": 1},
-        "scheduler": {"type": "none"},
+        "space": {"optimizer.lr": {"type": "float", "low": 1e-5, "high": 0.1, "log": True}},
+        "search": {
+            "sampler": "random",
+            "num_samples": 2,
+            "max_concurrent": 1,
+            "max_failures": 1,
+            "points_to_evaluate": [{"optimizer.lr": 0.05}, {"optimizer.lr": 1e-5}],
+        },
+        "scheduler": {"type": "asha", "grace_period": 1, "reduction_factor": 2},
         "resources": {"cpu": 1, "workers": 2},
     }
     (tmp_path / "own.yaml").write_text(yaml.safe_dump(spec))
     outcome = tuning.search(fit_quadratic, tmp_path / "own.yaml", storage=tmp_path / "runs", echo=lambda line: None)
 
-    assert outcome.counts == {"COMPLETE": 1}
-    (row,) = json.loads((outcome.folder / "trials.json").read_text())
-    assert [h["started_at_epoch"] for h in row["history"]] == [0, 1, 1]  # resumed on both workers, not restarted
-    assert [h["epoch"] for h in row["history"]] == [1, 2, 3]
-    assert outcome.best.value == pytest.approx(row["history"][-1]["val_loss"])
+    assert outcome.counts == {"COMPLETE": 1, "PRUNED": 1}
+    first, second = json.loads((outcome.folder / "trials.json").read_text())
+    assert [h["started_at_epoch"] for h in first["history"]] == [0, 1, 1]  # resumed on both workers, not restarted
+    assert [h["epoch"] for h in first["history"]] == [1, 2, 3]
+    assert second["status"] == "PRUNED" and second["epochs"] == 1
+    assert outcome.best.value == pytest.approx(first["history"][-1]["val_loss"])
+    # Stopped or ended, every trial's workers gave their placement group back to Ray.
+    assert {pg["state"] for pg in ray.util.placement_group_table().values()} == {"REMOVED"}
