@@ -76,6 +76,13 @@ class Curvature:
         self.last_aux_loss = torch.full((), float("nan"), device=device)
         self.flat_params = [p for b in blocks for p in b.params]
         self.owned = _owned_blocks(blocks) if config.aux_work == "split" and world_size() > 1 else None
+        # Split mode: the zero λ gradients this rank contributes for blocks it does not own,
+        # allocated once (the all-reduce writes the sums into them; they are zeroed before use).
+        self.unowned_grads = {
+            id(b): [torch.zeros_like(lam) for lam in b.structure.params]
+            for b in blocks
+            if self.owned is not None and id(b) not in self.owned
+        }
 
     # ---------------------------------------------------------------- within a step
     def precondition(self, blocks: Sequence[Block]) -> None:
@@ -155,7 +162,9 @@ class Curvature:
             if id(b) in self.owned:
                 grads.extend(b.structure.lambda_grad(u, r, precondition=cfg.precondition_aux))
             else:
-                grads.extend(torch.zeros_like(lam) for lam in b.structure.params)
+                zeros = self.unowned_grads[id(b)]
+                torch._foreach_zero_(zeros)
+                grads.extend(zeros)
         sum_across_ranks(grads)  # each block's gradient from its owner, exactly
         return grads, aux_loss
 
