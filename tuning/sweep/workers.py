@@ -44,6 +44,8 @@ __all__ = ["TRIAL_DRIVER", "WorkerContext", "Workers", "ends_workers"]
 # no CPU, so N workers of one CPU each fit on N CPUs.
 TRIAL_DRIVER = {"memory": 1}
 
+Forward = Callable[[dict[str, Any], Saved | None], None]  # delivers a worker's report in the trial
+
 _DONE = None  # what the relay carries when the workers have ended
 STOP_TIMEOUT_S = 300.0  # how long a stopped trial waits for its workers to end (then Tune's own limit)
 
@@ -146,7 +148,7 @@ class Workers:
     cpu: float = 1.0
     gpu: float = 0.0
 
-    def __call__(self, fit: Fit, config: RunConfig, context: FitContext, forward: Any) -> None:
+    def __call__(self, fit: Fit, config: RunConfig, context: FitContext, forward: Forward) -> None:
         """Run `fit` on the workers, from `context`'s checkpoint; `forward(row, saved)` delivers
         each of rank 0's reports in the trial. A worker's exception is raised here as it was
         raised there (the lowest rank's, when several fail), so the trial ends as a one-worker
