@@ -40,10 +40,10 @@ class Trainer:
     is in `state_dict()`, so a run restored from a checkpoint continues identically on CPU.
 
     In a process group of several ranks (a multi-worker trial) it trains data-parallel:
-    `training.batch_size` is the global batch (a multiple of the ranks), each rank its part of it through a
-    DistributedDataParallel wrapper and its own share of the training inputs as FishLeg's aux
-    data, so the run follows the one-process run of the same batch size. Every rank evaluates
-    the whole split (the replicas are identical)."""
+    `training.batch_size` is the global batch (a multiple of the ranks); each rank trains on
+    its part of every batch through a DistributedDataParallel wrapper, with its own share of
+    the training inputs as FishLeg's aux data, so the run follows the one-process run of the
+    same batch size. Every rank evaluates the whole split (the replicas are identical)."""
 
     config: RunConfig
     source: str = "config"
