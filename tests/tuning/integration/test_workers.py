@@ -1,8 +1,7 @@
 """Trials that span several workers (`resources.workers`), end to end with real Ray Tune and
-Ray Train (gloo on loopback): on a two-node loopback cluster the built-in loop trains
-data-parallel as one process would; on a local Ray, a training function's reports,
-checkpoints and retries go through the same context and land where a one-worker trial's do,
-and a stopped trial hands its workers back."""
+Ray Train on this machine's two CPUs (gloo on loopback): the built-in loop trains
+data-parallel as one process would, and a training function's reports, checkpoints and
+retries go through the same context and land where a one-worker trial's do."""
 
 import json
 
@@ -12,16 +11,14 @@ import yaml
 
 import tuning
 from tests.conftest import fishleg_tune
-from tests.loopback import loopback_cluster
 from tests.tuning.integration.conftest import sweep_file
 from tests.tuning.plugins import fit_quadratic
 
 
-def test_two_workers_on_two_nodes_train_data_parallel_as_one_process_would(tmp_path):
-    # A head and a worker node of one CPU each: the trial's two workers run one per node (gloo
-    # between them). SGD with momentum: with DDP's averaged gradients, two workers each taking
-    # half of every batch of 128 follow the one-process run of batch 128 (up to float rounding).
-    spec = sweep_file(
+def test_two_workers_train_data_parallel_as_one_process_would(tmp_path):
+    # SGD with momentum: with DDP's averaged gradients, two workers each taking half of every
+    # batch of 128 follow the one-process run of batch 128 (up to float rounding).
+    sweep_file(
         tmp_path / "two.yaml",
         name="two",
         optimizer={"name": "sgd", "momentum": 0.9},
@@ -29,9 +26,9 @@ def test_two_workers_on_two_nodes_train_data_parallel_as_one_process_would(tmp_p
         search={"sampler": "random", "num_samples": 1, "max_concurrent": 1},
         training={"epochs": 2},
     )
-    with loopback_cluster(workers=1) as cluster:
-        command, file, *options = cluster.sweep_args(spec, tmp_path / "runs")
-        search = cluster.cli(command, file, "resources.workers=2", *options)
+    search = fishleg_tune(
+        "search", "two.yaml", "resources.workers=2", "--storage-path", "runs", cwd=tmp_path, timeout=600
+    )
     assert search.returncode == 0, search.stdout + search.stderr
     assert "2 workers of 1 CPU, 0 GPU per trial" in search.stdout
     (trial,) = json.loads((tmp_path / "runs/two/trials.json").read_text())
