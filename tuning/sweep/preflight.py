@@ -89,7 +89,7 @@ def check_fits(cluster: list[NodeInfo], cpu: float, gpu: float, workers: int = 1
     """A trial's process (each of its workers' processes) must fit on one node, and all of
     its workers on the cluster at once."""
     if any(n.cpu >= cpu and n.gpu >= gpu for n in cluster):
-        room = sum(min(n.cpu // cpu, n.gpu // gpu if gpu else n.cpu // cpu) for n in cluster)
+        room = sum(n.cpu // cpu if gpu == 0 else min(n.cpu // cpu, n.gpu // gpu) for n in cluster)
         if room >= workers:
             return
         raise UserError(
