@@ -42,6 +42,7 @@ from tuning.sweep.reconcile import (
     end_unrecorded_runs,
     ended_results,
     fail_running_study_trials,
+    restorable,
     tune_trial_ids,
 )
 from tuning.sweep.retention import folder_size, prune_checkpoints
@@ -281,7 +282,7 @@ def resume_sweep(
         load_fit(spec.trainable.name, str(folder.spec_file))
     ledger = Ledger(folder.ledger_file)  # a damaged ledger stops here, before any write
     counts = ledger.counts()
-    tune_trials = tune_trial_ids(folder.tune_experiment)  # and so does a damaged Tune experiment state
+    tune_trials = tune_trial_ids(folder.tune_experiment, echo)  # a state cut short by the kill is set aside
     check_tracking_uri(meta["mlflow_uri"])
     check_ray_address(address)
     left = leftovers(path)
@@ -302,7 +303,7 @@ def resume_sweep(
     echo(f"resuming {path}: {counts} so far")
     if lost:
         echo(f"  {len(lost)} trial(s) started as the driver was killed and were never recorded by Tune: dropped")
-    if tune.Tuner.can_restore(folder.tune_experiment):
+    if restorable(folder.tune_experiment):
         tuner = tune.Tuner.restore(
             folder.tune_experiment,
             trainable=make_trainable(spec, folder, fit, ended_results(folder, ledger)),

@@ -314,12 +314,3 @@ def test_cluster_check_refuses_an_unreachable_address_and_a_bad_file(tmp_path, c
     path.write_text(yaml.safe_dump(merged(GOOD, resources={"cpu": -1})))
     code, err = run(["cluster-check", str(path)], capsys)
     assert code == 2 and "resources.cpu" in err and str(path) in err
-
-
-def test_resume_refuses_a_damaged_tune_state_before_writing(sweep_folder, capsys):
-    (sweep_folder / "tune").mkdir()
-    (sweep_folder / "tune" / "experiment_state-2026-01-01_00-00-00.json").write_text('{"trial_data": [[')
-    before = digest(sweep_folder)
-    code, err = run(["resume", str(sweep_folder)], capsys)
-    assert code == 2 and one_paragraph(err) and "experiment_state-2026-01-01_00-00-00.json" in err
-    assert "damaged" in err and digest(sweep_folder) == before

@@ -19,9 +19,11 @@ record that is durable for it:
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import optuna
+from ray import tune
 
 from tuning.errors import UserError
 from tuning.records.folder import SweepFolder
@@ -30,28 +32,54 @@ from tuning.records.ledger import ENDED, TERMINAL, Ledger, TrialRecord
 from tuning.records.tracking import MlflowSweep
 from tuning.sweep.trainable import DIVERGED, Ended
 
-__all__ = ["drop_lost_trials", "end_unrecorded_runs", "ended_results", "fail_running_study_trials", "tune_trial_ids"]
+__all__ = [
+    "drop_lost_trials",
+    "end_unrecorded_runs",
+    "ended_results",
+    "fail_running_study_trials",
+    "restorable",
+    "tune_trial_ids",
+]
 
 LOST = "LOST"
+STATE_PREFIX = "experiment_state-"  # Tune's experiment state files: experiment_state-<time>.json
 
 
-def tune_trial_ids(experiment: str) -> set[str] | None:
-    """The trial ids in Tune's newest experiment state under `experiment`: empty if Tune never
-    saved one (the driver was killed first); None for a cloud URI, which is not read here."""
+def tune_trial_ids(experiment: str, echo: Callable[[str], None] = print) -> set[str] | None:
+    """The trial ids in Tune's newest intact experiment state under `experiment`: empty if Tune
+    never saved one (the driver was killed first); None for a cloud URI, which is not read here.
+
+    A kill can land while Tune writes or copies a state file, leaving it empty or cut short.
+    Such a file is renamed `*.damaged` (kept, but no longer one Tune restores from), so Tune
+    resumes from the state before it, as it would have had the kill come a moment earlier."""
     if "://" in experiment:
         return None
     folder = Path(experiment)
-    states = sorted(folder.glob("experiment_state-*.json")) if folder.is_dir() else []
-    if not states:
-        return set()
-    try:
-        data = json.loads(states[-1].read_text())
-        return {json.loads(trial)["trial_id"] for trial, _ in data["trial_data"]}
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise UserError(
-            f"{states[-1]}: Tune's experiment state is damaged ({type(exc).__name__}: {exc}); nothing was "
-            "changed. Move that file aside to resume from the one before it."
-        ) from None
+    states = sorted(folder.glob(f"{STATE_PREFIX}*.json")) if folder.is_dir() else []
+    for state in reversed(states):
+        try:
+            text = state.read_text()
+        except OSError as exc:
+            raise UserError(f"{state}: cannot read Tune's experiment state ({exc}); nothing was changed.") from None
+        try:
+            data = json.loads(text)
+            return {json.loads(trial)["trial_id"] for trial, _ in data["trial_data"]}
+        except (ValueError, KeyError, TypeError) as exc:
+            aside = state.with_name(state.name + ".damaged")
+            state.rename(aside)
+            echo(
+                f"  {state.name}: Tune's experiment state was cut short by the kill ({type(exc).__name__}); "
+                f"kept as {aside.name}; Tune resumes from the state before it, if any"
+            )
+    return set()
+
+
+def restorable(experiment: str) -> bool:
+    """Whether Tune can restore the experiment: its tuner file and, on a local path, an
+    experiment state to resume from (absent when the driver was killed before Tune saved one)."""
+    if not tune.Tuner.can_restore(experiment):
+        return False
+    return "://" in experiment or any(Path(experiment).glob(f"{STATE_PREFIX}*.json"))
 
 
 def ended_results(folder: SweepFolder, ledger: Ledger) -> dict[str, Ended]:

@@ -120,7 +120,9 @@ def test_sigkill_then_resume_leaves_the_records_in_agreement(tmp_path, when):
 
 def test_resume_reports_ray_processes_a_killed_driver_left_running(tmp_path):
     """SIGKILL of the driver alone (as `kill -9 PID` or the OOM killer would): Ray's agents
-    outlive it. `resume` names them, with the command that stops them."""
+    outlive it. `resume` names them, with the command that stops them. The kill is also made to
+    land in Tune's write of its experiment state (the newest state file cut short, as a kill
+    there leaves it): resume sets that file aside and the sweep still completes."""
     folder, cmd = slow_sweep(tmp_path, num_samples=2, epochs=2)
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 240
@@ -138,9 +140,15 @@ def test_resume_reports_ray_processes_a_killed_driver_left_running(tmp_path):
     recorded = {e["pid"] for e in json.loads((folder / "ray_processes.json").read_text())[1:]}
     alive = [pid for pid in tree if pid in recorded and running(pid)]
     assert alive, "no Ray process outlived the driver: nothing to report"  # Ray 2.60: its agents do
+    state = max((folder / "tune").glob("experiment_state-*.json"))
+    state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])
     try:
         resumed = resume(folder)
         assert "of this sweep's previous local session are still running" in resumed.stdout
+        assert f"{state.name}: Tune's experiment state was cut short" in resumed.stdout
+        assert state.with_name(state.name + ".damaged").exists()
+        rows = ledger(folder)
+        assert len(rows) == 2 and all(r["status"] in TERMINAL for r in rows)
         named = resumed.stdout.split("stop them with: kill ", 1)[1].split()
         assert set(named) >= {str(pid) for pid in alive if running(pid)}
     finally:

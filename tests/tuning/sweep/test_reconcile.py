@@ -1,13 +1,16 @@
 """What `resume` replays for trials the ledger saw end (the integration test in
 test_faults.py makes the window itself), and that an ended record stays as recorded."""
 
+import json
 from pathlib import Path
 from types import SimpleNamespace
+
+import pytest
 
 from tuning.records.folder import SweepFolder
 from tuning.records.ledger import Ledger, TrialRecord
 from tuning.sweep.callbacks import TrialRecorder
-from tuning.sweep.reconcile import ended_results
+from tuning.sweep.reconcile import ended_results, restorable, tune_trial_ids
 from tuning.sweep.trainable import DIVERGED, Ended
 
 
@@ -56,3 +59,31 @@ def test_an_ended_record_ignores_tune_events_sent_again(tmp_path):
     recorder.on_trial_result(0, [], trial_b, {**row(2), "checkpoint_dir_name": "checkpoint_000001"})
     retried = Ledger(tmp_path / "trials.json").records["b"]
     assert (retried.status, retried.epochs, retried.checkpoint) == ("RUNNING", 2, "checkpoint_000001")
+
+
+def state_file(folder: Path, time: str, trial_ids: list[str]) -> Path:
+    """A Tune experiment state of the shape `tune_trial_ids` reads."""
+    path = folder / f"experiment_state-{time}.json"
+    path.write_text(json.dumps({"trial_data": [[json.dumps({"trial_id": t}), {}] for t in trial_ids]}))
+    return path
+
+
+@pytest.mark.parametrize("damage", ["", '{"trial_data": [["{\\"trial_id\\": \\"a'], ids=["empty", "cut_short"])
+def test_a_state_the_kill_cut_short_is_set_aside_for_the_one_before_it(tmp_path, damage):
+    state_file(tmp_path, "2026-01-01_10-00-00", ["a"])
+    newest = state_file(tmp_path, "2026-01-01_11-00-00", ["a", "b"])
+    newest.write_text(damage)
+    said: list[str] = []
+    assert tune_trial_ids(str(tmp_path), said.append) == {"a"}
+    assert not newest.exists() and newest.with_name(newest.name + ".damaged").read_text() == damage
+    assert len(said) == 1 and newest.name in said[0] and "cut short" in said[0]
+    assert tune_trial_ids(str(tmp_path), said.append) == {"a"} and len(said) == 1  # the next resume reads it as is
+
+
+def test_with_no_intact_state_left_tune_starts_afresh(tmp_path):
+    (tmp_path / "tuner.pkl").write_bytes(b"")
+    only = state_file(tmp_path, "2026-01-01_10-00-00", ["a"])
+    assert restorable(str(tmp_path))
+    only.write_text("")
+    assert tune_trial_ids(str(tmp_path), lambda _: None) == set()
+    assert not restorable(str(tmp_path))
