@@ -101,6 +101,14 @@ class FishLegConfig(StrictModel):
         "inverse (G + γ_G I)⁻¹ ⊗ (A + γ_A I)⁻¹, estimated once on an auxiliary batch before the first "
         "step, for each Linear/Conv2d layer; needs q_structure kron or kron_diag)",
     )
+    kfac_every: int = Field(
+        0,
+        ge=0,
+        description="with q_init 'kfac': every kfac_every parameter steps, Q of each Kronecker block starts "
+        "again at K-FAC's estimate on a fresh auxiliary batch (its λ's Adam moments cleared) and the aux loop "
+        "refines it from there: the first step's estimate goes stale as the weights move faster than a small "
+        "aux_lr lets the aux loop follow (docs/benchmarks.md); 0: once, before the first step",
+    )
     q_structure: str = Field(
         "kron", description="the Q(λ) family of Linear/Conv layers: diag, kron, kron_diag or kron_sum"
     )
@@ -192,6 +200,12 @@ class FishLegConfig(StrictModel):
                 f"q_init 'kfac' needs a q_structure with a Kronecker form ({', '.join(kronecker)}), "
                 f"got {self.q_structure!r}"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _kfac_every_needs_kfac(self) -> FishLegConfig:
+        if self.kfac_every and self.q_init != "kfac":
+            raise ValueError(f"kfac_every {self.kfac_every} re-estimates K-FAC's Q: it needs q_init 'kfac'")
         return self
 
     @model_validator(mode="after")

@@ -90,6 +90,17 @@ class Curvature:
         for b in blocks:
             b.structure.apply_cached(b.grad, out=b.qg)
 
+    def before_step(self, blocks: list[Block], step: int) -> None:
+        """Before parameter step `step`'s Q·g (with aux data only): at the first, `start`; then
+        every `kfac_every` steps, Q again at K-FAC's estimate on a fresh aux batch."""
+        if self.aux_sampler is None:
+            return
+        every = self.config.kfac_every
+        if step == 1:
+            self.start(blocks)
+        elif every and (step - 1) % every == 0:
+            self.restart_q(self.aux_sampler.draw())
+
     def start(self, blocks: list[Block]) -> None:
         """Before the first parameter step: Q at K-FAC's estimate (q_init="kfac"), then
         `warmup_aux_steps` λ updates on fresh aux batches, with the probes the aux steps use."""
@@ -201,18 +212,27 @@ class Curvature:
         return self.last_aux_loss
 
     # ---------------------------------------------------------------- Q itself
-    def initialize_q(self, inputs: Tensor) -> None:
+    def initialize_q(self, inputs: Tensor) -> list[Block]:
         """Q(λ) of each Kronecker block at K-FAC's damped inverse estimated on a batch of inputs
-        (`fishleg.kfac`), with the current γ; other blocks keep their Q."""
+        (`fishleg.kfac`), with the current γ; other blocks keep their Q. Returns the blocks set."""
         blocks = [b for b in self.blocks if b.layer is not None and b.structure.kronecker_init]
         factors = kronecker_factors(
             self.model, self.likelihood, inputs.to(self.device), [b.layer for b in blocks], self.probe_rng
         )
         mean_across_ranks([f for found in factors if found is not None for f in found])
         damping = self.damping.gamma()
-        for b, found in zip(blocks, factors):
-            if found is not None:
-                b.structure.set_kronecker(*damped_inverse_factors(*found, damping))
+        set_blocks = [(b, found) for b, found in zip(blocks, factors) if found is not None]
+        for b, found in set_blocks:
+            b.structure.set_kronecker(*damped_inverse_factors(*found, damping))
+        return [b for b, _ in set_blocks]
+
+    def restart_q(self, inputs: Tensor) -> None:
+        """`initialize_q`, with the Adam moments of the λ it replaced cleared (they describe the
+        aux loss around the old λ), as if those blocks' aux loop started now."""
+        for b in self.initialize_q(inputs):
+            for lam in b.structure.params:
+                for moment in self.aux_optimizer.state.get(lam, {}).values():
+                    moment.zero_()
 
     def per_block(self, tensors: Sequence[Tensor]) -> list[Tensor]:
         """One tensor per parameter → one new tensor per block."""

@@ -108,6 +108,7 @@ class FishLeg(torch.optim.Optimizer):
         partner_params: str = "embedding,norm",
         partner_betas: tuple[float, float] = (0.9, 0.999),
         q_init: Literal["identity", "kfac"] = "identity",
+        kfac_every: int = 0,
         q_structure: str = "kron",
         kron_sum_rank: int = 2,
         beta: float = 0.9,
@@ -278,8 +279,7 @@ class FishLeg(torch.optim.Optimizer):
             self.step_count += 1
             blocks = self._gather_grads()
             curvature = self.curvature
-            if self.step_count == 1 and curvature.aux_sampler is not None:
-                curvature.start(blocks)
+            curvature.before_step(blocks, self.step_count)
             curvature.precondition(blocks)
             curvature.maybe_update(blocks, self.step_count)
             if self.config.bound_step:
@@ -376,8 +376,9 @@ class FishLeg(torch.optim.Optimizer):
     def initialize_q(self, inputs: Tensor) -> None:
         """Start Q(λ) of each Kronecker block at K-FAC's damped inverse estimated on a batch of
         inputs (`fishleg.kfac`), with γ = param_groups[0]["damping"]; blocks whose structure or
-        layer has no Kronecker form keep their Q. `step` calls it once, before the first
-        parameter step, when q_init="kfac"."""
+        layer has no Kronecker form keep their Q. `step` calls it before the first parameter
+        step when q_init="kfac" (and again every `kfac_every` steps, clearing those λ's Adam
+        moments)."""
         self.curvature.initialize_q(inputs)
 
     @torch.no_grad()

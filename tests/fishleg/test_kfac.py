@@ -1,6 +1,8 @@
 """K-FAC initialisation: sampled output gradients, the factors' definition, and Q after it
 against the dense (F + γI)⁻¹."""
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -167,3 +169,76 @@ def test_a_likelihood_that_cannot_sample_says_so():
 
     with pytest.raises(NotImplementedError, match="Custom cannot sample.*q_init='identity'"):
         FishLeg(nn.Linear(3, 2), Custom(), torch.randn(4, 3), q_init="kfac").initialize_q(torch.randn(4, 3))
+
+
+def test_kfac_every_restarts_q_at_a_fresh_estimate_and_clears_its_moments():
+    """Every kfac_every steps, before that step's Q·g: each Kronecker block's Q is K-FAC's damped
+    inverse estimated, at that moment's weights, on the aux batch drawn then, and its λ's Adam
+    moments are zero; a block without a Kronecker form (the LayerNorm's diagonal Q) keeps both.
+    A run restored from a checkpoint between restarts goes on exactly as the uninterrupted one."""
+    torch.manual_seed(0)
+    x, y = torch.randn(64, 3), torch.randint(3, (64,))
+
+    def build() -> tuple[nn.Module, FishLeg]:
+        torch.manual_seed(1)
+        model = nn.Sequential(nn.Linear(3, 4), nn.LayerNorm(4), nn.Tanh(), nn.Linear(4, 3))
+        opt = FishLeg(
+            model, CategoricalLikelihood(), x, q_init="kfac", kfac_every=3, update_aux_every=3, aux_batch_size=16,
+            damping=0.1, aux_lr=0.05, lr=0.1, seed=0,
+        )  # fmt: skip
+        return model, opt
+
+    def train(model: nn.Module, opt: FishLeg, steps: range) -> None:
+        for step in steps:
+            opt.zero_grad()
+            CategoricalLikelihood().nll(model(x[8 * step : 8 * step + 8]), y[8 * step : 8 * step + 8]).backward()
+            opt.step()
+
+    model, opt = build()
+    train(model, opt, range(3))  # steps 1-3: the K-FAC start, an aux update at step 3
+    kron = [b for b in opt.blocks if b.layer is not None and b.structure.kronecker_init]
+    diag = [b for b in opt.blocks if b not in kron]
+    assert len(kron) == 2 and diag
+    diag_before = [lam.detach().clone() for b in diag for lam in b.structure.params]
+    seen = {}
+    initialize_q = opt.curvature.initialize_q
+
+    def recording(inputs: torch.Tensor) -> list:
+        seen["inputs"], seen["rng"] = inputs.clone(), opt.curvature.probe_rng.get_state()
+        seen["weights"] = [p.detach().clone() for p in model.parameters()]
+        return initialize_q(inputs)
+
+    opt.curvature.initialize_q = recording
+    checkpoint = copy.deepcopy(opt.state_dict())
+    train(model, opt, range(3, 4))  # step 4: the restart, no aux update
+    assert "inputs" in seen
+
+    at_restart = dict(zip([n for n, _ in model.named_parameters()], seen["weights"]))
+    twin = nn.Sequential(nn.Linear(3, 4), nn.LayerNorm(4), nn.Tanh(), nn.Linear(4, 3))
+    twin.load_state_dict(at_restart)
+    layers = [(twin[0], adapter_for(twin[0])), (twin[3], adapter_for(twin[3]))]
+    rng = torch.Generator().set_state(seen["rng"])
+    for b, factors in zip(kron, kronecker_factors(twin, CategoricalLikelihood(), seen["inputs"], layers, rng)):
+        left, right = damped_inverse_factors(*factors, damping=0.1)
+        torch.testing.assert_close(dense_q(b.structure).detach(), torch.kron(left @ left.T, right @ right.T))
+        for lam in b.structure.params:
+            assert all(not m.any() for m in opt.aux_optimizer.state[lam].values())
+    for lam, before in zip([lam for b in diag for lam in b.structure.params], diag_before):
+        torch.testing.assert_close(lam.detach(), before)
+        assert opt.aux_optimizer.state[lam]["exp_avg"].any()
+    grads = [p.grad.clone() for p in opt.param_groups[0]["params"]]
+    for got, expected in zip([v for b in opt.blocks for v in b.qg_views], opt.apply_q(grads)):
+        torch.testing.assert_close(got, expected)  # step 4's Q·g used the restarted Q
+
+    train(model, opt, range(4, 8))  # a second restart at step 7
+    resumed_model, resumed = build()
+    resumed_model.load_state_dict(at_restart)
+    resumed.load_state_dict(checkpoint)
+    train(resumed_model, resumed, range(3, 8))
+    for got, expected in zip(resumed_model.parameters(), model.parameters()):
+        torch.testing.assert_close(got, expected, rtol=0, atol=0)
+
+
+def test_kfac_every_needs_the_kfac_start():
+    with pytest.raises(ValueError, match="kfac_every 10 re-estimates K-FAC's Q: it needs q_init 'kfac'"):
+        FishLegConfig(kfac_every=10)
