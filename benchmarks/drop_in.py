@@ -8,9 +8,9 @@ AdamW's settings per workload: the transformer example's tuned lr 9.1e-3 and wei
 elsewhere its usual lr 1e-3 and weight decay 1e-2. FishLeg's own settings are one recipe for
 every workload (no search): damping 1e-3, aux_lr 1e-3, an aux step every 10 steps, kron Q;
 `+partner` also hands embeddings and LayerNorms to AdamW; `_kfac` starts Q at K-FAC's
-estimate. Validation every epoch; nothing is chosen, so the test split is evaluated once, at
-the last epoch. Prints a table and, last, one
-JSON line: per workload and variant, mean ± std over seeds of validation (at the last epoch)
+estimate, `_kfac_every` makes that estimate again every 100 steps. Validation every epoch;
+nothing is chosen, so the test split is evaluated once, at the last epoch. Prints a table
+and, last, one JSON line: per workload and variant, mean ± std over seeds of validation (at the last epoch)
 and test, the epochs to AdamW's final mean validation, and seconds per epoch.
 
     python benchmarks/drop_in.py [--seeds 3] [--workloads charlm digits_clf mnist5k curves]
@@ -59,6 +59,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "fishleg_graft": RECIPE,
     "fishleg_graft+partner": {**RECIPE, "partner": "adamw"},
     "fishleg_graft_kfac": {**RECIPE, "q_init": "kfac"},  # Q starts at K-FAC's direction (benchmarks/aux_fit.py)
+    "fishleg_graft_kfac_every": {**RECIPE, "q_init": "kfac", "kfac_every": 100},  # and again every 100 steps
     "identity_graft": {**RECIPE, "update_aux_every": 10**9},  # Q stays init_scale·I
 }
 
