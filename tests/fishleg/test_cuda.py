@@ -78,7 +78,7 @@ def test_every_early_epoch_option_trains_on_the_gpu(quadratic_step):
     x, y = torch.randn(64, 12, device=CUDA), torch.randint(0, 5, (64,), device=CUDA)
     opt = FishLeg(
         model, CategoricalLikelihood(), x, damping=0.1, update_aux_every=2, aux_batch_size=16, seed=0,
-        q_init="kfac", adaptive_damping=True, bound_step=True, warmup_aux_steps=2, dense_aux_steps=3,
+        q_init="kfac", kfac_every=4, adaptive_damping=True, bound_step=True, warmup_aux_steps=2, dense_aux_steps=3,
         aux_lr_start=1e-3, quadratic_step=quadratic_step, lr=1.0 if quadratic_step else 0.05,
     )  # fmt: skip
 

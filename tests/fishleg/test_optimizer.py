@@ -344,8 +344,8 @@ def test_step_makes_no_host_sync_with_every_option(monkeypatch, u_sampling):
     x, y = torch.randn(32, 3), torch.randint(3, (32,))
     opt = FishLeg(
         model, CategoricalLikelihood(), x, update_aux_every=3, dense_aux_steps=2, warmup_aux_steps=2,
-        aux_batch_size=8, u_sampling=u_sampling, q_init="kfac", damping=0.1, adaptive_damping=True, bound_step=True,
-        quadratic_step=True, lr=0.5,
+        aux_batch_size=8, u_sampling=u_sampling, q_init="kfac", kfac_every=2, damping=0.1, adaptive_damping=True,
+        bound_step=True, quadratic_step=True, lr=0.5,
     )  # fmt: skip
 
     def refuse(*args, **kwargs):
