@@ -98,8 +98,8 @@ class FishLegConfig(StrictModel):
     q_init: Literal["identity", "kfac"] = Field(
         "identity",
         description="where Q starts: 'identity' (init_scale·I, the reference's) or 'kfac' (K-FAC's damped "
-        "inverse (G + γ_G I)⁻¹ ⊗ (A + γ_A I)⁻¹, estimated once on an auxiliary batch before the first "
-        "step, for each Linear/Conv2d layer; needs q_structure kron or kron_diag)",
+        "inverse (G + γ_G I)⁻¹ ⊗ (A + γ_A I)⁻¹, estimated on an auxiliary batch before the first step "
+        "(and again every kfac_every steps), for each Linear/Conv2d layer; needs q_structure kron or kron_diag)",
     )
     kfac_every: int = Field(
         0,
