@@ -126,7 +126,7 @@ def test_resume_reports_ray_processes_a_killed_driver_left_running(tmp_path):
     folder, cmd = slow_sweep(tmp_path, num_samples=2, epochs=2)
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 240
-    while not any(r["history"] for r in ledger(folder)):
+    while not (any(r["history"] for r in ledger(folder)) and list((folder / "tune").glob("experiment_state-*.json"))):
         assert proc.poll() is None and time.time() < deadline
         time.sleep(0.1)
     tree = descendants(proc.pid)
