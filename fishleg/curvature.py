@@ -221,10 +221,12 @@ class Curvature:
         )
         mean_across_ranks([f for found in factors if found is not None for f in found])
         damping = self.damping.gamma()
-        set_blocks = [(b, found) for b, found in zip(blocks, factors) if found is not None]
-        for b, found in set_blocks:
-            b.structure.set_kronecker(*damped_inverse_factors(*found, damping))
-        return [b for b, _ in set_blocks]
+        set_blocks = []
+        for b, found in zip(blocks, factors):
+            if found is not None:
+                b.structure.set_kronecker(*damped_inverse_factors(*found, damping))
+                set_blocks.append(b)
+        return set_blocks
 
     def restart_q(self, inputs: Tensor) -> None:
         """`initialize_q`, with the Adam moments of the λ it replaced cleared (they describe the
