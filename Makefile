@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-.PHONY: install quickstart test test-fast lint bench gpu-wheels gpu-check
+.PHONY: install quickstart test test-fast lint bench report-screenshot gpu-wheels gpu-check
 install: $(STAMP)
 
 quickstart: $(STAMP)
@@ -31,6 +31,12 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/step_time.py
+
+# docs/report.png: the report of a finished quickstart sweep (SWEEP=...) as Chromium draws it.
+SWEEP ?= fishleg-runs/quickstart
+report-screenshot: $(STAMP)
+	$(VENV)/bin/fishleg-tune report $(SWEEP)
+	$(PY) -m tests.browser $(SWEEP)/report.html docs/report.png
 
 # The wheels the `fishleg` package needs beyond torch, PyYAML and typing_extensions, for the
 # lent GPU machine's Python (PYVER, 3.12 there), at the versions installed here; see

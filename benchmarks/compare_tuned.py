@@ -58,7 +58,7 @@ def main() -> None:
             else:
                 specs = mnist_specs(Path(tmp), args.epochs, args.trials)
             result = compare_sweeps(
-                *specs,
+                specs,
                 storage=f"{tmp}/{workload}",
                 num_samples=None,
                 seeds=args.seeds,

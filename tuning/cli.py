@@ -249,12 +249,12 @@ def _best(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from tuning.report import write_report
 
-    report = write_report(args.folder)
+    report = write_report(args.folder, png=args.png)
     for note in report.notes:
         console.print(f"[yellow]note[/yellow]: {note}")
     for path in report.figures.values():
         console.print(f"  figure: {path}")
-    console.print(f"report: {report.html}  (one file; opens offline in a browser)")
+    console.print(f"report: {report.html}  (one interactive file; opens offline in a browser)")
     return 0
 
 
@@ -262,10 +262,14 @@ def _compare(args: argparse.Namespace) -> int:
     from tuning.compare import compare_sweeps
     from tuning.sweep.cluster import resolve_address
 
+    # Sweep files first, then KEY=VALUEs: an argument that is no file but has a `=` is an override.
+    specs = [a for a in args.sweeps if "=" not in a or Path(a).exists()]
+    args.overrides = args.sweeps[len(specs) :]
+    if args.overrides != [a for a in args.sweeps if a not in specs]:
+        raise UserError(f"compare: sweep files come before the KEY=VALUE overrides (got {' '.join(args.sweeps)}).")
     address = resolve_address(args.address)
     result = compare_sweeps(
-        args.spec_a,
-        args.spec_b,
+        [Path(s) for s in specs],
         storage=args.storage_path,
         num_samples=args.num_samples,
         seeds=args.seeds,
@@ -273,7 +277,7 @@ def _compare(args: argparse.Namespace) -> int:
         target=args.target,
         address=address,
         echo=console.print,
-        overrides=_overrides(args, f"{args.spec_a}, {args.spec_b}"),
+        overrides=_overrides(args, ", ".join(specs)),
     )
     console.print(f"\nreport: {result.folder / 'comparison.html'}\nnumbers: {result.folder / 'comparison.json'}")
     console.print(f"[bold]verdict[/bold]: {result.verdict}")
@@ -425,22 +429,26 @@ def build_parser() -> argparse.ArgumentParser:
     best.add_argument("--json", action="store_true", help="machine-readable output")
     best.set_defaults(func=_best)
 
-    report = sub.add_parser("report", parents=[verbose], help="write report.html and PNG figures of a sweep")
+    report = sub.add_parser("report", parents=[verbose], help="write an interactive report.html of a sweep")
     report.add_argument("folder", type=Path, help="STORAGE/NAME of the sweep")
+    report.add_argument("--png", action="store_true", help="also write static PNG figures to STORAGE/NAME/report/")
     report.set_defaults(func=_report)
 
     compare = sub.add_parser(
         "compare",
         parents=[storage, address, verbose],
-        help="tune two optimizers at equal budget and compare them on fresh seeds",
+        help="tune optimizers at equal budget and compare them on fresh seeds",
     )
-    compare.add_argument("spec_a", type=Path, help="sweep file of the first optimizer (e.g. FishLeg)")
-    compare.add_argument("spec_b", type=Path, help="sweep file of the baseline (e.g. AdamW)")
-    compare.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=OVERRIDES_HELP + " (both files)")
-    compare.add_argument("--num-samples", type=int, help="trials per sweep (default: the larger of the two files)")
+    compare.add_argument(
+        "sweeps",
+        nargs="+",
+        metavar="SWEEP.yaml|KEY=VALUE",
+        help="two or more sweep files (FishLeg, AdamW, ...), then " + OVERRIDES_HELP + " (every file)",
+    )
+    compare.add_argument("--num-samples", type=int, help="trials per sweep (default: the largest of the files)")
     compare.add_argument("--seeds", type=_count(1), default=3, help="fresh seeds per re-trained config")
     compare.add_argument("--top-k", type=_count(1), default=3, help="configs of each sweep to re-train")
-    compare.add_argument("--target", type=float, help="metric value for time-to-target (default: baseline's mean)")
+    compare.add_argument("--target", type=float, help="also report epochs and seconds to this metric value")
     compare.set_defaults(func=_compare)
 
     check = sub.add_parser(

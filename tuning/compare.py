@@ -1,13 +1,12 @@
-"""`fishleg-tune compare`: two optimizers tuned at equal budget, then judged on fresh seeds.
+"""`fishleg-tune compare`: any number of optimizers tuned at equal budget, then judged on fresh seeds.
 
-Both sweeps get the same workload, budget, training seed and number of trials; the top-k
-configs of each are re-trained with fresh seeds at full budget; the verdict compares the
-best of each by mean final validation metric, and by epochs and wall-clock time to a target;
-the chosen config of each side is then evaluated on the test split, once."""
+Every sweep gets the same workload, budget, training seed and number of trials; the top-k
+configs of each are re-trained with fresh seeds at full budget; the verdict ranks the best of
+each by mean final validation metric, and says how many epochs and seconds each needs to reach
+every other's final value; the chosen config of each is then evaluated on the test split, once."""
 
 from __future__ import annotations
 
-import html
 import json
 import math
 from collections.abc import Sequence
@@ -16,13 +15,12 @@ from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
-from matplotlib.figure import Figure
-
 from tuning.driver import Echo, SweepOutcome, run_sweep
 from tuning.errors import UserError
 from tuning.records.folder import SweepFolder
 from tuning.records.ledger import Ledger
-from tuning.report import CSS, png_tag
+from tuning.report.figures import Band, bands
+from tuning.report.page import Cell, Page, fmt
 from tuning.run.overrides import Override
 from tuning.selection.holdout import evaluate_seed_runs
 from tuning.selection.robust import SeedRuns, best_of, retrain_top
@@ -47,7 +45,7 @@ class Side:
 
 @dataclass
 class Comparison:
-    """Where the comparison's report is, its one-line verdict and its numbers."""
+    """Where the comparison's report is, its verdict and its numbers."""
 
     folder: Path
     verdict: str
@@ -64,53 +62,129 @@ def time_to_target(runs: SeedRuns, metric: str, mode: str, target: float) -> tup
     return None, None
 
 
-def _comparable(a: SweepSpec, b: SweepSpec, paths: tuple[Path, Path]) -> None:
-    checks = {
-        "workload": (a.workload, b.workload),
-        "trainable": (a.trainable, b.trainable),
-        "training": (a.training, b.training),
-        "metric": (a.metric, b.metric),
-    }
-    for key, (x, y) in checks.items():
-        if x != y:
-            raise UserError(
-                f"compare: {paths[0]} and {paths[1]} differ in `{key}:` ({x} vs {y}); "
-                "a fair comparison needs the same workload (or trainable), training budget and seed, and metric."
+def _comparable(specs: Sequence[SweepSpec], paths: Sequence[Path]) -> None:
+    for spec, path in zip(specs[1:], paths[1:]):
+        checks = {
+            "workload": (specs[0].workload, spec.workload),
+            "trainable": (specs[0].trainable, spec.trainable),
+            "training": (specs[0].training, spec.training),
+            "metric": (specs[0].metric, spec.metric),
+        }
+        for key, (x, y) in checks.items():
+            if x != y:
+                raise UserError(
+                    f"compare: {paths[0]} and {path} differ in `{key}:` ({x} vs {y}); a fair comparison needs "
+                    "the same workload (or trainable), training budget and seed, and metric."
+                )
+
+
+def _labels(specs: Sequence[SweepSpec], paths: Sequence[Path]) -> list[str]:
+    """Each sweep's name (or file stem), made unique with -a, -b, ... where two are the same."""
+    names = [s.name or p.stem for s, p in zip(specs, paths)]
+    return [f"{n}-{chr(ord('a') + i)}" if names.count(n) > 1 else n for i, n in enumerate(names)]
+
+
+def _bands(sides: Sequence[Side], best: Sequence[SeedRuns], metric: str, axis: str) -> list[Band]:
+    """Each side's best config: the seed-mean curve against epochs or seconds, with the band
+    between the lowest and highest seed."""
+    out = []
+    for side, runs in zip(sides, best):
+        per_seed = [[row[metric] for row in c] for c in runs.complete_curves()]
+        if not per_seed:
+            continue
+        mean = runs.mean_curve(metric)
+        x = list(range(1, len(mean) + 1)) if axis == "epochs" else list(accumulate(runs.mean_curve("epoch_time_s")))
+        low, high = [min(v) for v in zip(*per_seed)], [max(v) for v in zip(*per_seed)]
+        out.append(Band(f"{side.label} ({len(per_seed)} seeds)", x, mean, low, high))
+    return out
+
+
+def _reach(best: Sequence[SeedRuns], labels: Sequence[str], metric: str, mode: str) -> list[dict[str, Any]]:
+    """For each side, the epochs and seconds its best config needs to reach each other side's final mean."""
+    return [
+        {
+            other: dict(zip(("epochs", "seconds"), time_to_target(runs, metric, mode, rival.mean(metric))))
+            for other, rival in zip(labels, best)
+            if rival is not runs and not math.isnan(rival.mean(metric))
+        }
+        for runs in best
+    ]
+
+
+def _verdict(labels: list[str], best: list[SeedRuns], reach: list[dict], tests: list[dict], ctx: dict) -> str:
+    metric, mode = ctx["metric"], ctx["mode"]
+    order = sorted(range(len(best)), key=lambda i: best[i].rank_key(metric, mode))
+    ranked = "; ".join(f"{labels[i]} {best[i].mean(metric):.4g} ± {best[i].std(metric):.2g}" for i in order)
+    first = order[0]
+    verdict = (
+        f"{' vs '.join(labels)} on {ctx['subject']}, {ctx['trials']} trials each, best config over {ctx['seeds']} "
+        f"fresh seeds, best first: {metric} {ranked}. Better final {metric}: {labels[first]}"
+    )
+    seconds = {label: sum(b.mean_curve("epoch_time_s")) for label, b in zip(labels, best)}
+    gains = [
+        f"{other}'s final at epoch {r['epochs']} ({r['seconds']:.1f} s; {other} took {seconds[other]:.1f} s)"
+        for other, r in reach[first].items()
+        if r["epochs"] is not None
+    ]
+    verdict += f", which reaches {', '.join(gains)}." if gains else "."
+    test_metric = "test_" + metric.removeprefix("val_").removeprefix("train_")
+    if all(test_metric in t for t in tests):
+        verdict += (
+            f" Test {test_metric.removeprefix('test_')} of the chosen configs (evaluated once): "
+            + "; ".join(
+                f"{labels[i]} {tests[i][test_metric]:.4g} ± {tests[i][test_metric + '_std']:.2g}" for i in order
             )
+            + "."
+        )
+    for label, b in zip(labels, best):
+        if any(b.diverged):
+            verdict += f" ({label}: {sum(b.diverged)} of {len(b.seeds)} seeds diverged.)"
+    return verdict
 
 
-def _plot(sides: list[Side], metric: str, mode: str, folder: Path) -> dict[str, Path]:
-    paths = {}
-    for axis in ("epochs", "seconds"):
-        fig = Figure(figsize=(7, 4.2))
-        ax = fig.subplots()
-        for side in sides:
-            best = side.best(metric, mode)
-            per_seed = [[row[metric] for row in c] for c in best.complete_curves()]
-            if not per_seed:
-                continue
-            mean = best.mean_curve(metric)
-            low = [min(v) for v in zip(*per_seed)]
-            high = [max(v) for v in zip(*per_seed)]
-            x = list(range(1, len(mean) + 1)) if axis == "epochs" else list(accumulate(best.mean_curve("epoch_time_s")))
-            ax.plot(x, mean, marker=".", label=f"{side.label} (best config, {len(per_seed)} seeds)")
-            ax.fill_between(x, low, high, alpha=0.25)
-        ax.set_xlabel("epoch" if axis == "epochs" else "wall-clock seconds")
-        ax.set_ylabel(metric)
-        ax.grid(alpha=0.3)
-        ax.legend()
-        paths[axis] = folder / f"curves_vs_{axis}.png"
-        fig.savefig(paths[axis], dpi=110, bbox_inches="tight")
-    return paths
+def _reached(r: dict[str, Any]) -> str:
+    return "never" if r["epochs"] is None else f"{r['epochs']} ep, {r['seconds']:.1f} s"
 
 
-def _fmt(x: float | None, spec: str, unit: str) -> str:
-    return "never" if x is None else f"{format(x, spec)} {unit}"
+def _page(labels: list[str], sides: list[Side], best: list[SeedRuns], summary: dict) -> str:
+    """comparison.html: the verdict, the curves against epochs and seconds (seed bands), the table."""
+    metric = summary["metric"]
+    page = Page(f"compare {' vs '.join(labels)}")
+    page.heading(" vs ".join(labels), 1)
+    page.text(summary["verdict"])
+    for axis, title in (("epochs", "epoch"), ("seconds", "wall-clock seconds (seed mean)")):
+        page.heading(f"{metric} against {axis}")
+        page.figure(f"vs_{axis}", bands(_bands(sides, best, metric, axis), title, metric))
+    page.heading("Best config of each sweep")
+    test_metric = "test_" + metric.removeprefix("val_").removeprefix("train_")
+    rows = []
+    for label in labels:
+        b = summary["sides"][label]["best"]
+        test = b["test"].get(test_metric)
+        reach = ", ".join(f"{other}: {_reached(r)}" for other, r in b["reach"].items())
+        cells = [
+            Cell(label),
+            Cell(f"{fmt(b['mean'])} ± {b['std']:.2g}", b["mean"]),
+            Cell("" if test is None else f"{fmt(test)} ± {b['test'][test_metric + '_std']:.2g}", test),
+            Cell(f"{b['seconds']:.1f}", b["seconds"]),
+            Cell(reach),
+            Cell(" ".join(f"{k.removeprefix('optimizer.')}={fmt(v)}" for k, v in b["params"].items())),
+        ]
+        rows.append(("", cells))
+    columns = [
+        "sweep",
+        f"{metric} (mean ± std over seeds)",
+        f"{test_metric} (once)",
+        "seconds",
+        "to reach each other's final value",
+        "config",
+    ]
+    page.table("sides", columns, rows)
+    return page.render()
 
 
 def compare_sweeps(
-    spec_a: Path,
-    spec_b: Path,
+    spec_files: Sequence[Path],
     *,
     storage: str,
     num_samples: int | None,
@@ -121,20 +195,21 @@ def compare_sweeps(
     echo: Echo,
     overrides: Sequence[Override] = (),
 ) -> Comparison:
-    """Tune both sweep files at equal budget, re-train each side's top-k with fresh seeds, judge
-    on validation, test each side's choice once, and write comparison.html/.json. `overrides`
-    (`KEY=VALUE` from the command line) apply to both files."""
-    specs = [load_sweep(spec_a, overrides=overrides), load_sweep(spec_b, overrides=overrides)]
-    _comparable(*specs, (spec_a, spec_b))
+    """Tune every sweep file at equal budget, re-train each one's top-k with fresh seeds, judge
+    on validation, test each one's choice once, and write comparison.html/.json. `overrides`
+    (`KEY=VALUE` from the command line) apply to every file; `target` adds epochs and seconds
+    to that value."""
+    if len(spec_files) < 2:
+        raise UserError(f"compare needs at least two sweep files; got {len(spec_files)}.")
+    specs = [load_sweep(path, overrides=overrides) for path in spec_files]
+    _comparable(specs, spec_files)
     n = num_samples if num_samples is not None else max(s.search.num_samples for s in specs)
-    labels = [s.name or p.stem for s, p in zip(specs, (spec_a, spec_b))]
-    if labels[0] == labels[1]:
-        labels = [f"{labels[0]}-a", f"{labels[1]}-b"]
-    folder = (Path(storage) / f"compare-{labels[0]}-vs-{labels[1]}").resolve()
+    labels = _labels(specs, spec_files)
+    folder = (Path(storage) / f"compare-{'-vs-'.join(labels)}").resolve()
     if (folder / "comparison.json").exists():
         raise UserError(f"{folder} already holds a comparison; choose another --storage-path.")
     sides = []
-    for spec, path, label in zip(specs, (spec_a, spec_b), labels):
+    for spec, path, label in zip(specs, spec_files, labels):
         echo(f"[bold]sweep {label}[/bold]: {n} trials")
         outcome = run_sweep(
             path, storage=str(folder), name=label, num_samples=n, address=address, echo=echo, overrides=overrides
@@ -148,42 +223,23 @@ def compare_sweeps(
         sides.append(Side(label, spec, outcome, [runs for _, runs in candidates]))
     metric, mode = specs[0].metric.name, specs[0].metric.mode
     best = [s.best(metric, mode) for s in sides]
-    tests: list[dict[str, Any]] = [{}, {}]  # a training function's test split is its own
+    tests: list[dict[str, Any]] = [{} for _ in sides]  # a training function's test split is its own
     if specs[0].workload is not None:
-        echo("evaluating each side's chosen config on the test split (once, over its seed re-runs)")
+        echo("evaluating each sweep's chosen config on the test split (once, over its seed re-runs)")
         tests = [
             evaluate_seed_runs(s.spec.base_config(), b, s.spec.resources.cpu, s.spec.resources.gpu)
             for s, b in zip(sides, best)
         ]
-    test_metric = "test_" + metric.removeprefix("val_").removeprefix("train_")
-    goal = best[1].mean(metric) if target is None else target
-    reach = [time_to_target(b, metric, mode, goal) for b in best]
-    winner = labels[0] if best[0].rank_key(metric, mode) < best[1].rank_key(metric, mode) else labels[1]
-    verdict = (
-        f"{labels[0]} vs {labels[1]} on {specs[0].subject}, {n} trials each, best config over {seeds} fresh "
-        f"seeds: {metric} {best[0].mean(metric):.4g} ± {best[0].std(metric):.2g} vs "
-        f"{best[1].mean(metric):.4g} ± {best[1].std(metric):.2g}; to reach {goal:.4g}: "
-        f"{_fmt(reach[0][0], 'd', 'epochs')} vs {_fmt(reach[1][0], 'd', 'epochs')}, "
-        f"{_fmt(reach[0][1], '.1f', 's')} vs {_fmt(reach[1][1], '.1f', 's')}. Better final {metric}: {winner}."
-    )
-    if all(test_metric in t for t in tests):
-        verdict += (
-            f" Test {test_metric.removeprefix('test_')} of the chosen configs (evaluated once): "
-            f"{tests[0][test_metric]:.4g} ± {tests[0][test_metric + '_std']:.2g} vs "
-            f"{tests[1][test_metric]:.4g} ± {tests[1][test_metric + '_std']:.2g}."
-        )
-    for label, b in zip(labels, best):
-        if any(b.diverged):
-            verdict += f" ({label}: {sum(b.diverged)} of {len(b.seeds)} seeds diverged.)"
-    figures = _plot(sides, metric, mode, folder)
+    reach = _reach(best, labels, metric, mode)
+    context = {"metric": metric, "mode": mode, "subject": specs[0].subject, "trials": n, "seeds": seeds}
+    verdict = _verdict(labels, best, reach, tests, context)
     summary = {
         "metric": metric,
         "mode": mode,
         "num_samples": n,
         "seeds": best[0].seeds,
-        "target": goal,
+        "target": target,
         "verdict": verdict,
-        "figures": {k: str(v) for k, v in figures.items()},
         "sides": {
             side.label: {
                 "sweep": str(side.outcome.folder),
@@ -193,8 +249,12 @@ def compare_sweeps(
                     "std": b.std(metric),
                     "finals": b.finals(metric),
                     "diverged_seeds": sum(b.diverged),
-                    "epochs_to_target": r[0],
-                    "seconds_to_target": r[1],
+                    "seconds": sum(b.mean_curve("epoch_time_s")),
+                    "epochs": len(b.mean_curve(metric)),
+                    "reach": r,
+                    "to_target": None
+                    if target is None
+                    else dict(zip(("epochs", "seconds"), time_to_target(b, metric, mode, target))),
                     "test": t,
                 },
                 "candidates": [
@@ -205,12 +265,7 @@ def compare_sweeps(
         },
     }
     (folder / "comparison.json").write_text(json.dumps(summary, indent=1, default=_json_default))
-    body = f"<h1>{html.escape(labels[0])} vs {html.escape(labels[1])}</h1><p>{html.escape(verdict)}</p>"
-    body += "".join(f"<h2>{metric} vs {axis}</h2>{png_tag(path)}" for axis, path in figures.items())
-    body += f"<h2>Numbers</h2><pre>{html.escape(json.dumps(summary['sides'], indent=1, default=_json_default))}</pre>"
-    (folder / "comparison.html").write_text(
-        f"<!doctype html><html><head><meta charset='utf-8'><style>{CSS}</style></head><body>{body}</body></html>"
-    )
+    (folder / "comparison.html").write_text(_page(labels, sides, best, summary))
     return Comparison(folder, verdict, summary)
 
 

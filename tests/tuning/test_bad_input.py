@@ -304,6 +304,14 @@ def test_compare_refuses_bad_counts_and_unlike_files(tmp_path, capsys):
         ["compare", str(a), str(a2), "--num-samples", "-1", "--storage-path", str(tmp_path / "cmp")], capsys
     )
     assert code == 2 and "--num-samples" in err
+    code, err = run(["compare", str(a), "--storage-path", str(tmp_path / "cmp")], capsys)
+    assert code == 2 and one_paragraph(err) and "at least two sweep files; got 1" in err
+    code, err = run(["compare", str(a), "training.epochs=1", str(a2), "--storage-path", str(tmp_path / "cmp")], capsys)
+    assert code == 2 and one_paragraph(err) and "sweep files come before the KEY=VALUE overrides" in err
+    code, err = run(["compare", str(a), str(a2), str(b), "--storage-path", str(tmp_path / "cmp")], capsys)
+    assert code == 2 and f"{a} and {b} differ in `workload:`" in err
+    code, err = run(["compare", str(a), str(a2), "training.epoch=1", "--storage-path", str(tmp_path / "cmp")], capsys)
+    assert code == 2 and "did you mean training.epochs?" in err
     assert not (tmp_path / "cmp").exists()
 
 
