@@ -109,6 +109,12 @@ class FishLegConfig(StrictModel):
         "refines it from there: the first step's estimate goes stale as the weights move faster than a small "
         "aux_lr lets the aux loop follow (docs/benchmarks.md); 0: once, before the first step",
     )
+    learn_q: bool = Field(
+        True,
+        description="false: the aux loop never runs, so Q stays where q_init put it: K-FAC's estimate (made "
+        "again every kfac_every steps) with q_init 'kfac', init_scale·I (grafted momentum SGD with a graft) "
+        "with 'identity'. The controls that show what the learnt Q adds over its start",
+    )
     q_structure: str = Field(
         "kron", description="the Q(λ) family of Linear/Conv layers: diag, kron, kron_diag or kron_sum"
     )
@@ -206,6 +212,16 @@ class FishLegConfig(StrictModel):
     def _kfac_every_needs_kfac(self) -> FishLegConfig:
         if self.kfac_every and self.q_init != "kfac":
             raise ValueError(f"kfac_every {self.kfac_every} re-estimates K-FAC's Q: it needs q_init 'kfac'")
+        return self
+
+    @model_validator(mode="after")
+    def _aux_options_need_the_aux_loop(self) -> FishLegConfig:
+        if not self.learn_q:
+            fields = type(self).model_fields
+            aux_only = ("warmup_aux_steps", "dense_aux_steps", "aux_lr_start")
+            changed = [f"{n} {getattr(self, n)}" for n in aux_only if getattr(self, n) != fields[n].default]
+            if changed:
+                raise ValueError(f"{', '.join(changed)} shapes the aux loop, which learn_q false switches off")
         return self
 
     @model_validator(mode="after")

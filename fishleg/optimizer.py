@@ -29,7 +29,7 @@ from fishleg.distributed import broadcast_seed, unwrap
 from fishleg.grafting import GRAFTS
 from fishleg.likelihoods import LIKELIHOODS, Likelihood
 from fishleg.partner import partner_parameters
-from fishleg.schedules import AuxSchedule, EveryK
+from fishleg.schedules import AuxSchedule, EveryK, never
 from fishleg.step_rules import StepContext, StepRule, bound_steps, step_rule
 
 __all__ = ["FishLeg"]
@@ -109,6 +109,7 @@ class FishLeg(torch.optim.Optimizer):
         partner_betas: tuple[float, float] = (0.9, 0.999),
         q_init: Literal["identity", "kfac"] = "identity",
         kfac_every: int = 0,
+        learn_q: bool = True,
         q_structure: str = "kron",
         kron_sum_rank: int = 2,
         beta: float = 0.9,
@@ -184,7 +185,7 @@ class FishLeg(torch.optim.Optimizer):
             blocks,
             config,
             self.damping,
-            schedule or EveryK(config.update_aux_every, config.dense_aux_steps),
+            never if not config.learn_q else schedule or EveryK(config.update_aux_every, config.dense_aux_steps),
             None if aux_data is None else AuxSampler(aux_data, config.aux_batch_size, self._device, seed),
             seed,
             self._device,

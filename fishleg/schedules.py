@@ -9,10 +9,15 @@ from dataclasses import dataclass
 import torch
 from torch.optim.lr_scheduler import LRScheduler
 
-__all__ = ["AuxSchedule", "EveryK", "GeometricRamp"]
+__all__ = ["AuxSchedule", "EveryK", "GeometricRamp", "never"]
 
 AuxSchedule = Callable[[int], bool]
 """Parameter step number (from 1) → whether that step gets a λ update."""
+
+
+def never(step: int) -> bool:
+    """No step gets a λ update (`learn_q=False`)."""
+    return False
 
 
 @dataclass(frozen=True)

@@ -43,10 +43,15 @@ def chromium() -> str:
     return path
 
 
-def render(page_file: Path, screenshot: Path | None = None, interact: Callable[[Any], Any] | None = None) -> Rendered:
+def render(
+    page_file: Path,
+    screenshot: Path | None = None,
+    interact: Callable[[Any], Any] | None = None,
+    height: int = 2000,
+) -> Rendered:
     """Load `page_file`, wait until every figure is drawn (`body[data-rendered]`), and read
-    the page back; with `screenshot`, save a full-page PNG of it; `interact(page)` (a
-    Playwright page) then acts on it, and what it returns is `interaction`."""
+    the page back; with `screenshot`, save a PNG of the page's top `height` pixels;
+    `interact(page)` (a Playwright page) then acts on it, and what it returns is `interaction`."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -69,7 +74,9 @@ def render(page_file: Path, screenshot: Path | None = None, interact: Callable[[
             }
             rendered = int(page.evaluate("document.body.dataset.rendered"))
             if screenshot is not None:
-                page.screenshot(path=str(screenshot), full_page=True)
+                page.screenshot(
+                    path=str(screenshot), full_page=True, clip={"x": 0, "y": 0, "width": 1200, "height": height}
+                )
             interaction = interact(page) if interact is not None else None
         finally:
             browser.close()

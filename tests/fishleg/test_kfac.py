@@ -242,3 +242,41 @@ def test_kfac_every_restarts_q_at_a_fresh_estimate_and_clears_its_moments():
 def test_kfac_every_needs_the_kfac_start():
     with pytest.raises(ValueError, match="kfac_every 10 re-estimates K-FAC's Q: it needs q_init 'kfac'"):
         FishLegConfig(kfac_every=10)
+
+
+def test_without_the_aux_loop_q_stays_at_each_kfac_estimate():
+    """learn_q=False with q_init 'kfac' (the K-FAC-only control): between two restarts Q is the
+    estimate the last restart made, exactly, although aux data is given and λ updates would be
+    due every step; no λ update ever runs, and the identity blocks (LayerNorm) stay at init_scale·I."""
+    torch.manual_seed(0)
+    x, y = torch.randn(64, 3), torch.randint(3, (64,))
+    model = nn.Sequential(nn.Linear(3, 4), nn.LayerNorm(4), nn.Tanh(), nn.Linear(4, 3))
+    opt = FishLeg(
+        model, CategoricalLikelihood(), x, q_init="kfac", kfac_every=3, update_aux_every=1, learn_q=False,
+        aux_batch_size=16, damping=0.1, aux_lr=0.05, lr=0.1, seed=0,
+    )  # fmt: skip
+    estimates = []
+    initialize_q = opt.curvature.initialize_q
+
+    def recording(inputs: torch.Tensor) -> list:
+        blocks = initialize_q(inputs)
+        estimates.append([dense_q(b.structure).detach().clone() for b in opt.blocks])
+        return blocks
+
+    opt.curvature.initialize_q = recording
+    for step in range(1, 9):
+        opt.zero_grad()
+        CategoricalLikelihood().nll(model(x[8 * step - 8 : 8 * step]), y[8 * step - 8 : 8 * step]).backward()
+        opt.step()
+        assert len(estimates) == 1 + (step - 1) // 3  # made at steps 1, 4, 7
+        for b, q in zip(opt.blocks, estimates[-1]):
+            torch.testing.assert_close(dense_q(b.structure).detach(), q, rtol=0, atol=0)
+    assert opt.curvature.aux_step_count == 0 and opt.aux_optimizer.state == {}
+    assert not torch.equal(estimates[0][0], estimates[-1][0])  # the estimate moved with the weights
+    diag = [dense_q(b.structure).detach() for b in opt.blocks if b.layer is None or not b.structure.kronecker_init]
+    assert diag and all(torch.equal(q, torch.eye(len(q))) for q in diag)
+
+
+def test_options_of_the_aux_loop_are_refused_without_it():
+    with pytest.raises(ValueError, match="warmup_aux_steps 2, aux_lr_start 0.1 shapes the aux loop"):
+        FishLegConfig(learn_q=False, warmup_aux_steps=2, aux_lr_start=0.1)

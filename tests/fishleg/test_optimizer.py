@@ -64,13 +64,16 @@ def test_kron_learns_inverse_damped_fisher_of_linear_regression():
     assert rel.max() < 0.05, rel.max()
 
 
-def test_frozen_identity_q_is_sgd_with_momentum():
+@pytest.mark.parametrize("aux", ["no aux data", "learn_q false"])
+def test_frozen_identity_q_is_sgd_with_momentum(aux):
     """Q = s·I and m₀ = 0: m_t = (1−β)s Σ_k β^(t−k) g_k and θ ← θ − η m_t. torch's SGD keeps
-    buf_t = Σ_k β^(t−k) g_k (dampening 0, buf₁ = g₁), so this is SGD at lr η·s·(1−β)."""
+    buf_t = Σ_k β^(t−k) g_k (dampening 0, buf₁ = g₁), so this is SGD at lr η·s·(1−β). Q stays
+    frozen without aux data, or with it and a λ update due every step when learn_q is false."""
     lr, s, beta = 0.1, 0.5, 0.8
     a, b = tiny_mlp(), tiny_mlp()
     b.load_state_dict(a.state_dict())
-    fish = FishLeg(a, CategoricalLikelihood(), lr=lr, init_scale=s, beta=beta, weight_decay=0.0)
+    extra = {} if aux == "no aux data" else {"aux_data": torch.randn(32, 3), "update_aux_every": 1, "learn_q": False}
+    fish = FishLeg(a, CategoricalLikelihood(), lr=lr, init_scale=s, beta=beta, weight_decay=0.0, **extra)
     sgd = torch.optim.SGD(b.parameters(), lr=lr * s * (1 - beta), momentum=beta)
     x, y = torch.randn(16, 3), torch.randint(3, (16,))
     for _ in range(5):

@@ -85,10 +85,12 @@ def _axis(name: str, dist: BaseDistribution, values: list[Any]) -> dict[str, Any
     return {"label": short(name), "values": pos, "tickvals": ticks, "ticktext": labels}
 
 
-def parallel_coordinates(trials: Sequence[FrozenTrial], metric: str) -> go.Figure:
-    """One line per complete trial across every searched parameter and the metric; drag along
-    any axis to keep only the lines that pass through that range (brushing)."""
-    names = sorted({p for t in trials for p in t.params})
+def parallel_coordinates(trials: Sequence[FrozenTrial], metric: str, order: Sequence[str] = ()) -> go.Figure:
+    """One line per complete trial across every searched parameter (in `order`, the sweep
+    file's, then any other by name) and the metric; drag along any axis to keep only the lines
+    that pass through that range (brushing)."""
+    rank = {name: i for i, name in enumerate(order)}
+    names = sorted({p for t in trials for p in t.params}, key=lambda p: (rank.get(p, len(rank)), p))
     dists = {p: next(t.distributions[p] for t in trials if p in t.distributions) for p in names}
     values = [t.value for t in trials]
     dimensions = [{"label": metric, "values": values}]

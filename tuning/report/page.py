@@ -23,7 +23,8 @@ __all__ = ["Cell", "Page", "escape_json", "fmt"]
 CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 h2{margin-top:2em;border-bottom:1px solid #ddd}.note{color:#666;font-style:italic}
 table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 7px;text-align:left}
-th{background:#f3f3f3;cursor:pointer;user-select:none}th[data-sort=asc]::after{content:" ▲"}
+summary{cursor:pointer;color:#1f77b4}th{background:#f3f3f3;cursor:pointer;user-select:none}
+th[data-sort=asc]::after{content:" ▲"}
 th[data-sort=desc]::after{content:" ▼"}input.filter{margin:.5em 0;padding:4px;width:24em}
 pre{background:#f6f6f6;padding:1em;overflow:auto}.figure{min-height:160px}
 tr.COMPLETE td:nth-child(2){color:#1f77b4}tr.PRUNED td:nth-child(2){color:#777}
@@ -121,6 +122,10 @@ class Page:
                 "strong": f"<p><strong>{body}</strong></p>",
             }.get(kind, f"<pre>{body}</pre>")
         )
+
+    def details(self, summary: str, text: str) -> None:
+        """A block of text, folded under a one-line summary that opens it."""
+        self.parts.append(f"<details><summary>{html.escape(summary)}</summary><pre>{html.escape(text)}</pre></details>")
 
     def figure(self, name: str, fig: go.Figure) -> None:
         """An interactive plotly figure, drawn in a div whose id is `name`."""

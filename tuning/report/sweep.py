@@ -115,7 +115,9 @@ def _chosen(page: Page, sweep: SweepFolder) -> None:
             "metrics, or a sweep stopped before its end).",
             "note",
         )
-    page.text(sweep.best_file.read_text(), "pre")
+    searched = provenance.get("params", {})
+    page.text("Chosen: " + ", ".join(f"{short(k)} = {format_value(v)}" for k, v in searched.items()))
+    page.details(f"{sweep.best_file.name}: the whole config and its provenance", sweep.best_file.read_text())
 
 
 def write_report(path: Path, png: bool = False) -> Report:
@@ -156,7 +158,7 @@ def write_report(path: Path, png: bool = False) -> Report:
         page.heading("Optimization history")
         page.figure("history", figures["history"])
         page.heading("Parallel coordinates")
-        page.figure("parallel_coordinates", parallel_coordinates(complete, metric))
+        page.figure("parallel_coordinates", parallel_coordinates(complete, metric, searched))
     if importances:
         page.heading("Parameter importances")
         page.figure("importance", importance_bars(importances, metric))

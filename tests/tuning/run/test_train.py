@@ -202,3 +202,23 @@ def test_a_workload_of_datasets_trains_through_dataloaders_and_resumes_identical
     resumed = Trainer(config)
     resumed.load_state_dict(state)
     assert strip_time([resumed.run_epoch()]) == strip_time(rows[1:])
+
+
+@pytest.mark.parametrize(
+    "control",
+    [
+        {"q_init": "identity", "graft": "sgd"},  # identity-Q: grafted momentum SGD
+        {"q_init": "kfac", "kfac_every": 5},  # K-FAC-only: Q at K-FAC's estimate, made every 5 steps
+    ],
+    ids=["identity", "kfac-only"],
+)
+def test_train_runs_the_controls_without_an_aux_loop(tmp_path, control):
+    """With learn_q false the aux loop never runs: no aux_loss is reported (it would be NaN, and
+    a NaN metric counts as divergence), the loss still falls, through the installed command."""
+    optimizer = {"name": "fishleg", "lr": 0.05, "learn_q": False, "aux_batch_size": 32, "damping": 0.1, **control}
+    config = write_config(tmp_path / "control.yaml", optimizer=optimizer, epochs=2)
+    done = fishleg_tune("train", str(config), "--output", str(tmp_path / "out"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    rows = read_metrics(tmp_path / "out")
+    assert [r["epoch"] for r in rows] == [1, 2] and not any("aux_loss" in r for r in rows)
+    assert rows[1]["val_loss"] < rows[0]["val_loss"] < 2.3  # below chance level, ln 10
