@@ -68,9 +68,10 @@ def test_every_make_target_script_module_and_link_exists():
         for word in words:
             if word.endswith(".yaml") and word.startswith(("search_spaces/", "examples/", "configs/")):
                 assert (ROOT / word).exists(), words
-    for link in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", README):
-        if not link.startswith("http"):
-            assert (ROOT / link).exists(), link
+    for page in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")]:  # links and images, from each page's folder
+        for link in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", page.read_text()):
+            if not link.startswith("http"):
+                assert (page.parent / link).exists(), f"{page.name}: {link}"
 
 
 def test_the_python_blocks_are_python():
