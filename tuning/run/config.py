@@ -1,15 +1,15 @@
 """The run-config file format: what `fishleg-tune train` reads, sweeps start from and export.
 
 A run config is what trains (`workload:`, a built-in or plugin workload, or `trainable:`,
-the user's own training function), `optimizer:` (FishLeg, or a baseline by `name:` with its
-constructor's own argument names), `training:` and an optional `provenance:`. The optimizer
+the user's own training function), `optimizer:` (FishLeg, or a rival by `name:` with its
+constructor's own argument names: `tuning.run.optimizers`), `training:` and an optional `provenance:`. The optimizer
 section is `fishleg.FishLegConfig` itself, so `fishleg.load_config` reads the same files."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypeVar, Union
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar, Union
 
 import torch
 import yaml
@@ -19,6 +19,7 @@ from torch import nn
 from fishleg import FishLeg
 from fishleg.config import ConfigError, FishLegConfig, StrictModel, describe_validation_error, parse_yaml
 from tuning.records.files import write_atomically
+from tuning.run.optimizers import AdamConfig, AdamWConfig, MuonConfig, SGDConfig, ShampooConfig, SOAPConfig
 from tuning.run.overrides import Override, apply_overrides
 
 if TYPE_CHECKING:
@@ -26,15 +27,11 @@ if TYPE_CHECKING:
     from fishleg.likelihoods import Likelihood
 
 __all__ = [
-    "AdamConfig",
-    "AdamWConfig",
     "OPTIMIZER_NAMES",
     "OptimizerConfig",
     "RunConfig",
-    "SGDConfig",
     "TrainableConfig",
     "TrainingConfig",
-    "TorchOptimizerConfig",
     "TrainsOne",
     "WorkloadConfig",
     "describe_error",
@@ -45,51 +42,11 @@ __all__ = [
 ]
 
 
-class TorchOptimizerConfig(StrictModel):
-    """A `torch.optim` baseline: its fields are the constructor's own arguments, beside `name`."""
-
-    optimizer_class: ClassVar[type[torch.optim.Optimizer]]
-
-    def build(self, model: nn.Module) -> torch.optim.Optimizer:
-        """The optimizer over the model's parameters."""
-        return self.optimizer_class(model.parameters(), **self.model_dump(exclude={"name"}))
-
-
-class AdamWConfig(TorchOptimizerConfig):
-    """torch.optim.AdamW, the baseline FishLeg is compared with."""
-
-    optimizer_class: ClassVar[type[torch.optim.Optimizer]] = torch.optim.AdamW
-    name: Literal["adamw"] = "adamw"
-    lr: float = Field(1e-3, gt=0)
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = Field(1e-8, gt=0)
-    weight_decay: float = Field(1e-2, ge=0)
-
-
-class AdamConfig(TorchOptimizerConfig):
-    """torch.optim.Adam."""
-
-    optimizer_class: ClassVar[type[torch.optim.Optimizer]] = torch.optim.Adam
-    name: Literal["adam"] = "adam"
-    lr: float = Field(1e-3, gt=0)
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = Field(1e-8, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
-
-
-class SGDConfig(TorchOptimizerConfig):
-    """torch.optim.SGD (with momentum by default)."""
-
-    optimizer_class: ClassVar[type[torch.optim.Optimizer]] = torch.optim.SGD
-    name: Literal["sgd"] = "sgd"
-    lr: float = Field(0.1, gt=0)
-    momentum: float = Field(0.9, ge=0, lt=1)
-    nesterov: bool = False
-    weight_decay: float = Field(0.0, ge=0)
-
-
-OptimizerConfig = Annotated[Union[FishLegConfig, AdamWConfig, AdamConfig, SGDConfig], Field(discriminator="name")]
-OPTIMIZER_NAMES = ("fishleg", "adamw", "adam", "sgd")
+OptimizerConfig = Annotated[
+    Union[FishLegConfig, AdamWConfig, AdamConfig, SGDConfig, MuonConfig, SOAPConfig, ShampooConfig],
+    Field(discriminator="name"),
+]
+OPTIMIZER_NAMES = ("fishleg", "adamw", "adam", "sgd", "muon", "soap", "shampoo")
 
 
 class NamedConfig(BaseModel):

@@ -6,7 +6,8 @@ import yaml
 from torch import nn
 
 from fishleg import CategoricalLikelihood, ConfigError, FishLeg, FishLegConfig, load_config
-from tuning.run.config import AdamWConfig, RunConfig, load_run_config, save_config
+from tuning.run.config import RunConfig, load_run_config, save_config
+from tuning.run.optimizers import AdamWConfig
 
 
 def run_config(**optimizer):
