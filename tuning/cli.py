@@ -35,6 +35,12 @@ console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+def echo(text: str) -> None:
+    """Print a line as it is: progress lines name the user's paths, keys and values, which rich
+    would otherwise read as markup (`[/b]` in a path is an error to rich)."""
+    console.print(text, markup=False)
+
+
 def _overrides(args: argparse.Namespace, source: object, aliases: dict[str, str] | None = None) -> list[Override]:
     """The command's `KEY=VALUE`s, then the options that stand for one (`--epochs 2` is
     `training.epochs=2`), each named in errors as the user wrote it."""
@@ -64,7 +70,7 @@ def _train(args: argparse.Namespace) -> int:
             resume=args.resume,
             mlflow_uri=args.mlflow_uri,
             experiment=args.experiment,
-            echo=console.print,
+            echo=echo,
             progress=progress,
         )
     shown = ", ".join(
@@ -72,8 +78,8 @@ def _train(args: argparse.Namespace) -> int:
     )
     tested = " (test evaluated once, at the end)" if result.test else ""
     test_file = f", {output / 'test_metrics.json'}" if result.test else ""
-    console.print(
-        f"\n[bold]done[/bold]: {result.epochs} epochs, {shown}{tested}.\n"
+    console.print(f"\n[bold]done[/bold]: {result.epochs} epochs, {escape(shown)}{tested}.")
+    echo(
         f"  metrics:    {output / 'metrics.jsonl'}{test_file}\n"
         f"  checkpoint: {output / 'checkpoint.pt'}\n"
         f"  config:     {output / 'config.yaml'}"
@@ -82,7 +88,8 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def format_plan(plan: SweepPlan) -> str:
-    """What a sweep will do, as `--dry-run` shows it and a sweep prints before it starts."""
+    """What a sweep will do, as `--dry-run` shows it and a sweep prints before it starts (plain
+    text: it holds the user's paths, keys and values)."""
     spec, folder = plan.spec, plan.folder.path
     lines = [
         f"sweep {folder.name}: {spec.search.num_samples} trials of {spec.subject} "
@@ -105,7 +112,7 @@ def format_plan(plan: SweepPlan) -> str:
         lines.append(f"    {name:<32} {p.type:<12} {rng}{cond}")
     if plan.overrides:
         lines.append(f"  overrides  {' '.join(o.shown for o in plan.overrides)}")
-    lines.extend(f"  [yellow]warning[/yellow]    {escape(w)}" for w in spec.warnings)
+    lines.extend(f"  warning    {w}" for w in spec.warnings)
     lines.append(f"  results    {folder}")
     lines.append(f"  MLflow     {plan.mlflow_uri}")
     if not plan.mlflow_uri.startswith("http"):
@@ -134,25 +141,25 @@ def _print_outcome(outcome: SweepOutcome) -> int:
             test += " (evaluated once, after choosing on validation)"
         else:
             test = outcome.test_note or "not evaluated yet"
-        console.print(
-            f"  best {outcome.metric}: {best.value:.5g} (trial {best.record.trial_id}){flag}\n"
+        console.print(f"  best {escape(outcome.metric)}: {best.value:.5g} (trial {best.record.trial_id}){flag}")
+        echo(
             f"  its test:     {test}\n"
             f"  best config:  {path}\n"
             f"  train it:     fishleg-tune train {path}\n"
             f'  in code:      FishLeg.from_config(model, fishleg.load_config("{path}"), likelihood=...)'
         )
-    console.print(f"  trials:       fishleg-tune best {outcome.folder}  ({outcome.size / 1e6:.1f} MB on disk)")
+    echo(f"  trials:       fishleg-tune best {outcome.folder}  ({outcome.size / 1e6:.1f} MB on disk)")
     ui = outcome.mlflow_uri
     serve = "" if ui.startswith("http") else f"mlflow ui --backend-store-uri {ui}, then "
-    console.print(f"  MLflow UI:    {serve}open {outcome.runs_url or ui}")
+    echo(f"  MLflow UI:    {serve}open {outcome.runs_url or ui}")
     if outcome.interrupted:
-        console.print(f"  resume:       fishleg-tune resume {outcome.folder}")
+        echo(f"  resume:       fishleg-tune resume {outcome.folder}")
         return EXIT_INTERRUPTED
     if outcome.failure is not None:
         err_console.print(
             f"[red]sweep stopped:[/red] its first {sum(outcome.counts.values())} trials all failed with the same "
             f"error, so the rest of the budget was not spent: {escape(outcome.failure)} "
-            f"(tracebacks: {outcome.folder / SweepFolder.ERRORS})",
+            f"(tracebacks: {escape(str(outcome.folder / SweepFolder.ERRORS))})",
             soft_wrap=True,
         )
         return EXIT_BAD_INPUT if is_protocol_error(outcome.failure) else EXIT_FAILED
@@ -179,9 +186,9 @@ def _search(args: argparse.Namespace) -> int:
         experiment=args.experiment,
         overrides=_overrides(args, args.spec),
     )
-    console.print(format_plan(plan))
+    echo(format_plan(plan))
     if args.dry_run:
-        console.print("  resolved sweep file:")
+        echo("  resolved sweep file:")
         console.print(
             "    " + yaml.safe_dump(plan.data, sort_keys=False).rstrip().replace("\n", "\n    "), markup=False
         )
@@ -193,7 +200,7 @@ def _search(args: argparse.Namespace) -> int:
         robust_top=args.robust_top,
         seeds=args.seeds,
         keep_checkpoints=args.keep_checkpoints,
-        echo=console.print,
+        echo=echo,
     )
     return _print_outcome(outcome)
 
@@ -203,7 +210,7 @@ def _resume(args: argparse.Namespace) -> int:
     from tuning.sweep.cluster import resolve_address
 
     address = resolve_address(args.address)
-    outcome = resume_sweep(args.folder, address=address, shared_storage=args.shared_storage, echo=console.print)
+    outcome = resume_sweep(args.folder, address=address, shared_storage=args.shared_storage, echo=echo)
     return _print_outcome(outcome)
 
 
@@ -239,10 +246,11 @@ def _best(args: argparse.Namespace) -> int:
         }
         print(json.dumps(payload, indent=1))
         return 0
-    if best_file.exists():
-        load_run_config(best_file)  # a damaged file is named, not printed
-        console.print(f"[bold]{best_file}[/bold]\n{best_file.read_text()}")
     console.print(trials_table(ranked, metric, args.top))
+    if best_file.exists():
+        chosen = load_run_config(best_file).provenance or {}  # a damaged file is named, not printed
+        shown = " ".join(f"{k.removeprefix('optimizer.')}={v}" for k, v in chosen.get("params", {}).items())
+        echo(f"best config (trial {chosen.get('trial_id', '?')}): {best_file}\n  {shown}")
     return 0
 
 
@@ -253,8 +261,8 @@ def _report(args: argparse.Namespace) -> int:
     for note in report.notes:
         console.print(f"[yellow]note[/yellow]: {note}")
     for path in report.figures.values():
-        console.print(f"  figure: {path}")
-    console.print(f"report: {report.html}  (one interactive file; opens offline in a browser)")
+        echo(f"  figure: {path}")
+    echo(f"report: {report.html}  (one interactive file; opens offline in a browser)")
     return 0
 
 
@@ -264,8 +272,9 @@ def _compare(args: argparse.Namespace) -> int:
 
     # Sweep files first, then KEY=VALUEs: an argument that is no file but has a `=` is an override.
     specs = [a for a in args.sweeps if "=" not in a or Path(a).exists()]
-    args.overrides = args.sweeps[len(specs) :]
-    if args.overrides != [a for a in args.sweeps if a not in specs]:
+    tail = args.sweeps[len(specs) :]
+    args.overrides = [*tail, *args.overrides]  # those after an option come from `_parse`
+    if tail != [a for a in args.sweeps if a not in specs]:
         raise UserError(f"compare: sweep files come before the KEY=VALUE overrides (got {' '.join(args.sweeps)}).")
     address = resolve_address(args.address)
     result = compare_sweeps(
@@ -276,11 +285,11 @@ def _compare(args: argparse.Namespace) -> int:
         top_k=args.top_k,
         target=args.target,
         address=address,
-        echo=console.print,
+        echo=echo,
         overrides=_overrides(args, ", ".join(specs)),
     )
-    console.print(f"\nreport: {result.folder / 'comparison.html'}\nnumbers: {result.folder / 'comparison.json'}")
-    console.print(f"[bold]verdict[/bold]: {result.verdict}")
+    echo(f"\nreport: {result.folder / 'comparison.html'}\nnumbers: {result.folder / 'comparison.json'}")
+    console.print(f"[bold]verdict[/bold]: {escape(result.verdict)}")
     return 0
 
 
@@ -301,14 +310,14 @@ def _cluster_check(args: argparse.Namespace) -> int:
     if args.mlflow_uri:
         check_tracking_uri(args.mlflow_uri)
     connect(address, [] if spec is None else local_sources(spec.plugin_names))
-    console.print(cluster.describe(cluster.nodes()))
+    echo(cluster.describe(cluster.nodes()))
     if spec is not None:
         check_cluster(spec, str(args.storage_path), address, args.shared_storage)
     elif address is not None:
         check_versions(cluster.nodes())
     console.print(
         "[green]preflight passed[/green]: the cluster answers"
-        + (f", a trial of {args.spec} fits and its storage is usable" if spec is not None else "")
+        + (f", a trial of {escape(str(args.spec))} fits and its storage is usable" if spec is not None else "")
         + "."
     )
     return 0
@@ -449,7 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--seeds", type=_count(1), default=3, help="fresh seeds per re-trained config")
     compare.add_argument("--top-k", type=_count(1), default=3, help="configs of each sweep to re-train")
     compare.add_argument("--target", type=float, help="also report epochs and seconds to this metric value")
-    compare.set_defaults(func=_compare)
+    compare.set_defaults(func=_compare, overrides=[])
 
     check = sub.add_parser(
         "cluster-check",
@@ -508,10 +517,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return func(args)
     except USER_ERRORS as exc:
-        err_console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
         return EXIT_BAD_INPUT
     except NonFiniteLoss as exc:
-        err_console.print(f"[red]training stopped:[/red] {exc}.", soft_wrap=True)
+        err_console.print(f"[red]training stopped:[/red] {escape(str(exc))}.", soft_wrap=True)
         return EXIT_FAILED
     except KeyboardInterrupt:
         err_console.print(

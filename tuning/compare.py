@@ -210,7 +210,7 @@ def compare_sweeps(
         raise UserError(f"{folder} already holds a comparison; choose another --storage-path.")
     sides = []
     for spec, path, label in zip(specs, spec_files, labels):
-        echo(f"[bold]sweep {label}[/bold]: {n} trials")
+        echo(f"sweep {label}: {n} trials")
         outcome = run_sweep(
             path, storage=str(folder), name=label, num_samples=n, address=address, echo=echo, overrides=overrides
         )

@@ -322,3 +322,31 @@ def test_cluster_check_refuses_an_unreachable_address_and_a_bad_file(tmp_path, c
     path.write_text(yaml.safe_dump(merged(GOOD, resources={"cpu": -1})))
     code, err = run(["cluster-check", str(path)], capsys)
     assert code == 2 and "resources.cpu" in err and str(path) in err
+
+
+MARKUP = "[/b][bold red]"  # rich markup: printed as markup it would raise MarkupError or restyle the text
+
+
+def test_user_text_that_looks_like_markup_is_printed_as_it_is(tmp_path, capsys):
+    odd = tmp_path / f"x{MARKUP}y"
+    odd.mkdir(parents=True)
+    spec = odd / "sweep.yaml"
+    spec.write_text(yaml.safe_dump(merged(GOOD, name="odd")))
+    assert main(["search", str(spec), "--storage-path", str(odd / "runs"), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert str(odd / "runs" / "odd") in out and "MarkupError" not in out
+    cases = [
+        (["search", str(odd / "missing.yaml")], str(odd / "missing.yaml")),
+        (["search", str(spec), f"{MARKUP}=1", "--dry-run"], MARKUP),
+        (["train", str(spec), f"optimizer.q_structure={MARKUP}"], MARKUP),
+        (["best", str(odd / "nothing")], str(odd / "nothing")),
+        (["report", str(odd / "nothing")], str(odd / "nothing")),
+    ]
+    for argv, shown in cases:
+        code, err = run(argv, capsys)
+        assert code == 2 and one_paragraph(err) and shown in err.replace("\n", ""), (argv, err)
+    bad_choice = odd / "choice.yaml"
+    space = {"optimizer.q_structure": {"type": "categorical", "choices": ["kron", MARKUP]}}
+    bad_choice.write_text(yaml.safe_dump(merged(GOOD, space=space)))
+    code, err = run(["search", str(bad_choice), "--dry-run"], capsys)
+    assert code == 2 and one_paragraph(err) and MARKUP in err.replace("\n", "")

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.table import Table
+from rich.text import Text
 
 from tuning.errors import UserError
 from tuning.records.files import write_atomically
@@ -124,11 +125,12 @@ def trials_table(records: Sequence[TrialRecord], metric: str, limit: int | None 
     """A table of trials (best first if ranked), with the reason where one failed or diverged."""
     table = Table(title=None, show_lines=False)
     for col in ("trial", "status", "epochs", metric, "params"):
-        table.add_column(col, overflow="fold")
+        table.add_column(Text(col), overflow="fold")
     for rec in list(records)[:limit]:
         value = rec.value(metric)
         note = rec.error if rec.status in (FAILED, DIVERGED) else format_params(rec.params)
-        table.add_row(rec.trial_id, rec.status, str(rec.epochs), "" if value is None else format_value(value), note)
+        cells = (rec.trial_id, rec.status, str(rec.epochs), "" if value is None else format_value(value), note or "")
+        table.add_row(*map(Text, cells))  # Text: the user's values are not rich markup
     return table
 
 

@@ -38,14 +38,14 @@ class ProgressPrinter(Transients, tune.Callback):
 
     @override
     def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
-        self.console.print(f"[cyan]start[/cyan]    {trial.trial_id}  {format_params(trial.config)}")
+        self.console.print(f"[cyan]start[/cyan]    {trial.trial_id}  {escape(format_params(trial.config))}")
 
     @override
     def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any) -> None:
         running = sum(t.status == "RUNNING" for t in trials)
         self.console.print(
             f"           {trial.trial_id}  epoch {result.get('epoch')}/{self.budget}  "
-            f"{self.metric} {format_value(result.get(self.metric))}   [dim]({running} running)[/dim]"
+            f"{escape(self.metric)} {format_value(result.get(self.metric))}   [dim]({running} running)[/dim]"
         )
 
     @staticmethod
@@ -59,11 +59,11 @@ class ProgressPrinter(Transients, tune.Callback):
         epochs = last.get("epoch", 0)
         done = f"[dim]({self._done(trials, trial)}/{self.num_samples} done)[/dim]"
         if DIVERGED in last:
-            self.console.print(f"[magenta]diverged[/magenta] {trial.trial_id}  {last[DIVERGED]}  {done}")
+            self.console.print(f"[magenta]diverged[/magenta] {trial.trial_id}  {escape(str(last[DIVERGED]))}  {done}")
             return
         word = "[green]complete[/green]" if epochs >= self.budget else "[yellow]pruned[/yellow]  "
         value = format_value(last.get(self.metric))
-        self.console.print(f"{word} {trial.trial_id}  {self.metric} {value} after {epochs} epochs  {done}")
+        self.console.print(f"{word} {trial.trial_id}  {escape(self.metric)} {value} after {epochs} epochs  {done}")
 
     @override
     def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
