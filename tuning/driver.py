@@ -26,6 +26,7 @@ from fishleg.config import parse_yaml
 from tuning.errors import UserError
 from tuning.records.folder import SweepFolder, check_name
 from tuning.records.ledger import TERMINAL, Best, Ledger, select_best
+from tuning.records.lock import LOCK_FILE, driver_lock
 from tuning.records.ray_processes import leftovers, record_ray_processes
 from tuning.records.tracking import MlflowSweep, check_tracking_uri, flatten, runs_url, start_sweep_run
 from tuning.run.config import read_yaml_model
@@ -170,13 +171,35 @@ def start_sweep(
 
     Every check, the cluster's included, passes before anything is written: the sweep folder,
     the MLflow parent run and Tune's experiment are made only then."""
-    spec, folder = plan.spec, plan.folder
+    folder = plan.folder
     check_ray_address(address)
-    if folder.is_sweep():
-        raise UserError(
-            f"{folder.path} already holds a sweep; continue it with `fishleg-tune resume {folder.path}` "
-            "or choose another --name."
-        )
+    with driver_lock(folder.path, "search"):
+        if folder.is_sweep():
+            raise UserError(
+                f"{folder.path} already holds a sweep; continue it with `fishleg-tune resume {folder.path}` "
+                "or choose another --name."
+            )
+        left = sorted(p.name for p in folder.path.iterdir() if p.name != LOCK_FILE)
+        if left:
+            raise UserError(
+                f"{folder.path} holds {', '.join(left)} but no {SweepFolder.META}: a sweep whose start was "
+                f"interrupted before it began. Remove the folder (rm -r {folder.path}) to start it afresh, "
+                "or choose another --name."
+            )
+        return _start_locked(plan, address, shared_storage, robust_top, seeds, keep_checkpoints, echo)
+
+
+def _start_locked(
+    plan: SweepPlan,
+    address: str | None,
+    shared_storage: bool,
+    robust_top: int,
+    seeds: int,
+    keep_checkpoints: bool,
+    echo: Echo,
+) -> SweepOutcome:
+    """`start_sweep`'s work, once this process holds the folder's lock and found it unused."""
+    spec, folder = plan.spec, plan.folder
     with ThreadPoolExecutor(max_workers=1) as pool:
         warm = pool.submit(importlib.import_module, "mlflow")  # MLflow's import cost overlaps Ray's start-up
         connect(address, local_sources(spec.plugin_names))
@@ -268,9 +291,17 @@ def resume_sweep(
     its budget of trials, then the export. `fit`: the training function, for a sweep started
     with one given as an object that cannot be imported by name (defined in a notebook)."""
     folder = SweepFolder.at(path)
-    path = folder.path
     if not folder.is_sweep():
-        raise UserError(f"{path} is not a sweep folder (no {SweepFolder.META}); give STORAGE/NAME of a sweep.")
+        raise UserError(f"{folder.path} is not a sweep folder (no {SweepFolder.META}); give STORAGE/NAME of a sweep.")
+    with driver_lock(folder.path, "resume"):
+        return _resume_locked(folder, address, shared_storage, echo, fit)
+
+
+def _resume_locked(
+    folder: SweepFolder, address: str | None, shared_storage: bool, echo: Echo, fit: Fit | None
+) -> SweepOutcome:
+    """`resume_sweep`'s work, once this process holds the folder's lock."""
+    path = folder.path
     meta = folder.meta()
     missing = [k for k in META_KEYS if not isinstance(meta.get(k), str)]
     if missing:
