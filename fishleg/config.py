@@ -350,6 +350,8 @@ def load_yaml_text(text: str) -> Any:
 
 def parse_yaml(path: Path) -> Any:
     """`load_yaml_text` of a file, with errors that name the file and line."""
+    if path.exists() and not path.is_file():  # a FIFO nobody writes would block the read forever
+        raise ConfigError(f"{path}: not a regular file (a folder, a pipe or a device); give a YAML file.")
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import Progress
 
-from tuning.errors import USER_ERRORS, NonFiniteLoss, UserError
+from tuning.errors import NonFiniteLoss, UserError
 
 if TYPE_CHECKING:
     from tuning.driver import SweepOutcome, SweepPlan
@@ -41,6 +41,16 @@ def echo(text: str) -> None:
     console.print(text, markup=False)
 
 
+def _check_file(path: Path | str) -> None:
+    """A file argument that is missing or not a regular file, refused before the command imports
+    anything heavy (torch, Ray): such mistakes answer at once."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: cannot read the file (No such file or directory).")
+    if not path.is_file():  # a FIFO nobody writes would block the read forever
+        raise UserError(f"{path}: not a regular file (a folder, a pipe or a device); give a YAML file.")
+
+
 def _overrides(args: argparse.Namespace, source: object, aliases: dict[str, str] | None = None) -> list[Override]:
     """The command's `KEY=VALUE`s, then the options that stand for one (`--epochs 2` is
     `training.epochs=2`), each named in errors as the user wrote it."""
@@ -50,6 +60,7 @@ def _overrides(args: argparse.Namespace, source: object, aliases: dict[str, str]
 
 
 def _train(args: argparse.Namespace) -> int:
+    _check_file(args.config)
     from tuning.records.tracking import check_tracking_uri
     from tuning.run.config import load_run_config
     from tuning.run.trainer import train_to_folder
@@ -170,12 +181,15 @@ def _print_outcome(outcome: SweepOutcome) -> int:
 
 
 def _search(args: argparse.Namespace) -> int:
-    import yaml
-
-    from tuning.driver import plan_sweep, start_sweep
     from tuning.sweep.cluster import resolve_address
 
     address = resolve_address(args.address)
+    _check_file(args.spec)
+    _quiet_libraries(args.verbose)
+    import yaml
+
+    from tuning.driver import plan_sweep, start_sweep
+
     plan = plan_sweep(
         args.spec,
         storage=args.storage_path,
@@ -206,6 +220,7 @@ def _search(args: argparse.Namespace) -> int:
 
 
 def _resume(args: argparse.Namespace) -> int:
+    _quiet_libraries(args.verbose)
     from tuning.driver import resume_sweep
     from tuning.sweep.cluster import resolve_address
 
@@ -255,6 +270,7 @@ def _best(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    _quiet_libraries(args.verbose)
     from tuning.report import write_report
 
     report = write_report(args.folder, png=args.png)
@@ -267,15 +283,20 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from tuning.compare import compare_sweeps
-    from tuning.sweep.cluster import resolve_address
-
     # Sweep files first, then KEY=VALUEs: an argument that is no file but has a `=` is an override.
     specs = [a for a in args.sweeps if "=" not in a or Path(a).exists()]
     tail = args.sweeps[len(specs) :]
     args.overrides = [*tail, *args.overrides]  # those after an option come from `_parse`
     if tail != [a for a in args.sweeps if a not in specs]:
         raise UserError(f"compare: sweep files come before the KEY=VALUE overrides (got {' '.join(args.sweeps)}).")
+    if len(specs) < 2:
+        raise UserError(f"compare needs at least two sweep files; got {len(specs)}.")
+    for spec in specs:
+        _check_file(spec)
+    _quiet_libraries(args.verbose)
+    from tuning.compare import compare_sweeps
+    from tuning.sweep.cluster import resolve_address
+
     address = resolve_address(args.address)
     result = compare_sweeps(
         [Path(s) for s in specs],
@@ -294,6 +315,7 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _cluster_check(args: argparse.Namespace) -> int:
+    _quiet_libraries(args.verbose)
     from tuning.records.tracking import check_tracking_uri
     from tuning.run.plugins import local_sources
     from tuning.sweep import cluster
@@ -472,8 +494,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _quiet_libraries(verbose: bool) -> None:
-    """What the terminal shows is the command's own: its plan, one line per trial event (a
-    failed trial's traceback goes to the sweep folder) and its summary. Ray's and MLflow's
+    """Called by the commands that run Optuna, Ray or MLflow (after their own light checks, so
+    that a mistake answers without importing them). What the terminal shows is the command's
+    own: its plan, one line per trial event (a failed trial's traceback goes to the sweep
+    folder) and its summary. Ray's and MLflow's
     start-up lines, Tune's traceback of each failed trial and Optuna's INFO log are off unless
     `--verbose`. Optuna's experimental-feature warnings (multivariate/grouped TPE, constant
     liar) are not news to a user. Tune saves its experiment state every step (see
@@ -506,22 +530,29 @@ def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpa
     return args
 
 
+def _is_config_error(exc: Exception) -> bool:
+    """Whether `exc` is fishleg's ConfigError (a bad config file), without importing fishleg (and
+    torch) when no command has loaded it."""
+    config = sys.modules.get("fishleg.config")
+    return config is not None and isinstance(exc, config.ConfigError)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """The `fishleg-tune` command: returns its exit status (0 done, 1 diverged, 2 bad input, 130 interrupted)."""
     args = _parse(build_parser(), argv)
     if os.getcwd() not in sys.path:  # as `python -m` does: `trainable: mypkg.train:fit` from here
         sys.path.insert(0, os.getcwd())
-    if args.command not in ("train", "best"):  # those never import Optuna (a second of start-up saved)
-        _quiet_libraries(args.verbose)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
-    except USER_ERRORS as exc:
-        err_console.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
-        return EXIT_BAD_INPUT
     except NonFiniteLoss as exc:
         err_console.print(f"[red]training stopped:[/red] {escape(str(exc))}.", soft_wrap=True)
         return EXIT_FAILED
+    except Exception as exc:
+        if not isinstance(exc, UserError) and not _is_config_error(exc):
+            raise
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
+        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         err_console.print(
             "interrupted; completed work is kept (continue a training run with --resume, a sweep with "

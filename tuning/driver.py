@@ -173,12 +173,9 @@ def start_sweep(
     the MLflow parent run and Tune's experiment are made only then."""
     folder = plan.folder
     check_ray_address(address)
+    _check_unused(folder)  # before the lock, which writes: a refused start changes nothing
     with driver_lock(folder.path, "search"):
-        if folder.is_sweep():
-            raise UserError(
-                f"{folder.path} already holds a sweep; continue it with `fishleg-tune resume {folder.path}` "
-                "or choose another --name."
-            )
+        _check_unused(folder)  # again: another driver may have started it meanwhile
         left = sorted(p.name for p in folder.path.iterdir() if p.name != LOCK_FILE)
         if left:
             raise UserError(
@@ -187,6 +184,14 @@ def start_sweep(
                 "or choose another --name."
             )
         return _start_locked(plan, address, shared_storage, robust_top, seeds, keep_checkpoints, echo)
+
+
+def _check_unused(folder: SweepFolder) -> None:
+    if folder.is_sweep():
+        raise UserError(
+            f"{folder.path} already holds a sweep; continue it with `fishleg-tune resume {folder.path}` "
+            "or choose another --name."
+        )
 
 
 def _start_locked(
@@ -293,15 +298,13 @@ def resume_sweep(
     folder = SweepFolder.at(path)
     if not folder.is_sweep():
         raise UserError(f"{folder.path} is not a sweep folder (no {SweepFolder.META}); give STORAGE/NAME of a sweep.")
+    _check_resumable(folder, fit)  # before the lock, which writes: damaged files change nothing
     with driver_lock(folder.path, "resume"):
         return _resume_locked(folder, address, shared_storage, echo, fit)
 
 
-def _resume_locked(
-    folder: SweepFolder, address: str | None, shared_storage: bool, echo: Echo, fit: Fit | None
-) -> SweepOutcome:
-    """`resume_sweep`'s work, once this process holds the folder's lock."""
-    path = folder.path
+def _check_resumable(folder: SweepFolder, fit: Fit | None) -> tuple[dict[str, Any], SweepSpec, Ledger]:
+    """The sweep's metadata, file and ledger, read and checked (a damaged one is named)."""
     meta = folder.meta()
     missing = [k for k in META_KEYS if not isinstance(meta.get(k), str)]
     if missing:
@@ -311,7 +314,15 @@ def _resume_locked(
         check_fit(fit, "the function given to tuning.resume")
     elif spec.trainable is not None:
         load_fit(spec.trainable.name, str(folder.spec_file))
-    ledger = Ledger(folder.ledger_file)  # a damaged ledger stops here, before any write
+    return meta, spec, Ledger(folder.ledger_file)
+
+
+def _resume_locked(
+    folder: SweepFolder, address: str | None, shared_storage: bool, echo: Echo, fit: Fit | None
+) -> SweepOutcome:
+    """`resume_sweep`'s work, once this process holds the folder's lock."""
+    path = folder.path
+    meta, spec, ledger = _check_resumable(folder, fit)  # as the previous driver left them
     counts = ledger.counts()
     tune_trials = tune_trial_ids(folder.tune_experiment, echo)  # a state cut short by the kill is set aside
     check_tracking_uri(meta["mlflow_uri"])

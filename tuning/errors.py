@@ -1,13 +1,20 @@
-"""Errors that are the user's to fix: the CLI prints their message (one paragraph) and exits 2."""
+"""Errors that are the user's to fix: the CLI prints their message (one paragraph) and exits 2.
+
+Light to import (no torch): `fishleg-tune --help` and argument errors answer at once.
+`ConfigError` (fishleg's, for bad config files) and `USER_ERRORS` are looked up on first use."""
 
 from __future__ import annotations
 
 import re
 import sysconfig
+from importlib.util import find_spec
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import fishleg
-from fishleg.config import ConfigError
+if TYPE_CHECKING:
+    from fishleg.config import ConfigError
+
+    USER_ERRORS: tuple[type[Exception], ...]
 
 __all__ = ["ConfigError", "DatasetUnavailable", "NonFiniteLoss", "UserError", "USER_ERRORS", "user_frames"]
 
@@ -26,13 +33,20 @@ class NonFiniteLoss(RuntimeError):
     """Training produced NaN/inf; the last good checkpoint is kept."""
 
 
-USER_ERRORS: tuple[type[Exception], ...] = (UserError, ConfigError)
+def __getattr__(name: str) -> Any:
+    """`ConfigError` and `USER_ERRORS` = (UserError, ConfigError), imported from fishleg (and so
+    torch) only when first asked for."""
+    if name in ("ConfigError", "USER_ERRORS"):
+        from fishleg.config import ConfigError
+
+        return ConfigError if name == "ConfigError" else (UserError, ConfigError)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def user_frames(trace: str) -> list[str]:
     """The frames of a traceback's text that are in the user's own files (not Python's, an
     installed library's, Ray's or this toolkit's), each once, as 'path:line in name: code'."""
-    ours = [Path(fishleg.__file__).parent, Path(__file__).parent]
+    ours = [Path(find_spec("fishleg").origin).parent, Path(__file__).parent]
     libraries = [Path(sysconfig.get_paths()[k]) for k in ("stdlib", "purelib", "platlib")]
     lines = trace.splitlines()
     frames = []

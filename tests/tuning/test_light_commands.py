@@ -3,6 +3,7 @@ Ray, MLflow or the training stack (and `best` without Optuna), checked in a fres
 folder written here (the ledger, the Optuna study and the sweep file, as a sweep leaves them)."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -60,3 +61,30 @@ def test_best_and_report_import_neither_ray_nor_the_training_stack(tmp_path):
     report = imported_by(["report", str(folder)])
     assert "optuna" in report and (folder / "report.html").exists()
     assert not [m for m in report if m.startswith(HEAVY)]
+
+
+def modules_after(command: list[str]) -> tuple[int, list[str]]:
+    code = (
+        "import sys\nfrom tuning.cli import main\ntry:\n    status = main(" + repr(command) + ")\n"
+        "except SystemExit as exc:\n    status = exc.code\nprint(status, ' '.join(sorted(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    status, modules = out.strip().splitlines()[-1].split(" ", 1)
+    return int(status), modules.split()
+
+
+def test_help_and_file_errors_answer_without_torch_or_ray(tmp_path):
+    """What a user gets at once: help, a missing file, a pipe given as a file (which would block a
+    read forever) — none imports torch, Ray, Optuna or MLflow (benchmarks/cli_startup.py times it)."""
+    fifo = tmp_path / "sweep.yaml"
+    os.mkfifo(fifo)
+    for command, status in [
+        (["--help"], 0),
+        (["search", "--help"], 0),
+        (["search", str(tmp_path / "missing.yaml")], 2),
+        (["train", str(fifo)], 2),
+        (["compare", str(fifo), str(tmp_path / "missing.yaml")], 2),
+    ]:
+        got, modules = modules_after(command)
+        assert got == status, command
+        assert not [m for m in modules if m.split(".")[0] in ("torch", "ray", "optuna", "mlflow", "fishleg")], command

@@ -27,9 +27,14 @@ def driver_lock(folder: Path, command: str) -> Iterator[None]:
     the holder's description ("search", "resume"). A folder made here and left holding only the
     lock (a start refused before it wrote anything) is removed again."""
     made = not folder.exists()
-    folder.mkdir(parents=True, exist_ok=True)
     path = folder / LOCK_FILE
-    handle = path.open("a+")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = path.open("a+")
+    except OSError as exc:
+        raise UserError(
+            f"--storage-path: cannot write to {folder} ({exc.strerror}); choose a writable folder."
+        ) from None
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

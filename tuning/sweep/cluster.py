@@ -7,8 +7,6 @@ import os
 import re
 from dataclasses import dataclass
 
-import ray
-
 from tuning.errors import UserError
 
 __all__ = ["NodeInfo", "describe", "nodes", "resolve_address"]
@@ -45,6 +43,8 @@ def resolve_address(address: str | None) -> str | None:
 
 def nodes() -> list[NodeInfo]:
     """The alive nodes of the connected cluster."""
+    import ray  # here, not at the top: `resolve_address` runs before any command imports Ray
+
     out = []
     for n in ray.nodes():
         if not n.get("Alive"):

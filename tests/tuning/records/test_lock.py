@@ -2,11 +2,11 @@
 at once (exit 2, naming the holder, before Ray starts), and a SIGKILLed holder leaves no
 stale lock."""
 
+import json
 import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import yaml
@@ -22,14 +22,23 @@ HOLD = (
 )
 
 
-@pytest.fixture
-def holder(tmp_path):
-    """A process holding the lock of tmp_path/runs/locked (a sweep folder with sweep.json)."""
-    folder = tmp_path / "runs" / "locked"
-    folder.mkdir(parents=True)
-    (folder / "sweep.json").write_text("{}")
+def hold(folder):
+    """A process holding `folder`'s lock, once it says so."""
     proc = subprocess.Popen([sys.executable, "-c", HOLD, str(folder)], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+@pytest.fixture
+def holder(tmp_path):
+    """A process holding the lock of a complete sweep folder (as a running `resume` would)."""
+    folder = tmp_path / "runs" / "locked"
+    folder.mkdir(parents=True)
+    (folder / "sweep.yaml").write_text(yaml.safe_dump({**GOOD, "name": "locked"}))
+    meta = {k: "x" for k in ("name", "sweep_file", "sweep_file_sha256", "experiment_id", "parent_run_id")}
+    (folder / "sweep.json").write_text(json.dumps({**meta, "tune_storage": ".", "mlflow_uri": "."}))
+    (folder / "trials.json").write_text("[]")
+    proc = hold(folder)
     yield folder, proc
     proc.kill()
     proc.wait()
@@ -54,14 +63,22 @@ def test_a_folder_made_for_the_lock_alone_is_removed_again(tmp_path):
 
 def test_search_and_resume_of_a_folder_in_use_exit_2_before_ray_starts(holder, tmp_path):
     folder, proc = holder
-    spec = tmp_path / "locked.yaml"
-    spec.write_text(yaml.safe_dump({**GOOD, "name": "locked"}))
-    for argv in (["search", str(spec), "--storage-path", str(tmp_path / "runs")], ["resume", str(folder)]):
-        start = time.monotonic()
-        done = fishleg_tune(*argv, cwd=tmp_path, timeout=120)
-        assert done.returncode == 2 and f"PID {proc.pid}" in done.stderr, done.stderr
-        assert "Traceback" not in done.stderr and time.monotonic() - start < 60
-    assert sorted(p.name for p in folder.iterdir()) == [LOCK_FILE, "sweep.json"]  # nothing else written
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    done = fishleg_tune("resume", str(folder), cwd=tmp_path, timeout=120)
+    assert done.returncode == 2 and f"PID {proc.pid}" in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before  # nothing written
+    # A second search of a name whose first search is starting (locked, no sweep.json yet).
+    starting = tmp_path / "runs" / "starting"
+    first = hold(starting)
+    try:
+        spec = tmp_path / "starting.yaml"
+        spec.write_text(yaml.safe_dump({**GOOD, "name": "starting"}))
+        done = fishleg_tune("search", str(spec), "--storage-path", str(tmp_path / "runs"), cwd=tmp_path, timeout=120)
+        assert done.returncode == 2 and f"PID {first.pid}" in done.stderr, done.stderr
+        assert [p.name for p in starting.iterdir()] == [LOCK_FILE]
+    finally:
+        first.kill()
+        first.wait()
 
 
 def test_a_start_interrupted_before_it_began_is_named_with_what_to_do(tmp_path):
