@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from pathlib import Path
-from typing import Any, Literal
+from types import NoneType
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -36,9 +37,21 @@ class ConfigError(ValueError):
 
 
 class StrictModel(BaseModel):
-    """Frozen, and unknown keys are errors: a typo never passes silently."""
+    """Frozen, and unknown keys are errors: a typo never passes silently; nor does `true` where
+    a number belongs (pydantic would read it as 1)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_boolean_numbers(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key, value in data.items():
+                field = cls.model_fields.get(key) if isinstance(value, bool) else None
+                kinds = set(get_args(field.annotation)) or {field.annotation} if field else set()
+                if kinds and kinds - {NoneType} <= {int, float}:
+                    raise ValueError(f"{key}: expected a number, got {str(value).lower()}")
+        return data
 
 
 class FishLegConfig(StrictModel):

@@ -62,7 +62,7 @@ def _overrides(args: argparse.Namespace, source: object, aliases: dict[str, str]
 def _train(args: argparse.Namespace) -> int:
     _check_file(args.config)
     from tuning.records.tracking import check_tracking_uri
-    from tuning.run.config import load_run_config
+    from tuning.run.config import NO_OPTIMIZER, load_run_config
     from tuning.run.trainer import train_to_folder
     from tuning.workloads import validate_workload
 
@@ -70,6 +70,8 @@ def _train(args: argparse.Namespace) -> int:
     config = load_run_config(args.config, overrides=_overrides(args, args.config, aliases))
     if config.workload is not None:
         validate_workload(config.workload, str(args.config))
+    if "optimizer" not in config.model_fields_set:
+        echo(f"note: {NO_OPTIMIZER}")
     if args.mlflow_uri:
         check_tracking_uri(args.mlflow_uri)
     output = Path(args.output or Path("runs") / Path(args.config).stem)

@@ -22,6 +22,10 @@ __all__ = ["SweepFolder", "check_name", "read_meta"]
 
 def check_name(name: str, where: str) -> None:
     """A sweep name is one folder name under the storage path: no separator, not '.' or '..'."""
+    if len(name.encode()) > 255:  # the longest file name file systems take
+        raise UserError(
+            f"{where}: a sweep name of {len(name)} characters is too long for a folder name; use 255 or fewer."
+        )
     if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
         raise UserError(
             f"{where} {name!r}: a sweep name is one folder name (letters, digits, '-', '_', '.'; no '/', "

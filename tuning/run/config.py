@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from fishleg.likelihoods import Likelihood
 
 __all__ = [
+    "NO_OPTIMIZER",
     "OPTIMIZER_NAMES",
     "OptimizerConfig",
     "RunConfig",
@@ -46,6 +47,7 @@ OptimizerConfig = Annotated[
     Union[FishLegConfig, AdamWConfig, AdamConfig, SGDConfig, MuonConfig, SOAPConfig, ShampooConfig],
     Field(discriminator="name"),
 ]
+NO_OPTIMIZER = "no optimizer: section: FishLeg with all its defaults (name one, e.g. optimizer: {name: adamw})"
 OPTIMIZER_NAMES = ("fishleg", "adamw", "adam", "sgd", "muon", "soap", "shampoo")
 
 
@@ -85,7 +87,7 @@ class TrainingConfig(StrictModel):
 
     epochs: int = Field(10, gt=0)
     batch_size: int = Field(64, gt=0)
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**32, description="the run's seed (numpy's range)")
     device: str = Field("auto", description="'auto', 'cpu', 'cuda' or 'cuda:N'")
 
     @field_validator("device")

@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import Field, FiniteFloat, field_validator, model_validator
 
 from fishleg.config import StrictModel
-from tuning.run.config import RunConfig, TrainsOne, load_yaml_model
+from tuning.run.config import NO_OPTIMIZER, RunConfig, TrainsOne, load_yaml_model
 from tuning.run.overrides import Override, set_dotted
 
 __all__ = ["ParamSpec", "SweepSpec", "apply_params", "load_sweep"]
@@ -103,7 +103,7 @@ class MetricSpec(StrictModel):
 
 class SearchSpec(StrictModel):
     sampler: Literal["tpe", "gp", "cmaes", "random", "grid", "qmc"] = "tpe"
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**32, description="the sampler's seed (numpy's range)")
     num_samples: int = Field(20, gt=0)
     max_concurrent: int = Field(2, gt=0)
     max_failures: int = Field(1, ge=0, description="retries of a trial from its last checkpoint")
@@ -186,6 +186,8 @@ class SweepSpec(TrainsOne):
                 f"scheduler.grace_period {self.scheduler.grace_period} is more than training.epochs {self.budget}: "
                 f"it is taken as {self.budget}, so the scheduler stops no trial early"
             )
+        if "optimizer" not in self.model_fields_set:
+            out.append(NO_OPTIMIZER)
         return out
 
     @property

@@ -222,3 +222,12 @@ def test_train_runs_the_controls_without_an_aux_loop(tmp_path, control):
     rows = read_metrics(tmp_path / "out")
     assert [r["epoch"] for r in rows] == [1, 2] and not any("aux_loss" in r for r in rows)
     assert rows[1]["val_loss"] < rows[0]["val_loss"] < 2.3  # below chance level, ln 10
+
+
+def test_train_says_when_a_config_names_no_optimizer(tmp_path, capsys):
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        yaml.safe_dump({"workload": {"name": "digits_classifier", "hidden": [8]}, "training": {"epochs": 1}})
+    )
+    assert main(["train", str(path), "--output", str(tmp_path / "o"), "--device", "cpu"]) == 0
+    assert "note: no optimizer: section: FishLeg with all its defaults" in capsys.readouterr().out
