@@ -383,7 +383,7 @@ def _finish(
     recorder = TrialRecorder(folder.ledger_file, spec.budget, mlflow)
     unfinished = recorder.close_unfinished()
     records = list(recorder.ledger.records.values())
-    failure = None if unfinished else sweep_failure(records)
+    failure = None if unfinished else sweep_failure(records, folder)
     interrupted = failure is None and (bool(unfinished) or len(records) < spec.search.num_samples)
     best = select_best(records, spec.metric.name, spec.metric.mode, spec.budget)
     robust = robust_best(spec, records, robust_top, seeds, echo) if robust_top and not interrupted else None

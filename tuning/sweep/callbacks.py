@@ -5,6 +5,7 @@ first trials all fail alike."""
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,6 +14,7 @@ from ray import tune
 from ray.tune.stopper import Stopper
 from typing_extensions import override
 
+from tuning.errors import user_frames
 from tuning.records.files import write_atomically
 from tuning.records.folder import SweepFolder
 from tuning.records.ledger import (
@@ -39,12 +41,28 @@ if TYPE_CHECKING:
 __all__ = ["FirstFailures", "TrialRecorder", "is_protocol_error", "sweep_failure"]
 
 
+def failure_key(error: str, trace: str) -> str:
+    """What makes two trials' failures the same one: the exception's type and the innermost
+    line of the user's own files it came from; not the message, which can hold sampled values
+    ("(32x29 and 30x128)" in one trial, "(32x29 and 30x64)" in the next). Without a frame of
+    the user's (a data set that cannot load, a workload's own error), the whole error line."""
+    frames = user_frames(trace)
+    if not frames:
+        return error
+    inner = re.search(r" raised ([\w.]+): ", error)
+    kind = inner.group(1) if inner else error.split(":", 1)[0]
+    return f"{kind} at {frames[-1].split(' in ', 1)[0]}"
+
+
+def _trace(trial: Trial) -> str:
+    path = trial.error_file
+    return Path(path).read_text() if path and Path(path).exists() else ""
+
+
 def _error_text(trial: Trial) -> str:
     """The exception line of the trial's latest traceback (the driver-side error file; the
     copy in storage is synced later)."""
-    path = trial.error_file
-    text = Path(path).read_text() if path and Path(path).exists() else ""
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    lines = [line.strip() for line in _trace(trial).splitlines() if line.strip()]
     return lines[-1] if lines else "unknown error (see the trial's error.txt)"
 
 
@@ -166,7 +184,8 @@ class TrialRecorder(Transients, tune.Callback):
 
 class FirstFailures(tune.Callback, Stopper):
     """Stops a sweep whose first `limit` finished trials all failed with the same error (a
-    data set that cannot load, a plugin that raises), instead of spending the budget on it.
+    data set that cannot load, a plugin that raises, a bug at one line of the user's code;
+    see `failure_key`), instead of spending the budget on it.
 
     A Tune callback (it sees the failures) and a Tune stopper (it stops every trial) in one
     object, passed as both; after it trips, `sweep_failure` reads the reason from the ledger."""
@@ -182,7 +201,7 @@ class FirstFailures(tune.Callback, Stopper):
 
     @override
     def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
-        self.errors.append(_error_text(trial))
+        self.errors.append(failure_key(_error_text(trial), _trace(trial)))
 
     @override
     def __call__(self, trial_id: str, result: dict) -> bool:
@@ -198,9 +217,15 @@ def is_protocol_error(error: str | None) -> bool:
     return error is not None and error.startswith(f"{ProtocolError.__module__}.{ProtocolError.__qualname__}:")
 
 
-def sweep_failure(records: list[TrialRecord]) -> str | None:
-    """The one error every trial of a sweep failed with, if every trial failed with one error."""
-    errors = {r.error for r in records if r.status == FAILED}
-    if records and all(r.status == FAILED for r in records) and len(errors) == 1:
-        return errors.pop()
-    return None
+def sweep_failure(records: list[TrialRecord], folder: SweepFolder) -> str | None:
+    """The error every trial of a sweep failed with (the first trial's words), if every trial
+    failed with the same one (`failure_key`, from the tracebacks kept in `folder`)."""
+    if not records or any(r.status != FAILED for r in records):
+        return None
+    keys = {failure_key(r.error or "", _kept_trace(folder, r.trial_id)) for r in records}
+    return records[0].error if len(keys) == 1 else None
+
+
+def _kept_trace(folder: SweepFolder, trial_id: str) -> str:
+    path = folder.error_file(trial_id)
+    return path.read_text() if path.exists() else ""
