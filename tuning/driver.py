@@ -24,6 +24,7 @@ from ray.tune import ResultGrid
 
 from fishleg.config import parse_yaml
 from tuning.errors import UserError
+from tuning.records.files import unwritable
 from tuning.records.folder import SweepFolder, check_name
 from tuning.records.ledger import TERMINAL, Best, Ledger, select_best
 from tuning.records.lock import LOCK_FILE, driver_lock
@@ -149,6 +150,9 @@ def plan_sweep(
         check_name(spec.name, f"{spec_path}: name")
     name = name or spec.name or spec_path.stem
     folder = SweepFolder.locate(str(storage), name)
+    problem = unwritable(folder.path)
+    if problem is not None:
+        raise UserError(f"--storage-path: cannot write to {folder.path} ({problem}); choose a writable folder.")
     check_spec(spec, str(spec_path), fit)
     uri = mlflow_uri or spec.mlflow.tracking_uri or folder.default_mlflow_uri
     check_tracking_uri(uri)

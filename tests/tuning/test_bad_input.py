@@ -63,6 +63,12 @@ SEARCH_CASES = [
     ("name in the file escapes", merged(GOOD, name="a/b"), [], ["name 'a/b'", "one folder name"]),
     ("name too long", None, ["--name", "n" * 300], ["--name: a sweep name of 300 characters is too long"]),
     ("name in the file too long", merged(GOOD, name="n" * 300), [], ["name: a sweep name of 300 characters"]),
+    (
+        "key typo in the file",
+        merged(GOOD, training={"epoch": 2}),
+        [],
+        ["Did you mean training.epochs (for training.epoch)?"],
+    ),
     ("sampler seed negative", None, ["search.seed=-1", "--dry-run"], ["search.seed", "greater than or equal to 0"]),
     ("epochs a boolean", None, ["training.epochs=true", "--dry-run"], ["epochs: expected a number, got true"]),
     ("lr a boolean", merged(GOOD, optimizer={"name": "fishleg", "damping": True}), [], ["damping: expected a number"]),

@@ -6,8 +6,6 @@ child run per trial (`MlflowSweep`), all written from the driver by the ledger c
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -17,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tuning.errors import UserError
+from tuning.records.files import unwritable
 from tuning.records.ledger import COMPLETE, DIVERGED, FAILED, INTERRUPTED, PRUNED
 from tuning.transient import Transients, transient
 
@@ -61,19 +60,6 @@ def default_tracking_uri(folder: Path) -> str:
 URI_SCHEMES = ("http", "https", "sqlite", "postgresql", "mysql", "mssql", "databricks")
 
 
-def _check_writable(folder: Path, uri: str) -> None:
-    """The sqlite store's folder, or the nearest folder above it that exists, is writable (the
-    store is made when the sweep starts, so an unwritable place must fail before that)."""
-    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
-    try:  # a real probe, removed at once: permission bits say nothing to root or of /proc
-        os.rmdir(tempfile.mkdtemp(prefix=".fishleg-probe-", dir=existing))
-    except (OSError, TypeError):
-        raise UserError(
-            f"--mlflow-uri {uri}: cannot write the sqlite store there ({existing} is not a writable folder); "
-            "give a writable path, or leave it out to use a sqlite store in the sweep folder."
-        ) from None
-
-
 def check_tracking_uri(uri: str) -> None:
     """Fail fast, before any work, on a URI MLflow cannot use or an http(s) tracking server
     that does not answer."""
@@ -84,8 +70,12 @@ def check_tracking_uri(uri: str) -> None:
             f"{', '.join(s + '://' for s in URI_SCHEMES)} (e.g. sqlite:///$PWD/mlflow.db or "
             "http://127.0.0.1:5000), or leave it out to use a sqlite store in the sweep folder."
         )
-    if scheme == "sqlite":
-        _check_writable(Path(uri.split(":///", 1)[-1]).parent, uri)
+    problem = unwritable(Path(uri.split(":///", 1)[-1]).parent) if scheme == "sqlite" else None
+    if problem is not None:
+        raise UserError(
+            f"--mlflow-uri {uri}: cannot write the sqlite store there ({problem}); give a writable path, "
+            "or leave it out to use a sqlite store in the sweep folder."
+        )
     if scheme not in ("http", "https"):
         return
     try:

@@ -20,7 +20,7 @@ from fishleg import FishLeg
 from fishleg.config import ConfigError, FishLegConfig, StrictModel, describe_validation_error, parse_yaml
 from tuning.records.files import write_atomically
 from tuning.run.optimizers import AdamConfig, AdamWConfig, MuonConfig, SGDConfig, ShampooConfig, SOAPConfig
-from tuning.run.overrides import Override, apply_overrides
+from tuning.run.overrides import Override, apply_overrides, close_key
 
 if TYPE_CHECKING:
     from fishleg.aux_data import AuxData
@@ -189,7 +189,19 @@ def read_yaml_model(
     try:
         return model.model_validate(data), data
     except ValidationError as err:
-        raise ConfigError(describe_error(err, source)) from None
+        raise ConfigError(describe_error(err, source) + _did_you_mean(err, model, data)) from None
+
+
+def _did_you_mean(err: ValidationError, model: type[BaseModel], data: dict[str, Any]) -> str:
+    """' Did you mean training.epochs (for training.epoch)?' for each unknown key with a close known one."""
+    hints = []
+    for e in err.errors():
+        if e["type"] == "extra_forbidden":
+            key = ".".join(str(x) for i, x in enumerate(e["loc"]) if not (i and x in OPTIMIZER_NAMES))
+            close = close_key(key, model, data)
+            if close is not None:
+                hints.append(f"{close} (for {key})")
+    return f" Did you mean {', '.join(hints)}?" if hints else ""
 
 
 def load_yaml_model(

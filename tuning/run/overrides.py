@@ -21,7 +21,15 @@ from pydantic import BaseModel
 from fishleg.config import load_yaml_text
 from tuning.errors import ConfigError
 
-__all__ = ["Override", "apply_overrides", "option_overrides", "parse_overrides", "set_dotted"]
+__all__ = [
+    "Override",
+    "apply_overrides",
+    "close_key",
+    "option_overrides",
+    "parse_overrides",
+    "set_dotted",
+    "settable_keys",
+]
 
 SPACE = "space"
 
@@ -131,6 +139,19 @@ def _set(data: dict[str, Any], key: str, value: Any) -> None:
             space[param] = {**space[param], field: value}
             return
     set_dotted(data, key, value)
+
+
+def settable_keys(model: type[BaseModel], data: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """(every settable dotted key of `model` given the file's `data`, the prefixes under which
+    any key goes: a workload's or training function's own options)."""
+    return _keys(model, data)
+
+
+def close_key(key: str, model: type[BaseModel], data: dict[str, Any]) -> str | None:
+    """The settable dotted key of `model` (given the file's `data`) that `key` most likely
+    misspells, if one is close."""
+    close = difflib.get_close_matches(key, _keys(model, data)[0], n=1, cutoff=0.6)
+    return close[0] if close else None
 
 
 def option_overrides(options: dict[str, Any], keys: dict[str, str]) -> list[Override]:

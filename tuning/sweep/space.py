@@ -11,6 +11,7 @@ from typing_extensions import override
 
 from tuning.errors import ConfigError
 from tuning.run.config import RunConfig, describe_error
+from tuning.run.overrides import close_key, settable_keys
 from tuning.sweep.spec import ParamSpec, Scalar, SweepSpec, apply_params
 from tuning.workloads.base import validate_workload
 
@@ -91,11 +92,23 @@ def _reachable(p: ParamSpec, value: Scalar) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and p.low <= value <= p.high
 
 
+def _settable(base: dict[str, Any], key: str) -> bool:
+    """Whether dotted `key` is a key of the run config `base` (or of a workload's or training
+    function's own options, which they validate themselves)."""
+    keys, free = settable_keys(RunConfig, base)
+    return key in keys or any(key.startswith(prefix) for prefix in free)
+
+
 def validate_space(spec: SweepSpec, source: str) -> None:
     """Every parameter of `space:` checked deterministically against the run-config schema and
     the workload's options: both ends of each range and every choice (with the values its
     `when:` needs), each `when:` value reachable, and each of `points_to_evaluate`."""
     base = spec.base_config()
+    for name in spec.space:  # a key the config does not have: said once, with the close one
+        if not _settable(base, name):
+            close = close_key(name, RunConfig, base)
+            hint = f"; did you mean {close}?" if close else " (space keys are dotted config names such as optimizer.lr)"
+            raise ConfigError(f"{source}: space.{name}: no such key in the run config{hint}")
 
     def check(params: dict[str, Any], what: str) -> None:
         try:

@@ -64,7 +64,7 @@ CASES = {
     "metric not reported": (variant(metric={"name": "val_accuracy"}), ["metric.name", "val_accuracy", "val_loss"]),
     "space key not in config": (
         variant(space={"optimizer.lrr": {"type": "float", "low": 0.1, "high": 1.0}}),
-        ["space", "optimizer.lrr", "unknown key"],
+        ["space.optimizer.lrr: no such key in the run config; did you mean optimizer.lr?"],
     ),
     "grid float without step": (variant(search={"sampler": "grid"}), ["grid", "step"]),
     # Ranges are checked at both ends against the config schema, not by random draws.
