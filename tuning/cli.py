@@ -108,7 +108,8 @@ def format_plan(plan: SweepPlan) -> str:
         f"sweep {folder.name}: {spec.search.num_samples} trials of {spec.subject} "
         f"with {spec.optimizer.name}, {spec.budget} epochs each at most"
     ]
-    lines.append(f"  metric     {spec.metric.name} ({spec.metric.mode}), on validation; test once, at the end")
+    test = "test once, at the end, for the chosen config" if spec.workload else "the test split is the function's own"
+    lines.append(f"  metric     {spec.metric.name} ({spec.metric.mode}), on validation; {test}")
     lines.append(
         f"  sampler    {spec.search.sampler} (seed {spec.search.seed}), "
         f"{spec.search.max_concurrent} at a time, {len(spec.search.points_to_evaluate)} given points first"
@@ -509,6 +510,8 @@ def _quiet_libraries(verbose: bool) -> None:
     import optuna
 
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    # A restored trial reports its last epoch again (Tune replays it); Optuna keeps the first.
+    warnings.filterwarnings("ignore", message="The reported value is ignored because this `step=")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.getLogger("ray.train._internal.syncer").setLevel(logging.ERROR)
     if verbose:

@@ -69,6 +69,12 @@ SEARCH_CASES = [
         [],
         ["Did you mean training.epochs (for training.epoch)?"],
     ),
+    (
+        "trainable options nested",
+        {**{k: v for k, v in GOOD.items() if k != "workload"}, "trainable": {"name": "m:f", "options": {"h": 1}}},
+        ["--dry-run"],
+        ["trainable: give the function's options beside its name, not under `options:`"],
+    ),
     ("sampler seed negative", None, ["search.seed=-1", "--dry-run"], ["search.seed", "greater than or equal to 0"]),
     ("epochs a boolean", None, ["training.epochs=true", "--dry-run"], ["epochs: expected a number, got true"]),
     ("lr a boolean", merged(GOOD, optimizer={"name": "fishleg", "damping": True}), [], ["damping: expected a number"]),

@@ -110,11 +110,7 @@ def _chosen(page: Page, sweep: SweepFolder) -> None:
             "strong",
         )
     else:
-        page.text(
-            "Test split: not evaluated for this config (a training function that reports no test "
-            "metrics, or a sweep stopped before its end).",
-            "note",
-        )
+        page.text(f"Test split: {provenance.get('test_on', 'not evaluated')}.", "note")
     searched = provenance.get("params", {})
     page.text("Chosen: " + ", ".join(f"{short(k)} = {format_value(v)}" for k, v in searched.items()))
     page.details(f"{sweep.best_file.name}: the whole config and its provenance", sweep.best_file.read_text())

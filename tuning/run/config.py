@@ -81,6 +81,16 @@ class TrainableConfig(NamedConfig):
     def _bare_name(cls, value: Any) -> Any:
         return {"name": value} if isinstance(value, str) else value
 
+    @model_validator(mode="after")
+    def _options_beside_the_name(self) -> TrainableConfig:
+        if "options" in self.options:
+            raise ValueError(
+                "give the function's options beside its name, not under `options:` "
+                "(trainable: {name: mypkg.train:fit, hidden: 64}); the function reads them as "
+                "config.trainable.options and a sweep searches them as trainable.<option>"
+            )
+        return self
+
 
 class TrainingConfig(StrictModel):
     """How long and how a run trains; `epochs` is a sweep's budget."""

@@ -176,6 +176,8 @@ class LocalContext(FitContext):
     ) -> None:
         super().__init__(config, source=source, restored=restored)
         self.output = output
+        if output is not None:
+            output.mkdir(parents=True, exist_ok=True)
         self.on_report = on_report
         self.history: list[dict[str, Any]] = []
         self.saved = restored

@@ -30,15 +30,15 @@ def run_config(**trainable) -> RunConfig:
 
 def test_local_context_numbers_epochs_and_keeps_the_newest_checkpoint(tmp_path):
     seen = []
-    context = LocalContext(run_config(), output=tmp_path, on_report=seen.append)
+    context = LocalContext(run_config(), output=tmp_path / "run", on_report=seen.append)  # made if missing
     context.report({"val_loss": torch.tensor(2.5), "train_loss": 3}, checkpoint={"w": torch.ones(2)})
     context.report({"val_loss": 2.0, "train_loss": 2.2, "epoch_time_s": 0.5})
     assert [r["epoch"] for r in context.history] == [1, 2] and seen == context.history
     assert context.history[0]["val_loss"] == 2.5 and context.history[0]["epoch_time_s"] >= 0
     assert context.history[1]["epoch_time_s"] == 0.5  # a given time is kept
-    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert rows == context.history
-    saved = load_saved(tmp_path / "checkpoint.pt")
+    saved = load_saved(tmp_path / "run" / "checkpoint.pt")
     assert saved.epoch == 1 and torch.equal(saved.state["w"], torch.ones(2))  # the only checkpointed report
 
     resumed = LocalContext(run_config(), restored=saved)
