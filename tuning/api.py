@@ -15,6 +15,7 @@ from typing import Any
 from tuning.driver import Echo, SweepOutcome, resume_sweep, run_sweep
 from tuning.run.config import load_run_config
 from tuning.run.fit import Fit, check_fit, function_name
+from tuning.run.overrides import Override
 from tuning.run.trainer import TrainResult, train_to_folder
 from tuning.sweep.cluster import resolve_address
 
@@ -28,14 +29,18 @@ def search(
     storage: str | Path = "fishleg-runs",
     address: str | None = None,
     echo: Echo = print,
-    **overrides: Any,
+    **options: Any,
 ) -> SweepOutcome:
     """Run the sweep file `sweep` on `fit` (None: the file's `workload:` or `trainable:`) and
-    export its best config; `overrides` are `fishleg-tune search`'s options by their Python
-    names (name, num_samples, max_concurrent, mlflow_uri, experiment, robust_top, seeds,
-    shared_storage, keep_checkpoints). `fit` may be defined anywhere, a notebook included: it is pickled to
-    the trials, not imported by name."""
-    return run_sweep(Path(sweep), storage=storage, address=resolve_address(address), echo=echo, fit=fit, **overrides)
+    export its best config. `options` are `fishleg-tune search`'s options by their Python names
+    (name, num_samples, max_concurrent, mlflow_uri, experiment, robust_top, seeds,
+    shared_storage, keep_checkpoints) and, as on the command line, dotted keys of the file
+    (`**{"training.epochs": 2}`). `fit` may be defined anywhere, a notebook included: it is
+    pickled to the trials, not imported by name."""
+    dotted = {key: options.pop(key) for key in [k for k in options if "." in k]}
+    overrides = [Override(key, value, f"{key}={value!r}") for key, value in dotted.items()]
+    where = {"storage": storage, "address": resolve_address(address)}
+    return run_sweep(Path(sweep), **where, echo=echo, fit=fit, overrides=overrides, **options)
 
 
 def resume(

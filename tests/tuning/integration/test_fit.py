@@ -38,14 +38,16 @@ def spec_file(path, trainable=None, **search):
 def test_python_api_tunes_a_function_object_retrying_from_its_checkpoints(ray_local, tmp_path):
     # Every trial raises in epoch 2 of its first attempt: Tune retries it from the epoch-1
     # checkpoint the function reported, which comes back as context.checkpoint.
-    spec = spec_file(tmp_path / "own.yaml", max_failures=1)
+    spec = spec_file(tmp_path / "own.yaml", max_failures=1, num_samples=5)  # 3 by the override below
     data = yaml.safe_load(spec.read_text())
     data["trainable"] = {"name": "tests.tuning.plugins:fit_quadratic", "fail_at": 2, "n": 32}
     spec.write_text(yaml.safe_dump(data))
     own = "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S"
     os.environ[own] = "1"  # a user's own value, kept during the sweep and after it
     before = {key: os.environ.get(key) for key in TUNE_ENVIRONMENT}
-    outcome = tuning.search(fit_quadratic, spec, storage=tmp_path / "runs", echo=lambda line: None)
+    outcome = tuning.search(
+        fit_quadratic, spec, storage=tmp_path / "runs", echo=lambda line: None, **{"search.num_samples": 3}
+    )
     after = {key: os.environ.get(key) for key in TUNE_ENVIRONMENT}
     del os.environ[own]
 
