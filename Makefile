@@ -14,8 +14,9 @@ $(STAMP): pyproject.toml
 .PHONY: install quickstart test test-fast lint bench report-screenshot gpu-wheels gpu-check
 install: $(STAMP)
 
+# The sweep the README's next commands name (fishleg-runs/quickstart); a previous one is replaced.
 quickstart: $(STAMP)
-	$(VENV)/bin/fishleg-tune search search_spaces/quickstart.yaml --name quickstart-$$(date +%Y%m%d-%H%M%S)
+	$(VENV)/bin/fishleg-tune search search_spaces/quickstart.yaml --overwrite
 
 # The whole suite, slow (multi-node, fault-injection) tests included: what CI runs. Two pytest
 # workers, one test file each at a time (a file's tests share its fixtures and run in order).

@@ -59,6 +59,12 @@ def _overrides(args: argparse.Namespace, source: object, aliases: dict[str, str]
     return [*parse_overrides(args.overrides, str(source)), *option_overrides(vars(args), aliases or {})]
 
 
+def _run_name(config: Path) -> str:
+    """A run's default folder name: the config's stem, or for an exported best_config.yaml the
+    name of its sweep (two sweeps' best configs do not share runs/best_config)."""
+    return config.resolve().parent.name if config.name == "best_config.yaml" else config.stem
+
+
 def _train(args: argparse.Namespace) -> int:
     _check_file(args.config)
     from tuning.records.tracking import check_tracking_uri
@@ -74,7 +80,7 @@ def _train(args: argparse.Namespace) -> int:
         echo(f"note: {NO_OPTIMIZER}")
     if args.mlflow_uri:
         check_tracking_uri(args.mlflow_uri)
-    output = Path(args.output or Path("runs") / Path(args.config).stem)
+    output = Path(args.output or Path("runs") / _run_name(Path(args.config)))
     with Progress(console=console, disable=not console.is_terminal, transient=True) as progress:
         result = train_to_folder(
             config,
@@ -85,6 +91,7 @@ def _train(args: argparse.Namespace) -> int:
             experiment=args.experiment,
             echo=echo,
             progress=progress,
+            overwrite=args.overwrite,
         )
     shown = ", ".join(
         f"{k} {v:.4g}" for k, v in {**result.metrics, **result.test}.items() if k.startswith(("val_", "test_"))
@@ -218,6 +225,7 @@ def _search(args: argparse.Namespace) -> int:
         seeds=args.seeds,
         keep_checkpoints=args.keep_checkpoints,
         echo=echo,
+        overwrite=args.overwrite,
     )
     return _print_outcome(outcome)
 
@@ -230,6 +238,36 @@ def _resume(args: argparse.Namespace) -> int:
     address = resolve_address(args.address)
     outcome = resume_sweep(args.folder, address=address, shared_storage=args.shared_storage, echo=echo)
     return _print_outcome(outcome)
+
+
+def _list(args: argparse.Namespace) -> int:
+    from rich.table import Table
+    from rich.text import Text
+
+    from tuning.records.folder import SweepFolder
+    from tuning.records.ledger import Ledger, format_counts, format_value, rank_trials
+    from tuning.records.lock import holder
+    from tuning.sweep.spec import load_sweep
+
+    storage = Path(args.storage_path)
+    if not storage.is_dir():
+        raise UserError(f"--storage-path {storage}: no such folder; sweeps go to fishleg-runs/ unless told.")
+    table = Table()
+    for column in ("sweep", "state", "trials", "best", "created"):
+        table.add_column(column, overflow="fold")
+    for path in sorted(p for p in storage.iterdir() if (p / SweepFolder.META).is_file()):
+        folder = SweepFolder.at(path)
+        ledger = Ledger(folder.ledger_file) if folder.ledger_file.exists() else None
+        records = list(ledger.records.values()) if ledger else []
+        spec = load_sweep(folder.spec_file)
+        ranked = rank_trials(records, spec.metric.name, spec.metric.mode)
+        best = f"{spec.metric.name} {format_value(ranked[0].value(spec.metric.name))}" if ranked else ""
+        state = "running" if holder(path) else ("done" if folder.best_file.exists() else "stopped")
+        counts = format_counts(ledger.counts()) if ledger else ""
+        cells = (path.name, state, counts, best, str(folder.meta().get("created", "")))
+        table.add_row(*map(Text, cells))
+    console.print(table if table.row_count else f"no sweeps in {storage}", markup=False)
+    return 0
 
 
 def _best(args: argparse.Namespace) -> int:
@@ -412,8 +450,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("config", type=Path, help="YAML with workload:, optimizer:, training:")
     train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=OVERRIDES_HELP)
-    train.add_argument("--output", type=Path, help="output folder (default runs/CONFIG_NAME)")
+    train.add_argument(
+        "--output", type=Path, help="output folder (default runs/CONFIG_NAME; runs/SWEEP for a best_config.yaml)"
+    )
     train.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint.pt")
+    train.add_argument("--overwrite", action="store_true", help="replace a run of another config in OUTPUT")
     train.add_argument("--epochs", type=int, help="the same as training.epochs=N")
     train.add_argument("--seed", type=int, help="the same as training.seed=N")
     train.add_argument("--device", help="the same as training.device=D (auto, cpu, cuda, cuda:N)")
@@ -429,6 +470,9 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("spec", type=Path, help="sweep file, e.g. search_spaces/quickstart.yaml")
     search.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=OVERRIDES_HELP)
     search.add_argument("--name", help="sweep name (default: the file's name: or its stem)")
+    search.add_argument(
+        "--overwrite", action="store_true", help="delete a sweep of the same name first (its results are lost)"
+    )
     search.add_argument("--num-samples", type=int, help="the same as search.num_samples=N")
     search.add_argument("--max-concurrent", type=int, help="the same as search.max_concurrent=N")
     search.add_argument("--mlflow-uri", help="MLflow tracking URI (default: sqlite in the sweep folder)")
@@ -456,6 +500,9 @@ def build_parser() -> argparse.ArgumentParser:
     resume = sub.add_parser("resume", parents=[address, shared, verbose], help="continue an interrupted sweep")
     resume.add_argument("folder", type=Path, help="STORAGE/NAME of the sweep")
     resume.set_defaults(func=_resume)
+
+    listing = sub.add_parser("list", parents=[storage, verbose], help="the sweeps in a storage folder, and their state")
+    listing.set_defaults(func=_list)
 
     best = sub.add_parser("best", parents=[verbose], help="print the best config and the top trials of a sweep")
     best.add_argument("folder", type=Path, help="STORAGE/NAME of the sweep")

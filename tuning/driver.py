@@ -169,16 +169,22 @@ def start_sweep(
     seeds: int = 3,
     keep_checkpoints: bool = False,
     echo: Echo = print,
+    overwrite: bool = False,
 ) -> SweepOutcome:
     """Run a planned sweep to its end (or its interruption) and export the best config;
-    `keep_checkpoints` keeps every trial's checkpoints (see `tuning.sweep.retention`).
+    `keep_checkpoints` keeps every trial's checkpoints (see `tuning.sweep.retention`);
+    `overwrite` first deletes what the sweep folder holds (a finished or failed sweep of the
+    same name), once no other driver uses it.
 
     Every check, the cluster's included, passes before anything is written: the sweep folder,
     the MLflow parent run and Tune's experiment are made only then."""
     folder = plan.folder
     check_ray_address(address)
-    _check_unused(folder)  # before the lock, which writes: a refused start changes nothing
+    if not overwrite:
+        _check_unused(folder)  # before the lock, which writes: a refused start changes nothing
     with driver_lock(folder.path, "search"):
+        if overwrite:
+            _empty(folder.path)
         _check_unused(folder)  # again: another driver may have started it meanwhile
         left = sorted(p.name for p in folder.path.iterdir() if p.name != LOCK_FILE)
         if left:
@@ -188,6 +194,17 @@ def start_sweep(
                 "or choose another --name."
             )
         return _start_locked(plan, address, shared_storage, robust_top, seeds, keep_checkpoints, echo)
+
+
+def _empty(path: Path) -> None:
+    """Delete everything in a sweep folder but its lock (held by this process)."""
+    for entry in path.iterdir():
+        if entry.name == LOCK_FILE:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
 
 
 def _check_unused(folder: SweepFolder) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tuning.errors import UserError
 
-__all__ = ["LOCK_FILE", "driver_lock"]
+__all__ = ["LOCK_FILE", "driver_lock", "holder"]
 
 LOCK_FILE = "driver.lock"
 
@@ -57,3 +57,16 @@ def driver_lock(folder: Path, command: str) -> Iterator[None]:
             path.unlink()
             folder.rmdir()
         handle.close()  # releases the lock
+
+
+def holder(folder: Path) -> str | None:
+    """Who drives the sweep in `folder` now (the lock file's text), or None when no one does."""
+    path = folder / LOCK_FILE
+    if not path.exists():
+        return None
+    with path.open() as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return handle.read().strip() or "another process"
+    return None

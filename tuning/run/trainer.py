@@ -19,10 +19,10 @@ from torch.nn.parallel import DistributedDataParallel
 
 from fishleg import distributed
 from fishleg.optimizer import FishLeg
-from tuning.errors import NonFiniteLoss, UserError
+from tuning.errors import ConfigError, NonFiniteLoss, UserError
 from tuning.records.tracking import flatten, maybe_run
 from tuning.run.batches import Batches
-from tuning.run.config import RunConfig, save_config
+from tuning.run.config import RunConfig, load_run_config, save_config
 from tuning.run.devices import resolve_device
 from tuning.run.fit import CHECKPOINT_FILE, Fit, FitContext, LocalContext, load_fit, load_saved
 from tuning.workloads import build_workload
@@ -206,6 +206,21 @@ class TrainResult:
     test: dict[str, float]
 
 
+def _check_output(output: Path, config: RunConfig, allowed: bool) -> None:
+    saved = output / "config.yaml"
+    if allowed or not saved.exists():
+        return
+    try:
+        same = load_run_config(saved) == config
+    except ConfigError:
+        same = False
+    if not same:
+        raise UserError(
+            f"--output {output} holds the run of another config ({saved}); give another --output, "
+            "--resume to continue that run, or --overwrite to replace it."
+        )
+
+
 def train_to_folder(
     config: RunConfig,
     output: Path,
@@ -217,13 +232,16 @@ def train_to_folder(
     experiment: str = "fishleg-tune",
     echo: Callable[[str], None] = print,
     progress: Progress | None = None,
+    overwrite: bool = False,
 ) -> TrainResult:
     """`fishleg-tune train`: per-epoch metrics (metrics.jsonl) and the newest checkpoint
     (checkpoint.pt) in `output`, then, for a workload, the test metrics once at the end
     (test_metrics.json); `resume` continues from the checkpoint there. `fit`: the training
     function (default: the config's). A non-finite loss raises NonFiniteLoss saying which
-    checkpoint, if any, is kept."""
+    checkpoint, if any, is kept. An `output` that holds the run of another config is refused
+    unless `overwrite` (or `resume`, which continues it)."""
     fn = fit if fit is not None else fit_for(config, source)
+    _check_output(output, config, resume or overwrite)
     device = resolve_device(config.training.device)
     if isinstance(fn, WorkloadFit):
         fn.prepare(config)  # bad data or device fail here, before anything is written

@@ -282,3 +282,13 @@ def test_a_sweep_whose_first_trials_all_fail_alike_stops_there(ray_local, tmp_pa
     assert 2 <= len(records) < 8 and all(r["status"] == "FAILED" for r in records.values())
     _, parents, children = mlflow_runs(f"sqlite:///{tmp_path / 'runs' / 'tiny' / 'mlflow.db'}", "tiny")
     assert parents[0].info.status == "FAILED" and all(r.info.status == "FAILED" for r in children)
+
+    # The failed sweep's name: listed, refused for a new search, taken again with --overwrite.
+    assert main(["list", "--storage-path", str(tmp_path / "runs")]) == 0
+    assert "tiny" in capsys.readouterr().out
+    again = ["search", str(spec), "--storage-path", str(tmp_path / "runs"), "workload.broken=false"]
+    assert main([*again, "search.num_samples=2"]) == 2
+    assert "already holds a sweep" in capsys.readouterr().err
+    assert main([*again, "search.num_samples=2", "--overwrite"]) == 0
+    records = ledger(tmp_path / "runs" / "tiny")
+    assert len(records) == 2 and all(r["status"] in ("COMPLETE", "PRUNED") for r in records.values())

@@ -231,3 +231,20 @@ def test_train_says_when_a_config_names_no_optimizer(tmp_path, capsys):
     )
     assert main(["train", str(path), "--output", str(tmp_path / "o"), "--device", "cpu"]) == 0
     assert "note: no optimizer: section: FishLeg with all its defaults" in capsys.readouterr().out
+
+
+def test_train_keeps_a_run_of_another_config_unless_told(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for sweep, lr in (("sweep_a", 0.1), ("sweep_b", 0.2)):
+        (tmp_path / sweep).mkdir()
+        write_config(tmp_path / sweep / "best_config.yaml", optimizer={"name": "sgd", "lr": lr}, epochs=1)
+    assert main(["train", "sweep_a/best_config.yaml"]) == 0
+    assert main(["train", "sweep_b/best_config.yaml"]) == 0  # each sweep's config has its own default folder
+    assert {p.name for p in (tmp_path / "runs").iterdir()} == {"sweep_a", "sweep_b"}
+    capsys.readouterr()
+    before = (tmp_path / "runs" / "sweep_a" / "metrics.jsonl").read_text()
+    code = main(["train", "sweep_b/best_config.yaml", "--output", "runs/sweep_a"])
+    assert code == 2 and "holds the run of another config" in capsys.readouterr().err
+    assert (tmp_path / "runs" / "sweep_a" / "metrics.jsonl").read_text() == before
+    assert main(["train", "sweep_b/best_config.yaml", "--output", "runs/sweep_a", "--overwrite"]) == 0
+    assert load_run_config(tmp_path / "runs" / "sweep_a" / "config.yaml").optimizer.lr == 0.2
