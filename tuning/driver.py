@@ -38,7 +38,8 @@ from tuning.selection.export import write_best_config
 from tuning.selection.holdout import evaluate_chosen
 from tuning.selection.robust import robust_best
 from tuning.sweep.callbacks import TrialRecorder, sweep_failure
-from tuning.sweep.preflight import check_cluster, check_ray_address, check_spec, check_storage
+from tuning.sweep.cluster import local_node
+from tuning.sweep.preflight import check_cluster, check_fits, check_ray_address, check_spec, check_storage
 from tuning.sweep.reconcile import (
     drop_lost_trials,
     end_unrecorded_runs,
@@ -180,6 +181,9 @@ def start_sweep(
     the MLflow parent run and Tune's experiment are made only then."""
     folder = plan.folder
     check_ray_address(address)
+    if address is None:  # a local Ray will have this machine's CPUs and GPUs: refuse before starting it
+        r = plan.spec.resources
+        check_fits([local_node()], r.cpu, r.gpu, r.workers)
     if not overwrite:
         _check_unused(folder)  # before the lock, which writes: a refused start changes nothing
     with driver_lock(folder.path, "search"):

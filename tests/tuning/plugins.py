@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -127,6 +128,12 @@ def fit_wrong_metric(config: Any, context: Any) -> None:
 def fit_raises(config: Any, context: Any) -> None:
     """A training function that raises in every trial."""
     raise ValueError("no data here")
+
+
+def fit_exits(config: Any, context: Any) -> None:
+    """A training function that ends the process as a script would."""
+    context.report({"val_loss": 1.0})
+    sys.exit(0)
 
 
 def not_a_fit(config: Any) -> None:

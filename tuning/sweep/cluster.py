@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from tuning.errors import UserError
 
-__all__ = ["NodeInfo", "describe", "nodes", "resolve_address"]
+__all__ = ["NodeInfo", "describe", "local_node", "nodes", "resolve_address"]
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,15 @@ def resolve_address(address: str | None) -> str | None:
             "ray://HOST:PORT (Ray Client) or auto; leave it out to start Ray locally."
         )
     return address
+
+
+def local_node() -> NodeInfo:
+    """This machine as the one node a local Ray would start: the CPUs this process may use,
+    the GPUs torch sees (Ray counts them the same way), known before Ray starts."""
+    import torch
+
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return NodeInfo("local", "this machine", float(cpus), float(torch.cuda.device_count()), True)
 
 
 def nodes() -> list[NodeInfo]:

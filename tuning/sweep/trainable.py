@@ -167,6 +167,11 @@ def run_trial(
         if config.workload is not None or isinstance(exc, USER_ERRORS):
             raise
         raise TrainableError(f"{source}: trainable {config.subject!r} raised {type(exc).__name__}: {exc}") from exc
+    except SystemExit as exc:  # Ray would report it as its own internal error, naming no function
+        raise TrainableError(
+            f"{source}: trainable {config.subject!r} called sys.exit({exc.code}); a training function ends its trial "
+            "by returning: return from the function instead"
+        ) from None
     if context.reports == 0 and restored is None:
         raise ProtocolError(
             f"{source}: trainable {config.subject!r} returned without calling context.report(metrics); "

@@ -79,6 +79,7 @@ def test_python_api_tunes_a_function_object_retrying_from_its_checkpoints(ray_lo
         ("fit_silent", ["returned without calling context.report"]),
         ("fit_wrong_metric", ["reported ['loss'] without 'val_loss'"]),
         ("fit_raises", ["raised ValueError: no data here"]),
+        ("fit_exits", ["called sys.exit(0)", "return from the function instead"]),
     ],
 )
 def test_a_broken_training_function_stops_the_sweep_early_naming_it(ray_local, tmp_path, name, fragments):
