@@ -229,3 +229,30 @@ def test_a_trial_that_ended_in_the_step_tune_never_saved_is_not_trained_again(tm
     study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{folder / 'optuna.db'}")
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE]
     assert study.trials[0].value == before["history"][-1]["val_loss"]
+
+
+def test_a_second_driver_of_a_running_sweep_is_refused_and_the_records_agree(tmp_path):
+    """While a sweep runs, a second `search` of its name and a `resume` of its folder are refused
+    at once (exit 2, naming the running driver's PID); the running sweep ends as if alone."""
+    folder, cmd = slow_sweep(tmp_path, num_samples=2, epochs=2)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 240
+        while not (folder / "sweep.json").exists():
+            assert proc.poll() is None and time.time() < deadline
+            time.sleep(0.1)
+        for second in (cmd[1:], ["resume", str(folder)]):
+            refused = fishleg_tune(*second, cwd=tmp_path, timeout=120)
+            assert refused.returncode == 2 and f"PID {proc.pid}" in refused.stderr, refused.stderr
+            assert "Traceback" not in refused.stderr
+        assert proc.wait(timeout=400) == 0
+    finally:
+        if proc.poll() is None:
+            kill_sweep(proc)
+    rows = ledger(folder)
+    assert len(rows) == 2 and {r["status"] for r in rows} <= TERMINAL and not (folder / "errors").exists()
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{folder / 'optuna.db'}")
+    assert [t.state.name for t in study.trials].count("FAIL") == 0 and len(study.trials) == 2
+    client = MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
+    assert len(runs) == 3 and all(r.info.status != "FAILED" for r in runs)  # the parent and two trials
