@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import Progress
 
-from tuning.errors import NonFiniteLoss, UserError
+from tuning.errors import NonFiniteLoss, UserCodeError, UserError
 
 if TYPE_CHECKING:
     from tuning.driver import SweepOutcome, SweepPlan
@@ -599,6 +599,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return func(args)
     except NonFiniteLoss as exc:
         err_console.print(f"[red]training stopped:[/red] {escape(str(exc))}.", soft_wrap=True)
+        return EXIT_FAILED
+    except UserCodeError as exc:
+        err_console.print(f"[red]error in your code:[/red] {escape(str(exc))}", soft_wrap=True)
         return EXIT_FAILED
     except Exception as exc:
         if not isinstance(exc, UserError) and not _is_config_error(exc):

@@ -16,7 +16,15 @@ if TYPE_CHECKING:
 
     USER_ERRORS: tuple[type[Exception], ...]
 
-__all__ = ["ConfigError", "DatasetUnavailable", "NonFiniteLoss", "UserError", "USER_ERRORS", "user_frames"]
+__all__ = [
+    "ConfigError",
+    "DatasetUnavailable",
+    "NonFiniteLoss",
+    "USER_ERRORS",
+    "UserCodeError",
+    "UserError",
+    "user_frames",
+]
 
 FRAME = re.compile(r'^\s*File "(?P<path>[^"]+)", line (?P<line>\d+), in (?P<name>.+)$')
 
@@ -27,6 +35,11 @@ class UserError(Exception):
 
 class DatasetUnavailable(UserError):
     """A data set is neither on disk nor downloadable."""
+
+
+class UserCodeError(Exception):
+    """The user's own code (a training function's or plugin's module) raised: named as theirs,
+    with the line of their file it came from; exit status 1 (not bad input to this tool)."""
 
 
 class NonFiniteLoss(RuntimeError):

@@ -376,3 +376,22 @@ def test_user_text_that_looks_like_markup_is_printed_as_it_is(tmp_path, capsys):
     bad_choice.write_text(yaml.safe_dump(merged(GOOD, space=space)))
     code, err = run(["search", str(bad_choice), "--dry-run"], capsys)
     assert code == 2 and one_paragraph(err) and MARKUP in err.replace("\n", "")
+
+
+def test_a_training_module_that_raises_on_import_is_named_as_the_users_code(tmp_path, capsys, monkeypatch):
+    package = tmp_path / "brokenpkg_at_import"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "train.py").write_text("x = 1\nraise RuntimeError('broken at import')\n")
+    spec = tmp_path / "own.yaml"
+    spec.write_text(
+        yaml.safe_dump(
+            {**{k: v for k, v in GOOD.items() if k != "workload"}, "trainable": "brokenpkg_at_import.train:fit"}
+        )
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    code, err = run(["search", str(spec), "--dry-run"], capsys)
+    assert code == 1 and one_paragraph(err) and "error in your code" in err
+    assert "importing brokenpkg_at_import.train raised RuntimeError: broken at import" in err
+    assert f"{package / 'train.py'}:2 in <module>" in err

@@ -6,11 +6,12 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
+import traceback
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from tuning.errors import ConfigError
+from tuning.errors import ConfigError, UserCodeError, user_frames
 
 __all__ = ["check_callable_as", "import_function", "local_sources", "signature_text"]
 
@@ -22,8 +23,18 @@ def import_function(name: str, where: str) -> Any:
     if not sep or not module_name or not attr:
         raise ConfigError(f"{where}: {name!r} is not 'package.module:function'.")
     try:
-        return getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError, ValueError) as exc:
+        module = importlib.import_module(module_name)
+    except (ImportError, ValueError) as exc:
+        raise ConfigError(f"{where}: cannot load {name!r} ({type(exc).__name__}: {exc}).") from None
+    except Exception as exc:  # the module's own code raised as it was imported
+        frames = user_frames(traceback.format_exc())
+        at = f" at {frames[-1]}" if frames else ""
+        raise UserCodeError(
+            f"{where}: importing {module_name} raised {type(exc).__name__}: {exc}{at}; fix it in your code."
+        ) from None
+    try:
+        return getattr(module, attr)
+    except AttributeError as exc:
         raise ConfigError(f"{where}: cannot load {name!r} ({type(exc).__name__}: {exc}).") from None
 
 
