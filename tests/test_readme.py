@@ -11,7 +11,7 @@ import shlex
 import pytest
 
 from tests.conftest import ROOT
-from tuning.cli import _parse, build_parser, main
+from tuning.cli import build_parser, main, parse
 
 README = (ROOT / "README.md").read_text()
 BLOCKS = re.findall(r"```([a-z]*)\n(.*?)```", README, re.S)
@@ -43,7 +43,7 @@ def test_the_readme_is_a_short_guide():
 )
 def test_every_fishleg_tune_command_resolves(argv, capsys):
     try:
-        args = _parse(build_parser(), argv)
+        args = parse(build_parser(), argv)
     except SystemExit as exc:  # --version exits 0 after printing
         assert argv == ["--version"] and exc.code == 0, capsys.readouterr().err
         return

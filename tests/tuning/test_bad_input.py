@@ -77,7 +77,7 @@ SEARCH_CASES = [
     ),
     ("more CPUs than this machine has", None, ["resources.cpu=4096"], ["no node has 4096 CPU", "this machine"]),
     ("more GPUs than this machine has", None, ["resources.gpu=64"], ["no node has 64 GPU"]),
-    ("more workers than fit here", None, ["resources.workers=4096"], ["resources.workers: a trial asks for 4096"]),
+    ("more workers than fit here", None, ["resources.workers=64"], ["resources.workers: a trial asks for 64"]),
     ("sampler seed negative", None, ["search.seed=-1", "--dry-run"], ["search.seed", "greater than or equal to 0"]),
     ("epochs a boolean", None, ["training.epochs=true", "--dry-run"], ["epochs: expected a number, got true"]),
     ("lr a boolean", merged(GOOD, optimizer={"name": "fishleg", "damping": True}), [], ["damping: expected a number"]),

@@ -1,0 +1,55 @@
+"""`fishleg-tune`: parse, call, print, exit code. Bad input exits 2 with one paragraph.
+
+Each command imports what it needs when it runs, so `fishleg-tune train` never loads Ray,
+Optuna or MLflow (unless asked to log), and `--help` or a missing file answers at once. One
+module per subcommand (`train`, `sweep`: search and resume, `folders`: list, best and report,
+`compare`, `cluster`); `parser` builds the command line, `common` holds what they share."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from rich.markup import escape
+
+from tuning.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, err_console
+from tuning.cli.parser import build_parser, parse
+from tuning.errors import NonFiniteLoss, UserCodeError, UserError
+
+__all__ = ["build_parser", "main", "parse"]
+
+
+def is_config_error(exc: Exception) -> bool:
+    """Whether `exc` is fishleg's ConfigError (a bad config file), without importing fishleg (and
+    torch) when no command has loaded it."""
+    config = sys.modules.get("fishleg.config")
+    return config is not None and isinstance(exc, config.ConfigError)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The `fishleg-tune` command: returns its exit status (0 done, 1 diverged, 2 bad input, 130 interrupted)."""
+    args = parse(build_parser(), argv)
+    if os.getcwd() not in sys.path:  # as `python -m` does: `trainable: mypkg.train:fit` from here
+        sys.path.insert(0, os.getcwd())
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except NonFiniteLoss as exc:
+        err_console.print(f"[red]training stopped:[/red] {escape(str(exc))}.", soft_wrap=True)
+        return EXIT_FAILED
+    except UserCodeError as exc:
+        err_console.print(f"[red]error in your code:[/red] {escape(str(exc))}", soft_wrap=True)
+        return EXIT_FAILED
+    except Exception as exc:
+        if not isinstance(exc, UserError) and not is_config_error(exc):
+            raise
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        err_console.print(
+            "interrupted; completed work is kept (continue a training run with --resume, a sweep with "
+            "fishleg-tune resume STORAGE/NAME)."
+        )
+        return EXIT_INTERRUPTED

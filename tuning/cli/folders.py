@@ -1,0 +1,98 @@
+"""`fishleg-tune list`, `best` and `report`: commands that read sweep folders only (no Ray,
+no training stack; `best` not even Optuna)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from tuning.cli.common import console, echo, quiet_libraries
+from tuning.errors import UserError
+
+__all__ = ["best", "list_sweeps", "report"]
+
+
+def list_sweeps(args: argparse.Namespace) -> int:
+    """`fishleg-tune list`: the sweeps of a storage folder, with their state and best value."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from tuning.records.folder import SweepFolder
+    from tuning.records.ledger import Ledger, format_counts, format_value, rank_trials
+    from tuning.records.lock import holder
+    from tuning.sweep.spec import load_sweep
+
+    storage = Path(args.storage_path)
+    if not storage.is_dir():
+        raise UserError(f"--storage-path {storage}: no such folder; sweeps go to fishleg-runs/ unless told.")
+    table = Table()
+    for column in ("sweep", "state", "trials", "best", "created"):
+        table.add_column(column, overflow="fold")
+    for path in sorted(p for p in storage.iterdir() if (p / SweepFolder.META).is_file()):
+        folder = SweepFolder.at(path)
+        ledger = Ledger(folder.ledger_file) if folder.ledger_file.exists() else None
+        records = list(ledger.records.values()) if ledger else []
+        spec = load_sweep(folder.spec_file)
+        ranked = rank_trials(records, spec.metric.name, spec.metric.mode)
+        best = f"{spec.metric.name} {format_value(ranked[0].value(spec.metric.name))}" if ranked else ""
+        state = "running" if holder(path) else ("done" if folder.best_file.exists() else "stopped")
+        counts = format_counts(ledger.counts()) if ledger else ""
+        cells = (path.name, state, counts, best, str(folder.meta().get("created", "")))
+        table.add_row(*map(Text, cells))
+    console.print(table if table.row_count else f"no sweeps in {storage}", markup=False)
+    return 0
+
+
+def best(args: argparse.Namespace) -> int:
+    """`fishleg-tune best`: the top trials of a sweep, then where its best config is."""
+    import json
+
+    from tuning.records.folder import SweepFolder
+    from tuning.records.ledger import Ledger, rank_trials, trials_table
+    from tuning.run.config import load_run_config
+    from tuning.sweep.spec import load_sweep
+
+    folder = SweepFolder.at(args.folder)
+    if not folder.ledger_file.exists():
+        raise UserError(f"{folder.path}: no {folder.LEDGER}; give the STORAGE/NAME folder of a sweep.")
+    spec = load_sweep(folder.spec_file)
+    metric = spec.metric.name
+    records = list(Ledger(folder.ledger_file).records.values())
+    ranked = rank_trials(records, metric, spec.metric.mode)
+    best_file = folder.best_file
+    if args.json:
+        payload = {
+            "best_config": load_run_config(best_file).to_dict() if best_file.exists() else None,
+            "top": [
+                {
+                    "trial_id": r.trial_id,
+                    "status": r.status,
+                    "epochs": r.epochs,
+                    metric: r.value(metric),
+                    "params": r.params,
+                }
+                for r in ranked[: args.top]
+            ],
+        }
+        print(json.dumps(payload, indent=1))
+        return 0
+    console.print(trials_table(ranked, metric, args.top))
+    if best_file.exists():
+        chosen = load_run_config(best_file).provenance or {}  # a damaged file is named, not printed
+        shown = " ".join(f"{k.removeprefix('optimizer.')}={v}" for k, v in chosen.get("params", {}).items())
+        echo(f"best config (trial {chosen.get('trial_id', '?')}): {best_file}\n  {shown}")
+    return 0
+
+
+def report(args: argparse.Namespace) -> int:
+    """`fishleg-tune report`: report.html of a sweep (and PNGs with --png)."""
+    quiet_libraries(args.verbose)
+    from tuning.report import write_report
+
+    report = write_report(args.folder, png=args.png)
+    for note in report.notes:
+        console.print(f"[yellow]note[/yellow]: {note}")
+    for path in report.figures.values():
+        echo(f"  figure: {path}")
+    echo(f"report: {report.html}  (one interactive file; opens offline in a browser)")
+    return 0
