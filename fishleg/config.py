@@ -17,6 +17,7 @@ from typing import Any, Literal, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from fishleg.grafting import GRAFTS
 from fishleg.partner import parse_kinds
 from fishleg.structures import STRUCTURES
 
@@ -158,7 +159,7 @@ class FishLegConfig(StrictModel):
         "autoencoder where the defaults train",
     )
 
-    graft: Literal["none", "sgd", "adam", "rmsprop", "adagrad"] = Field(
+    graft: str = Field(
         "none",
         description="learning-rate grafting (Agarwal et al., 2020; Shampoo's grafting): each layer's step keeps "
         "FishLeg's direction (its momentum of Q·g) and takes its length from this first-order method run beside "
@@ -196,6 +197,13 @@ class FishLegConfig(StrictModel):
     def _known_structure(cls, value: str) -> str:
         if value not in STRUCTURES:
             raise ValueError(f"must be one of {STRUCTURES.names()}")
+        return value
+
+    @field_validator("graft")
+    @classmethod
+    def _known_graft(cls, value: str) -> str:
+        if value != "none" and value not in GRAFTS:
+            raise ValueError(f"must be 'none' or one of {GRAFTS.names()}")
         return value
 
     @field_validator("partner_params")

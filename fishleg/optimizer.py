@@ -101,7 +101,7 @@ class FishLeg(torch.optim.Optimizer):
         adaptive_damping: bool = False,
         quadratic_step: bool = False,
         bound_step: bool = False,
-        graft: Literal["none", "sgd", "adam", "rmsprop", "adagrad"] = "none",
+        graft: str = "none",
         graft_beta2: float = 0.999,
         graft_eps: float = 1e-8,
         partner: Literal["none", "adamw"] = "none",
