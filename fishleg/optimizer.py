@@ -3,10 +3,10 @@ by Adam on the auxiliary loss A(λ; u) = ½ uᵀQ(F+γI)Qu − uᵀQu (Garcia et
 with `quadratic_step`, θ ← θ + η(a·Q(λ)g + m·δ₀), a and m from the damped quadratic model
 (K-FAC's step, Martens & Grosse 2015).
 
-The optimizer composes three parts, each in its own module: the curvature (`Curvature`: the
-blocks' λ and the aux loop that learns them), the damping strategy (`Damping`: γ) and the step
-rule (`StepRule`: what a step does with Q·g, its length grafted from a first-order method if
-asked); and a first-order partner (AdamW) for the parameters Q does not suit, if asked.
+The optimizer composes its parts, each in its own module: the curvature (`Curvature`: the
+blocks' λ and the aux loop that learns them), the damping strategy (`Damping`: γ), the step
+rule (`StepRule`: what a step does with Q·g), the graft (`Graft`: a first-order method's step
+length, if asked) and a first-order partner (AdamW) for the parameters Q does not suit, if asked.
 `step` runs them in order and checks, in one place, what each part needs (aux data at
 construction, a closure at each step)."""
 

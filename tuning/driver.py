@@ -2,9 +2,10 @@
 
 `plan_sweep` reads and checks the sweep file (nothing runs); `start_sweep` runs the plan:
 Ray, the MLflow parent run, the Tuner, then the export. `run_sweep` is both in one call.
-Each step's concern lives in its own module: the folder (`folder`), the checks
-(`preflight`), Ray Tune and Optuna (`tuner`), MLflow (`tracking`), the trial ledger
-(`trials`), the choice (`export`, `robust`) and the test split (`holdout`)."""
+Each step's concern lives in its own module: the folder and its lock (`records.folder`,
+`records.lock`), the checks (`sweep.preflight`), Ray Tune and Optuna (`sweep.tuner`), MLflow
+(`records.tracking`), the trial ledger (`records.ledger`), the choice (`selection.export`,
+`selection.robust`) and the test split (`selection.holdout`)."""
 
 from __future__ import annotations
 

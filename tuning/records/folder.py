@@ -119,7 +119,7 @@ class SweepFolder:
 
     @property
     def ledger_file(self) -> Path:
-        """The trial ledger (`trials.Ledger`)."""
+        """The trial ledger (`ledger.Ledger`)."""
         return self.path / self.LEDGER
 
     @property
