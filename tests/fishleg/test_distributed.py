@@ -96,11 +96,11 @@ def ranks(tmp_path_factory) -> list[dict]:
 def test_replicas_stay_identical(ranks, case):
     """Bitwise: every rank applies the same all-reduced values in the same order."""
     a, b = ranks[0][case], ranks[1][case]
-    assert all(torch.equal(p, q) for p, q in zip(a["params"], b["params"]))
-    assert all(torch.equal(p, q) for p, q in zip(a["lambdas"], b["lambdas"]))
+    assert all(torch.equal(p, q) for p, q in zip(a["params"], b["params"], strict=True))
+    assert all(torch.equal(p, q) for p, q in zip(a["lambdas"], b["lambdas"], strict=True))
     assert all(torch.isfinite(p).all() for p in a["params"])
     start = model()
-    assert any(not torch.equal(p, q) for p, q in zip(a["params"], start.parameters()))  # it trained
+    assert any(not torch.equal(p, q) for p, q in zip(a["params"], start.parameters(), strict=True))  # it trained
 
 
 @pytest.mark.parametrize("case", ["one_aux_step", "one_split_aux_step"])
@@ -113,7 +113,7 @@ def test_the_averaged_aux_step_is_the_aux_step_on_the_union_of_batches(ranks, ca
     opt.update_aux(torch.cat([shard(r)[0] for r in range(WORLD)]), probes(net))
     before = lambdas(FishLeg(model(), "categorical", seed=0))
     assert ranks[0][case]["owned"] == (case == "one_split_aux_step")
-    for got, want, start in zip(ranks[0][case]["lambdas"], lambdas(opt), before):
+    for got, want, start in zip(ranks[0][case]["lambdas"], lambdas(opt), before, strict=True):
         assert not torch.equal(want, start)
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
 
@@ -131,5 +131,5 @@ def test_a_data_parallel_checkpoint_loads_on_one_process(ranks):
     opt = FishLeg(net, "categorical", x, update_aux_every=2, aux_batch_size=8, q_structure="kron")
     assert opt.state_dict().keys() == saved["state"].keys()
     opt.load_state_dict(saved["state"])
-    assert all(torch.equal(p, q) for p, q in zip(lambdas(opt), saved["lambdas"]))
+    assert all(torch.equal(p, q) for p, q in zip(lambdas(opt), saved["lambdas"], strict=True))
     assert opt.step_count == STEPS

@@ -17,7 +17,7 @@ def test_building_a_workload_seeds_its_model_without_touching_the_global_rng():
     a = build_workload(WorkloadConfig(name="digits_classifier"), seed=5)
     assert torch.equal(torch.rand(3), expected)
     b = build_workload(WorkloadConfig(name="digits_classifier"), seed=5)
-    assert all(torch.equal(p, q) for p, q in zip(a.model.parameters(), b.model.parameters()))
+    assert all(torch.equal(p, q) for p, q in zip(a.model.parameters(), b.model.parameters(), strict=True))
 
 
 def test_importing_the_toolkit_sets_no_warning_filter_log_level_or_backend():
