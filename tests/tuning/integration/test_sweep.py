@@ -89,7 +89,7 @@ def test_sweep_end_to_end(ray_local, tmp_path, capsys):
     assert best.provenance["full_budget"] is True
     assert best.provenance["mlflow_run_id"] in {r.info.run_id for r in children}
     assert best.optimizer.lr == pytest.approx(records[best.provenance["trial_id"]]["params"]["optimizer.lr"])
-    assert Trainer(best).run_epoch()["val_loss"] > 0
+    assert Trainer(best).run_epoch()["val_loss"] < 2.3  # it learns: below chance level, ln 10
     out = capsys.readouterr().out
     assert "complete" in out and "epoch 1/3" in out
 
@@ -187,7 +187,7 @@ def test_trials_never_touch_the_test_split(ray_local, tmp_path):
     touches = [json.loads(line) for line in log.read_text().splitlines()]
     assert len(touches) == 1  # one process, after every trial had ended: the export's test
     assert touches[0]["time"] > max(r["ended"] for r in records.values())
-    assert outcome.test is not None and outcome.test["test_accuracy"] > 0
+    assert outcome.test is not None and outcome.test["test_accuracy"] > 0.3  # 3x chance on 10 classes
 
 
 def test_sweep_logs_to_an_mlflow_server(ray_local, tmp_path, mlflow_server):

@@ -1,6 +1,5 @@
 """Bad sweep input: one paragraph naming the file and key, exit status 2, no trial started."""
 
-import time
 from pathlib import Path
 
 import pytest
@@ -149,6 +148,7 @@ def test_a_key_given_twice_is_refused_naming_both_lines(tmp_path, capsys):
     assert "'training' is given twice in one mapping (lines" in err and str(path) in err
 
 
+@pytest.mark.timeout(60)  # it hung before the size check: a hang fails here, not at the suite's timeout
 def test_aliases_that_expand_past_any_config_size_are_refused_quickly(tmp_path, capsys):
     """A 1 KB file of aliases nested ten deep (10^10 values once expanded) hung `--dry-run`."""
     lines = ["a0: &a0 [" + ", ".join(["x"] * 10) + "]"]
@@ -156,9 +156,7 @@ def test_aliases_that_expand_past_any_config_size_are_refused_quickly(tmp_path, 
     path = tmp_path / "sweep.yaml"
     path.write_text("\n".join(lines) + "\n")
     assert len(path.read_bytes()) < 1100
-    started = time.perf_counter()
     assert main(["search", str(path), "--dry-run"]) == 2
-    assert time.perf_counter() - started < 5
     assert "aliases expand to more than 100,000 values" in capsys.readouterr().err
 
 
