@@ -28,9 +28,9 @@ from tuning.errors import UserError
 from tuning.records.files import unwritable
 from tuning.records.folder import SweepFolder, check_name
 from tuning.records.ledger import TERMINAL, Best, Ledger, select_best
-from tuning.records.lock import LOCK_FILE, driver_lock
+from tuning.records.lock import LOCK_FILE, driver_lock, holder
 from tuning.records.ray_processes import leftovers, record_ray_processes
-from tuning.records.tracking import MlflowSweep, check_tracking_uri, flatten, runs_url, start_sweep_run
+from tuning.records.tracking import STORE_FILES, MlflowSweep, check_tracking_uri, flatten, runs_url, start_sweep_run
 from tuning.run.config import read_yaml_model
 from tuning.run.fit import Fit, check_fit, function_name, load_fit
 from tuning.run.overrides import Override, option_overrides
@@ -190,8 +190,9 @@ def start_sweep(
     with driver_lock(folder.path, "search"):
         if overwrite:
             _empty(folder.path)
-        _check_unused(folder)  # again: another driver may have started it meanwhile
-        left = sorted(p.name for p in folder.path.iterdir() if p.name != LOCK_FILE)
+        _check_unused(folder, locked_here=True)  # again: another driver may have run it meanwhile
+        kept = (LOCK_FILE, *STORE_FILES) if overwrite else (LOCK_FILE,)
+        left = sorted(p.name for p in folder.path.iterdir() if p.name not in kept)
         if left:
             raise UserError(
                 f"{folder.path} holds {', '.join(left)} but no {SweepFolder.META}: a sweep whose start was "
@@ -202,9 +203,10 @@ def start_sweep(
 
 
 def _empty(path: Path) -> None:
-    """Delete everything in a sweep folder but its lock (held by this process)."""
+    """Delete a sweep's records from its folder: all but its lock (held by this process) and its
+    MLflow store, where the earlier runs stay beside the new sweep's (MLflow is the history)."""
     for entry in path.iterdir():
-        if entry.name == LOCK_FILE:
+        if entry.name in (LOCK_FILE, *STORE_FILES):
             continue
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry)
@@ -212,12 +214,21 @@ def _empty(path: Path) -> None:
             entry.unlink()
 
 
-def _check_unused(folder: SweepFolder) -> None:
-    if folder.is_sweep():
+def _check_unused(folder: SweepFolder, locked_here: bool = False) -> None:
+    """A new sweep may start in `folder`: it holds none (`locked_here`: this process holds the
+    lock, so no other driver runs it)."""
+    if not folder.is_sweep():
+        return
+    running = None if locked_here else holder(folder.path)
+    if running is not None:
         raise UserError(
-            f"{folder.path} already holds a sweep; continue it with `fishleg-tune resume {folder.path}` "
-            "or choose another --name."
+            f"{folder.path} holds a sweep that is running now ({running}); wait for it to end, or choose "
+            "another --name."
         )
+    raise UserError(
+        f"{folder.path} already holds a sweep; continue it with `fishleg-tune resume {folder.path}`, replace it "
+        "with --overwrite, or choose another --name."
+    )
 
 
 def _start_locked(

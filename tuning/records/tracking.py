@@ -52,9 +52,12 @@ def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+STORE_FILES = ("mlflow.db", "mlartifacts")  # the default MLflow store a sweep keeps in its folder
+
+
 def default_tracking_uri(folder: Path) -> str:
     """A sqlite store at an absolute path (a relative one would resolve in each trial's cwd)."""
-    return f"sqlite:///{(folder / 'mlflow.db').resolve()}"
+    return f"sqlite:///{(folder / STORE_FILES[0]).resolve()}"
 
 
 URI_SCHEMES = ("http", "https", "sqlite", "postgresql", "mysql", "mssql", "databricks")
@@ -208,7 +211,7 @@ def start_sweep_run(
     ./mlruns in whatever the working directory is)."""
     probe = MlflowSweep(uri, "", "")
     local_store = uri.startswith("sqlite:")
-    exp_id = experiment_id(probe.client, experiment, folder / "mlartifacts" if local_store else None)
+    exp_id = experiment_id(probe.client, experiment, folder / STORE_FILES[1] if local_store else None)
     parent = probe.create_run(exp_id, name, {"fishleg_tune.sweep_folder": str(folder)})
     sweep = MlflowSweep(uri, exp_id, parent)
     sweep.log_params(parent, params)

@@ -97,6 +97,7 @@ def test_compare_of_three_sweeps_end_to_end(ray_local, tmp_path, capsys):
         for name, low, high in (("adamw", 1e-3, 1e-2), ("sgd", 1e-2, 0.3))
     ]
     args = ["compare", *map(str, sweeps), "--storage-path", str(tmp_path / "cmp"), "--seeds", "2", "--top-k", "1"]
+    args += ["--num-samples", "1"]  # one trial each: the comparison's mechanics, not a search
     assert main(args) == 0
     out = capsys.readouterr().out
     folder = tmp_path / "cmp" / "compare-fish-vs-adamw-vs-sgd"
