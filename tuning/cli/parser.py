@@ -98,7 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=OVERRIDES_HELP)
     search.add_argument("--name", help="sweep name (default: the file's name: or its stem)")
     search.add_argument(
-        "--overwrite", action="store_true", help="delete a finished or failed sweep of the same name first (its MLflow runs are kept)"
+        "--overwrite",
+        action="store_true",
+        help="delete a finished or failed sweep of the same name first (its MLflow runs are kept)",
     )
     search.add_argument("--num-samples", type=int, help="the same as search.num_samples=N")
     search.add_argument("--max-concurrent", type=int, help="the same as search.max_concurrent=N")
