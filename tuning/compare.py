@@ -99,6 +99,11 @@ def _bands(sides: Sequence[Side], best: Sequence[SeedRuns], metric: str, axis: s
     return out
 
 
+def _test_metric(metric: str) -> str:
+    """The test split's counterpart of a validation metric: val_loss → test_loss."""
+    return "test_" + metric.removeprefix("val_").removeprefix("train_")
+
+
 def _reach(best: Sequence[SeedRuns], labels: Sequence[str], metric: str, mode: str) -> list[dict[str, Any]]:
     """For each side, the epochs and seconds its best config needs to reach each other side's final mean."""
     return [
@@ -127,7 +132,7 @@ def _verdict(labels: list[str], best: list[SeedRuns], reach: list[dict], tests: 
         if r["epochs"] is not None
     ]
     verdict += f", which reaches {', '.join(gains)}." if gains else "."
-    test_metric = "test_" + metric.removeprefix("val_").removeprefix("train_")
+    test_metric = _test_metric(metric)
     if all(test_metric in t for t in tests):
         verdict += (
             f" Test {test_metric.removeprefix('test_')} of the chosen configs (evaluated once): "
@@ -156,7 +161,7 @@ def _page(labels: list[str], sides: list[Side], best: list[SeedRuns], summary: d
         page.heading(f"{metric} against {axis}")
         page.figure(f"vs_{axis}", bands(_bands(sides, best, metric, axis), title, metric))
     page.heading("Best config of each sweep")
-    test_metric = "test_" + metric.removeprefix("val_").removeprefix("train_")
+    test_metric = _test_metric(metric)
     rows = []
     for label in labels:
         b = summary["sides"][label]["best"]

@@ -25,7 +25,6 @@ from ray.tune import ResultGrid
 
 from fishleg.config import parse_yaml
 from tuning.errors import UserError
-from tuning.records.files import unwritable
 from tuning.records.folder import SweepFolder, check_name
 from tuning.records.ledger import TERMINAL, Best, Ledger, select_best
 from tuning.records.lock import LOCK_FILE, driver_lock, holder
@@ -152,9 +151,7 @@ def plan_sweep(
         check_name(spec.name, f"{spec_path}: name")
     name = name or spec.name or spec_path.stem
     folder = SweepFolder.locate(str(storage), name)
-    problem = unwritable(folder.path)
-    if problem is not None:
-        raise UserError(f"--storage-path: cannot write to {folder.path} ({problem}); choose a writable folder.")
+    check_storage(folder.path)
     check_spec(spec, str(spec_path), fit)
     uri = mlflow_uri or spec.mlflow.tracking_uri or folder.default_mlflow_uri
     check_tracking_uri(uri)
@@ -247,7 +244,6 @@ def _start_locked(
         connect(address, local_sources(spec.plugin_names))
         check_cluster(spec, folder.tune_storage, address, shared_storage)
         warm.result()
-    check_storage(folder.path)
     _copy_spec(plan.spec_path, folder.spec_file, plan.data, plan.overrides)
     params = flatten({k: v for k, v in spec.model_dump(mode="json").items() if k != "space"})
     params.update({f"space.{k}": json.dumps(v.model_dump(exclude_none=True)) for k, v in spec.space.items()})

@@ -13,6 +13,7 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from tuning.errors import ConfigError, UserError
+from tuning.records.files import unwritable
 from tuning.run.fit import Fit, load_fit
 from tuning.sweep.cluster import NodeInfo, nodes
 from tuning.sweep.space import make_sampler, validate_space
@@ -58,16 +59,10 @@ def check_spec(spec: SweepSpec, source: str, fit: Fit | None = None) -> None:
 
 
 def check_storage(folder: Path) -> None:
-    """The sweep folder can be made and written."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / ".write-test"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as exc:
-        raise UserError(
-            f"--storage-path: cannot write to {folder} ({exc.strerror}); choose a writable folder."
-        ) from None
+    """The sweep folder can be made and written, found without making it (`unwritable`)."""
+    problem = unwritable(folder)
+    if problem is not None:
+        raise UserError(f"--storage-path: cannot write to {folder} ({problem}); choose a writable folder.")
 
 
 def check_ray_address(address: str | None) -> None:
