@@ -8,7 +8,7 @@ $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,lightning,hf]'
 	touch $(STAMP)
 
 .PHONY: install quickstart test test-fast lint bench report-screenshot gpu-wheels gpu-check

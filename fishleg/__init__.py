@@ -3,6 +3,7 @@
 A standalone library: it depends on torch, pydantic and PyYAML only. The tuning toolkit
 (`fishleg-tune`, package `tuning`) is built around it, never the other way round."""
 
+from fishleg.aux_data import aux_from_loader
 from fishleg.config import ConfigError, FishLegConfig, load_config
 from fishleg.layers import LayerAdapter, WeightBiasAdapter, register_layer
 from fishleg.likelihoods import (
@@ -29,6 +30,7 @@ __all__ = [
     "QSpec",
     "QStructure",
     "WeightBiasAdapter",
+    "aux_from_loader",
     "load_config",
     "register_layer",
     "register_likelihood",

@@ -292,6 +292,6 @@ class Curvature:
         if self.aux_lr_ramp is not None:
             self.aux_lr_ramp.last_epoch = self.aux_step_count
         self.last_aux_loss = state["last_aux_loss"].to(self.device)
-        self.probe_rng.set_state(state["probe_rng"])
+        self.probe_rng.set_state(state["probe_rng"].cpu())  # a loop may have moved it (accelerate does)
         if self.aux_sampler is not None and state["aux_sampler"] is not None:
             self.aux_sampler.load_state_dict(state["aux_sampler"])

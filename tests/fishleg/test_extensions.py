@@ -4,7 +4,6 @@ aux data given as a Dataset or an iterable of batches."""
 import pytest
 import torch
 from torch import Tensor, nn
-from torch.utils.data import TensorDataset
 
 from fishleg import (
     FishLeg,
@@ -17,7 +16,6 @@ from fishleg import (
     register_likelihood,
     register_structure,
 )
-from fishleg.aux_data import AuxSampler
 from fishleg.layers import LAYERS
 from fishleg.likelihoods import LIKELIHOODS
 from fishleg.structures import STRUCTURES, KronQ
@@ -95,46 +93,3 @@ def test_a_registered_likelihood_is_built_by_name(registries):
     opt = FishLeg(nn.Linear(3, 2), "half")
     assert isinstance(opt.likelihood, HalfGaussian)
     assert isinstance(FishLeg(nn.Linear(3, 2), "gaussian").likelihood, GaussianLikelihood)
-
-
-def test_aux_data_as_a_dataset_draws_seeded_rows_and_resumes():
-    x = torch.randn(50, 3)
-    data = TensorDataset(x, torch.zeros(50))
-    a = AuxSampler(data, 8, torch.device("cpu"), seed=5)
-    first = a.draw()
-    assert first.shape == (8, 3) and all(any(torch.equal(r, xr) for xr in x) for r in first)
-    state = a.state_dict()
-    second = a.draw()
-    b = AuxSampler(data, 8, torch.device("cpu"), seed=0)
-    b.load_state_dict(state)
-    torch.testing.assert_close(b.draw(), second)
-    torch.testing.assert_close(AuxSampler(data, 8, torch.device("cpu"), seed=5).draw(), first)
-    assert torch.equal(a.peek(), x[:2])
-
-
-def test_aux_data_as_an_iterable_of_batches_cycles():
-    batches = [(torch.full((6, 3), float(i)), torch.zeros(6)) for i in range(2)]
-    sampler = AuxSampler(batches, 4, torch.device("cpu"), seed=0)
-    drawn = [sampler.draw() for _ in range(3)]
-    assert [d.shape for d in drawn] == [(4, 3)] * 3
-    assert [d[0, 0].item() for d in drawn] == [0.0, 1.0, 0.0]
-    assert sampler.peek() is None
-    with pytest.raises(ValueError, match="empty iterable"):
-        AuxSampler([], 4, torch.device("cpu"), seed=0).draw()
-    with pytest.raises(ValueError, match="aux_data must be"):
-        AuxSampler(3, 4, torch.device("cpu"), seed=0)
-
-
-def test_fishleg_trains_with_a_dataset_as_aux_data():
-    x = torch.randn(64, 3)
-    y = x @ torch.randn(3, 2)
-    model = nn.Linear(3, 2)
-    opt = FishLeg(model, GaussianLikelihood(), aux_data=TensorDataset(x, y), update_aux_every=1, aux_batch_size=16)
-    losses = []
-    for _ in range(20):
-        opt.zero_grad()
-        loss = GaussianLikelihood().nll(model(x), y)
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    assert opt.aux_step_count == 20 and losses[-1] < losses[0]

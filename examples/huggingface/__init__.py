@@ -1,0 +1,1 @@
+"""A tuned FishLeg config in the Hugging Face Trainer."""

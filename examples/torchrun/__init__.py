@@ -1,0 +1,1 @@
+"""A tuned FishLeg config in a data-parallel script started by torchrun."""
