@@ -7,6 +7,7 @@ strategy (`fishleg.damping`), so each can change without the others."""
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -73,6 +74,7 @@ class Curvature:
         )
         self.probe_rng = torch.Generator(device=device).manual_seed(seed + 1)
         self.aux_step_count = 0
+        self.missed_updates = 0  # λ updates the schedule asked for with no aux data to run them on
         self.last_aux_loss = torch.full((), float("nan"), device=device)
         self.flat_params = [p for b in blocks for p in b.params]
         self.owned = _owned_blocks(blocks) if config.aux_work == "split" and world_size() > 1 else None
@@ -113,9 +115,26 @@ class Curvature:
     def maybe_update(self, blocks: list[Block], step: int) -> None:
         """The λ update of parameter step `step` if the schedule has one (after `precondition`,
         whose Q·g it reuses when the probe is the gradient)."""
-        if self.aux_sampler is not None and self.schedule(step):
-            inputs = self.aux_sampler.draw()
-            self._aux_update(inputs, *self._probes(blocks, reuse_qg=True))
+        if not self.schedule(step):
+            return
+        if self.aux_sampler is None:
+            self._missed(step)
+            return
+        inputs = self.aux_sampler.draw()
+        self._aux_update(inputs, *self._probes(blocks, reuse_qg=True))
+
+    def _missed(self, step: int) -> None:
+        """Warn, once, when a second scheduled λ update passes with no aux data and no
+        `update_aux` call yet: Q silently staying at its start is the mistake it catches (the
+        first is let pass for loops that call `update_aux` right after `step`)."""
+        self.missed_updates += 1
+        if self.missed_updates == 2 and self.aux_step_count == 0:
+            warnings.warn(
+                f"FishLeg: Q(λ) has not been learnt by step {step}: no aux_data was given and update_aux() has "
+                "not been called, so Q stays at its start. Pass aux_data (e.g. fishleg.aux_from_loader("
+                "train_loader)), call update_aux(inputs) yourself, or set learn_q=False to keep Q fixed on purpose.",
+                stacklevel=6,  # the user's opt.step() (through torch's two step wrappers)
+            )
 
     def _probes(self, blocks: list[Block], *, reuse_qg: bool) -> tuple[list[Block], list[Tensor], list[Tensor] | None]:
         """(blocks, probes u, Q·u if known) for one λ update: the step's gradients of `blocks`

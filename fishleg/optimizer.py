@@ -177,7 +177,8 @@ class FishLeg(torch.optim.Optimizer):
         if needs and aux_data is None:
             raise ValueError(
                 f"FishLeg: {', '.join(needs)} needs aux_data (it runs the model's curvature on aux batches); "
-                "pass aux_data, or leave the option at its default"
+                "pass aux_data (a tensor of inputs, a Dataset, or fishleg.aux_from_loader(train_loader) in a "
+                "Lightning module, a Trainer or a script), or leave the option at its default"
             )
         self.curvature = Curvature(
             model,
@@ -408,7 +409,13 @@ class FishLeg(torch.optim.Optimizer):
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         state_dict = dict(state_dict)
-        extra = state_dict.pop(_EXTRA_STATE)
+        extra = state_dict.pop(_EXTRA_STATE, None)
+        if extra is None:
+            raise ValueError(
+                "FishLeg.load_state_dict: this state was not saved by FishLeg (it has no FishLeg section: λ, "
+                "the aux optimizer, the counters); resume with the optimizer that saved it, or start FishLeg fresh "
+                "without loading the optimizer's state"
+            )
         super().load_state_dict(state_dict)
         self._bind_state()
         self.curvature.load_state_dict(extra)

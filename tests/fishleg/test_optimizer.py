@@ -428,6 +428,40 @@ def test_options_that_run_curvature_on_aux_batches_need_aux_data_at_construction
         FishLeg(tiny_mlp(), "categorical", **option)
 
 
+def _steps(opt: FishLeg, model: nn.Module, n: int, after_each=lambda: None) -> None:
+    x, y = torch.randn(12, 3), torch.randint(2, (12,))
+    for _ in range(n):
+        opt.zero_grad()
+        opt.likelihood.nll(model(x), y).backward()
+        opt.step()
+        after_each()
+
+
+def test_a_q_that_nothing_feeds_warns_once_at_the_second_scheduled_update():
+    model = tiny_mlp()
+    opt = FishLeg(model, "categorical", update_aux_every=2)
+    with pytest.warns(UserWarning, match=r"Q\(λ\) has not been learnt by step 4: no aux_data.*aux_from_loader") as seen:
+        _steps(opt, model, 8)
+    assert len(seen) == 1
+
+
+@pytest.mark.parametrize("setup", ["learn_q", "update_aux"])
+def test_no_warning_when_q_is_fixed_on_purpose_or_fed_by_hand(setup, recwarn):
+    model = tiny_mlp()
+    opt = FishLeg(model, "categorical", update_aux_every=2, learn_q=setup != "learn_q")
+    feed = (lambda: opt.update_aux(torch.randn(4, 3))) if setup == "update_aux" else (lambda: None)
+    _steps(opt, model, 8, feed)
+    assert not [w for w in recwarn if "has not been learnt" in str(w.message)]
+    assert opt.aux_step_count == (8 if setup == "update_aux" else 0)
+
+
+def test_loading_another_optimizers_state_is_refused_by_name():
+    model = tiny_mlp()
+    adamw_state = torch.optim.AdamW(model.parameters()).state_dict()
+    with pytest.raises(ValueError, match="this state was not saved by FishLeg"):
+        FishLeg(model, "categorical").load_state_dict(adamw_state)
+
+
 @pytest.mark.parametrize("name", STRUCTURE_NAMES)
 def test_the_first_aux_step_moves_each_lambda_against_its_own_gradient(name):
     """Adam's first step is −aux_lr·sign(g) elementwise: each λ entry gets its own gradient

@@ -43,12 +43,13 @@ __all__ = [
 ]
 
 
-OptimizerConfig = Annotated[
-    Union[FishLegConfig, AdamWConfig, AdamConfig, SGDConfig, MuonConfig, SOAPConfig, ShampooConfig],
-    Field(discriminator="name"),
-]
+OPTIMIZER_CONFIGS: dict[str, type[BaseModel]] = {
+    cls.model_fields["name"].default: cls
+    for cls in (FishLegConfig, AdamWConfig, AdamConfig, SGDConfig, MuonConfig, SOAPConfig, ShampooConfig)
+}
+OptimizerConfig = Annotated[Union[tuple(OPTIMIZER_CONFIGS.values())], Field(discriminator="name")]
 NO_OPTIMIZER = "no optimizer: section: FishLeg with all its defaults (name one, e.g. optimizer: {name: adamw})"
-OPTIMIZER_NAMES = ("fishleg", "adamw", "adam", "sgd", "muon", "soap", "shampoo")
+OPTIMIZER_NAMES = tuple(OPTIMIZER_CONFIGS)
 
 
 class NamedConfig(BaseModel):
@@ -203,15 +204,34 @@ def read_yaml_model(
 
 
 def _did_you_mean(err: ValidationError, model: type[BaseModel], data: dict[str, Any]) -> str:
-    """' Did you mean training.epochs (for training.epoch)?' for each unknown key with a close known one."""
-    hints = []
-    for e in err.errors():
-        if e["type"] == "extra_forbidden":
-            key = ".".join(str(x) for i, x in enumerate(e["loc"]) if not (i and x in OPTIMIZER_NAMES))
-            close = close_key(key, model, data)
-            if close is not None:
-                hints.append(f"{close} (for {key})")
+    """' Did you mean training.epochs (for training.epoch)?' for each unknown key with a close known
+    one; when the unknown optimizer keys are all another optimizer's, what that means instead."""
+    unknown = [
+        ".".join(str(x) for i, x in enumerate(e["loc"]) if not (i and x in OPTIMIZER_NAMES))
+        for e in err.errors()
+        if e["type"] == "extra_forbidden"
+    ]
+    tuned_for = _tuned_for(unknown, data)
+    if tuned_for is not None:
+        named = data["optimizer"]["name"]
+        return (
+            f" {', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} {tuned_for}'s: this config was tuned "
+            f"for {tuned_for}, and its lr and weight decay are {tuned_for}'s, not {named}'s. Tune {named} with its "
+            f"own sweep (`fishleg-tune compare` runs both at equal budget), or set optimizer.name back to {tuned_for}."
+        )
+    hints = [f"{close} (for {key})" for key in unknown if (close := close_key(key, model, data)) is not None]
     return f" Did you mean {', '.join(hints)}?" if hints else ""
+
+
+def _tuned_for(unknown: list[str], data: dict[str, Any]) -> str | None:
+    """The optimizer whose settings the unknown `optimizer.` keys all are, if another than the
+    one named (a config tuned for FishLeg loaded with `optimizer.name=adamw`, say)."""
+    section = data.get("optimizer")
+    if not unknown or not isinstance(section, dict) or not all(k.startswith("optimizer.") for k in unknown):
+        return None
+    keys = {k.removeprefix("optimizer.") for k in unknown}
+    owners = (name for name, cls in OPTIMIZER_CONFIGS.items() if keys <= cls.model_fields.keys())
+    return next((name for name in owners if name != section.get("name")), None)
 
 
 def load_yaml_model(

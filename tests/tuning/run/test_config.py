@@ -8,6 +8,7 @@ from torch import nn
 from fishleg import CategoricalLikelihood, ConfigError, FishLeg, FishLegConfig, load_config
 from tuning.run.config import RunConfig, load_run_config, save_config
 from tuning.run.optimizers import AdamWConfig
+from tuning.run.overrides import parse_overrides
 
 
 def run_config(**optimizer):
@@ -88,3 +89,15 @@ def test_malformed_yaml_names_the_line(tmp_path):
     path.write_text("workload:\n  name: digits\n optimizer: [\n")
     with pytest.raises(ConfigError, match=r"malformed YAML at line \d+"):
         load_run_config(path)
+
+
+def test_a_config_tuned_for_fishleg_loaded_for_another_optimizer_says_so(tmp_path):
+    path = tmp_path / "best_config.yaml"
+    path.write_text(
+        "workload: {name: digits_classifier}\noptimizer: {name: fishleg, lr: 0.5, aux_lr: 0.001, damping: 0.01}\n"
+    )
+    with pytest.raises(ConfigError) as err:
+        load_run_config(path, overrides=parse_overrides(["optimizer.name=adamw"], "test"))
+    message = str(err.value)
+    assert "optimizer.aux_lr, optimizer.damping are fishleg's: this config was tuned for fishleg" in message
+    assert "Tune adamw with its own sweep" in message and "Did you mean" not in message
