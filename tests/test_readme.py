@@ -61,8 +61,9 @@ def test_every_make_target_script_module_and_link_exists():
     for words in COMMANDS:
         if words[0] == "make":
             assert words[1] in targets, words
-        if words[0] in ("python", "python3") and words[1] == "-m" and words[2].startswith("examples."):
-            assert (ROOT / (words[2].replace(".", "/") + ".py")).exists(), words
+        for module in (words[i + 1] for i, word in enumerate(words[:-1]) if word == "-m"):  # python -m, torchrun -m
+            if module.startswith("examples."):
+                assert (ROOT / (module.replace(".", "/") + ".py")).exists(), words
         if words[0] in ("python", "python3") and words[1].endswith(".py"):
             assert (ROOT / words[1]).exists(), words
         for word in words:
