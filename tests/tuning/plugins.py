@@ -76,7 +76,7 @@ def sometimes_broken(options: dict[str, Any], seed: int) -> Workload:
 def fit_quadratic(config: Any, context: Any) -> None:
     """A training function (tuning.run.fit) on the quadratic plugin's data, written as a user
     would: its own loop over a DataLoader, the optimizer the config names, a checkpoint
-    each epoch. Options: `fail_at`, raise in that epoch of the first attempt only; `gate` and
+    each epoch. Options: `fail_at`, the process dies in that epoch of the first attempt only; `gate` and
     `gate_epoch`, wait before that epoch until the file `gate` exists (a test holds the trial
     at a known point for as long as it needs, instead of racing it)."""
     from torch.utils.data import DataLoader, TensorDataset
@@ -95,7 +95,7 @@ def fit_quadratic(config: Any, context: Any) -> None:
         if "gate" in opts and opts["gate_epoch"] == epoch + 1:
             wait_for_file(Path(opts["gate"]))
         if opts.get("fail_at") == epoch + 1 and context.checkpoint is None:
-            raise RuntimeError("fails on purpose")
+            os._exit(1)  # the process is lost (a killed worker): Tune retries the trial
         for x, y in loader:
             optimizer.zero_grad()
             loss = likelihood.nll(w.model(x), y)

@@ -106,7 +106,11 @@ class SearchSpec(StrictModel):
     seed: int = Field(0, ge=0, lt=2**32, description="the sampler's seed (numpy's range)")
     num_samples: int = Field(20, gt=0)
     max_concurrent: int = Field(2, gt=0)
-    max_failures: int = Field(1, ge=0, description="retries of a trial from its last checkpoint")
+    max_failures: int = Field(
+        1,
+        ge=0,
+        description="retries of a trial whose process was lost, from its last checkpoint (code that raises fails once)",
+    )
     points_to_evaluate: list[dict[str, Scalar]] = Field(default_factory=list)
 
 

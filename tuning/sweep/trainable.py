@@ -34,6 +34,7 @@ from tuning.run.fit import (
     save_saved,
 )
 from tuning.run.trainer import Trainer, fit_for
+from tuning.sweep.retries import is_lost_process
 from tuning.sweep.spec import apply_params
 from tuning.sweep.workers import Workers
 
@@ -164,8 +165,8 @@ def run_trial(
         tune.report({**diverged_report(config, context.epoch + 1, str(exc)), **context.extra})
         return
     except Exception as exc:
-        if config.workload is not None or isinstance(exc, USER_ERRORS):
-            raise
+        if config.workload is not None or isinstance(exc, USER_ERRORS) or is_lost_process(exc):
+            raise  # a lost worker stays Ray's error, which Tune retries (tuning.sweep.retries)
         raise TrainableError(f"{source}: trainable {config.subject!r} raised {type(exc).__name__}: {exc}") from exc
     except SystemExit as exc:  # Ray would report it as its own internal error, naming no function
         raise TrainableError(

@@ -25,6 +25,7 @@ from tuning.run.fit import Fit
 from tuning.sweep.callbacks import FirstFailures, TrialRecorder
 from tuning.sweep.progress import ProgressPrinter
 from tuning.sweep.retention import CheckpointRetention
+from tuning.sweep.retries import retry_lost_processes_only
 from tuning.sweep.space import DefineByRun, make_sampler
 from tuning.sweep.spec import SweepSpec
 from tuning.sweep.trainable import DIVERGED, Ended, run_trial
@@ -194,6 +195,7 @@ def make_tuner(
     ]
     if not keep_checkpoints:
         callbacks.append(CheckpointRetention(folder, spec.metric.name, spec.metric.mode, spec.budget))
+    retry_lost_processes_only()  # max_failures: retries of a lost process, not of code that raised
     return tune.Tuner(
         make_trainable(spec, folder, fit),
         tune_config=tune.TuneConfig(

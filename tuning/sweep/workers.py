@@ -207,10 +207,12 @@ class Workers:
 
 
 def _cause(exc: BaseException) -> BaseException:
-    """The exception a worker raised, out of Ray Train's and Ray's wrappers."""
+    """The exception a worker raised, out of Ray Train's and Ray's wrappers; for a worker that
+    died, Ray's own error for the dead actor (so the trial is retried as a lost process)."""
     failures = getattr(exc, "worker_failures", None)
     if failures:
         exc = failures[min(failures)]
+    exc = getattr(exc, "health_check_failure", None) or exc  # Ray Train's WorkerHealthCheckFailedError
     while isinstance(exc, RayTaskError) and exc.cause is not None:
         exc = exc.cause
     return exc

@@ -36,8 +36,8 @@ def spec_file(path, trainable=None, **search):
 
 
 def test_python_api_tunes_a_function_object_retrying_from_its_checkpoints(ray_local, tmp_path):
-    # Every trial raises in epoch 2 of its first attempt: Tune retries it from the epoch-1
-    # checkpoint the function reported, which comes back as context.checkpoint.
+    # Every trial's process dies in epoch 2 of its first attempt (a lost worker): Tune retries it
+    # from the epoch-1 checkpoint the function reported, which comes back as context.checkpoint.
     spec = spec_file(tmp_path / "own.yaml", max_failures=1, num_samples=5)  # 3 by the override below
     data = yaml.safe_load(spec.read_text())
     data["trainable"] = {"name": "tests.tuning.plugins:fit_quadratic", "fail_at": 2, "n": 32}

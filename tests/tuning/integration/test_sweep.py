@@ -116,12 +116,18 @@ def test_failed_trial_is_recorded_and_the_sweep_goes_on(ray_local, tmp_path):
         tmp_path / "tiny.yaml",
         workload={"name": "tests.tuning.plugins:sometimes_broken"},
         space={"workload.broken": {"type": "categorical", "choices": [True, False]}},
-        search={"num_samples": 2, "points_to_evaluate": [{"workload.broken": True}, {"workload.broken": False}]},
+        search={
+            "num_samples": 2,
+            "max_failures": 2,
+            "points_to_evaluate": [{"workload.broken": True}, {"workload.broken": False}],
+        },
         scheduler={"type": "none"},
     )
     outcome = run_sweep(spec, storage=tmp_path / "runs")
     records = ledger(outcome.folder)
     assert sorted(r["status"] for r in records.values()) == ["COMPLETE", "FAILED"]
+    (error_file,) = (outcome.folder / "tune").rglob("error.txt")
+    assert "Failure # 1 " in error_file.read_text() and "Failure # 2" not in error_file.read_text()  # not retried
     (failed,) = [r for r in records.values() if r["status"] == "FAILED"]
     assert "broken on purpose" in failed["error"]
     states = sorted(t.state.name for t in study(outcome.folder).trials)
