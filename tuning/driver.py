@@ -13,6 +13,7 @@ import datetime as dt
 import importlib
 import json
 import shutil
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from ray.tune import ResultGrid
 from fishleg.config import parse_yaml
 from tuning.errors import UserError
 from tuning.records.folder import SweepFolder, check_name
-from tuning.records.ledger import TERMINAL, Best, Ledger, select_best
+from tuning.records.ledger import TERMINAL, TIMED_OUT, Best, Ledger, select_best
 from tuning.records.lock import LOCK_FILE, driver_lock, holder
 from tuning.records.ray_processes import leftovers, record_ray_processes
 from tuning.records.tracking import STORE_FILES, MlflowSweep, check_tracking_uri, flatten, runs_url, start_sweep_run
@@ -82,7 +83,8 @@ class SweepOutcome:
     """What a sweep ended with. `test`: the exported config's test metrics, evaluated once
     after the choice (None while the sweep is unfinished). `failure`: the one error every
     trial failed with, when they all did (the sweep then stopped after its first trials).
-    `test_note`: why `test` is None, when it is. `size`: bytes in the sweep folder."""
+    `test_note`: why `test` is None, when it is. `size`: bytes in the sweep folder.
+    `budget_note`: how the sweep's time budget ended it, when it did."""
 
     folder: Path
     counts: dict[str, int]
@@ -95,6 +97,7 @@ class SweepOutcome:
     test_note: str | None = None
     experiment_id: str | None = None
     size: int = 0
+    budget_note: str | None = None
 
     @property
     def runs_url(self) -> str | None:
@@ -263,8 +266,10 @@ def _start_locked(
     folder.write_meta(meta)
     if address is None:
         record_ray_processes(folder.path)
-    results = _fit(lambda: make_tuner(spec, folder, mlflow, plan.fit, keep_checkpoints).fit(), spec, folder, mlflow)
-    return _finish(spec, folder, meta, mlflow, echo, results, robust_top, seeds)
+    results, seconds = _fit(  # the Tuner is made inside Tune's environment too
+        lambda: make_tuner(spec, folder, mlflow, plan.fit, keep_checkpoints).fit(), spec, folder, mlflow
+    )
+    return _finish(spec, folder, meta, mlflow, echo, results, seconds, robust_top, seeds)
 
 
 def run_sweep(
@@ -386,16 +391,20 @@ def _resume_locked(
         )
     else:  # the driver was killed before Tune first saved its state: start Tune afresh
         tuner = make_tuner(spec, folder, mlflow, fit, bool(meta.get("keep_checkpoints")))
-    results = _fit(tuner.fit, spec, folder, mlflow)
-    return _finish(spec, folder, meta, mlflow, echo, results)
+    results, seconds = _fit(tuner.fit, spec, folder, mlflow)
+    return _finish(spec, folder, meta, mlflow, echo, results, seconds)
 
 
-def _fit(run: Callable[[], ResultGrid], spec: SweepSpec, folder: SweepFolder, mlflow: MlflowSweep) -> ResultGrid:
-    """Run the Tuner; if it dies (a second Ctrl-C, a crash in Tune), close the MLflow runs it
-    leaves open before the error goes on, so nothing stays RUNNING until `resume`."""
+def _fit(
+    run: Callable[[], ResultGrid], spec: SweepSpec, folder: SweepFolder, mlflow: MlflowSweep
+) -> tuple[ResultGrid, float]:
+    """Run the Tuner, and say for how many seconds; if it dies (a second Ctrl-C, a crash in
+    Tune), close the MLflow runs it leaves open before the error goes on, so nothing stays
+    RUNNING until `resume`."""
+    started = time.monotonic()
     try:
         with tune_environment():
-            return run()
+            return run(), time.monotonic() - started
     except BaseException:
         TrialRecorder(folder.ledger_file, spec.budget, mlflow).close_unfinished()
         mlflow.end(mlflow.parent_run_id, "KILLED")
@@ -409,15 +418,21 @@ def _finish(
     mlflow: MlflowSweep,
     echo: Echo,
     results: ResultGrid | None,
+    seconds: float,
     robust_top: int = 0,
     seeds: int = 3,
 ) -> SweepOutcome:
-    """Close what did not finish, choose on validation, test the choice once, export it."""
+    """Close what did not finish, choose on validation, test the choice once, export it.
+    `seconds`: how long Tune ran (a sweep that ran past its time budget ended by it, and is
+    finished, not interrupted)."""
     recorder = TrialRecorder(folder.ledger_file, spec.budget, mlflow)
     unfinished = recorder.close_unfinished()
     records = list(recorder.ledger.records.values())
     failure = None if unfinished else sweep_failure(records, folder)
-    interrupted = failure is None and (bool(unfinished) or len(records) < spec.search.num_samples)
+    budget = spec.search.time_budget_s
+    stopped = sum(r.status == TIMED_OUT for r in records)
+    ran_out = budget is not None and seconds >= budget and (stopped > 0 or len(records) < spec.search.num_samples)
+    interrupted = failure is None and not ran_out and (bool(unfinished) or len(records) < spec.search.num_samples)
     best = select_best(records, spec.metric.name, spec.metric.mode, spec.budget)
     robust = robust_best(spec, records, robust_top, seeds, echo) if robust_top and not interrupted else None
     if robust is not None:
@@ -470,4 +485,11 @@ def _finish(
         note,
         meta["experiment_id"],
         folder_size(folder.path),
+        budget_note=(
+            f"the sweep's time budget ran out after {budget:g} s (search.time_budget_s); "
+            f"{stopped} trial(s) stopped, "
+            f"{max(0, spec.search.num_samples - len(records))} never started"
+            if ran_out
+            else None
+        ),
     )

@@ -88,6 +88,8 @@ def print_outcome(outcome: SweepOutcome) -> int:
             f"  train it:     fishleg-tune train {path}\n"
             f'  in code:      FishLeg.from_config(model, fishleg.load_config("{path}"), likelihood=...)'
         )
+    if outcome.budget_note is not None:
+        echo(f"  time budget:  {outcome.budget_note}")
     echo(f"  trials:       fishleg-tune best {outcome.folder}  ({outcome.size / 1e6:.1f} MB on disk)")
     ui = outcome.mlflow_uri
     serve = "" if ui.startswith("http") else f"mlflow ui --backend-store-uri {ui}, then "

@@ -31,6 +31,7 @@ __all__ = [
     "PRUNED",
     "RUNNING",
     "TERMINAL",
+    "TIMED_OUT",
     "TrialRecord",
     "format_counts",
     "format_params",
@@ -40,15 +41,16 @@ __all__ = [
     "trials_table",
 ]
 
-RUNNING, COMPLETE, PRUNED, DIVERGED, FAILED, INTERRUPTED = (
+RUNNING, COMPLETE, PRUNED, DIVERGED, TIMED_OUT, FAILED, INTERRUPTED = (
     "RUNNING",
     "COMPLETE",
     "PRUNED",
     "DIVERGED",
+    "TIMED_OUT",
     "FAILED",
     "INTERRUPTED",
 )
-ENDED = (COMPLETE, PRUNED, DIVERGED)  # final: the trial is never trained again
+ENDED = (COMPLETE, PRUNED, DIVERGED, TIMED_OUT)  # final: the trial is never trained again
 TERMINAL = (*ENDED, FAILED)  # FAILED: Tune may retry it
 
 
@@ -56,7 +58,8 @@ TERMINAL = (*ENDED, FAILED)  # FAILED: Tune may retry it
 class TrialRecord:
     """status: RUNNING, COMPLETE (ran the full budget), PRUNED (stopped early by the
     scheduler), DIVERGED (a non-finite loss or optimizer state; `history` holds the finite
-    epochs, `error` the reason), FAILED (an exception), INTERRUPTED (sweep stopped).
+    epochs, `error` the reason), TIMED_OUT (stopped by a time budget, `error` says which),
+    FAILED (an exception), INTERRUPTED (sweep stopped).
     `test`: the test metrics, only on the trial whose config the sweep exported.
     `checkpoint`: the folder name, in the trial's Tune folder, of its last checkpoint."""
 
@@ -128,7 +131,7 @@ def trials_table(records: Sequence[TrialRecord], metric: str, limit: int | None 
         table.add_column(Text(col), overflow="fold")
     for rec in list(records)[:limit]:
         value = rec.value(metric)
-        note = rec.error if rec.status in (FAILED, DIVERGED) else format_params(rec.params)
+        note = rec.error if rec.status in (FAILED, DIVERGED, TIMED_OUT) else format_params(rec.params)
         cells = (rec.trial_id, rec.status, str(rec.epochs), "" if value is None else format_value(value), note or "")
         table.add_row(*map(Text, cells))  # Text: the user's values are not rich markup
     return table

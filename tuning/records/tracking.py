@@ -16,7 +16,7 @@ from typing import Any
 
 from tuning.errors import UserError
 from tuning.records.files import unwritable
-from tuning.records.ledger import COMPLETE, DIVERGED, FAILED, INTERRUPTED, PRUNED
+from tuning.records.ledger import COMPLETE, DIVERGED, FAILED, INTERRUPTED, PRUNED, TIMED_OUT
 from tuning.transient import Transients, transient
 
 __all__ = [
@@ -35,6 +35,7 @@ _RUN_STATUS = {
     PRUNED: "KILLED",
     DIVERGED: "FAILED",  # MLflow has no such status; the tag `trial_status` says DIVERGED
     FAILED: "FAILED",
+    TIMED_OUT: "KILLED",
     INTERRUPTED: "KILLED",
     "LOST": "KILLED",  # a trial whose driver was killed as it started (tuning.sweep.reconcile)
 }

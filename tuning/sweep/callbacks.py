@@ -26,10 +26,12 @@ from tuning.records.ledger import (
     PRUNED,
     RUNNING,
     TERMINAL,
+    TIMED_OUT,
     Ledger,
     TrialRecord,
 )
 from tuning.run.fit import ProtocolError
+from tuning.sweep.budgets import TIMED_OUT_KEY
 from tuning.sweep.trainable import DIVERGED as DIVERGED_KEY
 from tuning.transient import Transients, transient
 
@@ -138,11 +140,14 @@ class TrialRecorder(Transients, tune.Callback):
         if self._ended(trial):
             return
         rec = self._record(trial)
-        reason = (trial.last_result or {}).get(DIVERGED_KEY)
-        if reason is not None:
-            self._finish(rec, DIVERGED, reason)
-            return
-        self._finish(rec, COMPLETE if rec.epochs >= self.budget else PRUNED, None)
+        last = trial.last_result or {}
+        if last.get(DIVERGED_KEY) is not None:
+            self._finish(rec, DIVERGED, last[DIVERGED_KEY])
+        elif rec.epochs >= self.budget:
+            self._finish(rec, COMPLETE, None)
+        else:
+            timed_out = last.get(TIMED_OUT_KEY)
+            self._finish(rec, PRUNED if timed_out is None else TIMED_OUT, timed_out)
 
     @override
     def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:

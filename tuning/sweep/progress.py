@@ -12,6 +12,7 @@ from typing_extensions import override
 from tuning.errors import user_frames
 from tuning.records.folder import SweepFolder
 from tuning.records.ledger import format_params, format_value
+from tuning.sweep.budgets import TIMED_OUT_KEY
 from tuning.sweep.trainable import DIVERGED
 from tuning.transient import Transients, transient
 
@@ -63,7 +64,10 @@ class ProgressPrinter(Transients, tune.Callback):
             return
         word = "[green]complete[/green]" if epochs >= self.budget else "[yellow]pruned[/yellow]  "
         value = format_value(last.get(self.metric))
-        self.console.print(f"{word} {trial.trial_id}  {escape(self.metric)} {value} after {epochs} epochs  {done}")
+        after = f"{escape(self.metric)} {value} after {epochs} epochs" if epochs else "before its first report"
+        if epochs < self.budget and TIMED_OUT_KEY in last:
+            word, after = "[yellow]timed out[/yellow]", f"{after}: {escape(str(last[TIMED_OUT_KEY]))}"
+        self.console.print(f"{word} {trial.trial_id}  {after}  {done}")
 
     @override
     def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:

@@ -112,6 +112,12 @@ class SearchSpec(StrictModel):
         description="retries of a trial whose process was lost, from its last checkpoint (code that raises fails once)",
     )
     points_to_evaluate: list[dict[str, Scalar]] = Field(default_factory=list)
+    time_budget_s: float | None = Field(
+        None, gt=0, description="the sweep's wall-clock budget: then running trials stop TIMED_OUT, none starts"
+    )
+    trial_time_budget_s: float | None = Field(
+        None, gt=0, description="each trial's wall-clock budget (a hanging fit too): past it the trial stops TIMED_OUT"
+    )
 
 
 class SchedulerSpec(StrictModel):

@@ -22,6 +22,7 @@ from ray.tune.trainable.function_trainable import wrap_function
 from tuning.records.folder import SweepFolder
 from tuning.records.tracking import MlflowSweep
 from tuning.run.fit import Fit
+from tuning.sweep.budgets import TIMED_OUT_KEY, TimeBudgets
 from tuning.sweep.callbacks import FirstFailures, TrialRecorder
 from tuning.sweep.progress import ProgressPrinter
 from tuning.sweep.retention import CheckpointRetention
@@ -44,7 +45,8 @@ __all__ = [
 
 class BudgetAwareOptunaSearch(OptunaSearch):
     """OptunaSearch that tells Optuna PRUNED (not COMPLETE with a truncated value) for
-    trials the scheduler stopped before the budget, and COMPLETE with the worst-case value of
+    trials the scheduler or a time budget stopped before the budget (a time budget's with the
+    user attribute `timed_out`), and COMPLETE with the worst-case value of
     `trainable.diverged_report` (user attribute `diverged`) for trials that diverged.
 
     A trial may end twice: a driver killed after Optuna was told but before Tune saved the
@@ -73,6 +75,9 @@ class BudgetAwareOptunaSearch(OptunaSearch):
         if result.get("epoch", 0) >= self.budget:
             super().on_trial_complete(trial_id, result, error)
             return
+        if TIMED_OUT_KEY in result:
+            with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+                self._ot_trials[trial_id].set_user_attr(TIMED_OUT_KEY, result[TIMED_OUT_KEY])
         self._ot_study.tell(self._ot_trials[trial_id], state=optuna.trial.TrialState.PRUNED, skip_if_finished=True)
         self._completed_trials.add(trial_id)
 
@@ -196,11 +201,14 @@ def make_tuner(
     if not keep_checkpoints:
         callbacks.append(CheckpointRetention(folder, spec.metric.name, spec.metric.mode, spec.budget))
     retry_lost_processes_only()  # max_failures: retries of a lost process, not of code that raised
+    scheduler = make_scheduler(spec)
+    if spec.search.time_budget_s is not None or spec.search.trial_time_budget_s is not None:
+        scheduler = TimeBudgets(scheduler, spec.search.time_budget_s, spec.search.trial_time_budget_s)
     return tune.Tuner(
         make_trainable(spec, folder, fit),
         tune_config=tune.TuneConfig(
             search_alg=ConcurrencyLimiter(searcher, max_concurrent=spec.search.max_concurrent),
-            scheduler=make_scheduler(spec),
+            scheduler=scheduler,
             num_samples=spec.search.num_samples,
             trial_dirname_creator=lambda trial: SweepFolder.trial_folder(trial.trial_id),
             reuse_actors=spec.resources.workers == 1,  # see tuning.sweep.workers

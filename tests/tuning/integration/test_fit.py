@@ -5,11 +5,13 @@ and training functions that break the protocol."""
 import json
 import os
 
+import optuna
 import pytest
 import yaml
 from mlflow import MlflowClient
 
 import tuning
+from tests.conftest import ROOT, fishleg_tune
 from tests.tuning.plugins import fit_quadratic
 from tuning.driver import run_sweep
 from tuning.run.config import load_run_config
@@ -89,3 +91,41 @@ def test_a_broken_training_function_stops_the_sweep_early_naming_it(ray_local, t
     assert f"trainable 'tests.tuning.plugins:{name}'" in outcome.failure and "sweep.yaml" in outcome.failure
     assert all(f in outcome.failure for f in fragments), outcome.failure
     assert sum(outcome.counts.values()) == 2  # stopped after the first two, not all three
+
+
+def _hanging(tmp_path, **search):
+    """A sweep whose trials report epoch 1, then hang before epoch 2 (a gate nobody opens)."""
+    spec = spec_file(tmp_path / "own.yaml", **search)
+    data = yaml.safe_load(spec.read_text())
+    gate = str(tmp_path / "never")
+    data["trainable"] = {"name": "tests.tuning.plugins:fit_quadratic", "n": 32, "gate": gate, "gate_epoch": 2}
+    spec.write_text(yaml.safe_dump(data))
+    return spec
+
+
+def test_a_hanging_trial_past_its_time_budget_ends_timed_out_everywhere(tmp_path):
+    spec = _hanging(tmp_path, num_samples=2, trial_time_budget_s=4)
+    done = fishleg_tune("search", str(spec), "--storage-path", str(tmp_path / "runs"), cwd=ROOT, timeout=300)
+    out = done.stdout + done.stderr
+    assert done.returncode == 1, out  # no trial completed: never exit 0
+    assert out.count("timed out") == 2 and "stopped after 4 s (search.trial_time_budget_s)" in out
+    folder = tmp_path / "runs" / "own"
+    rows = json.loads((folder / "trials.json").read_text())
+    assert [r["status"] for r in rows] == ["TIMED_OUT"] * 2 and all(r["epochs"] == 1 for r in rows)
+    assert all(r["ended"] - r["started"] < 60 for r in rows)  # stopped, not left to its 300 s gate
+    study = optuna.load_study(study_name="own", storage=f"sqlite:///{folder / 'optuna.db'}")
+    assert [t.state.name for t in study.trials] == ["PRUNED"] * 2
+    assert all("trial_time_budget_s" in t.user_attrs["timed_out"] for t in study.trials)
+    client = MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("own")
+    children = [r for r in client.search_runs([experiment.experiment_id]) if "mlflow.parentRunId" in r.data.tags]
+    assert sorted((r.info.status, r.data.tags["trial_status"]) for r in children) == [("KILLED", "TIMED_OUT")] * 2
+
+
+def test_a_sweep_past_its_time_budget_stops_its_trial_starts_none_and_ends_finished(ray_local, tmp_path):
+    spec = _hanging(tmp_path, num_samples=3, max_concurrent=1, time_budget_s=6)
+    outcome = tuning.search(fit_quadratic, spec, storage=tmp_path / "runs", echo=lambda line: None)
+    assert not outcome.interrupted and outcome.counts == {"TIMED_OUT": 1}
+    assert "time budget ran out after 6 s" in outcome.budget_note and "2 never started" in outcome.budget_note
+    (row,) = json.loads((outcome.folder / "trials.json").read_text())
+    assert row["epochs"] <= 1 and "search.time_budget_s=6" in row["error"]  # hung before epoch 2, if not sooner
