@@ -18,7 +18,31 @@ def fishleg_tune(*args: str, cwd: Path | str = ROOT, timeout: float = 600, **kwa
     return subprocess.run([FISHLEG_TUNE, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, **kwargs)
 
 
+# The test files that take longest (`make test`'s durations summed per file on 2 cores, most
+# first). `make test` runs two workers taking one file at a time; handed out longest first,
+# the files keep both workers busy to the end instead of leaving one long file for last.
+LONGEST_FIRST = (
+    "tests/tuning/integration/test_faults.py",
+    "tests/tuning/integration/test_sweep.py",
+    "tests/tuning/integration/test_fit.py",
+    "tests/tuning/integration/test_workers.py",
+    "tests/tuning/integration/test_cluster.py",
+    "tests/tuning/integration/test_report_compare.py",
+    "tests/tuning/integration/test_own_package.py",
+    "tests/examples/test_charlm.py",
+    "tests/fishleg/test_distributed.py",
+    "tests/examples/test_lightning.py",
+    "tests/test_gpu_check.py",
+    "tests/tuning/run/test_train.py",
+    "tests/examples/test_torchrun.py",
+)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The longest files first (a stable sort: each file's tests keep their order); without
+    CUDA, the `cuda` tests skipped."""
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(Path(item.path).relative_to(ROOT).as_posix(), len(rank)))
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA GPU (run benchmarks/gpu_check.sh where one is lent)")
