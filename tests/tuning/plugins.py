@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from ray.exceptions import ActorDiedError
 from torch import nn
 
 from fishleg.likelihoods import GaussianLikelihood
@@ -76,7 +77,8 @@ def sometimes_broken(options: dict[str, Any], seed: int) -> Workload:
 def fit_quadratic(config: Any, context: Any) -> None:
     """A training function (tuning.run.fit) on the quadratic plugin's data, written as a user
     would: its own loop over a DataLoader, the optimizer the config names, a checkpoint
-    each epoch. Options: `fail_at`, the process dies in that epoch of the first attempt only; `gate` and
+    each epoch. Options: `fail_at`, a lost worker (Ray's ActorDiedError) in that epoch of the
+    first attempt only; `gate` and
     `gate_epoch`, wait before that epoch until the file `gate` exists (a test holds the trial
     at a known point for as long as it needs, instead of racing it)."""
     from torch.utils.data import DataLoader, TensorDataset
@@ -95,7 +97,9 @@ def fit_quadratic(config: Any, context: Any) -> None:
         if "gate" in opts and opts["gate_epoch"] == epoch + 1:
             wait_for_file(Path(opts["gate"]))
         if opts.get("fail_at") == epoch + 1 and context.checkpoint is None:
-            os._exit(1)  # the process is lost (a killed worker): Tune retries the trial
+            # A lost worker, as Ray reports one (what a killed Train worker raises in the trial,
+            # at once rather than after Ray's health checks notice): Tune retries the trial.
+            raise ActorDiedError()
         for x, y in loader:
             optimizer.zero_grad()
             loss = likelihood.nll(w.model(x), y)

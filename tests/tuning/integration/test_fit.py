@@ -11,7 +11,6 @@ import yaml
 from mlflow import MlflowClient
 
 import tuning
-from tests.conftest import ROOT, fishleg_tune
 from tests.tuning.plugins import fit_quadratic
 from tuning.driver import run_sweep
 from tuning.run.config import load_run_config
@@ -38,8 +37,8 @@ def spec_file(path, trainable=None, **search):
 
 
 def test_python_api_tunes_a_function_object_retrying_from_its_checkpoints(ray_local, tmp_path):
-    # Every trial's process dies in epoch 2 of its first attempt (a lost worker): Tune retries it
-    # from the epoch-1 checkpoint the function reported, which comes back as context.checkpoint.
+    # Every trial loses its worker in epoch 2 of its first attempt: Tune retries it from the
+    # epoch-1 checkpoint the function reported, which comes back as context.checkpoint.
     spec = spec_file(tmp_path / "own.yaml", max_failures=1, num_samples=5)  # 3 by the override below
     data = yaml.safe_load(spec.read_text())
     data["trainable"] = {"name": "tests.tuning.plugins:fit_quadratic", "fail_at": 2, "n": 32}
@@ -103,22 +102,19 @@ def _hanging(tmp_path, **search):
     return spec
 
 
-def test_a_hanging_trial_past_its_time_budget_ends_timed_out_everywhere(tmp_path):
+def test_a_hanging_trial_past_its_time_budget_ends_timed_out_everywhere(ray_local, tmp_path, capsys):
     spec = _hanging(tmp_path, num_samples=2, trial_time_budget_s=4)
-    done = fishleg_tune("search", str(spec), "--storage-path", str(tmp_path / "runs"), cwd=ROOT, timeout=300)
-    out = done.stdout + done.stderr
-    assert done.returncode == 1, out  # no trial completed: never exit 0
+    outcome = tuning.search(fit_quadratic, spec, storage=tmp_path / "runs", echo=print)
+    out = capsys.readouterr().out
     assert out.count("timed out") == 2 and "stopped after 4 s (search.trial_time_budget_s)" in out
-    folder = tmp_path / "runs" / "own"
-    rows = json.loads((folder / "trials.json").read_text())
-    assert [r["status"] for r in rows] == ["TIMED_OUT"] * 2 and all(r["epochs"] == 1 for r in rows)
-    assert all(r["ended"] - r["started"] < 60 for r in rows)  # stopped, not left to its 300 s gate
-    study = optuna.load_study(study_name="own", storage=f"sqlite:///{folder / 'optuna.db'}")
+    assert not outcome.interrupted and outcome.counts == {"TIMED_OUT": 2}
+    rows = json.loads((outcome.folder / "trials.json").read_text())
+    assert all(r["epochs"] == 1 and r["ended"] - r["started"] < 60 for r in rows)  # not left to its 300 s gate
+    study = optuna.load_study(study_name="own", storage=f"sqlite:///{outcome.folder / 'optuna.db'}")
     assert [t.state.name for t in study.trials] == ["PRUNED"] * 2
     assert all("trial_time_budget_s" in t.user_attrs["timed_out"] for t in study.trials)
-    client = MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("own")
-    children = [r for r in client.search_runs([experiment.experiment_id]) if "mlflow.parentRunId" in r.data.tags]
+    client = MlflowClient(outcome.mlflow_uri)
+    children = [r for r in client.search_runs([outcome.experiment_id]) if "mlflow.parentRunId" in r.data.tags]
     assert sorted((r.info.status, r.data.tags["trial_status"]) for r in children) == [("KILLED", "TIMED_OUT")] * 2
 
 

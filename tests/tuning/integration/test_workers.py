@@ -46,8 +46,8 @@ def test_two_workers_train_data_parallel_as_one_process_would(tmp_path):
 
 
 def test_a_two_worker_trial_retries_from_its_checkpoint_and_hands_its_workers_back_when_stopped(ray_local, tmp_path):
-    # The trial's workers die in epoch 2 of its first attempt (lost processes) and it is retried
-    # from its epoch-1 checkpoint on both workers; ASHA stops it at its last epoch (max_t), which is the path
+    # The trial loses a worker in epoch 2 of its first attempt and is retried from its epoch-1
+    # checkpoint on both workers; ASHA stops it at its last epoch (max_t), which is the path
     # that must end the workers in order: a Train run killed with its trial keeps its CPUs.
     spec = {
         "name": "own",
