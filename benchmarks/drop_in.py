@@ -35,7 +35,7 @@ from benchmarks.quality import epochs_to, mean_std  # noqa: E402
 from tuning.errors import NonFiniteLoss  # noqa: E402
 from tuning.run.config import RunConfig  # noqa: E402
 from tuning.run.fit import LocalContext, load_fit  # noqa: E402
-from tuning.run.trainer import Trainer  # noqa: E402
+from tuning.training import Trainer  # noqa: E402
 
 CHARLM = {
     "name": "examples.charlm.train:fit",

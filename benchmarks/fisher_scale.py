@@ -20,7 +20,7 @@ from torch.func import functional_call, grad, vmap
 
 from fishleg import FishLeg
 from tuning.run.config import RunConfig
-from tuning.run.trainer import Trainer
+from tuning.training import Trainer
 
 WORKLOADS = {
     "curves": {"name": "curves_autoencoder"},

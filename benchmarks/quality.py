@@ -29,7 +29,7 @@ import time
 
 from tuning.errors import NonFiniteLoss
 from tuning.run.config import RunConfig
-from tuning.run.trainer import Trainer
+from tuning.training import Trainer
 
 WORKLOADS = {
     "curves": {"name": "curves_autoencoder"},

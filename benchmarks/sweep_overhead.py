@@ -26,8 +26,8 @@ import torch
 
 from tuning.driver import run_sweep
 from tuning.run.config import RunConfig
-from tuning.run.trainer import Trainer
 from tuning.sweep.spec import apply_params, load_sweep
+from tuning.training import Trainer
 
 
 def train_seconds(config: RunConfig, epochs: int) -> tuple[float, float]:

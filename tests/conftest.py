@@ -33,7 +33,7 @@ LONGEST_FIRST = (
     "tests/fishleg/test_distributed.py",
     "tests/examples/test_lightning.py",
     "tests/test_gpu_check.py",
-    "tests/tuning/run/test_train.py",
+    "tests/tuning/test_training.py",
     "tests/examples/test_torchrun.py",
 )
 

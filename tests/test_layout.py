@@ -52,7 +52,9 @@ def test_fishleg_imports_nothing_of_tuning():
 LAYERS = [
     {"errors", "versions", "transient"},
     {"records"},
-    {"run", "workloads", "data"},
+    {"run", "data"},
+    {"workloads"},
+    {"training"},
     {"sweep"},
     {"selection"},
     {"report", "driver"},

@@ -16,8 +16,8 @@ from tuning.driver import Echo, SweepOutcome, resume_sweep, run_sweep
 from tuning.run.config import load_run_config
 from tuning.run.fit import Fit, check_fit, function_name
 from tuning.run.overrides import Override
-from tuning.run.trainer import TrainResult, train_to_folder
 from tuning.sweep.cluster import resolve_address
+from tuning.training import TrainResult, train_to_folder
 
 __all__ = ["resume", "search", "train"]
 

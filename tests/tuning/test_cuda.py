@@ -10,7 +10,7 @@ from tuning.records.folder import SweepFolder
 from tuning.records.ledger import Ledger
 from tuning.run.config import RunConfig
 from tuning.run.fit import LocalContext
-from tuning.run.trainer import Trainer, fit_for
+from tuning.training import Trainer, fit_for
 
 pytestmark = pytest.mark.cuda
 

@@ -15,7 +15,7 @@ from tuning.records.ledger import TrialRecord
 HEAVY = (
     "ray",
     "mlflow",
-    "tuning.run.trainer",
+    "tuning.training",
     "tuning.sweep.trainable",
     "tuning.sweep.callbacks",
     "tuning.workloads.digits",

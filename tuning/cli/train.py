@@ -24,7 +24,7 @@ def train(args: argparse.Namespace) -> int:
     check_file(args.config)
     from tuning.records.tracking import check_tracking_uri
     from tuning.run.config import NO_OPTIMIZER, load_run_config
-    from tuning.run.trainer import train_to_folder
+    from tuning.training import train_to_folder
     from tuning.workloads import validate_workload
 
     aliases = {"epochs": "training.epochs", "seed": "training.seed", "device": "training.device"}

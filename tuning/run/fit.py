@@ -9,7 +9,7 @@ optionally, the state to resume from) reach the scheduler, Optuna, MLflow and th
 
 The same function runs in a sweep trial (`tuning.sweep.trainable.TuneContext`), under
 `fishleg-tune train` and in plain Python (`LocalContext`), as a Ray Tune function trainable
-does. The built-in training loop is such a function too (`tuning.run.trainer.WorkloadFit`).
+does. The built-in training loop is such a function too (`tuning.training.WorkloadFit`).
 
     def fit(config: RunConfig, context: FitContext) -> None:
         model = make_model(**config.trainable.options).to(context.device)

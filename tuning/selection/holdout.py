@@ -18,10 +18,10 @@ from ray.tune import ResultGrid
 from tuning.records.folder import SweepFolder
 from tuning.records.ledger import Best
 from tuning.run.config import RunConfig, load_run_config
-from tuning.run.trainer import Trainer
 from tuning.selection.robust import SeedRuns, seed_config
 from tuning.sweep.spec import SweepSpec, apply_params
 from tuning.sweep.trainable import restore
+from tuning.training import Trainer
 
 __all__ = ["evaluate_checkpoint", "evaluate_chosen", "evaluate_seed_runs", "evaluate_states", "summarize"]
 

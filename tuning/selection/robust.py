@@ -16,8 +16,8 @@ from tuning.errors import NonFiniteLoss
 from tuning.records.ledger import Best, TrialRecord, rank_trials
 from tuning.run.config import RunConfig
 from tuning.run.fit import LocalContext
-from tuning.run.trainer import WorkloadFit, fit_for
 from tuning.sweep.spec import SweepSpec, apply_params
+from tuning.training import WorkloadFit, fit_for
 
 __all__ = [
     "RobustChoice",

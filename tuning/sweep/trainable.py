@@ -33,10 +33,10 @@ from tuning.run.fit import (
     load_saved,
     save_saved,
 )
-from tuning.run.trainer import Trainer, fit_for
 from tuning.sweep.retries import is_lost_process
 from tuning.sweep.spec import apply_params
 from tuning.sweep.workers import Workers
+from tuning.training import Trainer, fit_for
 
 __all__ = ["DIVERGED", "Ended", "TuneContext", "diverged_report", "restore", "run_trial"]
 

@@ -3,7 +3,7 @@ runs on N processes under Ray Train's `TorchTrainer`, started from inside the Tu
 
 Ray Train sets up the process group (gloo on CPU, nccl on GPUs) and places the workers; each
 runs the same function with a `WorkerContext`, and the built-in loop trains data-parallel
-(`tuning.run.trainer.Trainer`). Rank 0's reports are the trial's: they travel through a queue
+(`tuning.training.Trainer`). Rank 0's reports are the trial's: they travel through a queue
 to the Tune trial, which reports them (and their checkpoints) exactly as a one-worker trial
 does, so ASHA, Optuna, MLflow, the ledger, retries and `resume` see no difference. The other
 ranks' reports are checked (a non-finite value still stops them) and dropped; with DDP their

@@ -17,7 +17,7 @@ from tests.conftest import fishleg_tune
 from tuning.cli import main
 from tuning.driver import run_sweep
 from tuning.run.config import load_run_config
-from tuning.run.trainer import Trainer
+from tuning.training import Trainer
 
 from .conftest import slow_sweep, sweep_file
 

@@ -9,7 +9,7 @@ import pytorch_optimizer
 import torch
 from torch import nn
 
-from tests.tuning.run.test_train import read_metrics, strip_time, write_config
+from tests.tuning.test_training import read_metrics, strip_time, write_config
 from tuning.cli import main
 from tuning.run.optimizers import MuonConfig, ShampooConfig, SOAPConfig, muon_split
 

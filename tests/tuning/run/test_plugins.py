@@ -23,7 +23,7 @@ def project(tmp_path, monkeypatch):
 
 
 def test_code_in_the_current_folder_is_shipped_and_installed_code_is_not(project):
-    names = ["mypkg.train:fit", "single:fit", "yaml:safe_load", "tuning.run.trainer:fit_for", "mypkg.train:fit"]
+    names = ["mypkg.train:fit", "single:fit", "yaml:safe_load", "tuning.training:fit_for", "mypkg.train:fit"]
     assert local_sources(names) == [project / "mypkg", project / "single.py"]
     assert local_sources(["no_such_module:fit"]) == []
 

@@ -11,7 +11,7 @@ import yaml
 from tests.conftest import fishleg_tune
 from tuning.cli import main
 from tuning.run.config import load_run_config
-from tuning.run.trainer import Trainer
+from tuning.training import Trainer
 from tuning.workloads import build_workload
 from tuning.workloads.base import WorkloadConfig
 
@@ -177,7 +177,7 @@ def test_same_seed_same_metrics_in_separate_processes(tmp_path):
     with one config train identically (Ray trials and seed re-runs are separate processes)."""
     cfg = write_config(tmp_path / "c.yaml", epochs=1)
     code = (
-        "import json, sys; from tuning.run.config import load_run_config; from tuning.run.trainer import Trainer;"
+        "import json, sys; from tuning.run.config import load_run_config; from tuning.training import Trainer;"
         f"m = Trainer(load_run_config({str(cfg)!r})).run_epoch(); m.pop('epoch_time_s'); print(json.dumps(m))"
     )
     runs = [
