@@ -4,8 +4,8 @@
 Ray, the MLflow parent run, the Tuner, then the export. `run_sweep` is both in one call.
 Each step's concern lives in its own module: the folder and its lock (`records.folder`,
 `records.lock`), the checks (`sweep.preflight`), Ray Tune and Optuna (`sweep.tuner`), MLflow
-(`records.tracking`), the trial ledger (`records.ledger`), the choice (`selection.export`,
-`selection.robust`) and the test split (`selection.holdout`)."""
+(`records.tracking`), the trial ledger (`records.ledger`) and the sweep's end: the choice, the
+test split and the export (`selection.outcome`)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 from ray import tune
@@ -27,38 +27,30 @@ from ray.tune import ResultGrid
 from fishleg.config import parse_yaml
 from tuning.errors import UserError
 from tuning.records.folder import SweepFolder, check_name
-from tuning.records.ledger import TERMINAL, TIMED_OUT, Best, Ledger, select_best
+from tuning.records.ledger import Ledger
 from tuning.records.lock import LOCK_FILE, driver_lock, holder
 from tuning.records.ray_processes import leftovers, record_ray_processes
-from tuning.records.tracking import STORE_FILES, MlflowSweep, check_tracking_uri, flatten, runs_url, start_sweep_run
+from tuning.records.tracking import STORE_FILES, MlflowSweep, check_tracking_uri, flatten, start_sweep_run
 from tuning.run.config import read_yaml_model
 from tuning.run.fit import Fit, check_fit, function_name, load_fit
 from tuning.run.overrides import Override, option_overrides
 from tuning.run.plugins import local_sources
-from tuning.selection.export import write_best_config
-from tuning.selection.holdout import evaluate_chosen
-from tuning.selection.robust import robust_best
-from tuning.sweep.callbacks import TrialRecorder, sweep_failure
+from tuning.selection.outcome import Echo, SweepOutcome, finish_sweep
+from tuning.sweep.callbacks import TrialRecorder
 from tuning.sweep.cluster import local_node
 from tuning.sweep.preflight import check_cluster, check_fits, check_ray_address, check_spec, check_storage
 from tuning.sweep.reconcile import (
     drop_lost_trials,
     end_unrecorded_runs,
     ended_results,
-    fail_running_study_trials,
     restorable,
     tune_trial_ids,
 )
-from tuning.sweep.retention import folder_size, prune_checkpoints
 from tuning.sweep.spec import SweepSpec, file_sha256, load_sweep
 from tuning.sweep.tuner import connect, make_trainable, make_tuner, tune_environment
 
-if TYPE_CHECKING:
-    import pandas
-
 __all__ = ["Echo", "SweepOutcome", "SweepPlan", "plan_sweep", "resume_sweep", "run_sweep", "start_sweep"]
 
-Echo = Callable[[str], None]
 META_KEYS = ("name", "sweep_file", "sweep_file_sha256", "tune_storage", "mlflow_uri", "experiment_id", "parent_run_id")
 
 
@@ -76,56 +68,6 @@ class SweepPlan:
     data: dict[str, Any]
     overrides: tuple[Override, ...] = ()
     fit: Fit | None = None
-
-
-@dataclass
-class SweepOutcome:
-    """What a sweep ended with. `test`: the exported config's test metrics, evaluated once
-    after the choice (None while the sweep is unfinished). `failure`: the one error every
-    trial failed with, when they all did (the sweep then stopped after its first trials).
-    `test_note`: why `test` is None, when it is. `size`: bytes in the sweep folder.
-    `budget_note`: how the sweep's time budget ended it, when it did."""
-
-    folder: Path
-    counts: dict[str, int]
-    best: Best | None
-    interrupted: bool
-    mlflow_uri: str
-    metric: str
-    test: dict[str, float] | None = None
-    failure: str | None = None
-    test_note: str | None = None
-    experiment_id: str | None = None
-    size: int = 0
-    budget_note: str | None = None
-
-    @property
-    def runs_url(self) -> str | None:
-        """The MLflow UI's runs table of the sweep's experiment (see `tracking.runs_url`)."""
-        return None if self.experiment_id is None else runs_url(self.mlflow_uri, self.experiment_id)
-
-    @property
-    def best_file(self) -> Path:
-        """The exported config (`fishleg-tune train` and `FishLeg.from_config` read it)."""
-        return SweepFolder.at(self.folder).best_file
-
-    def trials(self) -> pandas.DataFrame:
-        """The ledger as a table: one row per trial (id, status, epochs, the metric's last
-        value, each sampled parameter, and test metrics on the exported trial)."""
-        import pandas
-
-        rows = [
-            {
-                "trial_id": r.trial_id,
-                "status": r.status,
-                "epochs": r.epochs,
-                self.metric: r.value(self.metric),
-                **r.params,
-                **(r.test or {}),
-            }
-            for r in Ledger(SweepFolder.at(self.folder).ledger_file).records.values()
-        ]
-        return pandas.DataFrame(rows)
 
 
 def plan_sweep(
@@ -269,7 +211,7 @@ def _start_locked(
     results, seconds = _fit(  # the Tuner is made inside Tune's environment too
         lambda: make_tuner(spec, folder, mlflow, plan.fit, keep_checkpoints).fit(), spec, folder, mlflow
     )
-    return _finish(spec, folder, meta, mlflow, echo, results, seconds, robust_top, seeds)
+    return finish_sweep(spec, folder, meta, mlflow, echo, results, seconds, robust_top, seeds)
 
 
 def run_sweep(
@@ -392,7 +334,7 @@ def _resume_locked(
     else:  # the driver was killed before Tune first saved its state: start Tune afresh
         tuner = make_tuner(spec, folder, mlflow, fit, bool(meta.get("keep_checkpoints")))
     results, seconds = _fit(tuner.fit, spec, folder, mlflow)
-    return _finish(spec, folder, meta, mlflow, echo, results, seconds)
+    return finish_sweep(spec, folder, meta, mlflow, echo, results, seconds)
 
 
 def _fit(
@@ -409,87 +351,3 @@ def _fit(
         TrialRecorder(folder.ledger_file, spec.budget, mlflow).close_unfinished()
         mlflow.end(mlflow.parent_run_id, "KILLED")
         raise
-
-
-def _finish(
-    spec: SweepSpec,
-    folder: SweepFolder,
-    meta: dict[str, Any],
-    mlflow: MlflowSweep,
-    echo: Echo,
-    results: ResultGrid | None,
-    seconds: float,
-    robust_top: int = 0,
-    seeds: int = 3,
-) -> SweepOutcome:
-    """Close what did not finish, choose on validation, test the choice once, export it.
-    `seconds`: how long Tune ran (a sweep that ran past its time budget ended by it, and is
-    finished, not interrupted)."""
-    recorder = TrialRecorder(folder.ledger_file, spec.budget, mlflow)
-    unfinished = recorder.close_unfinished()
-    records = list(recorder.ledger.records.values())
-    failure = None if unfinished else sweep_failure(records, folder)
-    budget = spec.search.time_budget_s
-    stopped = sum(r.status == TIMED_OUT for r in records)
-    ran_out = budget is not None and seconds >= budget and (stopped > 0 or len(records) < spec.search.num_samples)
-    interrupted = failure is None and not ran_out and (bool(unfinished) or len(records) < spec.search.num_samples)
-    best = select_best(records, spec.metric.name, spec.metric.mode, spec.budget)
-    robust = robust_best(spec, records, robust_top, seeds, echo) if robust_top and not interrupted else None
-    if robust is not None:
-        best = robust.best
-    test: dict[str, float] | None = None
-    test_info: dict[str, Any] = {}
-    if best is not None:
-        test, test_info = (
-            evaluate_chosen(spec, folder, best, None if robust is None else robust.runs, results, echo)
-            if not interrupted
-            else (None, {"test_on": "not evaluated: the sweep is unfinished (evaluated once it ends)"})
-        )
-        write_best_config(
-            best,
-            spec.base_config(),
-            folder.best_file,
-            metric=spec.metric.name,
-            mode=spec.metric.mode,
-            budget=spec.budget,
-            sweep_file=meta["sweep_file"],
-            sweep_sha256=meta["sweep_file_sha256"],
-            mlflow_uri=meta["mlflow_uri"],
-            seed_runs=None if robust is None else robust.info,
-            test=test,
-            test_info=test_info,
-        )
-        mlflow.client.log_artifact(mlflow.parent_run_id, str(folder.best_file))
-        mlflow.log_metrics(mlflow.parent_run_id, {f"best_{spec.metric.name}": best.value, **(test or {})}, step=0)
-        if test is not None:
-            recorder.record_test(best.record.trial_id, test)
-    if not interrupted:
-        fail_running_study_trials(folder)  # Optuna trials of trials lost with a killed driver
-    if not meta.get("keep_checkpoints"):
-        ended = [r.trial_id for r in recorder.ledger.records.values() if r.status in TERMINAL]
-        prune_checkpoints(folder, ended, spec.metric.name, spec.metric.mode, spec.budget)
-    mlflow.end(mlflow.parent_run_id, "FAILED" if failure else "KILLED" if interrupted else "FINISHED")
-    counts = recorder.ledger.counts()
-    uri = meta["mlflow_uri"]
-    note = None if test is not None else test_info.get("test_on")
-    metric = spec.metric.name
-    return SweepOutcome(
-        folder.path,
-        counts,
-        best,
-        interrupted,
-        uri,
-        metric,
-        test,
-        failure,
-        note,
-        meta["experiment_id"],
-        folder_size(folder.path),
-        budget_note=(
-            f"the sweep's time budget ran out after {budget:g} s (search.time_budget_s); "
-            f"{stopped} trial(s) stopped, "
-            f"{max(0, spec.search.num_samples - len(records))} never started"
-            if ran_out
-            else None
-        ),
-    )
