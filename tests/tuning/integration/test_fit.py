@@ -11,6 +11,7 @@ import yaml
 from mlflow import MlflowClient
 
 import tuning
+from tests.conftest import ROOT, fishleg_tune
 from tests.tuning.plugins import fit_quadratic
 from tuning.driver import run_sweep
 from tuning.run.config import load_run_config
@@ -118,10 +119,11 @@ def test_a_hanging_trial_past_its_time_budget_ends_timed_out_everywhere(ray_loca
     assert sorted((r.info.status, r.data.tags["trial_status"]) for r in children) == [("KILLED", "TIMED_OUT")] * 2
 
 
-def test_a_sweep_past_its_time_budget_stops_its_trial_starts_none_and_ends_finished(ray_local, tmp_path):
+def test_a_sweep_past_its_time_budget_stops_its_trial_starts_none_and_ends_finished(tmp_path):
     spec = _hanging(tmp_path, num_samples=3, max_concurrent=1, time_budget_s=6)
-    outcome = tuning.search(fit_quadratic, spec, storage=tmp_path / "runs", echo=lambda line: None)
-    assert not outcome.interrupted and outcome.counts == {"TIMED_OUT": 1}
-    assert "time budget ran out after 6 s" in outcome.budget_note and "2 never started" in outcome.budget_note
-    (row,) = json.loads((outcome.folder / "trials.json").read_text())
-    assert row["epochs"] <= 1 and "search.time_budget_s=6" in row["error"]  # hung before epoch 2, if not sooner
+    done = fishleg_tune("search", str(spec), "--storage-path", str(tmp_path / "runs"), cwd=ROOT, timeout=300)
+    out = done.stdout + done.stderr
+    assert done.returncode == 1 and "Traceback" not in out, out  # it ended (no trial completed: not 0)
+    assert "time budget:  the sweep's time budget ran out after 6 s" in out and "2 never started" in out
+    (row,) = json.loads((tmp_path / "runs" / "own" / "trials.json").read_text())
+    assert row["status"] == "TIMED_OUT" and row["epochs"] <= 1 and "search.time_budget_s=6" in row["error"]
