@@ -1,6 +1,7 @@
 """examples/lightning: a tuned FishLeg config in a LightningModule, as a user runs it: a fit
 whose loss falls, a run resumed with ckpt_path= from the checkpoint of epoch 1 that ends bitwise
-where the uninterrupted one does, and DDP on two CPU processes keeping the replicas equal."""
+where the uninterrupted one does, and DDP on two CPU processes keeping the replicas equal, with
+an option that runs Lightning's closure (adaptive damping)."""
 
 from pathlib import Path
 
@@ -42,9 +43,18 @@ def test_fit_then_resume_from_the_epoch_1_checkpoint_is_bitwise_equal(digits_con
     assert all(torch.equal(trained[name], resumed[name]) for name in trained)
 
 
-def test_ddp_on_two_cpu_processes_keeps_the_replicas_identical(digits_config, tmp_path):
+def test_ddp_on_two_cpu_processes_keeps_the_replicas_identical_with_lightnings_closure(tmp_path):
+    # adaptive_damping needs a closure: FishLeg runs the one Lightning passes to optimizer.step
+    config = tmp_path / "best_config.yaml"
+    config.write_text(
+        "optimizer: {name: fishleg, lr: 0.1, aux_lr: 0.001, aux_batch_size: 32, damping: 0.01,\n"
+        "            update_aux_every: 5, q_init: kfac, adaptive_damping: true}\n"
+    )
     args = ("--devices", "2", "--strategy", "ddp", "--root", str(tmp_path), "--save", str(tmp_path / "p"))
-    run_example(TRAIN, "--config", str(digits_config), *args)
+    run_example(TRAIN, "--config", str(config), *args)
     rank0, rank1 = _params(tmp_path / "p.rank0.pt"), _params(tmp_path / "p.rank1.pt")
     assert all(torch.equal(rank0[name], rank1[name]) for name in rank0)
+    (checkpoint,) = tmp_path.glob("lightning_logs/version_0/checkpoints/epoch=1-*.ckpt")
+    damping = torch.load(checkpoint, weights_only=True)["optimizer_states"][0]["fishleg"]
+    assert torch.isfinite(damping["last_rho"]) and damping["damping_scale"] != 1  # the rule ran on the closure
     assert _nll(rank0) < 0.6  # half the steps of one process (each rank has half the data)

@@ -67,6 +67,21 @@ def quadratic(options: dict[str, Any], seed: int) -> Workload:
     return Workload(model, GaussianLikelihood(), *parts, classifier=False)
 
 
+def rendezvous_digits(options: dict[str, Any], seed: int) -> Workload:
+    """A small digits classifier, built once `count` trials have started (each leaves a file in
+    `folder`): that many trials run at once, so on a cluster of one-CPU nodes they run on as
+    many nodes, however fast each would otherwise finish."""
+    folder = Path(options["folder"])
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{os.getpid()}-{time.time_ns()}").touch()
+    deadline = time.monotonic() + 120
+    while len(list(folder.iterdir())) < int(options["count"]):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"fewer than {options['count']} trials started together")
+        time.sleep(0.05)
+    return digits_classifier(ClassifierOptions(hidden=[16]), seed)
+
+
 def sometimes_broken(options: dict[str, Any], seed: int) -> Workload:
     """A small digits classifier, or (`broken: true`) a RuntimeError: a trial that fails."""
     if options.get("broken"):

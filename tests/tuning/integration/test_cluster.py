@@ -28,7 +28,11 @@ def node_roles(cluster):
 
 
 def test_sweep_spreads_over_both_nodes_and_tracks_every_trial(tmp_path):
-    spec = sweep_file(tmp_path / "tiny.yaml", scheduler={"type": "none"}, search={"num_samples": 4})
+    # The first two trials start together (a rendezvous): on two one-CPU nodes, one on each.
+    rendezvous = {"name": "tests.tuning.plugins:rendezvous_digits", "folder": str(tmp_path / "met"), "count": 2}
+    spec = sweep_file(
+        tmp_path / "tiny.yaml", workload=rendezvous, scheduler={"type": "none"}, search={"num_samples": 4}
+    )
     with loopback_cluster(workers=1) as cluster:
         roles = node_roles(cluster)
         assert sorted(roles.values()) == ["head", "worker"]

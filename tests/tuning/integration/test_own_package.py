@@ -50,9 +50,11 @@ def test_a_users_package_is_tuned_from_the_users_folder(tmp_path):
 
 def test_a_broken_protocol_prints_one_line_per_trial_and_the_users_frame_once(tmp_path):
     folder = project(tmp_path, metric="loss")
-    done = fishleg_tune("search", "sweep.yaml", *SMALL, "search.max_failures=0", cwd=folder)
+    done = fishleg_tune("search", "sweep.yaml", *SMALL, "search.max_failures=2", cwd=folder)
     out = done.stdout + done.stderr
     assert done.returncode == 2, out  # bad input: the function breaks the protocol
+    starts = [line for line in done.stdout.splitlines() if line.startswith("start")]
+    assert len(starts) == 2, out  # the user's own error fails its trial once: retries are for lost processes
     assert "Traceback" not in out and "ERROR" not in out and " INFO " not in out
     failed = [line for line in done.stdout.splitlines() if line.startswith("failed")]
     assert len(failed) == 2 and "reported ['loss'] without 'val_loss'" in failed[0]
