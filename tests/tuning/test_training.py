@@ -134,14 +134,21 @@ def test_trainer_reads_the_test_split_only_in_test(tmp_path):
         ("workload: [\n", ["malformed YAML", "line"]),
     ],
 )
-def test_bad_input_exits_2_with_one_paragraph_and_no_traceback(tmp_path, content, fragments):
+def test_bad_input_exits_2_with_one_paragraph_and_no_traceback(tmp_path, capsys, content, fragments):
     path = tmp_path / "bad.yaml"
     path.write_text(content)
+    assert main(["train", str(path), "--output", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and all(fragment in err for fragment in fragments), err
+
+
+def test_bad_input_through_the_installed_command(tmp_path):
+    """The same path through the executable once (the cases above run the command's own main)."""
+    path = tmp_path / "bad.yaml"
+    path.write_text("workload: {name: digits_classifier}\noptimizer: {name: fishleg, lr: -2}\n")
     proc = fishleg_tune("train", str(path), "--output", str(tmp_path / "o"), cwd=tmp_path, timeout=120)
-    assert proc.returncode == 2, proc.stderr
-    assert "Traceback" not in proc.stderr
-    for fragment in fragments:
-        assert fragment in proc.stderr
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert "optimizer.lr" in proc.stderr and "greater than 0" in proc.stderr
 
 
 def test_plugin_workload_by_module_function(tmp_path, monkeypatch):

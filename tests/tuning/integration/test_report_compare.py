@@ -31,14 +31,31 @@ def sort_and_filter(page) -> dict:
     return {"ascending": ascending, "descending": descending, "filtered": visible_rows(page)}
 
 
-def test_report_of_a_real_sweep(ray_local, tmp_path):
-    spec = sweep_file(tmp_path / "tiny.yaml", scheduler={"type": "median", "grace_period": 2})
-    outcome = run_sweep(spec, storage=tmp_path / "runs")
+def test_a_robust_sweep_exports_the_best_mean_over_fresh_seeds_and_its_report_draws(ray_local, tmp_path):
+    # One real sweep for both: the choice over fresh seeds, then its report in a real browser.
+    outcome = run_sweep(
+        sweep_file(tmp_path / "tiny.yaml", scheduler={"type": "none"}, search={"num_samples": 3}),
+        storage=tmp_path / "runs",
+        robust_top=2,
+        seeds=2,
+    )
+    best = load_run_config(outcome.folder / "best_config.yaml").provenance
+    runs = best["seed_runs"]
+    assert runs["seeds"] == [1000, 1001] and len(runs["finals"]) == 2 and len(runs["candidates"]) == 2
+    assert best["value"] == pytest.approx(sum(runs["finals"]) / 2)
+    assert best["value"] == pytest.approx(min(c["mean"] for c in runs["candidates"]))
+    # Test once, on the chosen config's two seed re-runs; the ledger row of that trial holds it.
+    assert best["test_on"] == "seed re-runs (mean)"
+    per_seed = best["test_seed_runs"]["test_loss_finals"]
+    assert len(per_seed) == 2 and best["test"]["test_loss"] == pytest.approx(sum(per_seed) / 2)
+    records = json.loads((outcome.folder / "trials.json").read_text())
+    assert [r["test"] for r in records if r["test"]] == [best["test"]]
+
+    # The report of the same sweep.
     report = write_report(outcome.folder, png=True)
     assert set(report.figures) == {"learning_curves", "history", "parallel_coordinates", "importance"}
     assert all(p.stat().st_size > 5000 for p in report.figures.values())
     page = report.html.read_text()
-    records = json.loads((outcome.folder / "trials.json").read_text())
     for rec in records:
         assert f"<td>{rec['trial_id']}</td>" in page
     figures = ["history", "parallel_coordinates", "importance", "slice", "contour", "learning_curves"]
@@ -61,26 +78,6 @@ def test_report_of_a_real_sweep(ray_local, tmp_path):
     assert values == sorted(values) and len(values) >= 3
     assert seen.interaction["descending"][0] == seen.interaction["ascending"][-1]
     assert [row[0] for row in seen.interaction["filtered"]] == [seen.interaction["ascending"][-1][0]]
-
-
-def test_robust_top_exports_the_best_mean_over_fresh_seeds(ray_local, tmp_path):
-    outcome = run_sweep(
-        sweep_file(tmp_path / "tiny.yaml", scheduler={"type": "none"}, search={"num_samples": 3}),
-        storage=tmp_path / "runs",
-        robust_top=2,
-        seeds=2,
-    )
-    best = load_run_config(outcome.folder / "best_config.yaml").provenance
-    runs = best["seed_runs"]
-    assert runs["seeds"] == [1000, 1001] and len(runs["finals"]) == 2 and len(runs["candidates"]) == 2
-    assert best["value"] == pytest.approx(sum(runs["finals"]) / 2)
-    assert best["value"] == pytest.approx(min(c["mean"] for c in runs["candidates"]))
-    # Test once, on the chosen config's two seed re-runs; the ledger row of that trial holds it.
-    assert best["test_on"] == "seed re-runs (mean)"
-    per_seed = best["test_seed_runs"]["test_loss_finals"]
-    assert len(per_seed) == 2 and best["test"]["test_loss"] == pytest.approx(sum(per_seed) / 2)
-    records = json.loads((outcome.folder / "trials.json").read_text())
-    assert [r["test"] for r in records if r["test"]] == [best["test"]]
 
 
 def test_compare_of_three_sweeps_end_to_end(ray_local, tmp_path, capsys):
