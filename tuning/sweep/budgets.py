@@ -43,6 +43,16 @@ class TimeBudgets(TrialScheduler):
             raise AttributeError(name)
         return getattr(self.inner, name)
 
+    @property
+    @override
+    def metric(self) -> str | None:
+        return self.inner.metric
+
+    @property
+    @override
+    def supports_buffered_results(self) -> bool:
+        return self.inner.supports_buffered_results
+
     @override
     def choose_trial_to_run(self, tune_controller: Any) -> Trial | None:
         now = time.monotonic()
