@@ -46,6 +46,7 @@ from tuning.sweep.reconcile import (
     restorable,
     tune_trial_ids,
 )
+from tuning.sweep.retries import retry_lost_processes_only
 from tuning.sweep.spec import SweepSpec, file_sha256, load_sweep
 from tuning.sweep.tuner import connect, make_trainable, make_tuner, tune_environment
 
@@ -343,6 +344,7 @@ def _fit(
     """Run the Tuner, and say for how many seconds; if it dies (a second Ctrl-C, a crash in
     Tune), close the MLflow runs it leaves open before the error goes on, so nothing stays
     RUNNING until `resume`."""
+    retry_lost_processes_only()  # max_failures: retries of a lost process, not of code that raised
     started = time.monotonic()
     try:
         with tune_environment():

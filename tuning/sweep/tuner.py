@@ -26,7 +26,6 @@ from tuning.sweep.budgets import TIMED_OUT_KEY, TimeBudgets
 from tuning.sweep.callbacks import FirstFailures, TrialRecorder
 from tuning.sweep.progress import ProgressPrinter
 from tuning.sweep.retention import CheckpointRetention
-from tuning.sweep.retries import retry_lost_processes_only
 from tuning.sweep.space import DefineByRun, make_sampler
 from tuning.sweep.spec import SweepSpec
 from tuning.sweep.trainable import DIVERGED, Ended, run_trial
@@ -200,7 +199,6 @@ def make_tuner(
     ]
     if not keep_checkpoints:
         callbacks.append(CheckpointRetention(folder, spec.metric.name, spec.metric.mode, spec.budget))
-    retry_lost_processes_only()  # max_failures: retries of a lost process, not of code that raised
     scheduler = make_scheduler(spec)
     if spec.search.time_budget_s is not None or spec.search.trial_time_budget_s is not None:
         scheduler = TimeBudgets(scheduler, spec.search.time_budget_s, spec.search.trial_time_budget_s)
