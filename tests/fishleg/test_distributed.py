@@ -16,7 +16,7 @@ from fishleg import FishLeg
 from fishleg.distributed import assign_owners
 
 WORLD = 2
-STEPS = 50
+STEPS = 20
 CASES = {
     "diag": {"q_structure": "diag"},
     "kron": {"q_structure": "kron"},

@@ -222,7 +222,7 @@ def test_sweep_logs_to_an_mlflow_server(ray_local, tmp_path, mlflow_server):
 
 @pytest.mark.slow
 def test_interrupted_sweep_resumes_without_losing_or_rerunning_trials(tmp_path):
-    folder, cmd = slow_sweep(tmp_path, num_samples=5, epochs=4)
+    folder, cmd = slow_sweep(tmp_path, num_samples=5, epochs=3)
     proc = subprocess.Popen([*cmd, "search.num_samples=4"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 240
     while True:  # two trials ended, others still to run: the interruption lands mid-sweep
