@@ -15,10 +15,10 @@ defaults, and `build(model)`.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterable
 from typing import Any, ClassVar, Literal
 
-import pytorch_optimizer
 import torch
 from pydantic import Field
 from torch import nn
@@ -43,18 +43,27 @@ __all__ = [
 class TorchOptimizerConfig(StrictModel):
     """An optimizer other than FishLeg: its fields are the constructor's own arguments, beside `name`."""
 
-    optimizer_class: ClassVar[type[torch.optim.Optimizer]]
+    optimizer_path: ClassVar[str]
+    """The optimizer class as "module:Name", imported when built: pytorch-optimizer's import
+    pulls in transformers and torch.distributed.tensor (about a second), which a run of
+    another optimizer, and every sweep driver, need not pay."""
+
+    @classmethod
+    def optimizer_class(cls) -> type[torch.optim.Optimizer]:
+        """The class `optimizer_path` names."""
+        module, name = cls.optimizer_path.split(":")
+        return getattr(importlib.import_module(module), name)
 
     def build(self, model: nn.Module) -> torch.optim.Optimizer:
         """The optimizer over the model's trainable parameters."""
         params = [p for p in model.parameters() if p.requires_grad]
-        return self.optimizer_class(params, **self.model_dump(exclude={"name"}))
+        return self.optimizer_class()(params, **self.model_dump(exclude={"name"}))
 
 
 class AdamWConfig(TorchOptimizerConfig):
     """torch.optim.AdamW, the baseline FishLeg is compared with."""
 
-    optimizer_class: ClassVar[type[torch.optim.Optimizer]] = torch.optim.AdamW
+    optimizer_path: ClassVar[str] = "torch.optim:AdamW"
     name: Literal["adamw"] = "adamw"
     lr: float = Field(1e-3, gt=0)
     betas: tuple[float, float] = (0.9, 0.999)
@@ -65,7 +74,7 @@ class AdamWConfig(TorchOptimizerConfig):
 class AdamConfig(TorchOptimizerConfig):
     """torch.optim.Adam."""
 
-    optimizer_class: ClassVar[type[torch.optim.Optimizer]] = torch.optim.Adam
+    optimizer_path: ClassVar[str] = "torch.optim:Adam"
     name: Literal["adam"] = "adam"
     lr: float = Field(1e-3, gt=0)
     betas: tuple[float, float] = (0.9, 0.999)
@@ -76,7 +85,7 @@ class AdamConfig(TorchOptimizerConfig):
 class SGDConfig(TorchOptimizerConfig):
     """torch.optim.SGD (with momentum by default)."""
 
-    optimizer_class: ClassVar[type[torch.optim.Optimizer]] = torch.optim.SGD
+    optimizer_path: ClassVar[str] = "torch.optim:SGD"
     name: Literal["sgd"] = "sgd"
     lr: float = Field(0.1, gt=0)
     momentum: float = Field(0.9, ge=0, lt=1)
@@ -87,7 +96,7 @@ class SGDConfig(TorchOptimizerConfig):
 class SOAPConfig(TorchOptimizerConfig):
     """SOAP (pytorch-optimizer's port of the authors' code, with their defaults)."""
 
-    optimizer_class: ClassVar[type[torch.optim.Optimizer]] = pytorch_optimizer.SOAP
+    optimizer_path: ClassVar[str] = "pytorch_optimizer:SOAP"
     name: Literal["soap"] = "soap"
     lr: float = Field(3e-3, gt=0)
     betas: tuple[float, float] = (0.95, 0.95)
@@ -103,7 +112,7 @@ class ShampooConfig(TorchOptimizerConfig):
     """Shampoo as first published (pytorch-optimizer's `Shampoo`): per dimension a factor
     εI + Σ G Gᵀ, the step preconditioned by each factor's inverse 2k-th root (k: the tensor's order)."""
 
-    optimizer_class: ClassVar[type[torch.optim.Optimizer]] = pytorch_optimizer.Shampoo
+    optimizer_path: ClassVar[str] = "pytorch_optimizer:Shampoo"
     name: Literal["shampoo"] = "shampoo"
     lr: float = Field(1e-3, gt=0)
     momentum: float = Field(0.0, ge=0, lt=1)

@@ -2,8 +2,9 @@
 
 Trials and seed re-runs only ever see train and validation data. After the choice is made,
 the chosen trial's final checkpoint (or each chosen seed re-run's final weights) is
-evaluated on the test split in a Ray task with the trial's resources, on whichever node can
-hold it; nothing else reads the test split."""
+evaluated on the test split: on a cluster, in a Ray task with the trial's resources on
+whichever node can hold it; on a Ray of this machine alone, in the driver's own process (the
+same hardware, without a worker's start and imports). Nothing else reads the test split."""
 
 from __future__ import annotations
 
@@ -40,18 +41,28 @@ def _evaluate_state(config: dict[str, Any], model_state: dict[str, Any]) -> dict
     return trainer.test()
 
 
+def _this_machine_only() -> bool:
+    """Whether every live node of the Ray cluster is the driver's own."""
+    here = ray.get_runtime_context().get_node_id()
+    return all(node["NodeID"] == here for node in ray.nodes() if node["Alive"])
+
+
 def evaluate_checkpoint(
     config: dict[str, Any], checkpoint: tune.Checkpoint, cpu: float, gpu: float
 ) -> dict[str, float]:
     """Test metrics (and the epoch it had reached) of a trial's checkpoint."""
+    if _this_machine_only():
+        return _evaluate_checkpoint(config, checkpoint)
     task = ray.remote(num_cpus=cpu, num_gpus=gpu)(_evaluate_checkpoint)
     return ray.get(task.remote(config, checkpoint))
 
 
 def evaluate_states(configs: list[dict[str, Any]], states: list[Any], cpu: float, gpu: float) -> list[dict[str, float]]:
     """Test metrics of trained weights (Ray object refs of model state dicts), one per config."""
+    if _this_machine_only():
+        return [_evaluate_state(c, ray.get(s)) for c, s in zip(configs, states, strict=True)]
     task = ray.remote(num_cpus=cpu, num_gpus=gpu)(_evaluate_state)
-    return ray.get([task.remote(c, s) for c, s in zip(configs, states)])
+    return ray.get([task.remote(c, s) for c, s in zip(configs, states, strict=True)])
 
 
 def summarize(per_seed: list[dict[str, float]]) -> dict[str, Any]:

@@ -110,7 +110,8 @@ def test_a_hanging_trial_past_its_time_budget_ends_timed_out_everywhere(ray_loca
     assert out.count("timed out") == 2 and "stopped after 4 s (search.trial_time_budget_s)" in out
     assert not outcome.interrupted and outcome.counts == {"TIMED_OUT": 2}
     rows = json.loads((outcome.folder / "trials.json").read_text())
-    assert all(r["epochs"] == 1 and r["ended"] - r["started"] < 60 for r in rows)  # not left to its 300 s gate
+    # Stopped by its budget, not left to its 300 s gate (on a loaded machine, maybe before epoch 1).
+    assert all(r["epochs"] <= 1 and r["ended"] - r["started"] < 60 for r in rows), rows
     study = optuna.load_study(study_name="own", storage=f"sqlite:///{outcome.folder / 'optuna.db'}")
     assert [t.state.name for t in study.trials] == ["PRUNED"] * 2
     assert all("trial_time_budget_s" in t.user_attrs["timed_out"] for t in study.trials)

@@ -102,7 +102,7 @@ def test_one_scheduler_scales_both_parts_of_muon():
 @pytest.mark.parametrize("cfg", [SOAPConfig(precondition_frequency=2), ShampooConfig(lr=1e-2)], ids=["soap", "shampoo"])
 def test_soap_and_shampoo_step_as_the_implementation_constructed_directly(cfg):
     model, twin = tiny(), tiny()
-    direct = type(cfg).optimizer_class(twin.parameters(), **cfg.model_dump(exclude={"name"}))
+    direct = type(cfg).optimizer_class()(twin.parameters(), **cfg.model_dump(exclude={"name"}))
     train(model, cfg.build(model), range(5))
     train(twin, direct, range(5))
     for p, q in zip(model.parameters(), twin.parameters(), strict=True):
