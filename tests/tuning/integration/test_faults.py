@@ -182,23 +182,29 @@ def at_epoch_2(saved: tuple[dict, bytes] | None) -> bool:
     return last.get("epoch") == 2 and b"checkpoint_000001" in checkpoints and b"checkpoint_000002" not in checkpoints
 
 
+def gated_sweep(tmp_path: Path, num_samples: int, epochs: int, gate_epoch: int) -> tuple[Path, list[str], Path]:
+    """A sweep of the quadratic training function whose trials wait before epoch `gate_epoch`
+    until the file `gate` exists, so a test holds them at a known point for as long as it needs:
+    (its folder, its `fishleg-tune search` command, the gate). Run it from the repository root,
+    where the `tests` package the trainable names is."""
+    gate = tmp_path / "gate"
+    path = sweep_file(tmp_path / "tiny.yaml", search={"num_samples": num_samples}, training={"epochs": epochs})
+    spec = yaml.safe_load(path.read_text())
+    del spec["workload"]
+    spec["trainable"] = {"name": "tests.tuning.plugins:fit_quadratic", "gate": str(gate), "gate_epoch": gate_epoch}
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    folder = tmp_path / "runs" / "tiny"
+    return folder, [FISHLEG_TUNE, "search", str(path), "--storage-path", str(folder.parent)], gate
+
+
 def test_a_trial_that_ended_in_the_step_tune_never_saved_is_not_trained_again(tmp_path):
     """The narrowest window: the ledger, Optuna and MLflow saw the trial end, and the driver
     was killed before Tune saved that step, so Tune's state still shows it running at epoch 2
     of 3. Made exactly: the trial waits before epoch 3 (on a file, `gate`) while Tune's state
     at epoch 2 is copied; that copy is put back after the kill."""
-    gate = tmp_path / "gate"
-    path = sweep_file(tmp_path / "tiny.yaml", search={"num_samples": 1}, training={"epochs": 3})
-    spec = yaml.safe_load(path.read_text())
-    del spec["workload"]
-    spec["trainable"] = {"name": "tests.tuning.plugins:fit_quadratic", "gate": str(gate), "gate_epoch": 3}
-    path.write_text(yaml.safe_dump(spec, sort_keys=False))
-    folder = tmp_path / "runs" / "tiny"
-    cmd = [FISHLEG_TUNE, "search", str(path), "--storage-path", str(folder.parent)]
+    folder, cmd, gate = gated_sweep(tmp_path, num_samples=1, epochs=3, gate_epoch=3)
     tune_dir, stale = folder / "tune", tmp_path / "stale"
-    proc = subprocess.Popen(  # from the repository root, where the `tests` package the trainable names is
-        cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 240
     while not stale.exists():  # the trial is held before epoch 3: Tune's state stays at epoch 2
         assert proc.poll() is None and time.time() < deadline, "Tune never saved epoch 2"
@@ -238,17 +244,19 @@ def test_a_trial_that_ended_in_the_step_tune_never_saved_is_not_trained_again(tm
 def test_a_second_driver_of_a_running_sweep_is_refused_and_the_records_agree(tmp_path):
     """While a sweep runs, a second `search` of its name and a `resume` of its folder are refused
     at once (exit 2, naming the running driver's PID); the running sweep ends as if alone."""
-    folder, cmd = slow_sweep(tmp_path, num_samples=2, epochs=2)
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    folder, cmd, gate = gated_sweep(tmp_path, num_samples=2, epochs=2, gate_epoch=2)  # held until both are refused
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.time() + 240
         while not (folder / "sweep.json").exists():
             assert proc.poll() is None and time.time() < deadline
             time.sleep(0.1)
         for second in (cmd[1:], ["resume", str(folder)]):
-            refused = fishleg_tune(*second, cwd=tmp_path, timeout=120)
+            refused = fishleg_tune(*second, cwd=ROOT, timeout=120)
             assert refused.returncode == 2 and f"PID {proc.pid}" in refused.stderr, refused.stderr
             assert "Traceback" not in refused.stderr
+        assert proc.poll() is None  # the refusals came while it ran
+        gate.touch()
         assert proc.wait(timeout=400) == 0
     finally:
         if proc.poll() is None:
