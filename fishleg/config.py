@@ -12,13 +12,25 @@ from __future__ import annotations
 from collections.abc import Collection
 from pathlib import Path
 from types import NoneType
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    TypeAdapter,
+    ValidationError,
+    WrapValidator,
+    field_validator,
+    model_validator,
+)
 
 from fishleg.grafting import GRAFTS
 from fishleg.partner import parse_kinds
+from fishleg.schedules import Schedule
 from fishleg.structures import STRUCTURES
 
 __all__ = [
@@ -55,13 +67,35 @@ class StrictModel(BaseModel):
         return data
 
 
+def _number_or_schedule(number: Any) -> WrapValidator:
+    """A field that takes a number (validated as `number`) or a `Schedule`, a callable of the
+    step, passed through as it is (fishleg.schedules)."""
+    adapter = TypeAdapter(number)
+
+    def validate(value: Any, handler: Any) -> Any:
+        if callable(value):
+            return value
+        if isinstance(value, bool):
+            raise ValueError(f"expected a number or a schedule (a callable of the step), got {str(value).lower()}")
+        try:
+            return adapter.validate_python(value)
+        except ValidationError as err:
+            raise ValueError(err.errors()[0]["msg"]) from None
+
+    return WrapValidator(validate)
+
+
+ScheduledFloat = Annotated[float | Schedule, _number_or_schedule(PositiveFloat)]
+ScheduledInt = Annotated[int | Schedule, _number_or_schedule(PositiveInt)]
+
+
 class FishLegConfig(StrictModel):
     """FishLeg's hyperparameters; the defaults are the reference implementation's.
 
     Each field's description is its documentation: `help(FishLeg)` shows them."""
 
     name: Literal["fishleg"] = Field("fishleg", description="the optimizer's name in config files")
-    lr: float = Field(5e-2, gt=0, description="η, the parameter step size")
+    lr: ScheduledFloat = Field(5e-2, description="η, the parameter step size (a number or a schedule of the step)")
     aux_lr: float = Field(1e-4, gt=0, description="α, the Adam step size of the λ updates")
     aux_lr_start: float | None = Field(
         None,
@@ -72,8 +106,14 @@ class FishLegConfig(StrictModel):
     )
     aux_lr_decay_steps: int = Field(100, gt=0, description="λ updates over which aux_lr_start moves to aux_lr")
     aux_batch_size: int = Field(100, gt=0, description="inputs per auxiliary Fisher batch drawn from aux_data")
-    damping: float = Field(0.5, gt=0, description="γ: Q(λ) is fitted to (F + γI)⁻¹")
-    update_aux_every: int = Field(10, gt=0, description="parameter steps per λ update")
+    damping: ScheduledFloat = Field(
+        0.5, description="γ: Q(λ) is fitted to (F + γI)⁻¹ (a number or a schedule of the step)"
+    )
+    update_aux_every: ScheduledInt = Field(
+        10,
+        description="parameter steps per λ update: a step gets one when its number is a multiple of this "
+        "(a number, or a schedule of the step, e.g. lambda step: 1 if step < 100 else 20)",
+    )
     warmup_aux_steps: int = Field(
         0,
         ge=0,

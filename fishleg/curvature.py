@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -22,7 +22,7 @@ from fishleg.distributed import assign_owners, mean_across_ranks, rank, sum_acro
 from fishleg.fisher import curvature_pass, fisher_vector_product
 from fishleg.kfac import damped_inverse_factors, kronecker_factors
 from fishleg.likelihoods import Likelihood
-from fishleg.schedules import AuxSchedule, GeometricRamp
+from fishleg.schedules import GeometricRamp
 
 __all__ = ["Curvature"]
 
@@ -47,7 +47,7 @@ class Curvature:
         blocks: list[Block],
         config: FishLegConfig,
         damping: Damping,
-        schedule: AuxSchedule,
+        schedule: Callable[[int], bool],
         aux_sampler: AuxSampler | None,
         seed: int,
         device: torch.device,

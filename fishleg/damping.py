@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from fishleg.distributed import mean_across_ranks
+from fishleg.schedules import Schedule, at_step
 
 __all__ = ["Damping", "FixedDamping", "LevenbergMarquardt"]
 
@@ -59,26 +60,29 @@ class FixedDamping(Damping):
 
 
 class LevenbergMarquardt(Damping):
-    """K-FAC's Levenberg–Marquardt rule (Martens & Grosse, 2015, §6.5), every `every` steps:
-    ρ = (h(θ+δ) − h(θ)) / (gᵀδ + ½δᵀFδ), the loss change over the quadratic model's, on the
-    step's batch (a closure called again); the scale shrinks by ω = (19/20)^every if ρ > 3/4 and
-    grows by 1/ω if ρ < 1/4, or if the model predicts no decrease or the loss is not finite."""
+    """K-FAC's Levenberg–Marquardt rule (Martens & Grosse, 2015, §6.5), every `every` steps
+    (a number, or a schedule of the step): ρ = (h(θ+δ) − h(θ)) / (gᵀδ + ½δᵀFδ), the loss change
+    over the quadratic model's, on the step's batch (a closure called again); the scale shrinks
+    by ω = (19/20)^every if ρ > 3/4 and grows by 1/ω if ρ < 1/4, or if the model predicts no
+    decrease or the loss is not finite."""
 
     needs_closure = True
 
-    def __init__(self, group: dict[str, Any], device: torch.device, every: int) -> None:
+    def __init__(self, group: dict[str, Any], device: torch.device, every: int | Schedule) -> None:
         super().__init__(group, device)
         self.every = every
+        self.interval = 1  # `every` at the step last judged: ω's exponent
 
     def due(self, step: int) -> bool:
-        """Every `every`-th step."""
-        return step % self.every == 0
+        """Each step that is a multiple of `every` at that step."""
+        self.interval = int(at_step(self.every, step))
+        return step % self.interval == 0
 
     def adapt(self, change: Tensor, predicted: Tensor) -> None:
         """On tensors (no host sync); ρ of the global batch, so every rank keeps the same γ."""
         mean_across_ranks([change, predicted])
         rho = change / predicted
-        omega = (19 / 20) ** self.every
+        omega = (19 / 20) ** self.interval
         descent = predicted < 0
         shrink = descent & (rho > 0.75)
         grow = ~(descent & (rho >= 0.25))  # also when ρ is NaN

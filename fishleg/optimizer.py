@@ -12,11 +12,13 @@ construction, a closure at each step)."""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from pydantic import ValidationError
+from pydantic.fields import FieldInfo
 from torch import Tensor, nn
 from typing_extensions import override
 
@@ -29,12 +31,23 @@ from fishleg.distributed import broadcast_seed, unwrap
 from fishleg.grafting import GRAFTS
 from fishleg.likelihoods import LIKELIHOODS, Likelihood
 from fishleg.partner import partner_parameters
-from fishleg.schedules import AuxSchedule, EveryK, never
+from fishleg.schedules import AuxSteps, at_step, never
 from fishleg.step_rules import StepContext, StepRule, bound_steps, step_rule
 
 __all__ = ["FishLeg"]
 
 _EXTRA_STATE = "fishleg"
+_SCHEDULED = ("lr", "damping")  # the group's hyperparameters that may be schedules of the step
+
+
+def _validated(config: FishLegConfig | None, hyperparameters: dict[str, Any]) -> FishLegConfig:
+    """`config` (FishLegConfig's defaults without one) with `hyperparameters` over it,
+    validated once, by FishLegConfig."""
+    given = {} if config is None else config.hyperparameters()
+    try:
+        return FishLegConfig(**{**given, **hyperparameters})
+    except ValidationError as err:
+        raise ValueError(describe_validation_error(err, "FishLeg")) from None
 
 
 def _block_index(blocks: list[Block], device: torch.device) -> Tensor:
@@ -64,12 +77,16 @@ class FishLeg(torch.optim.Optimizer):
     name of a registered one ("categorical", "bernoulli", "gaussian"). aux_data: inputs for the
     λ updates (a tensor, a map-style Dataset or an iterable of batches); every
     `update_aux_every` steps one λ update runs on `aux_batch_size` inputs drawn from it; with
-    None, call `update_aux(inputs)` yourself. seed: of aux sampling, Gaussian probes and random
-    initial factors (default: derived from torch.initial_seed(), without drawing from torch's
-    global generator).
+    None, call `update_aux(inputs)` yourself. config: a `FishLegConfig` (e.g. loaded with
+    `fishleg.load_config`); keyword hyperparameters, listed below with their defaults, override
+    its values (FishLegConfig declares and validates them: it is their one list). seed: of aux
+    sampling, Gaussian probes and random initial factors (default: derived from
+    torch.initial_seed(), without drawing from torch's global generator).
 
     `lr`, `beta`, `weight_decay` and `damping` live in `param_groups[0]`, so schedulers (and
-    adaptive rules) can change them between steps; `aux_lr` lives in
+    adaptive rules) can change them between steps; `lr`, `damping` and `update_aux_every` also
+    take a schedule, a callable of the step (from 1), which sets the group's value before each
+    step (`fishleg.schedules`). `aux_lr` lives in
     `aux_optimizer.param_groups`. FishLeg has one parameter group (its blocks span the model).
     With adaptive_damping, γ = param_groups[0]["damping"] × `damping_scale` (a 0-d tensor the
     Levenberg–Marquardt rule moves; `last_rho` is its last reduction ratio), and `step` needs
@@ -88,55 +105,12 @@ class FishLeg(torch.optim.Optimizer):
         model: nn.Module,
         likelihood: Likelihood | str,
         aux_data: AuxData | None = None,
+        config: FishLegConfig | None = None,
         *,
-        lr: float = 5e-2,
-        aux_lr: float = 1e-4,
-        aux_lr_start: float | None = None,
-        aux_lr_decay_steps: int = 100,
-        aux_batch_size: int = 100,
-        damping: float = 0.5,
-        update_aux_every: int | AuxSchedule = 10,
-        warmup_aux_steps: int = 0,
-        dense_aux_steps: int = 0,
-        adaptive_damping: bool = False,
-        quadratic_step: bool = False,
-        bound_step: bool = False,
-        graft: str = "none",
-        graft_beta2: float = 0.999,
-        graft_eps: float = 1e-8,
-        partner: Literal["none", "adamw"] = "none",
-        partner_params: str = "embedding,norm",
-        partner_betas: tuple[float, float] = (0.9, 0.999),
-        q_init: Literal["identity", "kfac"] = "identity",
-        kfac_every: int = 0,
-        learn_q: bool = True,
-        q_structure: str = "kron",
-        kron_sum_rank: int = 2,
-        beta: float = 0.9,
-        weight_decay: float = 1e-5,
-        init_scale: float = 1.0,
-        aux_betas: tuple[float, float] = (0.9, 0.999),
-        aux_eps: float = 1e-8,
-        u_sampling: Literal["gradient", "gaussian"] = "gradient",
-        normalize_aux: bool = True,
-        precondition_aux: bool = True,
-        aux_work: Literal["all", "split"] = "all",
         seed: int | None = None,
+        **hyperparameters: Any,
     ) -> None:
-        hyperparameters = {k: v for k, v in locals().items() if k in FishLegConfig.model_fields}
-        schedule = None
-        if callable(update_aux_every):
-            schedule = hyperparameters.pop("update_aux_every")
-            for option in ("dense_aux_steps", "adaptive_damping"):
-                if hyperparameters[option]:
-                    raise ValueError(
-                        f"FishLeg: {option} needs update_aux_every as a number of steps; with a schedule "
-                        "(a callable of the step), put the dense start into the schedule and use fixed damping"
-                    )
-        try:
-            config = FishLegConfig(**hyperparameters)
-        except ValidationError as err:
-            raise ValueError(describe_validation_error(err, "FishLeg")) from None
+        config = _validated(config, hyperparameters)
         trainable = [p for p in model.parameters() if p.requires_grad]
         if not trainable:
             raise ValueError("FishLeg: model has no trainable parameters (requires_grad=True)")
@@ -153,8 +127,14 @@ class FishLeg(torch.optim.Optimizer):
         self._device = trainable[0].device
         blocks = build_blocks(model, config, self._device, torch.Generator().manual_seed(seed + 2), partnered)
         params = [p for b in blocks for p in b.params]
-        defaults = {"lr": lr, "beta": beta, "weight_decay": weight_decay, "damping": damping}
+        defaults = {
+            "lr": at_step(config.lr, 1),
+            "beta": config.beta,
+            "weight_decay": config.weight_decay,
+            "damping": at_step(config.damping, 1),
+        }
         super().__init__(params, defaults)
+        self._schedules = {name: getattr(config, name) for name in _SCHEDULED if callable(getattr(config, name))}
         graft_type = None if config.graft == "none" else GRAFTS[config.graft]
         self.graft = None if graft_type is None else graft_type(config.beta, config.graft_beta2, config.graft_eps)
         for p in params:
@@ -162,7 +142,9 @@ class FishLeg(torch.optim.Optimizer):
             if self.graft is not None:
                 self.graft.init_state(self.state[p], p)
         self.partner = (
-            torch.optim.AdamW(partnered, lr=lr, betas=config.partner_betas, weight_decay=weight_decay)
+            torch.optim.AdamW(
+                partnered, lr=defaults["lr"], betas=config.partner_betas, weight_decay=config.weight_decay
+            )
             if partnered
             else None
         )
@@ -186,7 +168,7 @@ class FishLeg(torch.optim.Optimizer):
             blocks,
             config,
             self.damping,
-            never if not config.learn_q else schedule or EveryK(config.update_aux_every, config.dense_aux_steps),
+            AuxSteps(config.update_aux_every, config.dense_aux_steps) if config.learn_q else never,
             None if aux_data is None else AuxSampler(aux_data, config.aux_batch_size, self._device, seed),
             seed,
             self._device,
@@ -217,7 +199,7 @@ class FishLeg(torch.optim.Optimizer):
                 f"config's optimizer is {getattr(opt_config, 'name', type(opt_config).__name__)!r}, not 'fishleg'; "
                 "use config.build_optimizer(model) for baselines"
             )
-        return cls(model, likelihood, aux_data, seed=seed, **opt_config.hyperparameters())
+        return cls(model, likelihood, aux_data, opt_config, seed=seed)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """FishLeg makes its one group from the model; more groups are refused, not ignored."""
@@ -279,6 +261,9 @@ class FishLeg(torch.optim.Optimizer):
                 loss = closure()
         with torch.autocast(self._device.type, enabled=False):
             self.step_count += 1
+            group = self.param_groups[0]
+            for name, schedule in self._schedules.items():
+                group[name] = schedule(self.step_count)
             blocks = self._gather_grads()
             curvature = self.curvature
             curvature.before_step(blocks, self.step_count)
@@ -427,14 +412,28 @@ class FishLeg(torch.optim.Optimizer):
             self.partner.load_state_dict(extra["partner"])
 
 
+def _hyperparameters() -> dict[str, FieldInfo]:
+    """FishLegConfig's fields that are the constructor's keyword hyperparameters."""
+    return {name: info for name, info in FishLegConfig.model_fields.items() if name != "name"}
+
+
+def _signature() -> inspect.Signature:
+    """The constructor's signature with each hyperparameter as a keyword-only parameter, its
+    default and type from FishLegConfig (their one declaration), for `help`, IDEs and `inspect`."""
+    fixed = [p for p in inspect.signature(FishLeg.__init__).parameters.values() if p.kind != p.VAR_KEYWORD]
+    keyword = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=info.default, annotation=info.annotation)
+        for name, info in _hyperparameters().items()
+    ]
+    return inspect.Signature([*fixed, *keyword], return_annotation=None)
+
+
 def _hyperparameter_doc() -> str:
-    """The constructor's hyperparameters with defaults, from FishLegConfig's field descriptions
-    (their one place), for `help(FishLeg)`."""
+    """The hyperparameters with defaults, from FishLegConfig's field descriptions, for `help(FishLeg)`."""
     lines = ["", "Hyperparameters (keyword-only; validated by `FishLegConfig`):"]
-    for name, field_info in FishLegConfig.model_fields.items():
-        if name != "name":
-            lines.append(f"    {name} = {field_info.default!r}: {field_info.description}")
+    lines += [f"    {name} = {info.default!r}: {info.description}" for name, info in _hyperparameters().items()]
     return "\n".join(lines)
 
 
+FishLeg.__init__.__signature__ = _signature()  # type: ignore[attr-defined]
 FishLeg.__doc__ = (FishLeg.__doc__ or "") + _hyperparameter_doc()

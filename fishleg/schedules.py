@@ -1,5 +1,7 @@
-"""When the aux loop runs, and its learning rate over time: callables of the step and a torch
-LR scheduler, so that a user's own schedule slots in where the built-in one does."""
+"""Hyperparameters that vary with the step, one protocol for all: `lr`, `damping` and
+`update_aux_every` each take a number or a `Schedule`, a callable of the parameter step
+(from 1) that returns the value for that step (kfac-pytorch's convention). The aux_lr ramp is a
+torch LR scheduler on the aux optimizer, where torch's own schedulers also plug in."""
 
 from __future__ import annotations
 
@@ -9,10 +11,15 @@ from dataclasses import dataclass
 import torch
 from torch.optim.lr_scheduler import LRScheduler
 
-__all__ = ["AuxSchedule", "EveryK", "GeometricRamp", "never"]
+__all__ = ["AuxSteps", "GeometricRamp", "Schedule", "at_step", "never"]
 
-AuxSchedule = Callable[[int], bool]
-"""Parameter step number (from 1) → whether that step gets a λ update."""
+Schedule = Callable[[int], float]
+"""Parameter step number (from 1) → the hyperparameter's value at that step."""
+
+
+def at_step(value: float | Schedule, step: int) -> float:
+    """The value of a number-or-schedule hyperparameter at parameter step `step` (from 1)."""
+    return value(step) if callable(value) else value
 
 
 def never(step: int) -> bool:
@@ -21,16 +28,17 @@ def never(step: int) -> bool:
 
 
 @dataclass(frozen=True)
-class EveryK:
-    """Every `every`-th step, and each of the first `dense` steps (a denser start while Q is
-    far from (F + γI)⁻¹): `update_aux_every` and `dense_aux_steps` as one schedule."""
+class AuxSteps:
+    """Which parameter steps get a λ update: each of the first `dense` (a denser start while Q
+    is far from (F + γI)⁻¹), then each step that is a multiple of `every` at that step
+    (`update_aux_every` and `dense_aux_steps` as one rule)."""
 
-    every: int
+    every: int | Schedule
     dense: int = 0
 
     def __call__(self, step: int) -> bool:
         """Whether step `step` (from 1) gets a λ update."""
-        return step <= self.dense or step % self.every == 0
+        return step <= self.dense or step % int(at_step(self.every, step)) == 0
 
 
 class GeometricRamp(LRScheduler):

@@ -6,6 +6,7 @@ import pydoc
 
 import pytest
 import yaml
+from torch import nn
 
 from fishleg import ConfigError, FishLeg, FishLegConfig, load_config
 
@@ -68,7 +69,18 @@ def test_constructor_takes_every_hyperparameter_keyword_only_with_the_config_def
         assert params[name].kind is inspect.Parameter.KEYWORD_ONLY, name
         assert params[name].default == field_info.default, name
         assert params[name].annotation != inspect.Parameter.empty, name
-    assert set(params) - {"model", "likelihood", "aux_data", "seed"} == set(fields)
+    assert set(params) - {"model", "likelihood", "aux_data", "config", "seed"} == set(fields)
+
+
+def test_keywords_override_a_given_config_and_are_validated_by_it():
+    model = nn.Linear(3, 2)
+    opt = FishLeg(model, "categorical", None, FishLegConfig(lr=0.2, damping=0.7), damping=0.3)
+    assert opt.config.lr == 0.2 and opt.param_groups[0]["lr"] == 0.2
+    assert opt.config.damping == 0.3 and opt.param_groups[0]["damping"] == 0.3
+    with pytest.raises(ValueError, match=r"FishLeg: invalid configuration: dampng: unknown key"):
+        FishLeg(model, "categorical", dampng=0.3)
+    with pytest.raises(ValueError, match=r"lr: Input should be greater than 0 \(got -1\)"):
+        FishLeg(model, "categorical", lr=-1)
 
 
 def test_help_lists_every_hyperparameter_with_its_meaning_and_default():
