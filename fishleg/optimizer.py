@@ -43,6 +43,12 @@ _SCHEDULED = ("lr", "damping")  # the group's hyperparameters that may be schedu
 def _validated(config: FishLegConfig | None, hyperparameters: dict[str, Any]) -> FishLegConfig:
     """`config` (FishLegConfig's defaults without one) with `hyperparameters` over it,
     validated once, by FishLegConfig."""
+    unknown = sorted(set(hyperparameters) - set(_hyperparameters()))
+    if unknown:  # as Python's own check of a signature would say
+        raise TypeError(
+            f"FishLeg() got unexpected keyword arguments {unknown}; its hyperparameters are FishLegConfig's fields "
+            f"({', '.join(_hyperparameters())})"
+        )
     given = {} if config is None else config.hyperparameters()
     try:
         return FishLegConfig(**{**given, **hyperparameters})
