@@ -3,13 +3,13 @@
 
 The names are the constructor's (`FishLeg(model, likelihood, lr=..., aux_lr=...)`), so a
 tuned value has the same name in a sweep file, an exported best config and code. A file is
-a bare mapping of these names, or any YAML with an `optimizer:` section of them, such as a
-fishleg-tune run config or exported `best_config.yaml` (the rest of that file is ignored here).
+a bare mapping of these names, or any YAML with an `optimizer:` section of them (the rest of
+that file is ignored here). Reading hand-edited sweep files, and explaining their mistakes
+in terms of their layout, is the tuning tool's job (tuning.yaml_files, tuning.errors).
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from pathlib import Path
 from types import NoneType
 from typing import Annotated, Any, Literal, get_args
@@ -37,11 +37,8 @@ __all__ = [
     "ConfigError",
     "FishLegConfig",
     "StrictModel",
-    "StrictYamlLoader",
-    "describe_validation_error",
+    "invalid",
     "load_config",
-    "load_yaml_text",
-    "parse_yaml",
 ]
 
 
@@ -315,139 +312,36 @@ class FishLegConfig(StrictModel):
         return self.model_dump(exclude={"name"})
 
 
-def describe_validation_error(
-    err: ValidationError, source: str, *, prefix: str = "", union_tags: Collection[str] = ()
-) -> str:
-    """One paragraph naming the source, each bad key path, what was given and what is allowed.
-
-    prefix: where the validated mapping sits in its file (e.g. "optimizer."); union_tags:
-    names pydantic puts into a location for the member of a tagged union (e.g.
-    `optimizer.fishleg.lr`), left out so that the path is the one written in the file."""
+def invalid(err: ValidationError, source: str, prefix: str = "") -> str:
+    """One line naming `source`, each bad key (under `prefix`), what was given and what is allowed."""
     parts = []
     for e in err.errors():
-        raw = [str(x) for x in e["loc"]]
-        loc = [x for i, x in enumerate(raw) if not (i and x in union_tags)]
-        msg = e["msg"].removeprefix("Value error, ")
-        if e["type"] == "extra_forbidden":
-            msg = "unknown key"
-        if not loc:  # a whole-file check: its message names its own keys
+        msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"].removeprefix("Value error, ")
+        if not e["loc"]:  # a check across fields: its message names them
             parts.append(msg)
             continue
         given = "" if e["type"] in ("missing", "extra_forbidden") else f" (got {e.get('input')!r})"
-        parts.append(f"{prefix}{'.'.join(loc)}: {msg}{given}")
+        parts.append(f"{prefix}{'.'.join(str(x) for x in e['loc'])}: {msg}{given}")
     return f"{source}: invalid configuration: " + "; ".join(parts) + "."
 
 
-MAX_YAML_NODES = 100_000  # a config expands to hundreds; aliases nested ten deep reach 10^10
-
-
-class StrictYamlLoader(yaml.SafeLoader):
-    """`yaml.safe_load`'s loader, for files people share and edit by hand: a key given twice in
-    one mapping is an error (YAML keeps the last, and the editor never learns which one ran),
-    and so is a document whose aliases expand beyond `MAX_YAML_NODES` nodes (refused before
-    anything is built from it, so a 1 KB file cannot hang a command)."""
-
-    def get_single_node(self) -> yaml.Node | None:
-        """The document's node graph, checked for its expanded size before construction."""
-        node = super().get_single_node()
-        if node is not None:
-            _expanded_size(node, {})
-        return node
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        """A mapping whose keys are all different (merge keys `<<:` may be overridden)."""
-        seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                continue
-            key = self.construct_object(key_node, deep=True)
-            if not isinstance(key, str | int | float | bool):
-                continue  # the base constructor names an unhashable key
-            line = key_node.start_mark.line + 1
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None,
-                    None,
-                    f"key {key!r} is given twice in one mapping (lines {seen[key]} and {line}); keep one",
-                    key_node.start_mark,
-                )
-            seen[key] = line
-        return super().construct_mapping(node, deep)
-
-
-def _expanded_size(node: yaml.Node, sizes: dict[int, int | None]) -> int:
-    """Nodes in `node`'s tree with every alias expanded, counted once per distinct node (so the
-    count is linear in the file); raises a YAMLError past `MAX_YAML_NODES` or on a cycle."""
-    key = id(node)
-    if key in sizes:
-        size = sizes[key]
-        if size is None:
-            raise yaml.YAMLError(f"an alias refers to the node that contains it (line {node.start_mark.line + 1})")
-        return size
-    sizes[key] = None
-    if isinstance(node, yaml.SequenceNode):
-        size = 1 + sum(_expanded_size(child, sizes) for child in node.value)
-    elif isinstance(node, yaml.MappingNode):
-        size = 1 + sum(_expanded_size(k, sizes) + _expanded_size(v, sizes) for k, v in node.value)
-    else:
-        size = 1
-    if size > MAX_YAML_NODES:
-        raise yaml.YAMLError(
-            f"its aliases expand to more than {MAX_YAML_NODES:,} values (line {node.start_mark.line + 1}); "
-            "a config is a few hundred"
-        )
-    sizes[key] = size
-    return size
-
-
-def load_yaml_text(text: str) -> Any:
-    """`yaml.safe_load` with `StrictYamlLoader`'s checks."""
-    loader = StrictYamlLoader(text)
-    try:
-        return loader.get_single_data()
-    finally:
-        loader.dispose()
-
-
-def parse_yaml(path: Path) -> Any:
-    """`load_yaml_text` of a file, with errors that name the file and line."""
-    if path.exists() and not path.is_file():  # a FIFO nobody writes would block the read forever
-        raise ConfigError(f"{path}: not a regular file (a folder, a pipe or a device); give a YAML file.")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the file ({exc.strerror}).") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); save the file as UTF-8.") from None
-    try:
-        return load_yaml_text(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{path}: malformed YAML{where}: {problem}.") from None
-
-
 def load_config(path: str | Path) -> FishLegConfig:
-    """FishLeg's hyperparameters from a file: the `optimizer:` section of a run config or an
-    exported best config (`fishleg-tune train` files, `best_config.yaml`), or a bare mapping.
+    """FishLeg's hyperparameters from a YAML file: a bare mapping of them, or the `optimizer:`
+    section of a larger file (an exported `best_config.yaml` or a run config).
 
     >>> opt = FishLeg.from_config(model, load_config("best_config.yaml"), likelihood=...)"""
     path = Path(path)
-    data = parse_yaml(path)
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of FishLeg hyperparameters or an `optimizer:` section.")
-    run_config = "optimizer" in data or "workload" in data
-    section = data.get("optimizer") or {} if run_config else data
-    prefix = "optimizer." if run_config else ""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read a YAML file ({exc}).") from None
+    section = data.get("optimizer") or {} if isinstance(data, dict) and "optimizer" in data else data
+    prefix = "optimizer." if section is not data else ""
     if not isinstance(section, dict):
-        raise ConfigError(f"{path}: {prefix or 'the file'} must be a mapping of FishLeg hyperparameters.")
+        raise ConfigError(f"{path}: expected a mapping of FishLeg hyperparameters or an `optimizer:` section of one.")
     if section.get("name", "fishleg") != "fishleg":
-        raise ConfigError(
-            f"{path}: {prefix}name: the optimizer is {section['name']!r}, not 'fishleg'; "
-            "load run configs with baselines through tuning.run.config.load_run_config."
-        )
+        raise ConfigError(f"{path}: {prefix}name: the optimizer is {section['name']!r}, not 'fishleg'.")
     try:
         return FishLegConfig.model_validate(section)
     except ValidationError as err:
-        raise ConfigError(describe_validation_error(err, str(path), prefix=prefix)) from None
+        raise ConfigError(invalid(err, str(path), prefix)) from None

@@ -24,7 +24,7 @@ from typing_extensions import override
 
 from fishleg.aux_data import AuxData, AuxSampler
 from fishleg.blocks import Block, build_blocks
-from fishleg.config import FishLegConfig, describe_validation_error
+from fishleg.config import FishLegConfig, invalid
 from fishleg.curvature import Curvature
 from fishleg.damping import Damping, FixedDamping, LevenbergMarquardt
 from fishleg.distributed import broadcast_seed, unwrap
@@ -53,7 +53,7 @@ def _validated(config: FishLegConfig | None, hyperparameters: dict[str, Any]) ->
     try:
         return FishLegConfig(**{**given, **hyperparameters})
     except ValidationError as err:
-        raise ValueError(describe_validation_error(err, "FishLeg")) from None
+        raise ValueError(invalid(err, "FishLeg")) from None
 
 
 def _block_index(blocks: list[Block], device: torch.device) -> Tensor:

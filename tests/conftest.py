@@ -24,17 +24,17 @@ def fishleg_tune(*args: str, cwd: Path | str = ROOT, timeout: float = 600, **kwa
 LONGEST_FIRST = (
     "tests/tuning/integration/test_faults.py",
     "tests/tuning/integration/test_sweep.py",
-    "tests/tuning/integration/test_fit.py",
     "tests/tuning/integration/test_workers.py",
     "tests/tuning/integration/test_cluster.py",
-    "tests/tuning/integration/test_report_compare.py",
+    "tests/tuning/integration/test_fit.py",
     "tests/tuning/integration/test_own_package.py",
-    "tests/examples/test_charlm.py",
-    "tests/fishleg/test_distributed.py",
-    "tests/examples/test_lightning.py",
-    "tests/test_gpu_check.py",
+    "tests/tuning/integration/test_report_compare.py",
     "tests/tuning/test_training.py",
+    "tests/examples/test_lightning.py",
+    "tests/examples/test_charlm.py",
     "tests/examples/test_torchrun.py",
+    "tests/fishleg/test_distributed.py",
+    "tests/examples/test_huggingface.py",
 )
 
 

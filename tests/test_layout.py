@@ -50,7 +50,7 @@ def test_fishleg_imports_nothing_of_tuning():
 
 # tuning's parts, lowest first; a part imports only from its own level and those below it.
 LAYERS = [
-    {"errors", "versions", "transient"},
+    {"errors", "versions", "transient", "yaml_files"},
     {"records"},
     {"run", "data"},
     {"workloads"},

@@ -24,7 +24,6 @@ import yaml
 from ray import tune
 from ray.tune import ResultGrid
 
-from fishleg.config import parse_yaml
 from tuning.errors import UserError
 from tuning.records.folder import SweepFolder, check_name
 from tuning.records.ledger import Ledger
@@ -49,6 +48,7 @@ from tuning.sweep.reconcile import (
 from tuning.sweep.retries import retry_lost_processes_only
 from tuning.sweep.spec import SweepSpec, file_sha256, load_sweep
 from tuning.sweep.tuner import connect, make_trainable, make_tuner, tune_environment
+from tuning.yaml_files import parse_yaml
 
 __all__ = ["Echo", "SweepOutcome", "SweepPlan", "plan_sweep", "resume_sweep", "run_sweep", "start_sweep"]
 

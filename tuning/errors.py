@@ -1,28 +1,26 @@
 """Errors that are the user's to fix: the CLI prints their message (one paragraph) and exits 2.
 
-Light to import (no torch): `fishleg-tune --help` and argument errors answer at once.
-`ConfigError` (fishleg's, for bad config files) and `USER_ERRORS` are looked up on first use."""
+Light to import (no torch): `fishleg-tune --help` and argument errors answer at once."""
 
 from __future__ import annotations
 
 import re
 import sysconfig
+from collections.abc import Collection
 from importlib.util import find_spec
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from fishleg.config import ConfigError
-
-    USER_ERRORS: tuple[type[Exception], ...]
+    from pydantic import ValidationError
 
 __all__ = [
     "ConfigError",
     "DatasetUnavailable",
     "NonFiniteLoss",
-    "USER_ERRORS",
     "UserCodeError",
     "UserError",
+    "describe_validation_error",
     "user_frames",
 ]
 
@@ -31,6 +29,10 @@ FRAME = re.compile(r'^\s*File "(?P<path>[^"]+)", line (?P<line>\d+), in (?P<name
 
 class UserError(Exception):
     """Bad input or environment: a clear message, no traceback, exit status 2."""
+
+
+class ConfigError(UserError, ValueError):
+    """An invalid file or option; the message is one paragraph naming the file and key."""
 
 
 class DatasetUnavailable(UserError):
@@ -46,14 +48,27 @@ class NonFiniteLoss(RuntimeError):
     """Training produced NaN/inf; the last good checkpoint is kept."""
 
 
-def __getattr__(name: str) -> Any:
-    """`ConfigError` and `USER_ERRORS` = (UserError, ConfigError), imported from fishleg (and so
-    torch) only when first asked for."""
-    if name in ("ConfigError", "USER_ERRORS"):
-        from fishleg.config import ConfigError
+def describe_validation_error(
+    err: ValidationError, source: str, *, prefix: str = "", union_tags: Collection[str] = ()
+) -> str:
+    """One paragraph naming the source, each bad key path, what was given and what is allowed.
 
-        return ConfigError if name == "ConfigError" else (UserError, ConfigError)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    prefix: where the validated mapping sits in its file (e.g. "optimizer."); union_tags:
+    names pydantic puts into a location for the member of a tagged union (e.g.
+    `optimizer.fishleg.lr`), left out so that the path is the one written in the file."""
+    parts = []
+    for e in err.errors():
+        raw = [str(x) for x in e["loc"]]
+        loc = [x for i, x in enumerate(raw) if not (i and x in union_tags)]
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        if not loc:  # a whole-file check: its message names its own keys
+            parts.append(msg)
+            continue
+        given = "" if e["type"] in ("missing", "extra_forbidden") else f" (got {e.get('input')!r})"
+        parts.append(f"{prefix}{'.'.join(loc)}: {msg}{given}")
+    return f"{source}: invalid configuration: " + "; ".join(parts) + "."
 
 
 def user_frames(trace: str) -> list[str]:

@@ -21,13 +21,6 @@ from tuning.errors import NonFiniteLoss, UserCodeError, UserError
 __all__ = ["build_parser", "main", "parse"]
 
 
-def is_config_error(exc: Exception) -> bool:
-    """Whether `exc` is fishleg's ConfigError (a bad config file), without importing fishleg (and
-    torch) when no command has loaded it."""
-    config = sys.modules.get("fishleg.config")
-    return config is not None and isinstance(exc, config.ConfigError)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """The `fishleg-tune` command: returns its exit status (0 done, 1 diverged, 2 bad input, 130 interrupted)."""
     args = parse(build_parser(), argv)
@@ -42,9 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserCodeError as exc:
         err_console.print(f"[red]error in your code:[/red] {escape(str(exc))}", soft_wrap=True)
         return EXIT_FAILED
-    except Exception as exc:
-        if not isinstance(exc, UserError) and not is_config_error(exc):
-            raise
+    except UserError as exc:
         err_console.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

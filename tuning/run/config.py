@@ -17,10 +17,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from torch import nn
 
 from fishleg import FishLeg
-from fishleg.config import ConfigError, FishLegConfig, StrictModel, describe_validation_error, parse_yaml
+from fishleg.config import FishLegConfig, StrictModel
+from tuning.errors import ConfigError, describe_validation_error
 from tuning.records.files import write_atomically
 from tuning.run.optimizers import AdamConfig, AdamWConfig, MuonConfig, SGDConfig, ShampooConfig, SOAPConfig
 from tuning.run.overrides import Override, apply_overrides, close_key
+from tuning.yaml_files import parse_yaml
 
 if TYPE_CHECKING:
     from fishleg.aux_data import AuxData

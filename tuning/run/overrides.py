@@ -18,8 +18,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from fishleg.config import load_yaml_text
 from tuning.errors import ConfigError
+from tuning.yaml_files import load_yaml_text
 
 __all__ = [
     "Override",

@@ -21,7 +21,7 @@ import ray
 from ray import tune
 from typing_extensions import override
 
-from tuning.errors import USER_ERRORS, NonFiniteLoss
+from tuning.errors import NonFiniteLoss, UserError
 from tuning.run.config import RunConfig
 from tuning.run.fit import (
     CHECKPOINT_FILE,
@@ -165,7 +165,7 @@ def run_trial(
         tune.report({**diverged_report(config, context.epoch + 1, str(exc)), **context.extra})
         return
     except Exception as exc:
-        if config.workload is not None or isinstance(exc, USER_ERRORS) or is_lost_process(exc):
+        if config.workload is not None or isinstance(exc, UserError) or is_lost_process(exc):
             raise  # a lost worker stays Ray's error, which Tune retries (tuning.sweep.retries)
         raise TrainableError(f"{source}: trainable {config.subject!r} raised {type(exc).__name__}: {exc}") from exc
     except SystemExit as exc:  # Ray would report it as its own internal error, naming no function

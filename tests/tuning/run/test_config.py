@@ -5,7 +5,8 @@ import torch
 import yaml
 from torch import nn
 
-from fishleg import CategoricalLikelihood, ConfigError, FishLeg, FishLegConfig, load_config
+from fishleg import CategoricalLikelihood, FishLeg, FishLegConfig, load_config
+from tuning.errors import ConfigError
 from tuning.run.config import RunConfig, load_run_config, save_config
 from tuning.run.optimizers import AdamWConfig
 from tuning.run.overrides import parse_overrides
