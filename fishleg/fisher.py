@@ -14,12 +14,17 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call, jvp, vjp
 
 from fishleg.likelihoods import Likelihood
+
+if TYPE_CHECKING:
+    from fishleg.aux_data import AuxSampler
 
 __all__ = ["curvature_pass", "fisher_gram", "fisher_quadratic_form", "fisher_vector_product", "model_function"]
 
@@ -114,3 +119,22 @@ def fisher_vector_product(
         hjv = likelihood.fisher_product(outputs, jv) / outputs.shape[0]
         (fv,) = pullback(hjv)
     return fv, outputs
+
+
+@dataclass(frozen=True)
+class AuxFisher:
+    """The model's Fisher on a fresh aux batch per call: all a step rule or a damping rule
+    needs of the curvature (the model, the likelihood, where aux batches come from), so they
+    never reach into `Curvature`."""
+
+    model: nn.Module
+    likelihood: Likelihood
+    sampler: AuxSampler
+
+    def gram(self, params: dict[str, Tensor], directions: Sequence[dict[str, Tensor]]) -> Tensor:
+        """`fisher_gram` of `directions` at `params`, on the next aux batch: (k, k)."""
+        return fisher_gram(self.model, self.likelihood, self.sampler.draw(), params, directions)
+
+    def quadratic_form(self, params: dict[str, Tensor], tangents: dict[str, Tensor]) -> Tensor:
+        """`fisher_quadratic_form` of `tangents` at `params`, on the next aux batch: 0-d."""
+        return fisher_quadratic_form(self.model, self.likelihood, self.sampler.draw(), params, tangents)

@@ -28,6 +28,7 @@ from fishleg.config import FishLegConfig, invalid
 from fishleg.curvature import Curvature
 from fishleg.damping import Damping, FixedDamping, LevenbergMarquardt
 from fishleg.distributed import broadcast_seed, unwrap
+from fishleg.fisher import AuxFisher
 from fishleg.grafting import GRAFTS
 from fishleg.likelihoods import LIKELIHOODS, Likelihood
 from fishleg.partner import partner_parameters
@@ -168,6 +169,8 @@ class FishLeg(torch.optim.Optimizer):
                 "pass aux_data (a tensor of inputs, a Dataset, or fishleg.aux_from_loader(train_loader) in a "
                 "Lightning module, a Trainer or a script), or leave the option at its default"
             )
+        sampler = None if aux_data is None else AuxSampler(aux_data, config.aux_batch_size, self._device, seed)
+        self._fisher = None if sampler is None else AuxFisher(model, likelihood, sampler)
         self.curvature = Curvature(
             model,
             likelihood,
@@ -175,7 +178,7 @@ class FishLeg(torch.optim.Optimizer):
             config,
             self.damping,
             AuxSteps(config.update_aux_every, config.dense_aux_steps) if config.learn_q else never,
-            None if aux_data is None else AuxSampler(aux_data, config.aux_batch_size, self._device, seed),
+            sampler,
             seed,
             self._device,
         )
@@ -323,7 +326,7 @@ class FishLeg(torch.optim.Optimizer):
             block_of=block_of,
             group=self.param_groups[0],
             damping=self.damping,
-            curvature=self.curvature,
+            fisher=self._fisher,
             first=self.step_count == 1,
         )
 

@@ -14,10 +14,9 @@ from torch import Tensor
 
 from fishleg.blocks import Block, dot
 from fishleg.config import FishLegConfig
-from fishleg.curvature import Curvature
 from fishleg.damping import Damping
 from fishleg.distributed import mean_across_ranks
-from fishleg.fisher import fisher_gram, fisher_quadratic_form
+from fishleg.fisher import AuxFisher
 from fishleg.grafting import Graft, block_norms
 
 __all__ = ["MomentumStep", "QuadraticStep", "StepContext", "StepRule", "bound_steps", "minimise_quadratic", "step_rule"]
@@ -29,7 +28,7 @@ class StepContext:
     gradient views (flattened in block order), each parameter's buffer of the last step
     (`momentum_buffer`) and its whole optimizer state, each parameter's block (its index in
     `blocks`, a tensor on the parameters' device), the parameter group's settings, the
-    damping (γ), and the curvature part (for the model, the likelihood and aux batches)."""
+    damping (γ), and the Fisher on aux batches (None without aux data)."""
 
     blocks: list[Block]
     params: list[Tensor]
@@ -40,7 +39,7 @@ class StepContext:
     block_of: Tensor
     group: dict[str, Any]
     damping: Damping
-    curvature: Curvature
+    fisher: AuxFisher | None
     first: bool
 
 
@@ -100,11 +99,7 @@ def _predicted_change(ctx: StepContext) -> Tensor:
     torch._foreach_sub_([v for b in ctx.blocks for v in b.delta_views], ctx.params)
     params = {n: p.detach() for b in ctx.blocks for n, p in zip(b.names, b.params)}
     tangents = {n: t for b in ctx.blocks for n, t in zip(b.names, b.delta_views)}
-    curvature = ctx.curvature
-    quadratic = fisher_quadratic_form(
-        curvature.model, curvature.likelihood, curvature.aux_sampler.draw(), params, tangents
-    )
-    return 0.5 * quadratic - dot([b.grad for b in ctx.blocks], deltas)
+    return 0.5 * ctx.fisher.quadratic_form(params, tangents) - dot([b.grad for b in ctx.blocks], deltas)
 
 
 class QuadraticStep(StepRule):
@@ -120,12 +115,8 @@ class QuadraticStep(StepRule):
         names = [n for b in ctx.blocks for n in b.names]
         last = ctx.buffers
         directions = [ctx.qgs] if ctx.first else [ctx.qgs, last]  # no last step yet: a line search
-        curvature = fisher_gram(
-            ctx.curvature.model,
-            ctx.curvature.likelihood,
-            ctx.curvature.aux_sampler.draw(),
-            {n: p.detach() for n, p in zip(names, ctx.params)},
-            [dict(zip(names, d)) for d in directions],
+        curvature = ctx.fisher.gram(
+            {n: p.detach() for n, p in zip(names, ctx.params)}, [dict(zip(names, d)) for d in directions]
         )
         mean_across_ranks([curvature])
         overlap = torch.stack([torch.stack([dot(a, b) for b in directions]) for a in directions])

@@ -33,6 +33,7 @@ from tuning.sweep.workers import TRIAL_DRIVER, Workers, ends_workers
 
 __all__ = [
     "TUNE_ENVIRONMENT",
+    "RenamedDuringUpload",
     "tune_environment",
     "BudgetAwareOptunaSearch",
     "connect",
@@ -112,17 +113,40 @@ TUNE_ENVIRONMENT = {
 }
 
 
+class RenamedDuringUpload(logging.Filter):
+    """Tune saves its state at every controller step (TUNE_GLOBAL_CHECKPOINT_S=0) and uploads
+    it in the background while the next step writes; an upload that lists a file Tune then
+    replaces (its searcher state is written to a temporary file and renamed) fails with "No
+    such file or directory", which Tune logs as an error with a traceback. The next step's
+    upload carries the state, so that failure is shown as one warning line instead."""
+
+    LOGGER = "ray.tune.execution.experiment_state"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite the record of that failure; let every other record through unchanged."""
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, OSError) and "No such file or directory" in str(error):
+            record.msg = f"{record.getMessage()} a file replaced during the upload ({error}); the next save uploads it"
+            record.args, record.exc_info, record.exc_text = None, None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
 @contextlib.contextmanager
 def tune_environment() -> Iterator[None]:
     """Tune's settings for a sweep (`TUNE_ENVIRONMENT`; a value the user set wins), in the
     environment while the Tuner runs (Tune reads them then, in the driver) and as they were
-    after it, so a program that runs a sweep through the API keeps its own environment."""
+    after it, so a program that runs a sweep through the API keeps its own environment; and
+    Tune's harmless upload race logged as a warning (`RenamedDuringUpload`)."""
     saved = {key: os.environ.get(key) for key in TUNE_ENVIRONMENT}
     for key, value in TUNE_ENVIRONMENT.items():
         os.environ.setdefault(key, value)
+    race = RenamedDuringUpload()
+    logging.getLogger(RenamedDuringUpload.LOGGER).addFilter(race)
     try:
         yield
     finally:
+        logging.getLogger(RenamedDuringUpload.LOGGER).removeFilter(race)
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
