@@ -7,7 +7,7 @@ The variants add one option each to plain FishLeg: a warm-started Q (`warmup_aux
 a dense early aux schedule (`dense_aux_steps`), or both, Q started at K-FAC's estimate
 (`q_init="kfac"`), Levenberg–Marquardt damping (`adaptive_damping`), a decaying aux_lr
 (`aux_lr_start`), Q·g bounded by ‖g‖/γ (`bound_step`), the dense schedule with that bound, or
-K-FAC's quadratic-model step (`quadratic_step`, at lr 1: the model's minimiser), alone, with
+K-FAC's quadratic-model step (`step_rule: quadratic`, at lr 1: the model's minimiser), alone, with
 adaptive damping, or with the warm start and the dense schedule at damping 0.03 (and adaptive
 damping).
 Nothing is chosen here, so the test split is evaluated at each of `--at` epochs (a
@@ -61,10 +61,10 @@ VARIANTS = {  # plain FishLeg plus one option each, off by default in the librar
     "fishleg_aux_lr_start": {"aux_lr_start": 2e-2, "aux_lr_decay_steps": 200},
     "fishleg_bound": {"bound_step": True},
     "fishleg_dense_bound": {"dense_aux_steps": 200, "bound_step": True},
-    "fishleg_quadratic": {"quadratic_step": True, "lr": 1.0},
-    "fishleg_quadratic_adaptive": {"quadratic_step": True, "lr": 1.0, "adaptive_damping": True},
+    "fishleg_quadratic": {"step_rule": "quadratic", "lr": 1.0},
+    "fishleg_quadratic_adaptive": {"step_rule": "quadratic", "lr": 1.0, "adaptive_damping": True},
     "fishleg_quadratic_warm_dense": {
-        "quadratic_step": True,
+        "step_rule": "quadratic",
         "lr": 1.0,
         "warmup_aux_steps": 50,
         "dense_aux_steps": 200,

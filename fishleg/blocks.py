@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from fishleg.config import FishLegConfig
 from fishleg.kfac import Layer
 from fishleg.layers import adapter_for
 from fishleg.structures import QSpec, QStructure, build_structure
@@ -83,15 +82,14 @@ def _identity_split(t: Tensor) -> list[Tensor]:
 
 def build_blocks(
     model: nn.Module,
-    config: FishLegConfig,
+    q_structure: str,
+    spec: QSpec,
     device: torch.device,
-    generator: torch.Generator | None = None,
     exclude: Sequence[nn.Parameter] = (),
 ) -> list[Block]:
-    """One block per registered layer (chosen structure on [W | b]); a diagonal block for
-    every other trainable parameter not in `exclude` (the partner's). Random initial factors
-    come from `generator`."""
-    spec = QSpec(init_scale=config.init_scale, rank=config.kron_sum_rank, generator=generator)
+    """One block per registered layer (structure `q_structure` on [W | b]); a diagonal block
+    for every other trainable parameter not in `exclude` (the partner's). Each structure
+    starts as `spec` says (its scale, rank and the generator of random initial factors)."""
     names = {id(p): n for n, p in model.named_parameters()}
     claimed = {id(p) for p in exclude}
     blocks: list[Block] = []
@@ -102,7 +100,7 @@ def build_blocks(
         params = adapter.params(module)
         if not all(p.requires_grad for p in params) or any(id(p) in claimed for p in params):
             continue
-        structure = build_structure(config.q_structure, adapter.block_shape(module), spec, device)
+        structure = build_structure(q_structure, adapter.block_shape(module), spec, device)
         split = functools.partial(adapter.split, module)
         blocks.append(Block([names[id(p)] for p in params], params, structure, split, (module, adapter)))
         claimed.update(id(p) for p in params)

@@ -23,14 +23,17 @@ from pydantic import (
     PositiveInt,
     TypeAdapter,
     ValidationError,
+    ValidationInfo,
     WrapValidator,
     field_validator,
     model_validator,
 )
+from pydantic.fields import FieldInfo
 
 from fishleg.grafting import GRAFTS
 from fishleg.partner import parse_kinds
 from fishleg.schedules import Schedule
+from fishleg.step_rules import STEP_RULES
 from fishleg.structures import STRUCTURES
 
 __all__ = [
@@ -86,6 +89,9 @@ ScheduledFloat = Annotated[float | Schedule, _number_or_schedule(PositiveFloat)]
 ScheduledInt = Annotated[int | Schedule, _number_or_schedule(PositiveInt)]
 
 
+_REGISTRIES = {"q_structure": STRUCTURES, "step_rule": STEP_RULES, "graft": GRAFTS}
+
+
 class FishLegConfig(StrictModel):
     """FishLeg's hyperparameters; the defaults are the reference implementation's.
 
@@ -131,14 +137,14 @@ class FishLegConfig(StrictModel):
         "by ω = (19/20)^update_aux_every when ρ > 3/4, grows by 1/ω when ρ < 1/4. Needs aux_data and "
         "step(closure); costs one more closure call and one forward-mode pass on those steps",
     )
-    quadratic_step: bool = Field(
-        False,
-        description="K-FAC's step (Martens & Grosse, 2015, §7): δ = lr·(a·Q·g + m·δ₀), with a and m minimising "
-        "the damped quadratic model gᵀδ + ½δᵀ(F + γI)δ over the plane of Q·g and the last step δ₀, F on an aux "
-        "batch; so lr = 1 is the model's minimiser (the step length no longer rests on a guessed lr), the model "
-        "chooses the momentum m (beta stays at its default: another value is refused), and adaptive damping's ρ "
-        "judges the step the model chose. Needs aux_data; costs two "
-        "forward-mode passes per step",
+    step_rule: str = Field(
+        "momentum",
+        description="what a step does with Q·g: 'momentum' (FishLeg's: θ ← θ − lr·(m + weight_decay·θ), m the "
+        "momentum beta of Q·g) or 'quadratic' (K-FAC's step, Martens & Grosse, 2015, §7: δ = lr·(a·Q·g + m·δ₀), "
+        "with a and m minimising the damped quadratic model gᵀδ + ½δᵀ(F + γI)δ over the plane of Q·g and the last "
+        "step δ₀, F on an aux batch; so lr = 1 is the model's minimiser, the model chooses the momentum m (beta "
+        "stays at its default), and adaptive damping's ρ judges the step the model chose; needs aux_data, costs "
+        "two forward-mode passes per step), or a rule registered in fishleg.step_rules.STEP_RULES",
     )
     bound_step: bool = Field(
         False,
@@ -201,7 +207,7 @@ class FishLegConfig(StrictModel):
         description="learning-rate grafting (Agarwal et al., 2020; Shampoo's grafting): each layer's step keeps "
         "FishLeg's direction (its momentum of Q·g) and takes its length from this first-order method run beside "
         "it on the same gradients, so an lr and schedule tuned for that method carry over; 'adam' uses betas "
-        "(beta, graft_beta2). Not with quadratic_step, which chooses the length from the quadratic model",
+        "(beta, graft_beta2). Not with step_rule 'quadratic', which chooses the length from the quadratic model",
     )
     graft_beta2: float = Field(
         0.999, ge=0, lt=1, description="the grafted method's second-moment decay (Adam's β₂, RMSprop's alpha)"
@@ -229,18 +235,14 @@ class FishLegConfig(StrictModel):
         "the aux step falls with the number of ranks; both keep every rank's λ identical. No effect on one process",
     )
 
-    @field_validator("q_structure")
+    @field_validator("q_structure", "step_rule", "graft")
     @classmethod
-    def _known_structure(cls, value: str) -> str:
-        if value not in STRUCTURES:
-            raise ValueError(f"must be one of {STRUCTURES.names()}")
-        return value
-
-    @field_validator("graft")
-    @classmethod
-    def _known_graft(cls, value: str) -> str:
-        if value != "none" and value not in GRAFTS:
-            raise ValueError(f"must be 'none' or one of {GRAFTS.names()}")
+    def _registered(cls, value: str, info: ValidationInfo) -> str:
+        """A part's name is one its registry holds (the registry is the one list of names)."""
+        registry = _REGISTRIES[info.field_name]
+        off = "none" if info.field_name == "graft" else None  # the part a user may leave out
+        if value != off and value not in registry:
+            raise ValueError(f"must be {f'{off!r} or ' if off else ''}one of {registry.names()}")
         return value
 
     @field_validator("partner_params")
@@ -282,21 +284,31 @@ class FishLegConfig(StrictModel):
                 raise ValueError(f"{', '.join(changed)} shapes the aux loop, which learn_q false switches off")
         return self
 
+    @model_validator(mode="before")
+    @classmethod
+    def _quadratic_step_is_a_step_rule(cls, data: Any) -> Any:
+        """Configs written before `step_rule` say `quadratic_step: true/false`: read as that rule."""
+        if isinstance(data, dict) and isinstance(data.get("quadratic_step"), bool) and "step_rule" not in data:
+            legacy = data["quadratic_step"]
+            data = {k: v for k, v in data.items() if k != "quadratic_step"}
+            data["step_rule"] = "quadratic" if legacy else "momentum"
+        return data
+
     @model_validator(mode="after")
     def _beta_has_a_role(self) -> FishLegConfig:
         default = type(self).model_fields["beta"].default
-        if self.quadratic_step and self.beta != default:
+        if not STEP_RULES[self.step_rule].uses_beta and self.beta != default:
             raise ValueError(
-                f"beta {self.beta} has no role with quadratic_step (the quadratic model chooses the momentum "
-                f"of each step); leave beta at {default} or set quadratic_step false"
+                f"beta {self.beta} has no role with step_rule {self.step_rule!r} (it chooses the momentum of each "
+                f"step); leave beta at {default} or use step_rule 'momentum'"
             )
         return self
 
     @model_validator(mode="after")
     def _parts_compose(self) -> FishLegConfig:
-        if self.graft != "none" and self.quadratic_step:
+        if self.graft != "none" and not STEP_RULES[self.step_rule].takes_graft:
             raise ValueError(
-                f"graft {self.graft!r} does not compose with quadratic_step: the quadratic model chooses each "
+                f"graft {self.graft!r} does not compose with step_rule {self.step_rule!r}: the rule chooses each "
                 "step's length; use one of them"
             )
         if self.partner != "none" and self.adaptive_damping:
@@ -306,6 +318,28 @@ class FishLegConfig(StrictModel):
                 "use one of them"
             )
         return self
+
+    @classmethod
+    def keyword_fields(cls) -> dict[str, FieldInfo]:
+        """The fields that are the FishLeg constructor's keyword hyperparameters."""
+        return {name: info for name, info in cls.model_fields.items() if name != "name"}
+
+    @classmethod
+    def merged(cls, config: FishLegConfig | None, keywords: dict[str, Any], source: str) -> FishLegConfig:
+        """`config` (the defaults without one) with `keywords` over it, validated once. An
+        unknown keyword is a TypeError, as a written signature would raise; a bad value a
+        ValueError naming `source` and the key."""
+        unknown = sorted(set(keywords) - set(cls.keyword_fields()))
+        if unknown:
+            raise TypeError(
+                f"{source}() got unexpected keyword arguments {unknown}; its hyperparameters are FishLegConfig's "
+                f"fields ({', '.join(cls.keyword_fields())})"
+            )
+        given = {} if config is None else config.hyperparameters()
+        try:
+            return cls(**{**given, **keywords})
+        except ValidationError as err:
+            raise ValueError(invalid(err, source)) from None
 
     def hyperparameters(self) -> dict[str, Any]:
         """The constructor's keyword arguments: `FishLeg(model, likelihood, **config.hyperparameters())`."""

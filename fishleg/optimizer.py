@@ -1,6 +1,6 @@
 """FishLeg: θ ← θ − η (m + wd·θ), m ← βm + (1−β) Q(λ) g, with Q(λ) ≈ (F + γI)⁻¹ learnt
 by Adam on the auxiliary loss A(λ; u) = ½ uᵀQ(F+γI)Qu − uᵀQu (Garcia et al., FishLeg); or,
-with `quadratic_step`, θ ← θ + η(a·Q(λ)g + m·δ₀), a and m from the damped quadratic model
+with `step_rule="quadratic"`, θ ← θ + η(a·Q(λ)g + m·δ₀), a and m from the damped quadratic model
 (K-FAC's step, Martens & Grosse 2015).
 
 The optimizer composes its parts, each in its own module: the curvature (`Curvature`: the
@@ -17,14 +17,12 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from pydantic import ValidationError
-from pydantic.fields import FieldInfo
 from torch import Tensor, nn
 from typing_extensions import override
 
 from fishleg.aux_data import AuxData, AuxSampler
 from fishleg.blocks import Block, build_blocks
-from fishleg.config import FishLegConfig, invalid
+from fishleg.config import FishLegConfig
 from fishleg.curvature import Curvature
 from fishleg.damping import Damping, FixedDamping, LevenbergMarquardt
 from fishleg.distributed import broadcast_seed, unwrap
@@ -33,28 +31,13 @@ from fishleg.grafting import GRAFTS
 from fishleg.likelihoods import LIKELIHOODS, Likelihood
 from fishleg.partner import partner_parameters
 from fishleg.schedules import AuxSteps, at_step, never
-from fishleg.step_rules import StepContext, StepRule, bound_steps, step_rule
+from fishleg.step_rules import STEP_RULES, StepContext, StepRule, bound_steps
+from fishleg.structures import QSpec
 
 __all__ = ["FishLeg"]
 
 _EXTRA_STATE = "fishleg"
 _SCHEDULED = ("lr", "damping")  # the group's hyperparameters that may be schedules of the step
-
-
-def _validated(config: FishLegConfig | None, hyperparameters: dict[str, Any]) -> FishLegConfig:
-    """`config` (FishLegConfig's defaults without one) with `hyperparameters` over it,
-    validated once, by FishLegConfig."""
-    unknown = sorted(set(hyperparameters) - set(_hyperparameters()))
-    if unknown:  # as Python's own check of a signature would say
-        raise TypeError(
-            f"FishLeg() got unexpected keyword arguments {unknown}; its hyperparameters are FishLegConfig's fields "
-            f"({', '.join(_hyperparameters())})"
-        )
-    given = {} if config is None else config.hyperparameters()
-    try:
-        return FishLegConfig(**{**given, **hyperparameters})
-    except ValidationError as err:
-        raise ValueError(invalid(err, "FishLeg")) from None
 
 
 def _block_index(blocks: list[Block], device: torch.device) -> Tensor:
@@ -66,7 +49,7 @@ def _needs_aux_data(config: FishLegConfig, rule: StepRule, damping: Damping) -> 
     """The options `config` turns on that run curvature on aux batches, by name."""
     needs = {
         "adaptive_damping": damping.needs_closure,
-        "quadratic_step": rule.needs_aux_data,
+        f"step_rule {config.step_rule!r}": rule.needs_aux_data,
         "q_init": config.q_init == "kfac",
         "warmup_aux_steps": config.warmup_aux_steps > 0,
     }
@@ -103,7 +86,7 @@ class FishLeg(torch.optim.Optimizer):
     ...     opt.zero_grad(); loss = opt.likelihood.nll(model(x), y); loss.backward(); return loss
     >>> opt.step(closure)
 
-    With quadratic_step, the step's length and momentum come from the damped quadratic model
+    With step_rule="quadratic", the step's length and momentum come from the damped quadratic model
     on an aux batch, so `lr` = 1 takes the model's minimiser and `beta` is unused.
     """
 
@@ -117,7 +100,7 @@ class FishLeg(torch.optim.Optimizer):
         seed: int | None = None,
         **hyperparameters: Any,
     ) -> None:
-        config = _validated(config, hyperparameters)
+        config = FishLegConfig.merged(config, hyperparameters, "FishLeg")
         trainable = [p for p in model.parameters() if p.requires_grad]
         if not trainable:
             raise ValueError("FishLeg: model has no trainable parameters (requires_grad=True)")
@@ -132,7 +115,10 @@ class FishLeg(torch.optim.Optimizer):
         self.model = model = unwrap(model)
         self.likelihood = likelihood
         self._device = trainable[0].device
-        blocks = build_blocks(model, config, self._device, torch.Generator().manual_seed(seed + 2), partnered)
+        spec = QSpec(
+            init_scale=config.init_scale, rank=config.kron_sum_rank, generator=torch.Generator().manual_seed(seed + 2)
+        )
+        blocks = build_blocks(model, config.q_structure, spec, self._device, partnered)
         params = [p for b in blocks for p in b.params]
         defaults = {
             "lr": at_step(config.lr, 1),
@@ -161,7 +147,7 @@ class FishLeg(torch.optim.Optimizer):
             if config.adaptive_damping
             else FixedDamping(group, self._device)
         )
-        self.rule = step_rule(config, self.graft)
+        self.rule = STEP_RULES[config.step_rule](self.graft)
         needs = _needs_aux_data(config, self.rule, self.damping)
         if needs and aux_data is None:
             raise ValueError(
@@ -421,18 +407,13 @@ class FishLeg(torch.optim.Optimizer):
             self.partner.load_state_dict(extra["partner"])
 
 
-def _hyperparameters() -> dict[str, FieldInfo]:
-    """FishLegConfig's fields that are the constructor's keyword hyperparameters."""
-    return {name: info for name, info in FishLegConfig.model_fields.items() if name != "name"}
-
-
 def _signature() -> inspect.Signature:
     """The constructor's signature with each hyperparameter as a keyword-only parameter, its
     default and type from FishLegConfig (their one declaration), for `help`, IDEs and `inspect`."""
     fixed = [p for p in inspect.signature(FishLeg.__init__).parameters.values() if p.kind != p.VAR_KEYWORD]
     keyword = [
         inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=info.default, annotation=info.annotation)
-        for name, info in _hyperparameters().items()
+        for name, info in FishLegConfig.keyword_fields().items()
     ]
     return inspect.Signature([*fixed, *keyword], return_annotation=None)
 
@@ -440,7 +421,9 @@ def _signature() -> inspect.Signature:
 def _hyperparameter_doc() -> str:
     """The hyperparameters with defaults, from FishLegConfig's field descriptions, for `help(FishLeg)`."""
     lines = ["", "Hyperparameters (keyword-only; validated by `FishLegConfig`):"]
-    lines += [f"    {name} = {info.default!r}: {info.description}" for name, info in _hyperparameters().items()]
+    lines += [
+        f"    {name} = {info.default!r}: {info.description}" for name, info in FishLegConfig.keyword_fields().items()
+    ]
     return "\n".join(lines)
 
 

@@ -1,6 +1,7 @@
 """How a step uses Q·g: momentum on Q·g (FishLeg's own), or the damped quadratic model's step
-(K-FAC's), chosen by `quadratic_step`. A rule moves the parameters and, when asked, returns
-the quadratic model's predicted change gᵀδ + ½δᵀFδ (adaptive damping's denominator)."""
+(K-FAC's), chosen by `step_rule` from `STEP_RULES`. A rule moves the parameters and, when
+asked, returns the quadratic model's predicted change gᵀδ + ½δᵀFδ (adaptive damping's
+denominator). A new rule is a `StepRule` subclass registered under its name, nothing more."""
 
 from __future__ import annotations
 
@@ -13,13 +14,21 @@ import torch
 from torch import Tensor
 
 from fishleg.blocks import Block, dot
-from fishleg.config import FishLegConfig
 from fishleg.damping import Damping
 from fishleg.distributed import mean_across_ranks
 from fishleg.fisher import AuxFisher
 from fishleg.grafting import Graft, block_norms
+from fishleg.registry import Registry
 
-__all__ = ["MomentumStep", "QuadraticStep", "StepContext", "StepRule", "bound_steps", "minimise_quadratic", "step_rule"]
+__all__ = [
+    "STEP_RULES",
+    "MomentumStep",
+    "QuadraticStep",
+    "StepContext",
+    "StepRule",
+    "bound_steps",
+    "minimise_quadratic",
+]
 
 
 @dataclass
@@ -51,9 +60,16 @@ def _decay(ctx: StepContext) -> None:
 
 
 class StepRule(ABC):
-    """Moves the parameters given Q·g. needs_aux_data: whether it runs curvature on aux batches."""
+    """Moves the parameters given Q·g, built with the graft (None without one). needs_aux_data:
+    whether it runs curvature on aux batches; uses_beta: whether `beta` has a role (the config
+    refuses another beta otherwise); takes_graft: whether a graft may set its step lengths."""
 
     needs_aux_data = False
+    uses_beta = True
+    takes_graft = True
+
+    def __init__(self, graft: Graft | None = None) -> None:
+        self.graft = graft
 
     @abstractmethod
     def apply(self, ctx: StepContext, predict: bool) -> Tensor | None:
@@ -61,12 +77,13 @@ class StepRule(ABC):
         0-d tensor (no host sync)."""
 
 
+STEP_RULES: Registry[str, type[StepRule]] = Registry("step_rule")
+
+
+@STEP_RULES.register("momentum")
 class MomentumStep(StepRule):
     """θ ← θ − η(m + wd·θ), m ← βm + (1−β)Q·g; with a graft, each block's m is rescaled to the
     length of the grafted method's direction a on that block: θ ← θ − η(‖a‖/‖m‖)m."""
-
-    def __init__(self, graft: Graft | None = None) -> None:
-        self.graft = graft
 
     def apply(self, ctx: StepContext, predict: bool) -> Tensor | None:
         """The momentum step; its prediction measures δ from the parameters before and after."""
@@ -102,13 +119,17 @@ def _predicted_change(ctx: StepContext) -> Tensor:
     return 0.5 * ctx.fisher.quadratic_form(params, tangents) - dot([b.grad for b in ctx.blocks], deltas)
 
 
+@STEP_RULES.register("quadratic")
 class QuadraticStep(StepRule):
     """K-FAC's step (Martens & Grosse, 2015, §7): θ ← θ + δ with δ = η(a·Q·g + m·δ₀), where
     (a, m) minimise the damped model gᵀδ + ½δᵀ(F + γI)δ over the plane of Q·g and the last
     step δ₀ (kept in the momentum buffers), F on an aux batch; η = 1 takes the model's
-    minimiser. Its momentum is m, so `beta` has no role here (the config refuses one)."""
+    minimiser. Its momentum is m, so `beta` has no role here, and its length is the model's,
+    so no graft."""
 
     needs_aux_data = True
+    uses_beta = False
+    takes_graft = False
 
     def apply(self, ctx: StepContext, predict: bool) -> Tensor | None:
         """The model's step; it always knows its prediction: gᵀδ + ½δᵀFδ at the chosen (a, m)."""
@@ -130,11 +151,6 @@ class QuadraticStep(StepRule):
         _decay(ctx)
         torch._foreach_add_(ctx.params, last)
         return slope @ coefficients + 0.5 * coefficients @ curvature @ coefficients
-
-
-def step_rule(config: FishLegConfig, graft: Graft | None) -> StepRule:
-    """The rule `config` chooses (the config refuses a graft with the quadratic step)."""
-    return QuadraticStep() if config.quadratic_step else MomentumStep(graft)
 
 
 def minimise_quadratic(matrix: Tensor, linear: Tensor) -> Tensor:

@@ -32,7 +32,7 @@ def test_reads_the_optimizer_section_or_a_bare_mapping(tmp_path):
         ({"q_structure": "full"}, ["q_structure", "kron_sum"]),
         ({"lr": 0.1, "colour": "red"}, ["colour", "unknown key"]),
         ([1, 2], ["expected a mapping"]),
-        ({"quadratic_step": True, "beta": 0.5}, ["beta 0.5 has no role with quadratic_step", "leave beta at 0.9"]),
+        ({"step_rule": "quadratic", "beta": 0.5}, ["beta 0.5 has no role with step_rule 'quadratic'", "leave beta"]),
     ],
 )
 def test_bad_files_name_the_file_and_key(tmp_path, data, fragments):
@@ -44,9 +44,10 @@ def test_bad_files_name_the_file_and_key(tmp_path, data, fragments):
         assert fragment in str(info.value)
 
 
-def test_quadratic_step_files_with_the_default_beta_load(tmp_path):
+def test_files_written_with_quadratic_step_load_as_its_step_rule(tmp_path):
     """Exported configs list every field, beta 0.9 included: they keep loading."""
-    assert load_config(write(tmp_path, {"quadratic_step": True, "beta": 0.9})).quadratic_step
+    assert load_config(write(tmp_path, {"quadratic_step": True, "beta": 0.9})).step_rule == "quadratic"
+    assert load_config(write(tmp_path, {"quadratic_step": False})).step_rule == "momentum"
 
 
 def test_defaults_are_the_reference_implementations():

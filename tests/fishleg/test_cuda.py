@@ -71,15 +71,15 @@ def test_training_under_autocast_stays_finite_and_learns():
     assert nn.functional.cross_entropy(model(x), y).item() < before
 
 
-@pytest.mark.parametrize("quadratic_step", [False, True], ids=["fixed_lr", "quadratic_step"])
-def test_every_early_epoch_option_trains_on_the_gpu(quadratic_step):
+@pytest.mark.parametrize("step_rule", ["momentum", "quadratic"])
+def test_every_early_epoch_option_trains_on_the_gpu(step_rule):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(12, 16), nn.Tanh(), nn.Linear(16, 5)).to(CUDA)
     x, y = torch.randn(64, 12, device=CUDA), torch.randint(0, 5, (64,), device=CUDA)
     opt = FishLeg(
         model, CategoricalLikelihood(), x, damping=0.1, update_aux_every=2, aux_batch_size=16, seed=0,
         q_init="kfac", kfac_every=4, adaptive_damping=True, bound_step=True, warmup_aux_steps=2, dense_aux_steps=3,
-        aux_lr_start=1e-3, quadratic_step=quadratic_step, lr=1.0 if quadratic_step else 0.05,
+        aux_lr_start=1e-3, step_rule=step_rule, lr=1.0 if step_rule == "quadratic" else 0.05,
     )  # fmt: skip
 
     def closure() -> torch.Tensor:
@@ -99,7 +99,7 @@ ALL_OPTIONS = {
     "fixed_lr": {"q_structure": "kron"},
     "every_option": {
         "q_structure": "kron_diag", "damping": 0.1, "adaptive_damping": True, "bound_step": True,
-        "warmup_aux_steps": 2, "dense_aux_steps": 3, "aux_lr_start": 1e-3, "quadratic_step": True, "lr": 1.0,
+        "warmup_aux_steps": 2, "dense_aux_steps": 3, "aux_lr_start": 1e-3, "step_rule": "quadratic", "lr": 1.0,
     },
     "grafted_with_partner": {
         "graft": "adam", "partner": "adamw", "partner_params": "head", "bound_step": True, "warmup_aux_steps": 2,

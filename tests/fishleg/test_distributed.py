@@ -24,7 +24,7 @@ CASES = {
     "kron_sum": {"q_structure": "kron_sum"},
     "warm_dense": {"warmup_aux_steps": 2, "dense_aux_steps": 4},
     "adaptive_damping": {"adaptive_damping": True, "damping": 0.1},
-    "quadratic_step": {"quadratic_step": True, "lr": 1.0, "damping": 0.1},
+    "quadratic_step": {"step_rule": "quadratic", "lr": 1.0, "damping": 0.1},
     "kfac_start_gaussian_probes": {"q_init": "kfac", "u_sampling": "gaussian"},
     "split_kron": {"aux_work": "split"},
     "split_kron_sum_gaussian_probes": {"aux_work": "split", "q_structure": "kron_sum", "u_sampling": "gaussian"},

@@ -1,5 +1,5 @@
-"""The extension points: a Q structure, a layer type and a likelihood of one's own, and
-aux data given as a Dataset or an iterable of batches."""
+"""The extension points: a Q structure, a layer type, a likelihood and a step rule of one's
+own, and aux data given as a Dataset or an iterable of batches."""
 
 import pytest
 import torch
@@ -18,13 +18,14 @@ from fishleg import (
 )
 from fishleg.layers import LAYERS
 from fishleg.likelihoods import LIKELIHOODS
+from fishleg.step_rules import STEP_RULES, StepContext, StepRule
 from fishleg.structures import STRUCTURES, KronQ
 
 
 @pytest.fixture
 def registries(monkeypatch):
     """Registrations made in a test are undone after it."""
-    for registry in (STRUCTURES, LAYERS, LIKELIHOODS):
+    for registry in (STRUCTURES, LAYERS, LIKELIHOODS, STEP_RULES):
         monkeypatch.setattr(registry, "_items", dict(registry._items))
 
 
@@ -93,3 +94,30 @@ def test_a_registered_likelihood_is_built_by_name(registries):
     opt = FishLeg(nn.Linear(3, 2), "half")
     assert isinstance(opt.likelihood, HalfGaussian)
     assert isinstance(FishLeg(nn.Linear(3, 2), "gaussian").likelihood, GaussianLikelihood)
+
+
+class SignStep(StepRule):
+    """θ ← θ − lr·sign(Q·g): a rule of one's own, one class and one registry line."""
+
+    uses_beta = False
+
+    def apply(self, ctx: StepContext, predict: bool) -> Tensor | None:
+        torch._foreach_add_(ctx.params, [q.sign() for q in ctx.qgs], alpha=-ctx.group["lr"])
+        return None
+
+
+def test_a_registered_step_rule_is_chosen_by_name_and_declares_what_it_composes_with(registries):
+    STEP_RULES.register("sign")(SignStep)
+    model = nn.Linear(3, 2)
+    opt = FishLeg(model, "categorical", lr=0.1, init_scale=2.0, step_rule="sign")
+    x, y = torch.randn(8, 3), torch.randint(2, (8,))
+    before = [p.detach().clone() for p in model.parameters()]
+    nn.functional.cross_entropy(model(x), y).backward()
+    grads = [p.grad.clone() for p in model.parameters()]
+    opt.step()
+    for p, w, g in zip(model.parameters(), before, grads, strict=True):  # Q = 2·I: sign(Q·g) = sign(g)
+        torch.testing.assert_close(p.detach(), w - 0.1 * g.sign())
+    with pytest.raises(ValueError, match="beta 0.5 has no role with step_rule 'sign'"):
+        FishLegConfig(step_rule="sign", beta=0.5)
+    with pytest.raises(ValueError, match=r"step_rule: must be one of \['momentum', 'quadratic', 'sign'\]"):
+        FishLeg(model, "categorical", step_rule="signum")

@@ -101,8 +101,8 @@ def test_a_grafted_run_resumes_identically():
 
 
 def test_graft_and_the_quadratic_step_are_refused_together():
-    with pytest.raises(ValueError, match="graft 'adam' does not compose with quadratic_step"):
-        FishLegConfig(graft="adam", quadratic_step=True)
+    with pytest.raises(ValueError, match="graft 'adam' does not compose with step_rule 'quadratic'"):
+        FishLegConfig(graft="adam", step_rule="quadratic")
 
 
 def test_a_registered_graft_is_chosen_by_name_and_an_unknown_one_is_refused(monkeypatch):
