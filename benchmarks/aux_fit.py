@@ -74,7 +74,7 @@ def main() -> None:
     opt.zero_grad()
     likelihood.nll(model(x), y.flatten()).backward()
     inputs = opt.aux_sampler.draw()
-    gamma = float(opt.damping.gamma())
+    gamma = float(opt.damping_rule.gamma())
     rows = []
     for b in opt.blocks:
         u = b.join([p.grad.detach() for p in b.params])

@@ -79,7 +79,7 @@ class FishLeg(torch.optim.Optimizer):
     step (`fishleg.schedules`). `aux_lr` lives in
     `aux_optimizer.param_groups`. FishLeg has one parameter group (its blocks span the model).
     With adaptive_damping, γ = param_groups[0]["damping"] × `damping_scale` (a 0-d tensor the
-    Levenberg–Marquardt rule moves; `last_rho` is its last reduction ratio), and `step` needs
+    Levenberg–Marquardt rule, `damping_rule`, moves; `last_rho` is its last reduction ratio), and `step` needs
     a closure, as `torch.optim.LBFGS` does:
 
     >>> def closure():
@@ -142,13 +142,13 @@ class FishLeg(torch.optim.Optimizer):
             else None
         )
         group = self.param_groups[0]
-        self.damping: Damping = (
+        self.damping_rule: Damping = (
             LevenbergMarquardt(group, self._device, config.update_aux_every)
             if config.adaptive_damping
             else FixedDamping(group, self._device)
         )
         self.rule = STEP_RULES[config.step_rule](self.graft)
-        needs = _needs_aux_data(config, self.rule, self.damping)
+        needs = _needs_aux_data(config, self.rule, self.damping_rule)
         if needs and aux_data is None:
             raise ValueError(
                 f"FishLeg: {', '.join(needs)} needs aux_data (it runs the model's curvature on aux batches); "
@@ -162,7 +162,7 @@ class FishLeg(torch.optim.Optimizer):
             likelihood,
             blocks,
             config,
-            self.damping,
+            self.damping_rule,
             AuxSteps(config.update_aux_every, config.dense_aux_steps) if config.learn_q else never,
             sampler,
             seed,
@@ -234,18 +234,18 @@ class FishLeg(torch.optim.Optimizer):
     @property
     def damping_scale(self) -> Tensor:
         """γ ÷ param_groups[0]["damping"], a 0-d tensor (1 unless adaptive damping moves it)."""
-        return self.damping.scale
+        return self.damping_rule.scale
 
     @property
     def last_rho(self) -> Tensor:
         """Adaptive damping's last reduction ratio ρ (NaN before the first)."""
-        return self.damping.last_rho
+        return self.damping_rule.last_rho
 
     # ---------------------------------------------------------------- parameter step
     @override
     @torch.no_grad()
     def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:
-        if closure is None and self.damping.needs_closure:
+        if closure is None and self.damping_rule.needs_closure:
             raise ValueError(
                 "FishLeg: adaptive_damping needs step(closure), a closure that zeroes the gradients, "
                 "computes the loss, calls backward() and returns the loss"
@@ -265,15 +265,15 @@ class FishLeg(torch.optim.Optimizer):
             curvature.precondition(blocks)
             curvature.maybe_update(blocks, self.step_count)
             if self.config.bound_step:
-                bound_steps(blocks, self.damping.gamma())
-            adapt = self.damping.due(self.step_count)
+                bound_steps(blocks, self.damping_rule.gamma())
+            adapt = self.damping_rule.due(self.step_count)
             predicted = self.rule.apply(self._context(blocks), predict=adapt)
             if self.partner is not None:
                 self._partner_step()
             if adapt:
                 with torch.enable_grad():
                     new_loss = closure()
-                self.damping.adapt(new_loss.detach() - loss.detach(), predicted)
+                self.damping_rule.adapt(new_loss.detach() - loss.detach(), predicted)
         return loss
 
     def _partner_step(self) -> None:
@@ -311,7 +311,7 @@ class FishLeg(torch.optim.Optimizer):
             states=states,
             block_of=block_of,
             group=self.param_groups[0],
-            damping=self.damping,
+            damping=self.damping_rule,
             fisher=self._fisher,
             first=self.step_count == 1,
         )
@@ -379,7 +379,7 @@ class FishLeg(torch.optim.Optimizer):
         state = super().state_dict()
         state[_EXTRA_STATE] = {
             **self.curvature.state_dict(),
-            **self.damping.state_dict(),
+            **self.damping_rule.state_dict(),
             "step_count": self.step_count,
             "graft_steps": None if self.graft is None else self.graft.steps,
             "partner": None if self.partner is None else self.partner.state_dict(),
@@ -399,7 +399,7 @@ class FishLeg(torch.optim.Optimizer):
         super().load_state_dict(state_dict)
         self._bind_state()
         self.curvature.load_state_dict(extra)
-        self.damping.load_state_dict(extra)
+        self.damping_rule.load_state_dict(extra)
         self.step_count = extra["step_count"]
         if self.graft is not None:
             self.graft.steps = extra["graft_steps"]
