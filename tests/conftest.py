@@ -2,6 +2,8 @@
 installed command, which tests of what users type run in a subprocess (not `python -m`,
 which puts the current folder on the path and hides packaging mistakes)."""
 
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -13,9 +15,29 @@ ROOT = Path(__file__).resolve().parents[1]
 FISHLEG_TUNE = str(Path(sys.executable).with_name("fishleg-tune"))
 
 
-def fishleg_tune(*args: str, cwd: Path | str = ROOT, timeout: float = 600, **kwargs) -> subprocess.CompletedProcess:
-    """Run the installed `fishleg-tune ARGS` from `cwd` (the repository root by default)."""
-    return subprocess.run([FISHLEG_TUNE, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, **kwargs)
+def fishleg_tune(
+    *args: str, cwd: Path | str = ROOT, timeout: float = 600, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """Run the installed `fishleg-tune ARGS` from `cwd` (the repository root by default). A run
+    still going after `timeout` seconds fails the test with the Python stack of each of its
+    threads (faulthandler's dump on SIGABRT), so a hang says where it hangs; then its process
+    group (the local Ray it started) is stopped."""
+    env = {**(os.environ if env is None else env), "PYTHONFAULTHANDLER": "1"}
+    cmd = [FISHLEG_TUNE, *args]
+    proc = subprocess.Popen(
+        cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)
+        try:
+            out, err = proc.communicate(timeout=60)
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL)  # and the Ray processes it started, by its process group
+        shown = f"stdout:\n{out[-3000:]}\nits threads:\n{err[-30000:]}"
+        pytest.fail(f"`fishleg-tune {' '.join(args)}` still ran after {timeout} s; {shown}")
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 # The test files that take longest (`make test`'s durations summed per file on 2 cores, most
