@@ -5,11 +5,12 @@ The names are the constructor's (`FishLeg(model, likelihood, lr=..., aux_lr=...)
 tuned value has the same name in a sweep file, an exported best config and code. A file is
 a bare mapping of these names, or any YAML with an `optimizer:` section of them (the rest of
 that file is ignored here). Reading hand-edited sweep files, and explaining their mistakes
-in terms of their layout, is the tuning tool's job (tuning.yaml_files, tuning.errors).
+in terms of their layout, is the tuning tool's job (tuning.yaml_files, tuning.run.config).
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 from types import NoneType
 from typing import Annotated, Any, Literal, get_args
@@ -329,11 +330,12 @@ class FishLegConfig(StrictModel):
         """`config` (the defaults without one) with `keywords` over it, validated once. An
         unknown keyword is a TypeError, as a written signature would raise; a bad value a
         ValueError naming `source` and the key."""
-        unknown = sorted(set(keywords) - set(cls.keyword_fields()))
+        names = cls.keyword_fields()
+        unknown = sorted(set(keywords) - set(names))
         if unknown:
             raise TypeError(
                 f"{source}() got unexpected keyword arguments {unknown}; its hyperparameters are FishLegConfig's "
-                f"fields ({', '.join(cls.keyword_fields())})"
+                f"fields ({', '.join(names)})"
             )
         given = {} if config is None else config.hyperparameters()
         try:
@@ -346,16 +348,21 @@ class FishLegConfig(StrictModel):
         return self.model_dump(exclude={"name"})
 
 
-def invalid(err: ValidationError, source: str, prefix: str = "") -> str:
-    """One line naming `source`, each bad key (under `prefix`), what was given and what is allowed."""
+def invalid(err: ValidationError, source: str, prefix: str = "", union_tags: Collection[str] = ()) -> str:
+    """One paragraph naming `source`, each bad key path, what was given and what is allowed.
+
+    prefix: where the validated mapping sits in its file (e.g. "optimizer."); union_tags:
+    names pydantic puts into a location for the member of a tagged union (e.g.
+    `optimizer.fishleg.lr`), left out so that the path is the one written in the file."""
     parts = []
     for e in err.errors():
+        loc = [str(x) for i, x in enumerate(e["loc"]) if not (i and str(x) in union_tags)]
         msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"].removeprefix("Value error, ")
-        if not e["loc"]:  # a check across fields: its message names them
+        if not loc:  # a check across fields: its message names them
             parts.append(msg)
             continue
         given = "" if e["type"] in ("missing", "extra_forbidden") else f" (got {e.get('input')!r})"
-        parts.append(f"{prefix}{'.'.join(str(x) for x in e['loc'])}: {msg}{given}")
+        parts.append(f"{prefix}{'.'.join(loc)}: {msg}{given}")
     return f"{source}: invalid configuration: " + "; ".join(parts) + "."
 
 

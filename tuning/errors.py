@@ -6,13 +6,8 @@ from __future__ import annotations
 
 import re
 import sysconfig
-from collections.abc import Collection
 from importlib.util import find_spec
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from pydantic import ValidationError
 
 __all__ = [
     "ConfigError",
@@ -20,7 +15,6 @@ __all__ = [
     "NonFiniteLoss",
     "UserCodeError",
     "UserError",
-    "describe_validation_error",
     "user_frames",
 ]
 
@@ -46,29 +40,6 @@ class UserCodeError(Exception):
 
 class NonFiniteLoss(RuntimeError):
     """Training produced NaN/inf; the last good checkpoint is kept."""
-
-
-def describe_validation_error(
-    err: ValidationError, source: str, *, prefix: str = "", union_tags: Collection[str] = ()
-) -> str:
-    """One paragraph naming the source, each bad key path, what was given and what is allowed.
-
-    prefix: where the validated mapping sits in its file (e.g. "optimizer."); union_tags:
-    names pydantic puts into a location for the member of a tagged union (e.g.
-    `optimizer.fishleg.lr`), left out so that the path is the one written in the file."""
-    parts = []
-    for e in err.errors():
-        raw = [str(x) for x in e["loc"]]
-        loc = [x for i, x in enumerate(raw) if not (i and x in union_tags)]
-        msg = e["msg"].removeprefix("Value error, ")
-        if e["type"] == "extra_forbidden":
-            msg = "unknown key"
-        if not loc:  # a whole-file check: its message names its own keys
-            parts.append(msg)
-            continue
-        given = "" if e["type"] in ("missing", "extra_forbidden") else f" (got {e.get('input')!r})"
-        parts.append(f"{prefix}{'.'.join(loc)}: {msg}{given}")
-    return f"{source}: invalid configuration: " + "; ".join(parts) + "."
 
 
 def user_frames(trace: str) -> list[str]:

@@ -17,8 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from torch import nn
 
 from fishleg import FishLeg
-from fishleg.config import FishLegConfig, StrictModel
-from tuning.errors import ConfigError, describe_validation_error
+from fishleg.config import FishLegConfig, StrictModel, invalid
+from tuning.errors import ConfigError
 from tuning.records.files import write_atomically
 from tuning.run.optimizers import AdamConfig, AdamWConfig, MuonConfig, SGDConfig, ShampooConfig, SOAPConfig
 from tuning.run.overrides import Override, apply_overrides, close_key
@@ -174,8 +174,8 @@ class RunConfig(TrainsOne):
 
 
 def describe_error(err: ValidationError, source: str, prefix: str = "") -> str:
-    """`describe_validation_error` for run-config-shaped files (optimizer names left out of paths)."""
-    return describe_validation_error(err, source, prefix=prefix, union_tags=OPTIMIZER_NAMES)
+    """`fishleg.config.invalid` for run-config-shaped files (optimizer names left out of paths)."""
+    return invalid(err, source, prefix=prefix, union_tags=OPTIMIZER_NAMES)
 
 
 M = TypeVar("M", bound=BaseModel)
