@@ -21,6 +21,7 @@ from fishleg.likelihoods import Likelihood
 __all__ = ["damped_inverse_factors", "kronecker_factors"]
 
 Layer = tuple[nn.Module, LayerAdapter]
+PI_SQUARED_RANGE = (1e-24, 1e24)
 
 
 def kronecker_factors(
@@ -84,12 +85,17 @@ def inverse_cholesky(matrix: Tensor) -> Tensor:
 def damped_inverse_factors(g: Tensor, a: Tensor, damping: float | Tensor) -> tuple[Tensor, Tensor]:
     """Lower-triangular L, R with L Lᵀ = (G + γ_G I)⁻¹ and R Rᵀ = (A + γ_A I)⁻¹, where
     γ_G = √γ/π, γ_A = π√γ and π² = (tr A / n) / (tr G / m): K-FAC's factored damping, under
-    which (L Lᵀ) ⊗ (R Rᵀ) ≈ (G ⊗ A + γI)⁻¹. g (m, m), a (n, n) → (m, m), (n, n), float32."""
-    tiny = torch.finfo(torch.float32).tiny
-    mean_a = (a.diagonal().mean()).clamp_min(tiny)
-    mean_g = (g.diagonal().mean()).clamp_min(tiny)
-    pi = torch.sqrt(mean_a / mean_g)
-    root = damping**0.5
+    which (L Lᵀ) ⊗ (R Rᵀ) ≈ (G ⊗ A + γI)⁻¹. g (m, m), a (n, n) → (m, m), (n, n), float32.
+
+    A factor that vanishes (a layer whose output gradients are all zero, a saturated unit)
+    makes π infinite; π² is bounded to [1e-24, 1e24], where the product is still I/γ to well
+    within float32, and the maths runs in float64 so that its sums keep that range."""
+    g, a = g.double(), a.double()
+    tiny = torch.finfo(torch.float64).tiny
+    mean_a = a.diagonal().mean().clamp_min(tiny)
+    mean_g = g.diagonal().mean().clamp_min(tiny)
+    pi = torch.sqrt((mean_a / mean_g).clamp(PI_SQUARED_RANGE[0], PI_SQUARED_RANGE[1]))
+    root = torch.as_tensor(damping, dtype=torch.float64, device=g.device).sqrt()
     eye_g = torch.eye(g.shape[0], device=g.device, dtype=g.dtype)
     eye_a = torch.eye(a.shape[0], device=a.device, dtype=a.dtype)
     left = inverse_cholesky(g + (root / pi) * eye_g)

@@ -97,6 +97,19 @@ def test_damped_inverse_factors_split_the_damping_by_the_factors_scales():
     torch.testing.assert_close(left.diagonal().mean(), right.diagonal().mean())  # balanced, as I starts them
 
 
+@pytest.mark.parametrize("vanishing", ["g", "a"])
+def test_a_vanishing_factor_leaves_the_damped_inverse_at_identity_over_gamma(vanishing):
+    """A layer whose output gradients are all zero (seen on CURVES's saturated layers) has a zero
+    Fisher block, so its damped inverse is I/γ; π is infinite there, and in float32 the damping
+    of G rounded to zero and the Cholesky factorisation failed."""
+    factors = {"g": torch.zeros(3, 3), "a": torch.diag(torch.tensor([5.7, 40.0, 1e3, 0.5]))}
+    if vanishing == "a":
+        factors = {"g": torch.diag(torch.tensor([5.7, 40.0, 1e3])), "a": torch.zeros(4, 4)}
+    left, right = damped_inverse_factors(factors["g"], factors["a"], damping=1e-3)
+    q = torch.kron(left.double() @ left.double().T, right.double() @ right.double().T)
+    torch.testing.assert_close(q, torch.eye(12, dtype=torch.float64) / 1e-3, rtol=1e-6, atol=0)
+
+
 @pytest.mark.parametrize("q_structure", ["kron", "kron_diag"])
 def test_kfac_init_starts_q_near_the_damped_inverse_fisher(q_structure):
     """For a linear model under a Gaussian likelihood F = I ⊗ A exactly: after q_init="kfac",
