@@ -126,7 +126,13 @@ class Trainer:
         """Train and evaluate one epoch. Raises NonFiniteLoss (state left at the last good epoch
         only in checkpoints: the caller should not save after this)."""
         start = time.perf_counter()
-        train_loss = float(self.train_epoch())
+        try:
+            train_loss = float(self.train_epoch())
+        except torch.linalg.LinAlgError as exc:  # a preconditioner's factorisation of non-finite statistics
+            reason = str(exc).splitlines()[0]
+            raise NonFiniteLoss(
+                f"epoch {self.epoch + 1}: the optimizer's linear algebra failed ({reason}); lower lr or raise damping"
+            ) from None
         metrics: dict[str, float] = {"epoch": self.epoch + 1, "train_loss": train_loss}
         metrics.update(self.evaluate())
         if not all(math.isfinite(metrics[k]) for k in ("train_loss", "val_loss")):

@@ -57,10 +57,13 @@ def quadratic(options: dict[str, Any], seed: int) -> Workload:
     curvature is exactly 2, so plain SGD maps w to (1 − 2·lr)·w + lr·√2·y each step. It
     converges for every lr < 1, to a noise floor that grows with lr (E w² = lr / 2(1 − lr)),
     so the objective has a slope a sampler can follow; it diverges for every lr > 1 (to inf
-    within 512 steps of batch 1 once lr ≳ 1.05)."""
+    within 512 steps of batch 1 once lr ≳ 1.05). `nan_target`: a training row whose target is NaN
+    (a statistic poisoned mid-epoch)."""
     n = int(options.get("n", 256))
     x = torch.full((n + 128, 1), 2**0.5)
     y = torch.randn(n + 128, 1, generator=torch.Generator().manual_seed(0))
+    if "nan_target" in options:
+        y[int(options["nan_target"])] = float("nan")
     model = nn.Linear(1, 1, bias=False)
     nn.init.constant_(model.weight, 1.0)
     parts = x[:n], y[:n], x[n : n + 64], y[n : n + 64], x[n + 64 :], y[n + 64 :]

@@ -77,6 +77,16 @@ def test_divergence_in_the_first_epoch_says_there_is_no_checkpoint(tmp_path, cap
     assert read_metrics(tmp_path / "o") == [] and not (tmp_path / "o" / "checkpoint.pt").exists()
 
 
+def test_a_preconditioner_that_fails_to_factorise_is_a_divergence(tmp_path, capsys):
+    """Shampoo's SVD of a non-finite statistic raises torch's LinAlgError inside the step: the
+    run diverged (exit 1, a sweep's trial reports it), not a crash of the tool."""
+    workload = {"name": "tests.tuning.plugins:quadratic", "n": 32, "nan_target": 5}
+    cfg = write_config(tmp_path / "c.yaml", optimizer={"name": "shampoo"}, epochs=2, workload=workload, batch_size=1)
+    assert main(["train", str(cfg), "--output", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert "epoch 1: the optimizer's linear algebra failed (linalg." in err and "Traceback" not in err
+
+
 def test_divergence_later_keeps_the_last_good_checkpoint(tmp_path, capsys):
     # SGD on the quadratic plugin with lr 1.03 grows w by 1.06 per step: inf in epoch 3.
     cfg = write_config(
