@@ -1,5 +1,5 @@
-"""Blocks: the parameters that share one Q(λ) block, with the buffers their gradient, Q·g and
-aux-step tensors live in, and the small reductions the optimizer's parts share."""
+"""Blocks: the parameters that share one Q(λ) block, with the buffers their gradient and Q·g
+live in, the parts' own per-block workspaces, and the small reductions the parts share."""
 
 from __future__ import annotations
 
@@ -14,13 +14,13 @@ from fishleg.kfac import Layer
 from fishleg.layers import adapter_for
 from fishleg.structures import QSpec, QStructure, build_structure
 
-__all__ = ["Block", "build_blocks", "dot", "global_norm"]
+__all__ = ["Block", "BlockBuffer", "build_blocks", "dot", "global_norm"]
 
 
 @dataclass(eq=False)
 class Block:
     """Parameters that share one Q(λ) block, with preallocated gradient and Q·g buffers and
-    their views in the parameters' shapes; the aux step's buffers are made on first use."""
+    their views in the parameters' shapes."""
 
     names: list[str]
     params: list[nn.Parameter]
@@ -45,35 +45,30 @@ class Block:
         torch._foreach_copy_(self.split(out), list(tensors))
         return out
 
-    @functools.cached_property
-    def residual(self) -> Tensor:
-        """(F+γI)Qu − u of the aux step."""
-        return torch.empty_like(self.grad)
 
-    @functools.cached_property
-    def residual_views(self) -> list[Tensor]:
-        """Views of `residual` in the parameters' shapes."""
-        return self.split(self.residual)
+class BlockBuffer:
+    """A part's own workspace: one tensor per block in the block's shape (float32, on its
+    device), made on first use, with its views in the parameters' shapes. The parts that need
+    scratch space (the aux step's residual and probes, a step's δ for adaptive damping) each
+    hold theirs, so a Block holds only what every part reads: its gradient and Q·g."""
 
-    @functools.cached_property
-    def delta(self) -> Tensor:
-        """The parameters before a step minus after it (adaptive damping's −δ)."""
-        return torch.empty_like(self.grad)
+    def __init__(self) -> None:
+        self._made: dict[int, tuple[Tensor, list[Tensor]]] = {}
 
-    @functools.cached_property
-    def delta_views(self) -> list[Tensor]:
-        """Views of `delta` in the parameters' shapes."""
-        return self.split(self.delta)
+    def _entry(self, block: Block) -> tuple[Tensor, list[Tensor]]:
+        entry = self._made.get(id(block))
+        if entry is None:
+            tensor = torch.empty_like(block.grad)
+            entry = self._made[id(block)] = (tensor, block.split(tensor))
+        return entry
 
-    @functools.cached_property
-    def probe(self) -> Tensor:
-        """A Gaussian probe u (u_sampling="gaussian")."""
-        return torch.empty_like(self.grad)
+    def of(self, block: Block) -> Tensor:
+        """The block's tensor."""
+        return self._entry(block)[0]
 
-    @functools.cached_property
-    def probe_q(self) -> Tensor:
-        """Q(λ)u for a probe that is not the gradient."""
-        return torch.empty_like(self.grad)
+    def views(self, block: Block) -> list[Tensor]:
+        """Views of the block's tensor in its parameters' shapes."""
+        return self._entry(block)[1]
 
 
 def _identity_split(t: Tensor) -> list[Tensor]:

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from fishleg.aux_data import AuxSampler
-from fishleg.blocks import Block, dot, global_norm
+from fishleg.blocks import Block, BlockBuffer, dot, global_norm
 from fishleg.config import FishLegConfig
 from fishleg.damping import Damping
 from fishleg.distributed import assign_owners, mean_across_ranks, rank, sum_across_ranks, world_size
@@ -76,6 +76,9 @@ class Curvature:
         self.aux_step_count = 0
         self.missed_updates = 0  # λ updates the schedule asked for with no aux data to run them on
         self.last_aux_loss = torch.full((), float("nan"), device=device)
+        self.residual = BlockBuffer()  # (F+γI)Qu − u of the aux step
+        self.probe = BlockBuffer()  # a Gaussian probe u (u_sampling="gaussian")
+        self.probe_q = BlockBuffer()  # Q(λ)u for a probe that is not the gradient
         self.flat_params = [p for b in blocks for p in b.params]
         self.owned = _owned_blocks(blocks) if config.aux_work == "split" and world_size() > 1 else None
         # Split mode: the zero λ gradients this rank contributes for blocks it does not own,
@@ -145,7 +148,7 @@ class Curvature:
 
     def gaussian_probes(self, blocks: Sequence[Block]) -> list[Tensor]:
         """u ~ N(0, I) in each block's `probe` buffer, from the optimizer's own generator."""
-        return [b.probe.normal_(generator=self.probe_rng) for b in blocks]
+        return [self.probe.of(b).normal_(generator=self.probe_rng) for b in blocks]
 
     # ---------------------------------------------------------------- the aux loss
     def aux_gradients(
@@ -164,13 +167,15 @@ class Curvature:
         parallelism both are means over the ranks' aux batches (`aux_work`: of the gradients,
         or of the residuals, each rank then computing its own blocks' gradients)."""
         cfg = self.config
-        v = list(qu) if qu is not None else [b.structure.apply_cached(u, b.probe_q) for b, u in zip(blocks, probes)]
+        if qu is None:
+            qu = [b.structure.apply_cached(u, self.probe_q.of(b)) for b, u in zip(blocks, probes)]
+        v = list(qu)
         params = {n: p.detach() for b in blocks for n, p in zip(b.names, b.params)}
         tangents = {n: t for b, vb in zip(blocks, v) for n, t in zip(b.names, b.split(vb))}
         fv, _ = fisher_vector_product(self.model, self.likelihood, inputs, params, tangents)
         for b in blocks:
-            torch._foreach_copy_(b.residual_views, [fv[n] for n in b.names])
-        residual = [b.residual for b in blocks]
+            torch._foreach_copy_(self.residual.views(b), [fv[n] for n in b.names])
+        residual = [self.residual.of(b) for b in blocks]
         torch._foreach_addcmul_(residual, v, [self.damping.scale] * len(v), value=self.damping.base)
         if self.owned is not None:
             mean_across_ranks(residual)  # u, v and λ agree across ranks; only F differs

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from fishleg.blocks import Block, dot
+from fishleg.blocks import Block, BlockBuffer, dot
 from fishleg.damping import Damping
 from fishleg.distributed import mean_across_ranks
 from fishleg.fisher import AuxFisher
@@ -85,10 +85,14 @@ class MomentumStep(StepRule):
     """θ ← θ − η(m + wd·θ), m ← βm + (1−β)Q·g; with a graft, each block's m is rescaled to the
     length of the grafted method's direction a on that block: θ ← θ − η(‖a‖/‖m‖)m."""
 
+    def __init__(self, graft: Graft | None = None) -> None:
+        super().__init__(graft)
+        self.delta = BlockBuffer()  # the parameters before a step minus after it (−δ), for its prediction
+
     def apply(self, ctx: StepContext, predict: bool) -> Tensor | None:
         """The momentum step; its prediction measures δ from the parameters before and after."""
         if predict:
-            torch._foreach_copy_([v for b in ctx.blocks for v in b.delta_views], ctx.params)
+            torch._foreach_copy_([v for b in ctx.blocks for v in self.delta.views(b)], ctx.params)
         lr, beta = ctx.group["lr"], ctx.group["beta"]
         _decay(ctx)
         torch._foreach_mul_(ctx.buffers, beta)
@@ -97,7 +101,7 @@ class MomentumStep(StepRule):
             torch._foreach_add_(ctx.params, ctx.buffers, alpha=-lr)
         else:
             torch._foreach_addcmul_(ctx.params, ctx.buffers, self._lengths(ctx), value=-lr)
-        return _predicted_change(ctx) if predict else None
+        return _predicted_change(ctx, self.delta) if predict else None
 
     def _lengths(self, ctx: StepContext) -> list[Tensor]:
         """‖a‖/‖m‖ of each parameter's block, as 0-d tensors (no host sync)."""
@@ -109,13 +113,13 @@ class MomentumStep(StepRule):
         return list(ratio[ctx.block_of].unbind())
 
 
-def _predicted_change(ctx: StepContext) -> Tensor:
+def _predicted_change(ctx: StepContext, delta: BlockBuffer) -> Tensor:
     """gᵀδ + ½δᵀFδ for the step just taken, F on an aux batch (`delta` holds the parameters
     from before it, and −δ after this)."""
-    deltas = [b.delta for b in ctx.blocks]
-    torch._foreach_sub_([v for b in ctx.blocks for v in b.delta_views], ctx.params)
+    deltas = [delta.of(b) for b in ctx.blocks]
+    torch._foreach_sub_([v for b in ctx.blocks for v in delta.views(b)], ctx.params)
     params = {n: p.detach() for b in ctx.blocks for n, p in zip(b.names, b.params)}
-    tangents = {n: t for b in ctx.blocks for n, t in zip(b.names, b.delta_views)}
+    tangents = {n: t for b in ctx.blocks for n, t in zip(b.names, delta.views(b))}
     return 0.5 * ctx.fisher.quadratic_form(params, tangents) - dot([b.grad for b in ctx.blocks], deltas)
 
 
