@@ -10,7 +10,8 @@ in terms of their layout, is the tuning tool's job (tuning.yaml_files, tuning.ru
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import inspect
+from collections.abc import Callable, Collection
 from pathlib import Path
 from types import NoneType
 from typing import Annotated, Any, Literal, get_args
@@ -33,6 +34,7 @@ from pydantic.fields import FieldInfo
 
 from fishleg.grafting import GRAFTS
 from fishleg.partner import parse_kinds
+from fishleg.probes import PROBES
 from fishleg.schedules import Schedule
 from fishleg.step_rules import STEP_RULES
 from fishleg.structures import STRUCTURES
@@ -90,7 +92,7 @@ ScheduledFloat = Annotated[float | Schedule, _number_or_schedule(PositiveFloat)]
 ScheduledInt = Annotated[int | Schedule, _number_or_schedule(PositiveInt)]
 
 
-_REGISTRIES = {"q_structure": STRUCTURES, "step_rule": STEP_RULES, "graft": GRAFTS}
+_REGISTRIES = {"q_structure": STRUCTURES, "step_rule": STEP_RULES, "graft": GRAFTS, "u_sampling": PROBES}
 
 
 class FishLegConfig(StrictModel):
@@ -184,7 +186,7 @@ class FishLegConfig(StrictModel):
     )
     aux_betas: tuple[float, float] = Field((0.9, 0.999), description="Adam betas of the λ updates")
     aux_eps: float = Field(1e-8, gt=0, description="Adam epsilon of the λ updates")
-    u_sampling: Literal["gradient", "gaussian"] = Field(
+    u_sampling: str = Field(
         "gradient",
         description="the aux probe u: 'gradient' (the reference's default; the aux step reuses the step's Q·g "
         "and fits Q along the directions it is applied to) or 'gaussian' (u ~ N(0, I): fits Q in every "
@@ -236,7 +238,7 @@ class FishLegConfig(StrictModel):
         "the aux step falls with the number of ranks; both keep every rank's λ identical. No effect on one process",
     )
 
-    @field_validator("q_structure", "step_rule", "graft")
+    @field_validator("q_structure", "step_rule", "graft", "u_sampling")
     @classmethod
     def _registered(cls, value: str, info: ValidationInfo) -> str:
         """A part's name is one its registry holds (the registry is the one list of names)."""
@@ -324,6 +326,24 @@ class FishLegConfig(StrictModel):
     def keyword_fields(cls) -> dict[str, FieldInfo]:
         """The fields that are the FishLeg constructor's keyword hyperparameters."""
         return {name: info for name, info in cls.model_fields.items() if name != "name"}
+
+    @classmethod
+    def signature(cls, init: Callable[..., None]) -> inspect.Signature:
+        """`init`'s signature with each hyperparameter as a keyword-only parameter, its default
+        and type from these fields (their one declaration), for `help`, IDEs and `inspect`."""
+        fixed = [p for p in inspect.signature(init).parameters.values() if p.kind != p.VAR_KEYWORD]
+        keyword = [
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=info.default, annotation=info.annotation)
+            for name, info in cls.keyword_fields().items()
+        ]
+        return inspect.Signature([*fixed, *keyword], return_annotation=None)
+
+    @classmethod
+    def help_text(cls) -> str:
+        """The hyperparameters with defaults and descriptions, for `help(FishLeg)`."""
+        lines = ["", "Hyperparameters (keyword-only; validated by `FishLegConfig`):"]
+        lines += [f"    {name} = {info.default!r}: {info.description}" for name, info in cls.keyword_fields().items()]
+        return "\n".join(lines)
 
     @classmethod
     def merged(cls, config: FishLegConfig | None, keywords: dict[str, Any], source: str) -> FishLegConfig:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -16,15 +17,15 @@ from torch import Tensor, nn
 
 from fishleg.aux_data import AuxSampler
 from fishleg.blocks import Block, BlockBuffer, dot, global_norm
-from fishleg.config import FishLegConfig
 from fishleg.damping import Damping
 from fishleg.distributed import assign_owners, mean_across_ranks, rank, sum_across_ranks, world_size
 from fishleg.fisher import curvature_pass, fisher_vector_product
 from fishleg.kfac import damped_inverse_factors, kronecker_factors
 from fishleg.likelihoods import Likelihood
+from fishleg.probes import Probes
 from fishleg.schedules import GeometricRamp
 
-__all__ = ["Curvature"]
+__all__ = ["AuxLoss", "Curvature", "QStart"]
 
 
 def _owned_blocks(blocks: list[Block]) -> set[int]:
@@ -35,52 +36,70 @@ def _owned_blocks(blocks: list[Block]) -> set[int]:
     return {id(b) for b, owner in zip(blocks, assign_owners(costs, world_size())) if owner == me}
 
 
+@dataclass(frozen=True)
+class QStart:
+    """Where Q starts and when it starts again: at K-FAC's estimate (`kfac`) before the first
+    parameter step and every `kfac_every` steps after it (0: never again), then
+    `warmup_aux_steps` λ updates before step 1."""
+
+    kfac: bool = False
+    kfac_every: int = 0
+    warmup_aux_steps: int = 0
+
+
+@dataclass(frozen=True)
+class AuxLoss:
+    """How ∂A/∂λ is formed from the residual r = (F+γI)Qu − u: divided by ‖Qu‖·‖u‖
+    (`normalize`), and met by Q once more (`precondition`: a natural-gradient step for λ)."""
+
+    normalize: bool = True
+    precondition: bool = True
+
+
 class Curvature:
-    """λ of every block, the Adam optimizer that learns it (`aux_optimizer`, fused over all λ)
-    and the aux batches and probes it learns from. schedule: which parameter steps get a λ
-    update; aux_sampler: None when the caller runs `update_aux` itself."""
+    """λ of every block, the optimizer that learns it (`aux_optimizer`, an Adam over all λ, with
+    an optional lr ramp), and the aux batches and probes it learns from. schedule: which parameter
+    steps get a λ update; aux_sampler: None when the caller runs `update_aux` itself; generator:
+    the optimizer's own, for K-FAC's sampled outputs (the probes hold it too); split_work: each
+    rank computes its share of the blocks' λ gradients (`aux_work="split"`)."""
 
     def __init__(
         self,
         model: nn.Module,
         likelihood: Likelihood,
         blocks: list[Block],
-        config: FishLegConfig,
         damping: Damping,
         schedule: Callable[[int], bool],
         aux_sampler: AuxSampler | None,
-        seed: int,
+        *,
+        aux_optimizer: torch.optim.Optimizer,
+        aux_lr_ramp: GeometricRamp | None,
+        probes: Probes,
+        start: QStart,
+        aux_loss: AuxLoss,
+        split_work: bool,
         device: torch.device,
     ) -> None:
         self.model = model
         self.likelihood = likelihood
         self.blocks = blocks
-        self.config = config
         self.damping = damping
         self.schedule = schedule
         self.aux_sampler = aux_sampler
+        self.aux_optimizer = aux_optimizer
+        self.aux_lr_ramp = aux_lr_ramp
+        self.probes = probes
+        self.probe_rng = probes.generator
+        self.q_start = start
+        self.aux_loss = aux_loss
         self.device = device
-        self.aux_optimizer = torch.optim.Adam(
-            [lam for b in blocks for lam in b.structure.params],
-            lr=config.aux_lr,
-            betas=config.aux_betas,
-            eps=config.aux_eps,
-            fused=True,  # one kernel over all λ: λ has ~(out² + in²) entries per layer
-        )
-        self.aux_lr_ramp = (
-            None
-            if config.aux_lr_start is None
-            else GeometricRamp(self.aux_optimizer, config.aux_lr_start, config.aux_lr_decay_steps)
-        )
-        self.probe_rng = torch.Generator(device=device).manual_seed(seed + 1)
         self.aux_step_count = 0
         self.missed_updates = 0  # λ updates the schedule asked for with no aux data to run them on
         self.last_aux_loss = torch.full((), float("nan"), device=device)
         self.residual = BlockBuffer()  # (F+γI)Qu − u of the aux step
-        self.probe = BlockBuffer()  # a Gaussian probe u (u_sampling="gaussian")
         self.probe_q = BlockBuffer()  # Q(λ)u for a probe that is not the gradient
         self.flat_params = [p for b in blocks for p in b.params]
-        self.owned = _owned_blocks(blocks) if config.aux_work == "split" and world_size() > 1 else None
+        self.owned = _owned_blocks(blocks) if split_work and world_size() > 1 else None
         # Split mode: the zero λ gradients this rank contributes for blocks it does not own,
         # allocated once (the all-reduce writes the sums into them; they are zeroed before use).
         self.unowned_grads = {
@@ -100,7 +119,7 @@ class Curvature:
         every `kfac_every` steps, Q again at K-FAC's estimate on a fresh aux batch."""
         if self.aux_sampler is None:
             return
-        every = self.config.kfac_every
+        every = self.q_start.kfac_every
         if step == 1:
             self.start(blocks)
         elif every and (step - 1) % every == 0:
@@ -109,11 +128,11 @@ class Curvature:
     def start(self, blocks: list[Block]) -> None:
         """Before the first parameter step: Q at K-FAC's estimate (q_init="kfac"), then
         `warmup_aux_steps` λ updates on fresh aux batches, with the probes the aux steps use."""
-        if self.config.q_init == "kfac":
+        if self.q_start.kfac:
             self.initialize_q(self.aux_sampler.draw())
-        for _ in range(self.config.warmup_aux_steps):
+        for _ in range(self.q_start.warmup_aux_steps):
             inputs = self.aux_sampler.draw()
-            self._aux_update(inputs, *self._probes(blocks, reuse_qg=False))
+            self._aux_update(inputs, *self.probes.in_step(blocks, self.blocks, reuse_qg=False))
 
     def maybe_update(self, blocks: list[Block], step: int) -> None:
         """The λ update of parameter step `step` if the schedule has one (after `precondition`,
@@ -124,7 +143,7 @@ class Curvature:
             self._missed(step)
             return
         inputs = self.aux_sampler.draw()
-        self._aux_update(inputs, *self._probes(blocks, reuse_qg=True))
+        self._aux_update(inputs, *self.probes.in_step(blocks, self.blocks, reuse_qg=True))
 
     def _missed(self, step: int) -> None:
         """Warn, once, when a second scheduled λ update passes with no aux data and no
@@ -138,17 +157,6 @@ class Curvature:
                 "train_loader)), call update_aux(inputs) yourself, or set learn_q=False to keep Q fixed on purpose.",
                 stacklevel=6,  # the user's opt.step() (through torch's two step wrappers)
             )
-
-    def _probes(self, blocks: list[Block], *, reuse_qg: bool) -> tuple[list[Block], list[Tensor], list[Tensor] | None]:
-        """(blocks, probes u, Q·u if known) for one λ update: the step's gradients of `blocks`
-        (u_sampling="gradient"), or N(0, I) for every block."""
-        if self.config.u_sampling == "gradient":
-            return blocks, [b.grad for b in blocks], [b.qg for b in blocks] if reuse_qg else None
-        return self.blocks, self.gaussian_probes(self.blocks), None
-
-    def gaussian_probes(self, blocks: Sequence[Block]) -> list[Tensor]:
-        """u ~ N(0, I) in each block's `probe` buffer, from the optimizer's own generator."""
-        return [self.probe.of(b).normal_(generator=self.probe_rng) for b in blocks]
 
     # ---------------------------------------------------------------- the aux loss
     def aux_gradients(
@@ -166,7 +174,6 @@ class Curvature:
         may be the structures' workspaces: use them before the next call. Under data
         parallelism both are means over the ranks' aux batches (`aux_work`: of the gradients,
         or of the residuals, each rank then computing its own blocks' gradients)."""
-        cfg = self.config
         if qu is None:
             qu = [b.structure.apply_cached(u, self.probe_q.of(b)) for b, u in zip(blocks, probes)]
         v = list(qu)
@@ -181,21 +188,21 @@ class Curvature:
             mean_across_ranks(residual)  # u, v and λ agree across ranks; only F differs
         aux_loss = 0.5 * dot(v, residual) - dot(probes, v)
         torch._foreach_sub_(residual, list(probes))
-        if cfg.normalize_aux:
+        if self.aux_loss.normalize:
             scale = (global_norm(v) * global_norm(probes)).clamp_min(torch.finfo(torch.float32).tiny)
             torch._foreach_div_(residual, scale)
         if self.owned is None:
             grads = [
                 g
                 for b, u, r in zip(blocks, probes, residual)
-                for g in b.structure.lambda_grad(u, r, precondition=cfg.precondition_aux)
+                for g in b.structure.lambda_grad(u, r, precondition=self.aux_loss.precondition)
             ]
             mean_across_ranks([*grads, aux_loss])  # each rank's aux batch counts; λ stays the same on all
             return grads, aux_loss
         grads = []
         for b, u, r in zip(blocks, probes, residual):
             if id(b) in self.owned:
-                grads.extend(b.structure.lambda_grad(u, r, precondition=cfg.precondition_aux))
+                grads.extend(b.structure.lambda_grad(u, r, precondition=self.aux_loss.precondition))
             else:
                 zeros = self.unowned_grads[id(b)]
                 torch._foreach_zero_(zeros)
@@ -226,12 +233,8 @@ class Curvature:
 
     def update_aux(self, inputs: Tensor, u: Sequence[Tensor] | None = None) -> Tensor:
         """One λ update on a batch of inputs. u: one probe per parameter (in `flat_params`
-        order); by default the current gradients (`u_sampling="gradient"`) or N(0, I)."""
-        if u is None and self.config.u_sampling == "gradient":
-            if any(p.grad is None for p in self.flat_params):
-                raise ValueError("update_aux: no gradients yet; call backward() first or pass u")
-            u = [p.grad for p in self.flat_params]
-        probes = self.gaussian_probes(self.blocks) if u is None else self.per_block(u)
+        order); by default the probes' own (the current gradients, or N(0, I))."""
+        probes = self.probes.default(self.blocks) if u is None else self.per_block(u)
         self._aux_update(inputs.to(self.device), self.blocks, probes)
         return self.last_aux_loss
 

@@ -12,7 +12,6 @@ construction, a closure at each step)."""
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -23,14 +22,15 @@ from typing_extensions import override
 from fishleg.aux_data import AuxData, AuxSampler
 from fishleg.blocks import Block, build_blocks
 from fishleg.config import FishLegConfig
-from fishleg.curvature import Curvature
+from fishleg.curvature import AuxLoss, Curvature, QStart
 from fishleg.damping import Damping, FixedDamping, LevenbergMarquardt
 from fishleg.distributed import broadcast_seed, unwrap
 from fishleg.fisher import AuxFisher
 from fishleg.grafting import GRAFTS
 from fishleg.likelihoods import LIKELIHOODS, Likelihood
 from fishleg.partner import partner_parameters
-from fishleg.schedules import AuxSteps, at_step, never
+from fishleg.probes import PROBES
+from fishleg.schedules import AuxSteps, GeometricRamp, at_step, never
 from fishleg.step_rules import STEP_RULES, StepContext, StepRule, bound_steps
 from fishleg.structures import QSpec
 
@@ -54,6 +54,40 @@ def _needs_aux_data(config: FishLegConfig, rule: StepRule, damping: Damping) -> 
         "warmup_aux_steps": config.warmup_aux_steps > 0,
     }
     return [name for name, needed in needs.items() if needed]
+
+
+def _curvature(
+    config: FishLegConfig,
+    model: nn.Module,
+    likelihood: Likelihood,
+    blocks: list[Block],
+    damping: Damping,
+    sampler: AuxSampler | None,
+    seed: int,
+    device: torch.device,
+) -> Curvature:
+    """The curvature part, given only the aux loop's own options."""
+    lambdas = [lam for b in blocks for lam in b.structure.params]
+    # fused: one kernel over all λ (λ has ~(out² + in²) entries per layer)
+    aux_optimizer = torch.optim.Adam(lambdas, lr=config.aux_lr, betas=config.aux_betas, eps=config.aux_eps, fused=True)
+    ramp = None
+    if config.aux_lr_start is not None:
+        ramp = GeometricRamp(aux_optimizer, config.aux_lr_start, config.aux_lr_decay_steps)
+    return Curvature(
+        model,
+        likelihood,
+        blocks,
+        damping,
+        AuxSteps(config.update_aux_every, config.dense_aux_steps) if config.learn_q else never,
+        sampler,
+        aux_optimizer=aux_optimizer,
+        aux_lr_ramp=ramp,
+        probes=PROBES[config.u_sampling](torch.Generator(device=device).manual_seed(seed + 1)),
+        start=QStart(config.q_init == "kfac", config.kfac_every, config.warmup_aux_steps),
+        aux_loss=AuxLoss(config.normalize_aux, config.precondition_aux),
+        split_work=config.aux_work == "split",
+        device=device,
+    )
 
 
 class FishLeg(torch.optim.Optimizer):
@@ -157,17 +191,7 @@ class FishLeg(torch.optim.Optimizer):
             )
         sampler = None if aux_data is None else AuxSampler(aux_data, config.aux_batch_size, self._device, seed)
         self._fisher = None if sampler is None else AuxFisher(model, likelihood, sampler)
-        self.curvature = Curvature(
-            model,
-            likelihood,
-            blocks,
-            config,
-            self.damping_rule,
-            AuxSteps(config.update_aux_every, config.dense_aux_steps) if config.learn_q else never,
-            sampler,
-            seed,
-            self._device,
-        )
+        self.curvature = _curvature(config, model, likelihood, blocks, self.damping_rule, sampler, seed, self._device)
         self.step_count = 0
         self._flat_params = params
         self._flat_grad_views = [v for b in blocks for v in b.grad_views]
@@ -407,25 +431,5 @@ class FishLeg(torch.optim.Optimizer):
             self.partner.load_state_dict(extra["partner"])
 
 
-def _signature() -> inspect.Signature:
-    """The constructor's signature with each hyperparameter as a keyword-only parameter, its
-    default and type from FishLegConfig (their one declaration), for `help`, IDEs and `inspect`."""
-    fixed = [p for p in inspect.signature(FishLeg.__init__).parameters.values() if p.kind != p.VAR_KEYWORD]
-    keyword = [
-        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=info.default, annotation=info.annotation)
-        for name, info in FishLegConfig.keyword_fields().items()
-    ]
-    return inspect.Signature([*fixed, *keyword], return_annotation=None)
-
-
-def _hyperparameter_doc() -> str:
-    """The hyperparameters with defaults, from FishLegConfig's field descriptions, for `help(FishLeg)`."""
-    lines = ["", "Hyperparameters (keyword-only; validated by `FishLegConfig`):"]
-    lines += [
-        f"    {name} = {info.default!r}: {info.description}" for name, info in FishLegConfig.keyword_fields().items()
-    ]
-    return "\n".join(lines)
-
-
-FishLeg.__init__.__signature__ = _signature()  # type: ignore[attr-defined]
-FishLeg.__doc__ = (FishLeg.__doc__ or "") + _hyperparameter_doc()
+FishLeg.__init__.__signature__ = FishLegConfig.signature(FishLeg.__init__)  # type: ignore[attr-defined]
+FishLeg.__doc__ = (FishLeg.__doc__ or "") + FishLegConfig.help_text()

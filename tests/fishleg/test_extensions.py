@@ -1,5 +1,5 @@
-"""The extension points: a Q structure, a layer type, a likelihood and a step rule of one's
-own, and aux data given as a Dataset or an iterable of batches."""
+"""The extension points: a Q structure, a layer type, a likelihood, a step rule and a probe
+scheme of one's own, and aux data given as a Dataset or an iterable of batches."""
 
 import pytest
 import torch
@@ -18,6 +18,7 @@ from fishleg import (
 )
 from fishleg.layers import LAYERS
 from fishleg.likelihoods import LIKELIHOODS
+from fishleg.probes import PROBES, Probes
 from fishleg.step_rules import STEP_RULES, StepContext, StepRule
 from fishleg.structures import STRUCTURES, KronQ
 
@@ -25,7 +26,7 @@ from fishleg.structures import STRUCTURES, KronQ
 @pytest.fixture
 def registries(monkeypatch):
     """Registrations made in a test are undone after it."""
-    for registry in (STRUCTURES, LAYERS, LIKELIHOODS, STEP_RULES):
+    for registry in (STRUCTURES, LAYERS, LIKELIHOODS, STEP_RULES, PROBES):
         monkeypatch.setattr(registry, "_items", dict(registry._items))
 
 
@@ -59,6 +60,39 @@ def test_a_registered_structure_is_selectable_and_trains(registries):
     assert not torch.equal(before, opt.blocks[0].structure.params[0])
     with pytest.raises(ValueError, match=r"(?s)q_structure.*must be one of .*scalar"):
         FishLegConfig(q_structure="scalarr")
+
+
+def rademacher(shape: tuple[int, ...], generator: torch.Generator) -> Tensor:
+    return torch.randint(0, 2, shape, generator=generator).float().mul_(2).sub_(1)
+
+
+class RademacherProbes(Probes):
+    """u ∈ {±1} on every block: a probe scheme of one's own, one class and one registry line."""
+
+    def in_step(self, stepped, every, *, reuse_qg):
+        return every, self.default(every), None
+
+    def default(self, every):
+        return [rademacher(b.grad.shape, self.generator) for b in every]
+
+
+def test_a_registered_probe_scheme_is_chosen_by_name_and_fits_q_along_its_probes(registries):
+    PROBES.register("rademacher")(RademacherProbes)
+    model, x = nn.Linear(3, 2), torch.randn(16, 3)
+    opt = FishLeg(model, GaussianLikelihood(), u_sampling="rademacher", aux_lr=0.1, seed=0)
+    ref = FishLeg(nn.Linear(3, 2), GaussianLikelihood(), aux_lr=0.1, seed=0)
+    ref.load_state_dict(opt.state_dict())
+    replay = torch.Generator().set_state(opt.curvature.probe_rng.get_state())
+    u = [t for b in ref.blocks for t in b.split(rademacher(b.grad.shape, replay))]
+    opt.update_aux(x)
+    ref.update_aux(x, u=u)  # the same probes, given explicitly
+    for mine, theirs in zip(opt.blocks, ref.blocks, strict=True):
+        torch.testing.assert_close(mine.structure.params, theirs.structure.params)
+    assert not torch.equal(
+        opt.blocks[0].structure.params[0], FishLeg(model, GaussianLikelihood()).blocks[0].structure.params[0]
+    )
+    with pytest.raises(ValueError, match=r"(?s)u_sampling.*must be one of \['gaussian', 'gradient', 'rademacher'\]"):
+        FishLegConfig(u_sampling="rademacherr")
 
 
 class MyLinear(nn.Module):
