@@ -347,7 +347,8 @@ class FishLegConfig(StrictModel):
 
     @classmethod
     def merged(cls, config: FishLegConfig | None, keywords: dict[str, Any], source: str) -> FishLegConfig:
-        """`config` (the defaults without one) with `keywords` over it, validated once. An
+        """`config` (the defaults without one) with `keywords` over it, validated once (a config
+        given alone is already valid, so it is used as it is). An
         unknown keyword is a TypeError, as a written signature would raise; a bad value a
         ValueError naming `source` and the key."""
         names = cls.keyword_fields()
@@ -357,6 +358,8 @@ class FishLegConfig(StrictModel):
                 f"{source}() got unexpected keyword arguments {unknown}; its hyperparameters are FishLegConfig's "
                 f"fields ({', '.join(names)})"
             )
+        if config is not None and not keywords:
+            return config  # validated when it was made, and frozen
         given = {} if config is None else config.hyperparameters()
         try:
             return cls(**{**given, **keywords})

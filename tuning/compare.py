@@ -15,7 +15,7 @@ from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
-from tuning.driver import Echo, SweepOutcome, run_sweep
+from tuning.driver import Echo, SweepOutcome, place_sweep, read_sweep_file, start_sweep
 from tuning.errors import UserError
 from tuning.records.folder import SweepFolder
 from tuning.records.ledger import Ledger
@@ -24,7 +24,7 @@ from tuning.report.page import Cell, Page, fmt
 from tuning.run.overrides import Override
 from tuning.selection.holdout import evaluate_seed_runs
 from tuning.selection.robust import SeedRuns, best_of, retrain_top
-from tuning.sweep.spec import SweepSpec, load_sweep
+from tuning.sweep.spec import SweepSpec
 
 __all__ = ["Comparison", "Side", "compare_sweeps", "time_to_target"]
 
@@ -206,19 +206,20 @@ def compare_sweeps(
     to that value."""
     if len(spec_files) < 2:
         raise UserError(f"compare needs at least two sweep files; got {len(spec_files)}.")
-    specs = [load_sweep(path, overrides=overrides) for path in spec_files]
+    files = [read_sweep_file(path, num_samples=num_samples, overrides=overrides) for path in spec_files]
+    specs = [f.spec for f in files]
     _comparable(specs, spec_files)
-    n = num_samples if num_samples is not None else max(s.search.num_samples for s in specs)
+    n = max(s.search.num_samples for s in specs)  # --num-samples, when given, set every file's
     labels = _labels(specs, spec_files)
     folder = (Path(storage) / f"compare-{'-vs-'.join(labels)}").resolve()
     if (folder / "comparison.json").exists():
         raise UserError(f"{folder} already holds a comparison; choose another --storage-path.")
+    plans = [place_sweep(f.with_num_samples(n), storage=folder, name=label) for f, label in zip(files, labels)]
     sides = []
-    for spec, path, label in zip(specs, spec_files, labels):
+    for plan, label in zip(plans, labels):
         echo(f"sweep {label}: {n} trials")
-        outcome = run_sweep(
-            path, storage=str(folder), name=label, num_samples=n, address=address, echo=echo, overrides=overrides
-        )
+        outcome = start_sweep(plan, address=address, echo=echo)
+        spec = plan.spec
         if outcome.interrupted:
             raise UserError(f"compare: the {label} sweep did not finish; resume it with fishleg-tune resume.")
         records = list(Ledger(outcome.folder / SweepFolder.LEDGER).records.values())

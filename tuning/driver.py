@@ -1,6 +1,7 @@
 """One sweep, from its file to its exported config, and its resume.
 
-`plan_sweep` reads and checks the sweep file (nothing runs); `start_sweep` runs the plan:
+`plan_sweep` reads the sweep file once (`read_sweep_file`) and checks where it will run
+(`place_sweep`; nothing runs); `start_sweep` runs the plan:
 Ray, the MLflow parent run, the Tuner, then the export. `run_sweep` is both in one call.
 Each step's concern lives in its own module: the folder and its lock (`records.folder`,
 `records.lock`), the checks (`sweep.preflight`), Ray Tune and Optuna (`sweep.tuner`), MLflow
@@ -16,7 +17,7 @@ import shutil
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,18 @@ from tuning.sweep.spec import SweepSpec, file_sha256, load_sweep
 from tuning.sweep.tuner import connect, make_trainable, make_tuner, tune_environment
 from tuning.yaml_files import parse_yaml
 
-__all__ = ["Echo", "SweepOutcome", "SweepPlan", "plan_sweep", "resume_sweep", "run_sweep", "start_sweep"]
+__all__ = [
+    "Echo",
+    "SweepFile",
+    "SweepOutcome",
+    "SweepPlan",
+    "place_sweep",
+    "plan_sweep",
+    "read_sweep_file",
+    "resume_sweep",
+    "run_sweep",
+    "start_sweep",
+]
 
 META_KEYS = ("name", "sweep_file", "sweep_file_sha256", "tune_storage", "mlflow_uri", "experiment_id", "parent_run_id")
 
@@ -71,6 +83,74 @@ class SweepPlan:
     fit: Fit | None = None
 
 
+@dataclass(frozen=True)
+class SweepFile:
+    """A sweep file read and validated once, with the command-line overrides applied: the typed
+    spec, the data it was validated from, the overrides (recorded with the sweep) and, when a
+    Python caller passed one, the training function."""
+
+    path: Path
+    spec: SweepSpec
+    data: dict[str, Any]
+    overrides: tuple[Override, ...] = ()
+    fit: Fit | None = None
+
+    def with_num_samples(self, n: int) -> SweepFile:
+        """This sweep with `n` trials, as `--num-samples n` would set it (compare's equal budget),
+        without reading the file again."""
+        if n == self.spec.search.num_samples:
+            return self
+        search = self.spec.search.model_copy(update={"num_samples": n})
+        data = {**self.data, "search": {**self.data.get("search", {}), "num_samples": n}}
+        override = Override("search.num_samples", n, f"--num-samples {n}")
+        spec = self.spec.model_copy(update={"search": search})
+        return replace(self, spec=spec, data=data, overrides=(*self.overrides, override))
+
+
+def read_sweep_file(
+    spec_path: Path,
+    *,
+    num_samples: int | None = None,
+    max_concurrent: int | None = None,
+    fit: Fit | None = None,
+    overrides: Sequence[Override] = (),
+) -> SweepFile:
+    """Read and validate the sweep file with the overrides applied (the options given stand
+    for their keys). `fit`: a training function to tune (the file may then leave `trainable:`
+    out)."""
+    if fit is not None:
+        check_fit(fit, "the function given to tuning.search")
+    aliases = {"num_samples": "search.num_samples", "max_concurrent": "search.max_concurrent"}
+    given = {"num_samples": num_samples, "max_concurrent": max_concurrent}
+    overrides = (*overrides, *option_overrides(given, aliases))
+    spec, data = read_yaml_model(spec_path, SweepSpec, None if fit is None else function_name(fit), overrides)
+    return SweepFile(Path(spec_path), spec, data, tuple(overrides), fit)
+
+
+def place_sweep(
+    file: SweepFile,
+    *,
+    storage: str | Path,
+    name: str | None = None,
+    mlflow_uri: str | None = None,
+    experiment: str | None = None,
+) -> SweepPlan:
+    """Where a read sweep file will run, after every check that needs no cluster."""
+    spec, spec_path = file.spec, file.path
+    if name is not None:
+        check_name(name, "--name")
+    elif spec.name is not None:
+        check_name(spec.name, f"{spec_path}: name")
+    name = name or spec.name or spec_path.stem
+    folder = SweepFolder.locate(str(storage), name)
+    check_storage(folder.path)
+    check_spec(spec, str(spec_path), file.fit)
+    uri = mlflow_uri or spec.mlflow.tracking_uri or folder.default_mlflow_uri
+    check_tracking_uri(uri)
+    exp = experiment or spec.mlflow.experiment or name
+    return SweepPlan(spec, spec_path, folder, uri, exp, file.data, file.overrides, file.fit)
+
+
 def plan_sweep(
     spec_path: Path,
     *,
@@ -83,26 +163,11 @@ def plan_sweep(
     fit: Fit | None = None,
     overrides: Sequence[Override] = (),
 ) -> SweepPlan:
-    """Read the sweep file, apply the overrides and make every check that needs no cluster.
-    `fit`: a training function to tune (the file may then leave `trainable:` out)."""
-    if fit is not None:
-        check_fit(fit, "the function given to tuning.search")
-    aliases = {"num_samples": "search.num_samples", "max_concurrent": "search.max_concurrent"}
-    given = {"num_samples": num_samples, "max_concurrent": max_concurrent}
-    overrides = (*overrides, *option_overrides(given, aliases))
-    spec, data = read_yaml_model(spec_path, SweepSpec, None if fit is None else function_name(fit), overrides)
-    if name is not None:
-        check_name(name, "--name")
-    elif spec.name is not None:
-        check_name(spec.name, f"{spec_path}: name")
-    name = name or spec.name or spec_path.stem
-    folder = SweepFolder.locate(str(storage), name)
-    check_storage(folder.path)
-    check_spec(spec, str(spec_path), fit)
-    uri = mlflow_uri or spec.mlflow.tracking_uri or folder.default_mlflow_uri
-    check_tracking_uri(uri)
-    exp = experiment or spec.mlflow.experiment or name
-    return SweepPlan(spec, spec_path, folder, uri, exp, data, tuple(overrides), fit)
+    """`read_sweep_file` then `place_sweep`: the file checked and placed, nothing run."""
+    file = read_sweep_file(
+        spec_path, num_samples=num_samples, max_concurrent=max_concurrent, fit=fit, overrides=overrides
+    )
+    return place_sweep(file, storage=storage, name=name, mlflow_uri=mlflow_uri, experiment=experiment)
 
 
 def start_sweep(

@@ -78,6 +78,8 @@ def test_keywords_override_a_given_config_and_are_validated_by_it():
     opt = FishLeg(model, "categorical", None, FishLegConfig(lr=0.2, damping=0.7), damping=0.3)
     assert opt.config.lr == 0.2 and opt.param_groups[0]["lr"] == 0.2
     assert opt.config.damping == 0.3 and opt.param_groups[0]["damping"] == 0.3
+    given = FishLegConfig(lr=0.2)
+    assert FishLeg(model, "categorical", None, given).config is given  # validated once, where it was made
     with pytest.raises(TypeError, match=r"unexpected keyword arguments \['dampng'\].*damping"):
         FishLeg(model, "categorical", dampng=0.3)
     with pytest.raises(ValueError, match=r"lr: Input should be greater than 0 \(got -1\)"):
