@@ -14,6 +14,7 @@ diagonal Fisher block (the part a block-diagonal Q can fit), it reports:
 Prints one line per block and, last, one JSON line with the medians per layer kind.
 
     python benchmarks/aux_fit.py [--steps 300] [--damping 1e-3] [--aux-lr 1e-3] [--q-init kfac]
+        [--scale-free] [--no-aux]
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ def main() -> None:
     parser.add_argument("--aux-lr", type=float, default=1e-3)
     parser.add_argument("--update-aux-every", type=int, default=10)
     parser.add_argument("--q-init", choices=["identity", "kfac"], default="identity")
+    parser.add_argument("--scale-free", action="store_true", help="scale_free_aux: fit Q's direction only")
+    parser.add_argument("--no-aux", action="store_true", help="learn_q false: Q stays where q_init put it")
     args = parser.parse_args()
     config = RunConfig.model_validate(
         {"trainable": CHARLM, "optimizer": {"name": "adamw"}, "training": {"epochs": 1, "batch_size": 32, "seed": 0}}
@@ -62,7 +65,8 @@ def main() -> None:
     likelihood = CategoricalLikelihood()
     recipe = {"lr": 9.1e-3, "weight_decay": 2.3e-3, "graft": "adam", "aux_batch_size": 32, "seed": 0}
     opt = FishLeg(model, likelihood, aux_data=train, damping=args.damping, aux_lr=args.aux_lr,
-                  update_aux_every=args.update_aux_every, q_init=args.q_init, **recipe)  # fmt: skip
+                  update_aux_every=args.update_aux_every, q_init=args.q_init, scale_free_aux=args.scale_free,
+                  learn_q=not args.no_aux, **recipe)  # fmt: skip
     loader = DataLoader(train, batch_size=32, shuffle=True, generator=torch.Generator().manual_seed(0), drop_last=True)
     batches = (batch for _ in range(1000) for batch in loader)  # epochs, reshuffled, as long as needed
     for _ in range(args.steps):
@@ -107,7 +111,8 @@ def main() -> None:
             flush=True,
         )
     summary: dict[str, object] = {"benchmark": "aux_fit", "steps": args.steps, "damping": gamma, "aux_lr": args.aux_lr,
-                                  "update_aux_every": args.update_aux_every, "q_init": args.q_init}  # fmt: skip
+                                  "update_aux_every": args.update_aux_every, "q_init": args.q_init,
+                                  "scale_free_aux": args.scale_free, "learn_q": not args.no_aux}  # fmt: skip
     for k in dict.fromkeys(r["kind"] for r in rows):
         mine = [r for r in rows if r["kind"] == k]
         keys = ("fisher_scale", "residual_q", "residual_q_direction", "residual_identity")

@@ -230,6 +230,14 @@ class FishLegConfig(StrictModel):
     )
     partner_betas: tuple[float, float] = Field((0.9, 0.999), description="the partner AdamW's betas")
 
+    scale_free_aux: bool = Field(
+        False,
+        description="fit Q's direction only: the aux loss at Q's best multiple, min_c A(cQ; u) = "
+        "−(uᵀQu)²/(2uᵀQ(F+γI)Qu), whose minimisers are the multiples of (F+γI)⁻¹ along u, so no λ update is spent "
+        "on Q's scale, which a graft (or the quadratic step) replaces anyway; needs one of them to set the "
+        "step's length. Off: the reference's loss, which also fits Q's scale",
+    )
+
     aux_work: Literal["all", "split"] = Field(
         "all",
         description="under data parallelism: 'all' (every rank computes every block's λ gradient, then the "
@@ -309,6 +317,11 @@ class FishLegConfig(StrictModel):
 
     @model_validator(mode="after")
     def _parts_compose(self) -> FishLegConfig:
+        if self.scale_free_aux and self.graft == "none" and STEP_RULES[self.step_rule].takes_graft:
+            raise ValueError(
+                "scale_free_aux leaves Q's scale where it started, so the step's length needs a graft (e.g. graft: "
+                "adam) or a step rule that chooses it (step_rule: quadratic)"
+            )
         if self.graft != "none" and not STEP_RULES[self.step_rule].takes_graft:
             raise ValueError(
                 f"graft {self.graft!r} does not compose with step_rule {self.step_rule!r}: the rule chooses each "

@@ -50,10 +50,13 @@ class QStart:
 @dataclass(frozen=True)
 class AuxLoss:
     """How ∂A/∂λ is formed from the residual r = (F+γI)Qu − u: divided by ‖Qu‖·‖u‖
-    (`normalize`), and met by Q once more (`precondition`: a natural-gradient step for λ)."""
+    (`normalize`), and met by Q once more (`precondition`: a natural-gradient step for λ).
+    `scale_free`: the loss is A at Q's best multiple instead, A_s = min_c A(cQ) = −(uᵀQu)²/(2uᵀQ(F+γI)Qu),
+    whose gradient in Qu is c·(c(F+γI)Qu − u) with c = uᵀQu / uᵀQ(F+γI)Qu."""
 
     normalize: bool = True
     precondition: bool = True
+    scale_free: bool = False
 
 
 class Curvature:
@@ -186,8 +189,16 @@ class Curvature:
         torch._foreach_addcmul_(residual, v, [self.damping.scale] * len(v), value=self.damping.base)
         if self.owned is not None:
             mean_across_ranks(residual)  # u, v and λ agree across ranks; only F differs
-        aux_loss = 0.5 * dot(v, residual) - dot(probes, v)
-        torch._foreach_sub_(residual, list(probes))
+        uv = dot(probes, v)
+        if self.aux_loss.scale_free:
+            c = uv / dot(v, residual).clamp_min(torch.finfo(torch.float32).tiny)  # Q's best multiple along u
+            aux_loss = -0.5 * c * uv
+            torch._foreach_mul_(residual, c)
+            torch._foreach_sub_(residual, list(probes))
+            torch._foreach_mul_(residual, c)
+        else:
+            aux_loss = 0.5 * dot(v, residual) - uv
+            torch._foreach_sub_(residual, list(probes))
         if self.aux_loss.normalize:
             scale = (global_norm(v) * global_norm(probes)).clamp_min(torch.finfo(torch.float32).tiny)
             torch._foreach_div_(residual, scale)

@@ -84,7 +84,7 @@ def _curvature(
         aux_lr_ramp=ramp,
         probes=PROBES[config.u_sampling](torch.Generator(device=device).manual_seed(seed + 1)),
         start=QStart(config.q_init == "kfac", config.kfac_every, config.warmup_aux_steps),
-        aux_loss=AuxLoss(config.normalize_aux, config.precondition_aux),
+        aux_loss=AuxLoss(config.normalize_aux, config.precondition_aux, config.scale_free_aux),
         split_work=config.aux_work == "split",
         device=device,
     )

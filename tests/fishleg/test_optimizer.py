@@ -17,14 +17,23 @@ def tiny_mlp() -> nn.Module:
     return nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 3))
 
 
+@pytest.mark.parametrize("scale_free", [False, True], ids=["fitted-scale", "scale-free"])
 @pytest.mark.parametrize("precondition", [False, True], ids=["plain", "preconditioned"])
 @pytest.mark.parametrize("name", STRUCTURE_NAMES)
-def test_aux_gradient_matches_dense_autograd(name, precondition):
+def test_aux_gradient_matches_dense_autograd(name, precondition, scale_free):
     """∂/∂λ of A = ½uᵀQ(F+γI)Qu − uᵀQu with Q and F dense, which is ∂⟨Q(λ)u, sg(r)⟩/∂λ with
-    r = (F+γI)Qu − u; with `precondition_aux`, ∂⟨Q(λ)u, sg(Q r)⟩/∂λ."""
+    r = (F+γI)Qu − u; with `precondition_aux`, ∂⟨Q(λ)u, sg(Q r)⟩/∂λ. `scale_free_aux`: the same
+    for A at Q's best multiple, A_s = min_c A(cQ) = −(uᵀQu)²/(2uᵀQ(F+γI)Qu), with r = ∂A_s/∂(Qu)."""
     model, likelihood, damping = tiny_mlp(), CategoricalLikelihood(), 0.3
     opt = FishLeg(
-        model, likelihood, q_structure=name, damping=damping, normalize_aux=False, precondition_aux=precondition
+        model,
+        likelihood,
+        q_structure=name,
+        damping=damping,
+        normalize_aux=False,
+        precondition_aux=precondition,
+        scale_free_aux=scale_free,
+        graft="adam" if scale_free else "none",
     )
     randomize(opt)
     x = torch.randn(7, 3)
@@ -37,12 +46,34 @@ def test_aux_gradient_matches_dense_autograd(name, precondition):
     u = torch.cat([p.flatten() for p in probes])
     qu = q @ u
     curvature = fisher + damping * torch.eye(len(u))
-    expected_loss = 0.5 * qu @ curvature @ qu - u @ qu
-    objective = qu @ (q @ (curvature @ qu - u)).detach() if precondition else expected_loss
+    if scale_free:
+        expected_loss = -((u @ qu) ** 2) / (2 * qu @ curvature @ qu)
+    else:
+        expected_loss = 0.5 * qu @ curvature @ qu - u @ qu
+    residual = torch.autograd.grad(expected_loss, qu, retain_graph=True)[0]  # r = ∂A/∂(Qu)
+    objective = qu @ (q @ residual).detach() if precondition else expected_loss
     expected = torch.autograd.grad(objective, [lam for lams in lambdas for lam in lams])
     torch.testing.assert_close(aux_loss, expected_loss.detach(), rtol=1e-4, atol=1e-5)
     for g, e in zip(grads, expected):
         torch.testing.assert_close(g, e, rtol=1e-3, atol=1e-5)
+
+
+def test_the_scale_free_aux_loss_is_blind_to_q_scale_and_needs_a_step_length_from_elsewhere():
+    """A_s(cQ) = A_s(Q) for every c > 0, so its λ gradient does not move Q's overall scale: for kron
+    (the default), Q = LLᵀ ⊗ RRᵀ per block, and scaling every block's L by s scales Q by s², so
+    Σ_blocks ⟨∂A_s/∂L, L⟩ = 0 (each block's own term is not: the scale is one for all blocks)."""
+    model = tiny_mlp()
+    opt = FishLeg(model, CategoricalLikelihood(), scale_free_aux=True, graft="adam", precondition_aux=False)
+    randomize(opt)
+    x = torch.randn(7, 3)
+    probes = [torch.randn(b.structure.shape) for b in opt.blocks]
+    grads, _ = opt.aux_gradients(opt.blocks, x, probes)
+    lefts = [b.structure.params[0].detach().tril() for b in opt.blocks]
+    terms = torch.stack([(lam * g.tril()).sum() for lam, g in zip(lefts, grads[::2], strict=True)])
+    assert terms.abs().min() > 1e-3 * terms.abs().max()  # not zero block by block
+    assert abs(float(terms.sum())) < 1e-4 * float(terms.abs().sum())
+    with pytest.raises(ValueError, match="scale_free_aux leaves Q's scale where it started"):
+        FishLeg(model, CategoricalLikelihood(), scale_free_aux=True)
 
 
 def test_kron_learns_inverse_damped_fisher_of_linear_regression():
