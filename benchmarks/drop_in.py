@@ -60,6 +60,15 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "fishleg_graft+partner": {**RECIPE, "partner": "adamw"},
     "fishleg_graft_kfac": {**RECIPE, "q_init": "kfac"},  # Q starts at K-FAC's direction (benchmarks/aux_fit.py)
     "fishleg_graft_kfac_every": {**RECIPE, "q_init": "kfac", "kfac_every": 100},  # and again every 100 steps
+    "kfac_only_every": {**RECIPE, "q_init": "kfac", "kfac_every": 100, "learn_q": False},  # no aux loop between
+    "fishleg_graft_kfac_every_scale_free": {  # the aux loop fits Q's direction only, with 10× the aux_lr
+        **RECIPE,
+        "q_init": "kfac",
+        "kfac_every": 100,
+        "scale_free_aux": True,
+        "aux_lr": 1e-2,
+    },
+    "fishleg_graft_kfac_every_aux_lr": {**RECIPE, "q_init": "kfac", "kfac_every": 100, "aux_lr": 1e-2},
     "identity_graft": {**RECIPE, "update_aux_every": 10**9},  # Q stays init_scale·I
 }
 

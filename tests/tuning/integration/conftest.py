@@ -63,6 +63,19 @@ def sweep_file(path: Path, **overrides) -> Path:
     return path
 
 
+def gated(path: Path, gate: Path, gate_epoch: int, **options) -> Path:
+    """The sweep file at `path`, its trials run by the quadratic training function instead, each
+    waiting before epoch `gate_epoch` until the file `gate` exists: a test holds them at a known
+    point for as long as it needs, or for ever. Run it from the repository root, where the
+    `tests` package the trainable names is."""
+    spec = yaml.safe_load(path.read_text())
+    spec.pop("workload", None)
+    trainable = {"name": "tests.tuning.plugins:fit_quadratic", "gate": str(gate), "gate_epoch": gate_epoch}
+    spec["trainable"] = {**trainable, **options}
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
 def slow_sweep(tmp_path: Path, num_samples: int, epochs: int, **search) -> tuple[Path, list[str]]:
     """A sweep of trials lasting a few seconds (so a signal can land mid-sweep): its folder
     and the `fishleg-tune search` command that runs it in a subprocess."""

@@ -13,13 +13,12 @@ from pathlib import Path
 
 import optuna
 import pytest
-import yaml
 from mlflow import MlflowClient
 
 from tests.conftest import FISHLEG_TUNE, ROOT, fishleg_tune
 from tuning.records.ray_processes import descendants, stat_fields
 
-from .conftest import slow_sweep, sweep_file
+from .conftest import gated, slow_sweep, sweep_file
 
 pytestmark = pytest.mark.slow
 
@@ -183,16 +182,10 @@ def at_epoch_2(saved: tuple[dict, bytes] | None) -> bool:
 
 
 def gated_sweep(tmp_path: Path, num_samples: int, epochs: int, gate_epoch: int) -> tuple[Path, list[str], Path]:
-    """A sweep of the quadratic training function whose trials wait before epoch `gate_epoch`
-    until the file `gate` exists, so a test holds them at a known point for as long as it needs:
-    (its folder, its `fishleg-tune search` command, the gate). Run it from the repository root,
-    where the `tests` package the trainable names is."""
+    """A `gated` sweep: (its folder, its `fishleg-tune search` command, the gate)."""
     gate = tmp_path / "gate"
     path = sweep_file(tmp_path / "tiny.yaml", search={"num_samples": num_samples}, training={"epochs": epochs})
-    spec = yaml.safe_load(path.read_text())
-    del spec["workload"]
-    spec["trainable"] = {"name": "tests.tuning.plugins:fit_quadratic", "gate": str(gate), "gate_epoch": gate_epoch}
-    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    gated(path, gate, gate_epoch)
     folder = tmp_path / "runs" / "tiny"
     return folder, [FISHLEG_TUNE, "search", str(path), "--storage-path", str(folder.parent)], gate
 

@@ -17,6 +17,8 @@ from tuning.driver import run_sweep
 from tuning.run.config import load_run_config
 from tuning.sweep.tuner import TUNE_ENVIRONMENT
 
+from .conftest import gated
+
 SPACE = {"optimizer.lr": {"type": "float", "low": 0.01, "high": 0.3, "log": True}}
 
 
@@ -95,12 +97,7 @@ def test_a_broken_training_function_stops_the_sweep_early_naming_it(ray_local, t
 
 def _hanging(tmp_path, **search):
     """A sweep whose trials report epoch 1, then hang before epoch 2 (a gate nobody opens)."""
-    spec = spec_file(tmp_path / "own.yaml", **search)
-    data = yaml.safe_load(spec.read_text())
-    gate = str(tmp_path / "never")
-    data["trainable"] = {"name": "tests.tuning.plugins:fit_quadratic", "n": 32, "gate": gate, "gate_epoch": 2}
-    spec.write_text(yaml.safe_dump(data))
-    return spec
+    return gated(spec_file(tmp_path / "own.yaml", **search), tmp_path / "never", gate_epoch=2, n=32)
 
 
 def test_a_hanging_trial_past_its_time_budget_ends_timed_out_everywhere(ray_local, tmp_path, capsys):
