@@ -10,7 +10,6 @@ from typing import Any
 
 from tuning.records.ledger import Best
 from tuning.run.config import RunConfig, save_config
-from tuning.sweep.spec import apply_params
 from tuning.versions import package_versions
 
 __all__ = ["write_best_config"]
@@ -20,7 +19,7 @@ PACKAGES = ("fishleg-tune", "torch", "ray", "optuna", "mlflow")
 
 def write_best_config(
     best: Best,
-    base: dict[str, Any],
+    chosen: RunConfig,
     path: Path,
     *,
     metric: str,
@@ -33,7 +32,8 @@ def write_best_config(
     test: dict[str, float] | None = None,
     test_info: dict[str, Any] | None = None,
 ) -> RunConfig:
-    """best_config.yaml: the train-config format plus `provenance`: the validation value it was
+    """best_config.yaml: `chosen` (the best trial's run config) in the train-config format plus
+    `provenance`: the validation value it was
     chosen by, `test` (its test metrics, evaluated once after the choice; null until the
     sweep ends) with `test_on` saying on what, and, when the top trials were re-trained with
     fresh seeds, `seed_runs`: the seeds, their validation finals, mean and std."""
@@ -57,6 +57,6 @@ def write_best_config(
     provenance.update(test_info or {})
     if seed_runs is not None:
         provenance["seed_runs"] = seed_runs
-    config = RunConfig.model_validate({**apply_params(base, best.record.params), "provenance": provenance})
+    config = chosen.model_copy(update={"provenance": provenance})
     save_config(config, path)
     return config

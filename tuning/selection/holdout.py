@@ -20,7 +20,7 @@ from tuning.records.folder import SweepFolder
 from tuning.records.ledger import Best
 from tuning.run.config import RunConfig, load_run_config
 from tuning.selection.robust import SeedRuns, seed_config
-from tuning.sweep.spec import SweepSpec, apply_params
+from tuning.sweep.spec import SweepSpec
 from tuning.sweep.trainable import restore
 from tuning.training import Trainer
 
@@ -29,8 +29,8 @@ __all__ = ["evaluate_checkpoint", "evaluate_chosen", "evaluate_seed_runs", "eval
 SOURCE = "test of the chosen config"
 
 
-def _evaluate_checkpoint(config: dict[str, Any], checkpoint: tune.Checkpoint) -> dict[str, float]:
-    trainer = Trainer(RunConfig.model_validate(config), source=SOURCE)
+def _evaluate_checkpoint(config: RunConfig, checkpoint: tune.Checkpoint) -> dict[str, float]:
+    trainer = Trainer(config, source=SOURCE)
     trainer.load_state_dict(restore(checkpoint, trainer.device).state)
     return {"epoch": trainer.epoch, **trainer.test()}
 
@@ -47,9 +47,7 @@ def _this_machine_only() -> bool:
     return all(node["NodeID"] == here for node in ray.nodes() if node["Alive"])
 
 
-def evaluate_checkpoint(
-    config: dict[str, Any], checkpoint: tune.Checkpoint, cpu: float, gpu: float
-) -> dict[str, float]:
+def evaluate_checkpoint(config: RunConfig, checkpoint: tune.Checkpoint, cpu: float, gpu: float) -> dict[str, float]:
     """Test metrics (and the epoch it had reached) of a trial's checkpoint."""
     if _this_machine_only():
         return _evaluate_checkpoint(config, checkpoint)
@@ -88,11 +86,13 @@ def evaluate_chosen(
     spec: SweepSpec,
     folder: SweepFolder,
     best: Best,
+    chosen: RunConfig,
     seed_runs: SeedRuns | None,
     results: ResultGrid | None,
     echo: Callable[[str], None],
 ) -> tuple[dict[str, float] | None, dict[str, Any]]:
-    """(test metrics, what they add to the provenance) of the chosen config, evaluated once:
+    """(test metrics, what they add to the provenance) of the chosen config (`chosen`: the best
+    trial's run config), evaluated once:
     on the chosen seed re-runs' weights, else on the chosen trial's final checkpoint (a
     workload's; a training function tests itself, once, for the config it is given). A resumed
     sweep that exports the same trial again reuses the test it already has."""
@@ -112,7 +112,7 @@ def evaluate_chosen(
     if result is None or result.checkpoint is None:
         return None, {"test_on": "not evaluated: the chosen trial's final checkpoint is not available"}
     echo(f"evaluating trial {best.record.trial_id}'s final checkpoint on the test split (once)")
-    metrics = evaluate_checkpoint(apply_params(spec.base_config(), best.record.params), result.checkpoint, cpu, gpu)
+    metrics = evaluate_checkpoint(chosen, result.checkpoint, cpu, gpu)
     epoch = metrics.pop("epoch")
     if epoch != best.record.epochs:
         return None, {"test_on": f"not evaluated: the last checkpoint is of epoch {epoch}, not {best.record.epochs}"}

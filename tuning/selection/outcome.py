@@ -110,14 +110,15 @@ def finish_sweep(
     test: dict[str, float] | None = None
     test_info: dict[str, Any] = {}
     if best is not None:
+        chosen = spec.config_for(best.record.params)
         test, test_info = (
-            evaluate_chosen(spec, folder, best, None if robust is None else robust.runs, results, echo)
+            evaluate_chosen(spec, folder, best, chosen, None if robust is None else robust.runs, results, echo)
             if not interrupted
             else (None, {"test_on": "not evaluated: the sweep is unfinished (evaluated once it ends)"})
         )
         write_best_config(
             best,
-            spec.base_config(),
+            chosen,
             folder.best_file,
             metric=spec.metric.name,
             mode=spec.metric.mode,

@@ -211,6 +211,10 @@ class SweepSpec(TrainsOne):
             workload=self.workload, trainable=self.trainable, optimizer=self.optimizer, training=self.training
         ).to_dict()
 
+    def config_for(self, params: dict[str, Any]) -> RunConfig:
+        """The run config of a trial with these sampled values, validated (once: pass it on)."""
+        return RunConfig.model_validate(apply_params(self.base_config(), params))
+
 
 def apply_params(base: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
     """The base run config (as a dict) with the sampled dotted parameters set."""
