@@ -62,9 +62,9 @@ class AuxLoss:
 class Curvature:
     """λ of every block, the optimizer that learns it (`aux_optimizer`, an Adam over all λ, with
     an optional lr ramp), and the aux batches and probes it learns from. schedule: which parameter
-    steps get a λ update; aux_sampler: None when the caller runs `update_aux` itself; generator:
-    the optimizer's own, for K-FAC's sampled outputs (the probes hold it too); split_work: each
-    rank computes its share of the blocks' λ gradients (`aux_work="split"`)."""
+    steps get a λ update; aux_sampler: None when the caller runs `update_aux` itself; the probes'
+    generator (`probe_rng`, checkpointed) also draws K-FAC's sampled output gradients;
+    split_work: each rank computes its share of the blocks' λ gradients (`aux_work="split"`)."""
 
     def __init__(
         self,
