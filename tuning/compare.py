@@ -15,16 +15,16 @@ from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
-from tuning.driver import Echo, SweepOutcome, place_sweep, read_sweep_file, start_sweep
+from tuning.driver import Echo, SweepOutcome, SweepPlan, place_sweep, read_sweep_file, resume_sweep, start_sweep
 from tuning.errors import UserError
 from tuning.records.folder import SweepFolder
-from tuning.records.ledger import Ledger
+from tuning.records.ledger import Ledger, format_counts
 from tuning.report.figures import Band, bands
 from tuning.report.page import Cell, Page, fmt
 from tuning.run.overrides import Override
 from tuning.selection.holdout import evaluate_seed_runs
 from tuning.selection.robust import SeedRuns, best_of, retrain_top
-from tuning.sweep.spec import SweepSpec
+from tuning.sweep.spec import SweepSpec, file_sha256
 
 __all__ = ["Comparison", "Side", "compare_sweeps", "time_to_target"]
 
@@ -76,6 +76,17 @@ def _comparable(specs: Sequence[SweepSpec], paths: Sequence[Path]) -> None:
                     f"compare: {paths[0]} and {path} differ in `{key}:` ({x} vs {y}); a fair comparison needs "
                     "the same workload (or trainable), training budget and seed, and metric."
                 )
+
+
+def _ran_here_before(plan: SweepPlan) -> bool:
+    """Whether the plan's folder holds this very sweep (the same file, overrides and trials) from
+    an earlier run of the same compare, stopped after it: it is then resumed, or only read back
+    if it finished, so a compare cut short keeps the sweeps it had run."""
+    if not plan.folder.is_sweep():
+        return False
+    meta = plan.folder.meta()
+    same_file = meta.get("sweep_file_sha256") == file_sha256(plan.spec_path)
+    return same_file and meta.get("overrides") == [o.text for o in plan.overrides]
 
 
 def _labels(specs: Sequence[SweepSpec], paths: Sequence[Path]) -> list[str]:
@@ -215,18 +226,33 @@ def compare_sweeps(
     if (folder / "comparison.json").exists():
         raise UserError(f"{folder} already holds a comparison; choose another --storage-path.")
     plans = [place_sweep(f.with_num_samples(n), storage=folder, name=label) for f, label in zip(files, labels)]
-    sides = []
+    sides, left_out = [], {}
     for plan, label in zip(plans, labels):
         echo(f"sweep {label}: {n} trials")
-        outcome = start_sweep(plan, address=address, echo=echo)
-        spec = plan.spec
+        earlier = _ran_here_before(plan)
+        outcome = (
+            resume_sweep(plan.folder.path, address=address, echo=echo)
+            if earlier
+            else start_sweep(plan, address=address, echo=echo)
+        )
         if outcome.interrupted:
-            raise UserError(f"compare: the {label} sweep did not finish; resume it with fishleg-tune resume.")
+            raise UserError(
+                f"compare: the {label} sweep did not finish; run the same compare again to resume it "
+                "(finished sweeps are reused)."
+            )
         records = list(Ledger(outcome.folder / SweepFolder.LEDGER).records.values())
-        candidates = retrain_top(spec, records, top_k, seeds, echo, label)
+        candidates = retrain_top(plan.spec, records, top_k, seeds, echo, label)
         if not candidates:
-            raise UserError(f"compare: no {label} trial ran the full budget; raise num_samples or grace_period.")
-        sides.append(Side(label, spec, outcome, [runs for _, runs in candidates]))
+            left_out[label] = f"no trial ran the full {plan.spec.budget} epochs ({format_counts(outcome.counts)})"
+            echo(f"{label}: {left_out[label]}; left out of the comparison")
+            continue
+        sides.append(Side(label, plan.spec, outcome, [runs for _, runs in candidates]))
+    if len(sides) < 2:
+        raise UserError(
+            f"compare: fewer than two sweeps had a trial that ran the full budget ({'; '.join(left_out.values())}); "
+            "raise num_samples or grace_period, or widen the spaces."
+        )
+    labels = [side.label for side in sides]
     metric, mode = specs[0].metric.name, specs[0].metric.mode
     best = [s.best(metric, mode) for s in sides]
     tests: list[dict[str, Any]] = [{} for _ in sides]  # a training function's test split is its own
@@ -239,6 +265,7 @@ def compare_sweeps(
     reach = _reach(best, labels, metric, mode)
     context = {"metric": metric, "mode": mode, "subject": specs[0].subject, "trials": n, "seeds": seeds}
     verdict = _verdict(labels, best, reach, tests, context)
+    verdict += "".join(f" ({label}: {why}, so it is not compared.)" for label, why in left_out.items())
     summary = {
         "metric": metric,
         "mode": mode,
@@ -246,6 +273,7 @@ def compare_sweeps(
         "seeds": best[0].seeds,
         "target": target,
         "verdict": verdict,
+        "left_out": left_out,
         "sides": {
             side.label: {
                 "sweep": str(side.outcome.folder),

@@ -93,14 +93,26 @@ def test_compare_of_three_sweeps_end_to_end(ray_local, tmp_path, capsys):
         )
         for name, low, high in (("adamw", 1e-3, 1e-2), ("sgd", 1e-2, 0.3))
     ]
+    sweeps.append(  # every trial diverges in its first epoch
+        sweep_file(
+            tmp_path / "big.yaml",
+            name="big",
+            optimizer={"name": "sgd", "momentum": 0.9},
+            search={"num_samples": 2},
+            training={"epochs": 2},
+            space={"optimizer.lr": {"type": "float", "low": 1e14, "high": 1e15, "log": True}},
+        )
+    )
     args = ["compare", *map(str, sweeps), "--storage-path", str(tmp_path / "cmp"), "--seeds", "2", "--top-k", "1"]
     args += ["--num-samples", "1"]  # one trial each: the comparison's mechanics, not a search
     assert main(args) == 0
     out = capsys.readouterr().out
-    folder = tmp_path / "cmp" / "compare-fish-vs-adamw-vs-sgd"
+    folder = tmp_path / "cmp" / "compare-fish-vs-adamw-vs-sgd-vs-big"
     summary = json.loads((folder / "comparison.json").read_text())
     best = {label: side["best"] for label, side in summary["sides"].items()}
-    assert list(best) == ["fish", "adamw", "sgd"]
+    assert list(best) == ["fish", "adamw", "sgd"]  # big diverged in every trial: left out, said why
+    assert summary["left_out"] == {"big": "no trial ran the full 2 epochs (1 diverged)"}
+    assert "(big: no trial ran the full 2 epochs (1 diverged), so it is not compared.)" in summary["verdict"]
     order = sorted(best, key=lambda label: best[label]["mean"])
     assert summary["verdict"].index(f"{order[0]} {best[order[0]]['mean']:.4g}") < summary["verdict"].index(
         f"{order[-1]} {best[order[-1]]['mean']:.4g}"
@@ -116,3 +128,15 @@ def test_compare_of_three_sweeps_end_to_end(ray_local, tmp_path, capsys):
     seen = render(folder / "comparison.html")
     assert seen.rendered == 2 and seen.errors == [] and len(seen.requests) == 1
     assert all(svg > 0 for svg, _ in seen.figures.values())
+
+    # A compare stopped after its sweeps (here: its report removed) is run again: the sweeps it
+    # finished are read back, not run again, and their seed re-runs give the same numbers.
+    trials = {side: (folder / side / "trials.json").read_text() for side in ("fish", "adamw", "sgd", "big")}
+    (folder / "comparison.json").unlink()
+    assert main(args) == 0
+    assert capsys.readouterr().out.count("resuming ") == 4
+    assert {side: (folder / side / "trials.json").read_text() for side in trials} == trials
+    again = json.loads((folder / "comparison.json").read_text())
+    assert {label: side["best"]["finals"] for label, side in again["sides"].items()} == {
+        label: side["finals"] for label, side in best.items()
+    }
