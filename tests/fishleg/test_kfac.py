@@ -100,8 +100,8 @@ def test_damped_inverse_factors_split_the_damping_by_the_factors_scales():
 @pytest.mark.parametrize("vanishing", ["g", "a"])
 def test_a_vanishing_factor_leaves_the_damped_inverse_at_identity_over_gamma(vanishing):
     """A layer whose output gradients are all zero (seen on CURVES's saturated layers) has a zero
-    Fisher block, so its damped inverse is I/γ; π is infinite there, and in float32 the damping
-    of G rounded to zero and the Cholesky factorisation failed."""
+    Fisher block, so its damped inverse is I/γ; π is infinite there: in float32 it overflowed,
+    G's share of the damping became zero and the Cholesky factorisation failed."""
     factors = {"g": torch.zeros(3, 3), "a": torch.diag(torch.tensor([5.7, 40.0, 1e3, 0.5]))}
     if vanishing == "a":
         factors = {"g": torch.diag(torch.tensor([5.7, 40.0, 1e3])), "a": torch.zeros(4, 4)}
