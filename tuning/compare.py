@@ -24,7 +24,7 @@ from tuning.report.page import Cell, Page, fmt
 from tuning.run.overrides import Override
 from tuning.selection.holdout import evaluate_seed_runs
 from tuning.selection.robust import SeedRuns, best_of, retrain_top
-from tuning.sweep.spec import SweepSpec, file_sha256
+from tuning.sweep.spec import SweepSpec
 
 __all__ = ["Comparison", "Side", "compare_sweeps", "time_to_target"]
 
@@ -85,8 +85,7 @@ def _ran_here_before(plan: SweepPlan) -> bool:
     if not plan.folder.is_sweep():
         return False
     meta = plan.folder.meta()
-    same_file = meta.get("sweep_file_sha256") == file_sha256(plan.spec_path)
-    return same_file and meta.get("overrides") == [o.text for o in plan.overrides]
+    return all(meta.get(key) == value for key, value in plan.source().items())
 
 
 def _labels(specs: Sequence[SweepSpec], paths: Sequence[Path]) -> list[str]:

@@ -82,6 +82,11 @@ class SweepPlan:
     overrides: tuple[Override, ...] = ()
     fit: Fit | None = None
 
+    def source(self) -> dict[str, Any]:
+        """What the sweep folder records of the sweep's origin: the file's hash and the overrides
+        (by which a compare run again knows the sweeps it ran)."""
+        return {"sweep_file_sha256": file_sha256(self.spec_path), "overrides": [o.text for o in self.overrides]}
+
 
 @dataclass(frozen=True)
 class SweepFile:
@@ -262,8 +267,7 @@ def _start_locked(
     meta = {
         "name": folder.name,
         "sweep_file": str(plan.spec_path.resolve()),
-        "sweep_file_sha256": file_sha256(plan.spec_path),
-        "overrides": [o.text for o in plan.overrides],
+        **plan.source(),
         "keep_checkpoints": keep_checkpoints,
         "tune_storage": folder.tune_storage,
         "mlflow_uri": plan.mlflow_uri,
