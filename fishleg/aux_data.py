@@ -52,7 +52,10 @@ class LoaderAux:
 
     def __init__(self, loader: DataLoader, inputs: InputKey = 0) -> None:
         if not isinstance(loader, DataLoader):
-            raise ValueError(f"aux_from_loader: expected a torch DataLoader, got {type(loader).__name__}")
+            raise ValueError(
+                f"aux_from_loader: expected a torch DataLoader or an object with a train_dataloader() method (a "
+                f"LightningDataModule), got {type(loader).__name__}"
+            )
         self.loader = loader
         self.inputs = inputs
         dataset = loader.dataset
@@ -70,11 +73,15 @@ class LoaderAux:
         return (_pick(batch, self.inputs) for batch in self.loader)
 
 
-def aux_from_loader(loader: DataLoader, inputs: InputKey = 0) -> LoaderAux:
+def aux_from_loader(loader: DataLoader | Any, inputs: InputKey = 0) -> LoaderAux:
     """FishLeg's aux data from a training loop's own train DataLoader: Lightning's
     `train_dataloader()`, the Hugging Face Trainer's `get_train_dataloader()`, a torchrun
-    script's loader. inputs: where a collated batch keeps the model's input (0 for
+    script's loader, or anything with a `train_dataloader()` method, such as a Lightning
+    module's `self.trainer.datamodule` (whose loader a module trained with a LightningDataModule
+    does not have itself). inputs: where a collated batch keeps the model's input (0 for
     (inputs, targets) batches, "input_ids" for a tokenizer's dict batches, or a function)."""
+    if not isinstance(loader, DataLoader) and callable(getattr(loader, "train_dataloader", None)):
+        loader = loader.train_dataloader()
     return LoaderAux(loader, inputs)
 
 

@@ -64,6 +64,12 @@ __all__ = [
     "start_sweep",
 ]
 
+OPTION_KEYS = {  # the options of `search` (and `tuning.search`) that stand for a key of the sweep file
+    "num_samples": "search.num_samples",
+    "max_concurrent": "search.max_concurrent",
+    "robust_top": "selection.robust_top",
+    "seeds": "selection.seeds",
+}
 META_KEYS = ("name", "sweep_file", "sweep_file_sha256", "tune_storage", "mlflow_uri", "experiment_id", "parent_run_id")
 
 
@@ -117,6 +123,8 @@ def read_sweep_file(
     *,
     num_samples: int | None = None,
     max_concurrent: int | None = None,
+    robust_top: int | None = None,
+    seeds: int | None = None,
     fit: Fit | None = None,
     overrides: Sequence[Override] = (),
 ) -> SweepFile:
@@ -125,9 +133,8 @@ def read_sweep_file(
     out)."""
     if fit is not None:
         check_fit(fit, "the function given to tuning.search")
-    aliases = {"num_samples": "search.num_samples", "max_concurrent": "search.max_concurrent"}
-    given = {"num_samples": num_samples, "max_concurrent": max_concurrent}
-    overrides = (*overrides, *option_overrides(given, aliases))
+    given = {"num_samples": num_samples, "max_concurrent": max_concurrent, "robust_top": robust_top, "seeds": seeds}
+    overrides = (*overrides, *option_overrides(given, OPTION_KEYS))
     spec, data = read_yaml_model(spec_path, SweepSpec, None if fit is None else function_name(fit), overrides)
     return SweepFile(Path(spec_path), spec, data, tuple(overrides), fit)
 
@@ -165,12 +172,20 @@ def plan_sweep(
     max_concurrent: int | None = None,
     mlflow_uri: str | None = None,
     experiment: str | None = None,
+    robust_top: int | None = None,
+    seeds: int | None = None,
     fit: Fit | None = None,
     overrides: Sequence[Override] = (),
 ) -> SweepPlan:
     """`read_sweep_file` then `place_sweep`: the file checked and placed, nothing run."""
     file = read_sweep_file(
-        spec_path, num_samples=num_samples, max_concurrent=max_concurrent, fit=fit, overrides=overrides
+        spec_path,
+        num_samples=num_samples,
+        max_concurrent=max_concurrent,
+        robust_top=robust_top,
+        seeds=seeds,
+        fit=fit,
+        overrides=overrides,
     )
     return place_sweep(file, storage=storage, name=name, mlflow_uri=mlflow_uri, experiment=experiment)
 
@@ -180,8 +195,6 @@ def start_sweep(
     *,
     address: str | None = None,
     shared_storage: bool = False,
-    robust_top: int = 0,
-    seeds: int = 3,
     keep_checkpoints: bool = False,
     echo: Echo = print,
     overwrite: bool = False,
@@ -212,7 +225,7 @@ def start_sweep(
                 f"interrupted before it began. Remove the folder (rm -r {folder.path}) to start it afresh, "
                 "or choose another --name."
             )
-        return _start_locked(plan, address, shared_storage, robust_top, seeds, keep_checkpoints, echo)
+        return _start_locked(plan, address, shared_storage, keep_checkpoints, echo)
 
 
 def _empty(path: Path) -> None:
@@ -248,8 +261,6 @@ def _start_locked(
     plan: SweepPlan,
     address: str | None,
     shared_storage: bool,
-    robust_top: int,
-    seeds: int,
     keep_checkpoints: bool,
     echo: Echo,
 ) -> SweepOutcome:
@@ -281,7 +292,7 @@ def _start_locked(
     results, seconds = _fit(  # the Tuner is made inside Tune's environment too
         lambda: make_tuner(spec, folder, mlflow, plan.fit, keep_checkpoints).fit(), spec, folder, mlflow
     )
-    return finish_sweep(spec, folder, meta, mlflow, echo, results, seconds, robust_top, seeds)
+    return finish_sweep(spec, folder, meta, mlflow, echo, results, seconds)
 
 
 def run_sweep(
@@ -295,8 +306,8 @@ def run_sweep(
     shared_storage: bool = False,
     mlflow_uri: str | None = None,
     experiment: str | None = None,
-    robust_top: int = 0,
-    seeds: int = 3,
+    robust_top: int | None = None,
+    seeds: int | None = None,
     keep_checkpoints: bool = False,
     echo: Echo = print,
     fit: Fit | None = None,
@@ -311,6 +322,8 @@ def run_sweep(
         max_concurrent=max_concurrent,
         mlflow_uri=mlflow_uri,
         experiment=experiment,
+        robust_top=robust_top,
+        seeds=seeds,
         fit=fit,
         overrides=overrides,
     )
@@ -318,8 +331,6 @@ def run_sweep(
         plan,
         address=address,
         shared_storage=shared_storage,
-        robust_top=robust_top,
-        seeds=seeds,
         keep_checkpoints=keep_checkpoints,
         echo=echo,
     )

@@ -91,6 +91,8 @@ SEARCH_CASES = [
     ("mlflow uri file scheme", None, ["--mlflow-uri", "file:///tmp/x"], ["--mlflow-uri file:///tmp/x"]),
     ("robust-top negative", None, ["--robust-top", "-1"], ["--robust-top", "must be >= 0"]),
     ("seeds zero", None, ["--seeds", "0"], ["--seeds", "must be >= 1"]),
+    ("seeds past the bound", None, ["--seeds", "1000000000000"], ["--seeds 1000000000000", "selection.seeds", "64"]),
+    ("robust_top in the file negative", merged(GOOD, selection={"robust_top": -2}), [], ["selection.robust_top"]),
     ("yaml is a list", [1, 2], [], ["expected a mapping"]),
     ("python tag", "!!python/object/apply:os.system ['true']\n", [], ["malformed YAML"]),
     (

@@ -117,12 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument(
         "--robust-top",
         type=count(0),
-        default=0,
         metavar="K",
-        help="re-train the top K trials with fresh seeds and export the best mean (default: off)",
+        help="the same as selection.robust_top=K: re-train the top K trials with fresh seeds and export the best "
+        "mean (default: off)",
     )
     search.add_argument(
-        "--seeds", type=count(1), default=3, help="fresh seeds per re-trained config (with --robust-top)"
+        "--seeds", type=count(1), help="the same as selection.seeds=N: fresh seeds per re-trained config (default 3)"
     )
     search.set_defaults(func=sweep.search)
 

@@ -130,6 +130,8 @@ def search(args: argparse.Namespace) -> int:
         max_concurrent=args.max_concurrent,
         mlflow_uri=args.mlflow_uri,
         experiment=args.experiment,
+        robust_top=args.robust_top,
+        seeds=args.seeds,
         overrides=overrides(args, args.spec),
     )
     echo(format_plan(plan))
@@ -143,8 +145,6 @@ def search(args: argparse.Namespace) -> int:
         plan,
         address=address,
         shared_storage=args.shared_storage,
-        robust_top=args.robust_top,
-        seeds=args.seeds,
         keep_checkpoints=args.keep_checkpoints,
         echo=echo,
         overwrite=args.overwrite,

@@ -89,10 +89,9 @@ def finish_sweep(
     echo: Echo,
     results: ResultGrid | None,
     seconds: float,
-    robust_top: int = 0,
-    seeds: int = 3,
 ) -> SweepOutcome:
-    """Close what did not finish, choose on validation, test the choice once, export it.
+    """Close what did not finish, choose on validation (as the sweep's `selection:` says), test
+    the choice once, export it.
     `seconds`: how long Tune ran (a sweep that ran past its time budget ended by it, and is
     finished, not interrupted)."""
     recorder = TrialRecorder(folder.ledger_file, spec.budget, mlflow)
@@ -104,7 +103,8 @@ def finish_sweep(
     ran_out = budget is not None and seconds >= budget and (stopped > 0 or len(records) < spec.search.num_samples)
     interrupted = failure is None and not ran_out and (bool(unfinished) or len(records) < spec.search.num_samples)
     best = select_best(records, spec.metric.name, spec.metric.mode, spec.budget)
-    robust = robust_best(spec, records, robust_top, seeds, echo) if robust_top and not interrupted else None
+    top, seeds = spec.selection.robust_top, spec.selection.seeds
+    robust = robust_best(spec, records, top, seeds, echo) if top and not interrupted else None
     if robust is not None:
         best = robust.best
     test: dict[str, float] | None = None

@@ -1,5 +1,5 @@
 """The sweep file: a base run config plus `metric`, `space`, `search`, `scheduler`,
-`resources`, `mlflow` and `name`, validated in one place with errors that name the key."""
+`resources`, `mlflow`, `selection` and `name`, validated in one place with errors that name the key."""
 
 from __future__ import annotations
 
@@ -135,6 +135,18 @@ class ResourcesSpec(StrictModel):
     workers: int = Field(1, ge=1, description="processes a trial trains on, data-parallel (DDP) when more than one")
 
 
+MAX_SEEDS = 64  # fresh seeds per re-trained config: each is a full training run
+
+
+class SelectionSpec(StrictModel):
+    """How the exported config is chosen once the trials end: the best trial (`robust_top` 0),
+    or the best validation mean of the top `robust_top` trials re-trained on `seeds` fresh
+    seeds. Part of the sweep, so `resume` finishes the sweep the way it started."""
+
+    robust_top: int = Field(0, ge=0, le=100, description="re-train the top K trials on fresh seeds (0: off)")
+    seeds: int = Field(3, ge=1, le=MAX_SEEDS, description="fresh seeds per re-trained config (with robust_top)")
+
+
 class MlflowSpec(StrictModel):
     tracking_uri: str | None = None
     experiment: str | None = None
@@ -150,6 +162,7 @@ class SweepSpec(TrainsOne):
     scheduler: SchedulerSpec = Field(default_factory=SchedulerSpec)
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
     mlflow: MlflowSpec = Field(default_factory=MlflowSpec)
+    selection: SelectionSpec = Field(default_factory=SelectionSpec)
 
     @model_validator(mode="after")
     def _conditions_name_earlier_parameters(self) -> SweepSpec:

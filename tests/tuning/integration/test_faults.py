@@ -13,6 +13,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import yaml
 from mlflow import MlflowClient
 
 from tests.conftest import FISHLEG_TUNE, ROOT, fishleg_tune
@@ -261,3 +262,30 @@ def test_a_second_driver_of_a_running_sweep_is_refused_and_the_records_agree(tmp
     client = MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
     assert len(runs) == 3 and all(r.info.status != "FAILED" for r in runs)  # the parent and two trials
+
+
+def test_a_robust_sweep_killed_before_its_end_is_chosen_on_fresh_seeds_after_resume(tmp_path):
+    """`--robust-top` and `--seeds` are the sweep's `selection:`, recorded in its folder, so a
+    sweep killed before its end and resumed exports the best mean over fresh seeds, as the
+    uninterrupted sweep would have."""
+    folder, cmd = slow_sweep(tmp_path, num_samples=2, epochs=2)
+    proc = subprocess.Popen(
+        [*cmd, "--robust-top", "1", "--seeds", "2"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.time() + 240
+    while not at_first_start(ledger(folder), ""):
+        assert proc.poll() is None and time.time() < deadline, "the kill point was never reached"
+        time.sleep(0.05)
+    kill_sweep(proc)
+    assert yaml.safe_load((folder / "sweep.yaml").read_text())["selection"] == {"robust_top": 1, "seeds": 2}
+
+    resumed = resume(folder)
+
+    assert "re-training the top 1 trials with 2 fresh seeds each" in resumed.stdout
+    provenance = yaml.safe_load((folder / "best_config.yaml").read_text())["provenance"]
+    runs = provenance["seed_runs"]
+    assert len(runs["seeds"]) == 2 and len(runs["candidates"]) == 1
+    assert provenance["value"] == pytest.approx(sum(runs["finals"]) / 2)
