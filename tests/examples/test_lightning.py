@@ -3,6 +3,7 @@ whose loss falls, a run resumed with ckpt_path= from the checkpoint of epoch 1 t
 where the uninterrupted one does, and DDP on two CPU processes keeping the replicas equal, with
 an option that runs Lightning's closure (adaptive damping)."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -58,3 +59,37 @@ def test_ddp_on_two_cpu_processes_keeps_the_replicas_identical_with_lightnings_c
     damping = torch.load(checkpoint, weights_only=True)["optimizer_states"][0]["fishleg"]
     assert torch.isfinite(damping["last_rho"]) and damping["damping_scale"] != 1  # the rule ran on the closure
     assert _nll(rank0) < 0.6  # half the steps of one process (each rank has half the data)
+
+
+def test_a_lightning_module_and_data_module_tuned_as_they_are_then_compared_then_trained(tmp_path):
+    """examples/lightning/sweep.yaml through the installed `fishleg-tune`, from the repository
+    root as its docstring says: the trials report what the module logs (ASHA prunes on it),
+    the best config trains in Lightning under `fishleg-tune train`, stopped and resumed to the
+    same numbers, and `compare` against AdamW's sweep of the same module runs to a verdict."""
+    runs = tmp_path / "runs"
+    out = run_example("fishleg-tune", "search", "examples/lightning/sweep.yaml", "--storage-path", str(runs)).stdout
+    folder = runs / "lightning"
+    rows = json.loads((folder / "trials.json").read_text())
+    assert len(rows) == 6 and {r["status"] for r in rows} == {"COMPLETE", "PRUNED"}, out
+    for row in rows:
+        assert {"train_loss", "val_loss", "val_accuracy"} <= set(row["history"][0])
+        assert [h["epoch"] for h in row["history"]] == list(range(1, len(row["history"]) + 1))
+    best = min((r for r in rows if r["status"] == "COMPLETE"), key=lambda r: r["history"][-1]["val_loss"])
+    assert best["history"][-1]["val_loss"] < 0.5  # from ln 10 ≈ 2.3
+
+    whole, part = tmp_path / "whole", tmp_path / "part"
+    best_file = str(folder / "best_config.yaml")
+    run_example("fishleg-tune", "train", best_file, "--output", str(whole), "--epochs", "3")
+    run_example("fishleg-tune", "train", best_file, "--output", str(part), "--epochs", "2")
+    run_example("fishleg-tune", "train", best_file, "--output", str(part), "--epochs", "3", "--resume")
+    ran = [json.loads(line) for line in (whole / "metrics.jsonl").read_text().splitlines()]
+    resumed = [json.loads(line) for line in (part / "metrics.jsonl").read_text().splitlines()]
+    assert [r["val_loss"] for r in ran] == [r["val_loss"] for r in resumed]  # epoch 3 from epoch 2's checkpoint
+
+    compared = run_example(
+        "fishleg-tune",
+        *("compare", "examples/lightning/sweep.yaml", "examples/lightning/sweep_adamw.yaml"),
+        *("--storage-path", str(tmp_path / "compare"), "--num-samples", "2", "--seeds", "2", "--top-k", "1"),
+        "training.epochs=2",
+    ).stdout
+    assert "lightning_adamw" in compared and "val_loss" in compared
