@@ -117,7 +117,7 @@ def kron_flops(model: nn.Module, lik: Likelihood, inputs: torch.Tensor) -> tuple
     torch's FlopCounterMode over the optimizer's own calls when u is the gradient: Q·g, then
     the aux step (the Fisher-vector product and the preconditioned λ gradient, which reuses
     half of Q·g) and the Gram refresh. Together, every product FishLeg adds to an Adam step."""
-    opt = FishLeg(model, lik, q_structure="kron")
+    opt = FishLeg(model, lik, aux_data="manual", q_structure="kron")
     counted = {torch.ops.aten.addmm_: _addmm_inplace_flops}  # not in torch's own table
     with torch.no_grad():
         with FlopCounterMode(display=False, custom_mapping=counted) as qg:
@@ -141,7 +141,7 @@ def _time_it(fn: Callable[[], None], device: torch.device, reps: int) -> float:
 
 
 def _kron_blocks(model: nn.Module) -> list[Block]:
-    opt = FishLeg(model, BernoulliLikelihood(), q_structure="kron")
+    opt = FishLeg(model, BernoulliLikelihood(), aux_data="manual", q_structure="kron")
     return [b for b in opt.blocks if len(b.structure.shape) == 2]
 
 

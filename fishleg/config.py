@@ -406,7 +406,7 @@ def load_config(path: str | Path) -> FishLegConfig:
     """FishLeg's hyperparameters from a YAML file: a bare mapping of them, or the `optimizer:`
     section of a larger file (an exported `best_config.yaml` or a run config).
 
-    >>> opt = FishLeg.from_config(model, load_config("best_config.yaml"), likelihood=...)"""
+    >>> opt = FishLeg.from_config(model, load_config("best_config.yaml"), likelihood=..., aux_data=...)"""
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))

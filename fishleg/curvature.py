@@ -155,9 +155,9 @@ class Curvature:
         self.missed_updates += 1
         if self.missed_updates == 2 and self.aux_step_count == 0:
             warnings.warn(
-                f"FishLeg: Q(λ) has not been learnt by step {step}: no aux_data was given and update_aux() has "
-                "not been called, so Q stays at its start. Pass aux_data (e.g. fishleg.aux_from_loader("
-                "train_loader)), call update_aux(inputs) yourself, or set learn_q=False to keep Q fixed on purpose.",
+                f"FishLeg: Q(λ) has not been learnt by step {step}: aux_data is 'manual' and update_aux() has "
+                "not been called, so Q stays at its start. Call update_aux(inputs) after step(), pass aux_data "
+                "(e.g. fishleg.aux_from_loader(train_loader)), or set learn_q=False to keep Q fixed on purpose.",
                 stacklevel=6,  # the user's opt.step() (through torch's two step wrappers)
             )
 

@@ -56,6 +56,28 @@ def _needs_aux_data(config: FishLegConfig, rule: StepRule, damping: Damping) -> 
     return [name for name, needed in needs.items() if needed]
 
 
+MANUAL = "manual"  # aux_data when the training loop calls update_aux(inputs) itself
+
+
+def _manual(aux_data: AuxData | str | None, config: FishLegConfig) -> bool:
+    """Whether λ's updates are the caller's (`aux_data="manual"`); refuses an aux loop that
+    nothing would feed, which would leave Q at its start without a word."""
+    if isinstance(aux_data, str):
+        if aux_data != MANUAL:
+            raise ValueError(f"FishLeg: aux_data {aux_data!r}: the only text it takes is {MANUAL!r}")
+        return True
+    if aux_data is None and config.learn_q:
+        raise ValueError(
+            "FishLeg: no aux_data, but the aux loop (learn_q) learns Q(λ) from aux batches every "
+            f"update_aux_every steps, so Q would stay at its start. Pass aux_data: a tensor of inputs, a "
+            "Dataset, or fishleg.aux_from_loader(train_loader) (in Lightning: aux_from_loader("
+            "self.train_dataloader()), or aux_from_loader(self.trainer.datamodule) with a LightningDataModule); "
+            f"or aux_data={MANUAL!r} when your loop calls update_aux(inputs) itself; or learn_q=False to keep Q "
+            "where q_init puts it"
+        )
+    return False
+
+
 def _curvature(
     config: FishLegConfig,
     model: nn.Module,
@@ -101,11 +123,12 @@ class FishLeg(torch.optim.Optimizer):
     name of a registered one ("categorical", "bernoulli", "gaussian"). aux_data: inputs for the
     λ updates (a tensor, a map-style Dataset or an iterable of batches); every
     `update_aux_every` steps one λ update runs on `aux_batch_size` inputs drawn from it; with
-    None, call `update_aux(inputs)` yourself. config: a `FishLegConfig` (e.g. loaded with
-    `fishleg.load_config`); keyword hyperparameters, listed below with their defaults, override
-    its values (FishLegConfig declares and validates them: it is their one list). seed: of aux
-    sampling, Gaussian probes and random initial factors (default: derived from
-    torch.initial_seed(), without drawing from torch's global generator).
+    "manual", call `update_aux(inputs)` yourself (None is refused while `learn_q` is on).
+    config: a `FishLegConfig` (e.g. loaded with `fishleg.load_config`); keyword
+    hyperparameters, listed below with their defaults, override its values (FishLegConfig
+    declares and validates them: it is their one list). seed: of aux sampling, Gaussian probes
+    and random initial factors (default: derived from torch.initial_seed(), without drawing
+    from torch's global generator).
 
     `lr`, `beta`, `weight_decay` and `damping` live in `param_groups[0]`, so schedulers (and
     adaptive rules) can change them between steps; `lr`, `damping` and `update_aux_every` also
@@ -128,7 +151,7 @@ class FishLeg(torch.optim.Optimizer):
         self,
         model: nn.Module,
         likelihood: Likelihood | str,
-        aux_data: AuxData | None = None,
+        aux_data: AuxData | str | None = None,
         config: FishLegConfig | None = None,
         *,
         seed: int | None = None,
@@ -182,6 +205,9 @@ class FishLeg(torch.optim.Optimizer):
             else FixedDamping(group, self._device)
         )
         self.rule = STEP_RULES[config.step_rule](self.graft)
+        manual = _manual(aux_data, config)
+        if manual:
+            aux_data = None
         needs = _needs_aux_data(config, self.rule, self.damping_rule)
         if needs and aux_data is None:
             raise ValueError(
@@ -207,7 +233,7 @@ class FishLeg(torch.optim.Optimizer):
         config: FishLegConfig,
         *,
         likelihood: Likelihood | str,
-        aux_data: AuxData | None = None,
+        aux_data: AuxData | str | None = None,
         seed: int | None = None,
     ) -> FishLeg:
         """Build from a loaded config (e.g. `fishleg.load_config("best_config.yaml")`); a run
@@ -420,6 +446,7 @@ class FishLeg(torch.optim.Optimizer):
                 "the aux optimizer, the counters); resume with the optimizer that saved it, or start FishLeg fresh "
                 "without loading the optimizer's state"
             )
+        self._check_same_model(state_dict)
         super().load_state_dict(state_dict)
         self._bind_state()
         self.curvature.load_state_dict(extra)
@@ -429,6 +456,24 @@ class FishLeg(torch.optim.Optimizer):
             self.graft.steps = extra["graft_steps"]
         if self.partner is not None:
             self.partner.load_state_dict(extra["partner"])
+
+    def _check_same_model(self, state_dict: dict[str, Any]) -> None:
+        """A state saved for a model of other layers or sizes is named as such, before anything
+        is copied (torch would fail deep inside with a bare size mismatch, or not at all)."""
+        names = [n for b in self.blocks for n in b.names]
+        saved = state_dict.get("state", {})
+        count = sum(len(g["params"]) for g in state_dict.get("param_groups", []))
+        where = "FishLeg.load_state_dict: this state was saved for another model"
+        fix = "load it into the model it was saved with (the same layers and sizes), or start FishLeg fresh"
+        if count != len(names):
+            raise ValueError(f"{where}: it holds {count} parameters, this model's FishLeg has {len(names)}; {fix}")
+        for i, (name, p) in enumerate(zip(names, self._flat_params)):
+            buffer = saved.get(i, {}).get("momentum_buffer")
+            if isinstance(buffer, Tensor) and buffer.shape != p.shape:
+                raise ValueError(
+                    f"{where}: its parameter {i} has shape {tuple(buffer.shape)}, this model's ({name}) has "
+                    f"{tuple(p.shape)}; {fix}"
+                )
 
 
 FishLeg.__init__.__signature__ = FishLegConfig.signature(FishLeg.__init__)  # type: ignore[attr-defined]

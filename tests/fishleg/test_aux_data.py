@@ -97,7 +97,10 @@ def test_aux_from_loader_names_the_keys_when_the_input_key_is_wrong():
     sampler = AuxSampler(aux_from_loader(DataLoader(_Pairs(8), batch_size=2)), 2, CPU, seed=0)
     with pytest.raises(ValueError, match=r"keys \['input_ids', 'labels'\].*inputs='input_ids'"):
         sampler.draw()
-    with pytest.raises(ValueError, match="expected a torch DataLoader, got list"):
+    with pytest.raises(
+        ValueError,
+        match=r"expected a torch DataLoader or an object with a train_dataloader\(\) method .*, got list",
+    ):
         aux_from_loader([1, 2])
 
 

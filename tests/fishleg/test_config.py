@@ -75,15 +75,15 @@ def test_constructor_takes_every_hyperparameter_keyword_only_with_the_config_def
 
 def test_keywords_override_a_given_config_and_are_validated_by_it():
     model = nn.Linear(3, 2)
-    opt = FishLeg(model, "categorical", None, FishLegConfig(lr=0.2, damping=0.7), damping=0.3)
+    opt = FishLeg(model, "categorical", "manual", FishLegConfig(lr=0.2, damping=0.7), damping=0.3)
     assert opt.config.lr == 0.2 and opt.param_groups[0]["lr"] == 0.2
     assert opt.config.damping == 0.3 and opt.param_groups[0]["damping"] == 0.3
     given = FishLegConfig(lr=0.2)
-    assert FishLeg(model, "categorical", None, given).config is given  # validated once, where it was made
+    assert FishLeg(model, "categorical", "manual", given).config is given  # validated once, where it was made
     with pytest.raises(TypeError, match=r"unexpected keyword arguments \['dampng'\].*damping"):
-        FishLeg(model, "categorical", dampng=0.3)
+        FishLeg(model, "categorical", aux_data="manual", dampng=0.3)
     with pytest.raises(ValueError, match=r"lr: Input should be greater than 0 \(got -1\)"):
-        FishLeg(model, "categorical", lr=-1)
+        FishLeg(model, "categorical", aux_data="manual", lr=-1)
 
 
 def test_help_lists_every_hyperparameter_with_its_meaning_and_default():

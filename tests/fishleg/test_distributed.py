@@ -74,7 +74,7 @@ def worker(rank: int, port: int, out: Path) -> None:
         # One aux step with given probes on this rank's own inputs (averaged across ranks).
         for name, work in (("one_aux_step", "all"), ("one_split_aux_step", "split")):
             net = model()
-            opt = FishLeg(net, "categorical", seed=0, aux_work=work)
+            opt = FishLeg(net, "categorical", aux_data="manual", seed=0, aux_work=work)
             opt.update_aux(x, probes(net))
             results[name] = {"lambdas": lambdas(opt), "owned": opt.curvature.owned is not None}
         torch.save(results, out / f"rank{rank}.pt")
@@ -109,9 +109,9 @@ def test_the_averaged_aux_step_is_the_aux_step_on_the_union_of_batches(ranks, ca
     their union, so one process with both ranks' inputs takes the same λ step (up to the order
     of float sums), whether the ranks average the λ gradients or split the blocks between them."""
     net = model()
-    opt = FishLeg(net, "categorical", seed=0)
+    opt = FishLeg(net, "categorical", aux_data="manual", seed=0)
     opt.update_aux(torch.cat([shard(r)[0] for r in range(WORLD)]), probes(net))
-    before = lambdas(FishLeg(model(), "categorical", seed=0))
+    before = lambdas(FishLeg(model(), "categorical", aux_data="manual", seed=0))
     assert ranks[0][case]["owned"] == (case == "one_split_aux_step")
     for got, want, start in zip(ranks[0][case]["lambdas"], lambdas(opt), before, strict=True):
         assert not torch.equal(want, start)

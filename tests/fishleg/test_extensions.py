@@ -50,7 +50,7 @@ def test_a_registered_structure_is_selectable_and_trains(registries):
     register_structure("scalar")(ScalarQ)
     assert FishLegConfig(q_structure="scalar").q_structure == "scalar"
     model = nn.Linear(3, 2)
-    opt = FishLeg(model, GaussianLikelihood(), q_structure="scalar", init_scale=0.25, seed=0)
+    opt = FishLeg(model, GaussianLikelihood(), aux_data="manual", q_structure="scalar", init_scale=0.25, seed=0)
     assert [type(b.structure) for b in opt.blocks] == [ScalarQ]
     g = [torch.randn_like(p) for p in model.parameters()]
     for out, gi in zip(opt.apply_q(g), g):
@@ -79,8 +79,8 @@ class RademacherProbes(Probes):
 def test_a_registered_probe_scheme_is_chosen_by_name_and_fits_q_along_its_probes(registries):
     PROBES.register("rademacher")(RademacherProbes)
     model, x = nn.Linear(3, 2), torch.randn(16, 3)
-    opt = FishLeg(model, GaussianLikelihood(), u_sampling="rademacher", aux_lr=0.1, seed=0)
-    ref = FishLeg(nn.Linear(3, 2), GaussianLikelihood(), aux_lr=0.1, seed=0)
+    opt = FishLeg(model, GaussianLikelihood(), aux_data="manual", u_sampling="rademacher", aux_lr=0.1, seed=0)
+    ref = FishLeg(nn.Linear(3, 2), GaussianLikelihood(), aux_data="manual", aux_lr=0.1, seed=0)
     ref.load_state_dict(opt.state_dict())
     replay = torch.Generator().set_state(opt.curvature.probe_rng.get_state())
     u = [t for b in ref.blocks for t in b.split(rademacher(b.grad.shape, replay))]
@@ -89,7 +89,8 @@ def test_a_registered_probe_scheme_is_chosen_by_name_and_fits_q_along_its_probes
     for mine, theirs in zip(opt.blocks, ref.blocks, strict=True):
         torch.testing.assert_close(mine.structure.params, theirs.structure.params)
     assert not torch.equal(
-        opt.blocks[0].structure.params[0], FishLeg(model, GaussianLikelihood()).blocks[0].structure.params[0]
+        opt.blocks[0].structure.params[0],
+        FishLeg(model, GaussianLikelihood(), aux_data="manual").blocks[0].structure.params[0],
     )
     with pytest.raises(ValueError, match=r"(?s)u_sampling.*must be one of \['gaussian', 'gradient', 'rademacher'\]"):
         FishLegConfig(u_sampling="rademacherr")
@@ -106,10 +107,10 @@ class MyLinear(nn.Module):
 
 
 def test_a_registered_layer_gets_the_chosen_structure(registries):
-    before = FishLeg(MyLinear(), GaussianLikelihood())
+    before = FishLeg(MyLinear(), GaussianLikelihood(), aux_data="manual")
     assert [b.structure.shape for b in before.blocks] == [(4, 3), (4,)]  # unknown: diag per parameter
     register_layer(MyLinear)(WeightBiasAdapter)
-    after = FishLeg(MyLinear(), GaussianLikelihood())
+    after = FishLeg(MyLinear(), GaussianLikelihood(), aux_data="manual")
     assert len(after.blocks) == 1 and isinstance(after.blocks[0].structure, KronQ)
     assert after.blocks[0].structure.shape == (4, 4) and after.blocks[0].names == ["weight", "bias"]
 
@@ -123,11 +124,11 @@ class HalfGaussian(GaussianLikelihood):
 
 def test_a_registered_likelihood_is_built_by_name(registries):
     with pytest.raises(ValueError, match="unknown likelihood 'half'"):
-        FishLeg(nn.Linear(3, 2), "half")
+        FishLeg(nn.Linear(3, 2), "half", aux_data="manual")
     register_likelihood("half")(HalfGaussian)
-    opt = FishLeg(nn.Linear(3, 2), "half")
+    opt = FishLeg(nn.Linear(3, 2), "half", aux_data="manual")
     assert isinstance(opt.likelihood, HalfGaussian)
-    assert isinstance(FishLeg(nn.Linear(3, 2), "gaussian").likelihood, GaussianLikelihood)
+    assert isinstance(FishLeg(nn.Linear(3, 2), "gaussian", aux_data="manual").likelihood, GaussianLikelihood)
 
 
 class SignStep(StepRule):
@@ -143,7 +144,7 @@ class SignStep(StepRule):
 def test_a_registered_step_rule_is_chosen_by_name_and_declares_what_it_composes_with(registries):
     STEP_RULES.register("sign")(SignStep)
     model = nn.Linear(3, 2)
-    opt = FishLeg(model, "categorical", lr=0.1, init_scale=2.0, step_rule="sign")
+    opt = FishLeg(model, "categorical", aux_data="manual", lr=0.1, init_scale=2.0, step_rule="sign")
     x, y = torch.randn(8, 3), torch.randint(2, (8,))
     before = [p.detach().clone() for p in model.parameters()]
     nn.functional.cross_entropy(model(x), y).backward()
@@ -154,4 +155,4 @@ def test_a_registered_step_rule_is_chosen_by_name_and_declares_what_it_composes_
     with pytest.raises(ValueError, match="beta 0.5 has no role with step_rule 'sign'"):
         FishLegConfig(step_rule="sign", beta=0.5)
     with pytest.raises(ValueError, match=r"step_rule: must be one of \['momentum', 'quadratic', 'sign'\]"):
-        FishLeg(model, "categorical", step_rule="signum")
+        FishLeg(model, "categorical", aux_data="manual", step_rule="signum")

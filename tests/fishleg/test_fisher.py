@@ -20,7 +20,7 @@ def tiny_mlp() -> nn.Module:
 def test_fvp_quadratic_form_and_gram_match_dense_fisher(likelihood):
     model = tiny_mlp()
     x = torch.randn(6, 4)
-    opt = FishLeg(model, likelihood)
+    opt = FishLeg(model, likelihood, aux_data="manual")
     dense = dense_fisher(model, likelihood, x, opt.blocks)
     blocks_v = [torch.randn(b.structure.shape) for b in opt.blocks]
     params = {n: p.detach() for b in opt.blocks for n, p in zip(b.names, b.params)}
@@ -43,7 +43,7 @@ def test_fisher_is_the_gauss_newton_of_the_loss_when_outputs_flatten_positions_i
     model = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 3), nn.Flatten(0, 1))
     x = torch.randn(2, 3, 4)
     y = torch.randint(0, 3, (6,)) if isinstance(likelihood, CategoricalLikelihood) else torch.rand(6, 3)
-    opt = FishLeg(model, likelihood)
+    opt = FishLeg(model, likelihood, aux_data="manual")
     params = {n: p.detach() for b in opt.blocks for n, p in zip(b.names, b.params)}
     tangents = {n: torch.randn_like(p) for n, p in params.items()}
     fv, out = fisher_vector_product(model, likelihood, x, params, tangents)
@@ -61,7 +61,7 @@ def test_fisher_is_the_gauss_newton_of_the_loss_when_outputs_flatten_positions_i
 
 def test_fisher_is_psd_and_symmetric():
     model = tiny_mlp()
-    opt = FishLeg(model, CategoricalLikelihood())
+    opt = FishLeg(model, CategoricalLikelihood(), aux_data="manual")
     dense = dense_fisher(model, CategoricalLikelihood(), torch.randn(8, 4), opt.blocks)
     torch.testing.assert_close(dense, dense.T, atol=1e-6, rtol=1e-5)
     assert torch.linalg.eigvalsh(dense).min() > -1e-6

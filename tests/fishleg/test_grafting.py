@@ -33,7 +33,7 @@ def block_norm(tensors):
 def test_each_blocks_step_has_the_grafted_methods_length_and_fishlegs_direction(method, structure):
     torch.manual_seed(0)
     model = mlp()
-    opt = FishLeg(model, "categorical", lr=0.01, beta=0.8, weight_decay=0.0, q_structure=structure,
+    opt = FishLeg(model, "categorical", aux_data="manual", lr=0.01, beta=0.8, weight_decay=0.0, q_structure=structure,
                   graft=method, graft_beta2=0.99, graft_eps=1e-6)  # fmt: skip
     randomize(opt)  # no aux_data: Q stays this random Q
     shadow = copy.deepcopy(model)
@@ -63,7 +63,7 @@ def test_sgd_graft_with_q_at_the_identity_is_sgd():
     torch.manual_seed(0)
     model = mlp()
     shadow = copy.deepcopy(model)
-    opt = FishLeg(model, "categorical", lr=0.05, beta=0.0, weight_decay=0.0, graft="sgd")
+    opt = FishLeg(model, "categorical", aux_data="manual", lr=0.05, beta=0.0, weight_decay=0.0, graft="sgd")
     sgd = torch.optim.SGD(shadow.parameters(), lr=0.05)
     x, y = torch.randn(16, 3), torch.randint(2, (16,))
     for _ in range(5):
@@ -122,8 +122,8 @@ def test_a_registered_graft_is_chosen_by_name_and_an_unknown_one_is_refused(monk
     torch.manual_seed(0)
     model, twin = mlp(), mlp()
     twin.load_state_dict(model.state_dict())
-    fish = FishLeg(model, "categorical", lr=0.1, beta=0.0, weight_decay=0.0, graft="half_sgd")
-    plain = FishLeg(twin, "categorical", lr=0.1, beta=0.0, weight_decay=0.0, graft="sgd")
+    fish = FishLeg(model, "categorical", aux_data="manual", lr=0.1, beta=0.0, weight_decay=0.0, graft="half_sgd")
+    plain = FishLeg(twin, "categorical", aux_data="manual", lr=0.1, beta=0.0, weight_decay=0.0, graft="sgd")
     x, y = torch.randn(8, 3), torch.randint(2, (8,))
     before = [p.detach().clone() for p in model.parameters()]
     for m, opt in ((model, fish), (twin, plain)):

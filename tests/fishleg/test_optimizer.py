@@ -28,6 +28,7 @@ def test_aux_gradient_matches_dense_autograd(name, precondition, scale_free):
     opt = FishLeg(
         model,
         likelihood,
+        aux_data="manual",
         q_structure=name,
         damping=damping,
         normalize_aux=False,
@@ -63,7 +64,9 @@ def test_the_scale_free_aux_loss_is_blind_to_q_scale_and_needs_a_step_length_fro
     (the default), Q = LLᵀ ⊗ RRᵀ per block, and scaling every block's L by s scales Q by s², so
     Σ_blocks ⟨∂A_s/∂L, L⟩ = 0 (each block's own term is not: the scale is one for all blocks)."""
     model = tiny_mlp()
-    opt = FishLeg(model, CategoricalLikelihood(), scale_free_aux=True, graft="adam", precondition_aux=False)
+    opt = FishLeg(
+        model, CategoricalLikelihood(), aux_data="manual", scale_free_aux=True, graft="adam", precondition_aux=False
+    )
     randomize(opt)
     x = torch.randn(7, 3)
     probes = [torch.randn(b.structure.shape) for b in opt.blocks]
@@ -73,7 +76,7 @@ def test_the_scale_free_aux_loss_is_blind_to_q_scale_and_needs_a_step_length_fro
     assert terms.abs().min() > 1e-3 * terms.abs().max()  # not zero block by block
     assert abs(float(terms.sum())) < 1e-4 * float(terms.abs().sum())
     with pytest.raises(ValueError, match="scale_free_aux leaves Q's scale where it started"):
-        FishLeg(model, CategoricalLikelihood(), scale_free_aux=True)
+        FishLeg(model, CategoricalLikelihood(), aux_data="manual", scale_free_aux=True)
 
 
 def test_kron_learns_inverse_damped_fisher_of_linear_regression():
@@ -82,7 +85,15 @@ def test_kron_learns_inverse_damped_fisher_of_linear_regression():
     model = nn.Linear(3, 2)
     x = torch.randn(256, 3) @ torch.tensor([[1.0, 0.5, 0.0], [0.0, 1.0, 0.3], [0.0, 0.0, 0.5]]) + 0.5
     damping = 0.1
-    opt = FishLeg(model, GaussianLikelihood(), q_structure="kron", damping=damping, aux_lr=3e-2, u_sampling="gaussian")
+    opt = FishLeg(
+        model,
+        GaussianLikelihood(),
+        aux_data="manual",
+        q_structure="kron",
+        damping=damping,
+        aux_lr=3e-2,
+        u_sampling="gaussian",
+    )
     for i in range(1500):
         if i == 1000:
             opt.aux_optimizer.param_groups[0]["lr"] = 3e-3
@@ -95,15 +106,20 @@ def test_kron_learns_inverse_damped_fisher_of_linear_regression():
     assert rel.max() < 0.05, rel.max()
 
 
-@pytest.mark.parametrize("aux", ["no aux data", "learn_q false"])
+@pytest.mark.parametrize("aux", ["manual, never fed", "learn_q false"])
 def test_frozen_identity_q_is_sgd_with_momentum(aux):
     """Q = s·I and m₀ = 0: m_t = (1−β)s Σ_k β^(t−k) g_k and θ ← θ − η m_t. torch's SGD keeps
     buf_t = Σ_k β^(t−k) g_k (dampening 0, buf₁ = g₁), so this is SGD at lr η·s·(1−β). Q stays
-    frozen without aux data, or with it and a λ update due every step when learn_q is false."""
+    frozen when nothing feeds the aux loop, or with aux data and a λ update due every step when
+    learn_q is false."""
     lr, s, beta = 0.1, 0.5, 0.8
     a, b = tiny_mlp(), tiny_mlp()
     b.load_state_dict(a.state_dict())
-    extra = {} if aux == "no aux data" else {"aux_data": torch.randn(32, 3), "update_aux_every": 1, "learn_q": False}
+    extra = (
+        {"aux_data": "manual"}
+        if aux == "manual, never fed"
+        else {"aux_data": torch.randn(32, 3), "update_aux_every": 1, "learn_q": False}
+    )
     fish = FishLeg(a, CategoricalLikelihood(), lr=lr, init_scale=s, beta=beta, weight_decay=0.0, **extra)
     sgd = torch.optim.SGD(b.parameters(), lr=lr * s * (1 - beta), momentum=beta)
     x, y = torch.randn(16, 3), torch.randint(3, (16,))
@@ -165,7 +181,7 @@ def test_state_dict_round_trip_continues_bit_identically(name):
 def test_aux_pass_leaves_batchnorm_buffers_and_rng_unchanged():
     model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Dropout(0.3), nn.Linear(4, 3))
     x = torch.randn(16, 3)
-    opt = FishLeg(model, CategoricalLikelihood(), u_sampling="gaussian")
+    opt = FishLeg(model, CategoricalLikelihood(), aux_data="manual", u_sampling="gaussian")
     before = {n: b.clone() for n, b in model.named_buffers()}
     rng = torch.get_rng_state()
     opt.update_aux(x)
@@ -247,13 +263,13 @@ def test_bad_hyperparameters_raise_value_error_naming_them(kwargs, fragment):
 
 def test_unknown_hyperparameter_is_a_type_error():
     with pytest.raises(TypeError, match="bogus"):
-        FishLeg(tiny_mlp(), CategoricalLikelihood(), bogus=1)
+        FishLeg(tiny_mlp(), CategoricalLikelihood(), aux_data="manual", bogus=1)
 
 
 def test_lr_scheduler_scales_the_step():
     """β = 0, no weight decay, Q = 0.5·I: Δθ = −lr·0.5·g, and StepLR halves lr after a step."""
     model = tiny_mlp()
-    opt = FishLeg(model, CategoricalLikelihood(), lr=0.1, beta=0.0, weight_decay=0.0, init_scale=0.5)
+    opt = FishLeg(model, CategoricalLikelihood(), aux_data="manual", lr=0.1, beta=0.0, weight_decay=0.0, init_scale=0.5)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
     grads = [torch.randn_like(p) for p in model.parameters()]
     for lr in (0.1, 0.05):
@@ -274,7 +290,7 @@ def test_damping_in_param_groups_drives_the_aux_step():
     losses, lambda_grads = [], []
     for build, then in ((0.5, 0.05), (0.05, None), (0.5, None)):
         torch.manual_seed(0)
-        opt = FishLeg(tiny_mlp(), CategoricalLikelihood(), damping=build, seed=0)
+        opt = FishLeg(tiny_mlp(), CategoricalLikelihood(), aux_data="manual", damping=build, seed=0)
         if then is not None:
             opt.param_groups[0]["damping"] = then
         g, loss = opt.aux_gradients(opt.blocks, x, [b.join(grads[i : i + 2]) for i, b in zip((0, 2), opt.blocks)])
@@ -287,7 +303,7 @@ def test_damping_in_param_groups_drives_the_aux_step():
 
 
 def test_a_second_parameter_group_is_refused():
-    opt = FishLeg(tiny_mlp(), CategoricalLikelihood())
+    opt = FishLeg(tiny_mlp(), CategoricalLikelihood(), aux_data="manual")
     with pytest.raises(ValueError, match="one parameter group"):
         opt.add_param_group({"params": [nn.Parameter(torch.zeros(2))]})
 
@@ -295,10 +311,10 @@ def test_a_second_parameter_group_is_refused():
 def test_building_leaves_the_global_rng_alone_and_seed_fixes_random_factors():
     models = [tiny_mlp() for _ in range(3)]
     state = torch.get_rng_state()
-    a = FishLeg(models[0], "categorical", q_structure="kron_sum", seed=3)
+    a = FishLeg(models[0], "categorical", aux_data="manual", q_structure="kron_sum", seed=3)
     assert torch.equal(torch.get_rng_state(), state)
-    b = FishLeg(models[1], "categorical", q_structure="kron_sum", seed=3)
-    c = FishLeg(models[2], "categorical", q_structure="kron_sum", seed=4)
+    b = FishLeg(models[1], "categorical", aux_data="manual", q_structure="kron_sum", seed=3)
+    c = FishLeg(models[2], "categorical", aux_data="manual", q_structure="kron_sum", seed=4)
     lam = [blk.structure.params[0] for blk in (a.blocks[0], b.blocks[0], c.blocks[0])]
     assert torch.equal(lam[0], lam[1]) and not torch.equal(lam[0], lam[2])
 
@@ -306,7 +322,7 @@ def test_building_leaves_the_global_rng_alone_and_seed_fixes_random_factors():
 def test_model_without_trainable_parameters_is_refused():
     model = tiny_mlp().requires_grad_(False)
     with pytest.raises(ValueError, match="no trainable parameters"):
-        FishLeg(model, CategoricalLikelihood())
+        FishLeg(model, CategoricalLikelihood(), aux_data="manual")
 
 
 def test_likelihood_that_does_not_fit_the_outputs_is_refused():
@@ -456,7 +472,19 @@ def test_adaptive_damping_scales_the_damping_the_aux_step_uses():
 def test_options_that_run_curvature_on_aux_batches_need_aux_data_at_construction(option):
     """One rule for every such option: refused at construction, never skipped silently."""
     with pytest.raises(ValueError, match=f"FishLeg: {next(iter(option))}( '\\w+')? needs aux_data"):
-        FishLeg(tiny_mlp(), "categorical", **option)
+        FishLeg(tiny_mlp(), "categorical", aux_data="manual", **option)
+
+
+def test_an_aux_loop_nothing_feeds_is_refused_at_construction_with_what_to_pass():
+    with pytest.raises(
+        ValueError,
+        match=r"no aux_data, but the aux loop.*aux_from_loader\(self.trainer.datamodule\).*"
+        r"aux_data='manual'.*learn_q=False",
+    ):
+        FishLeg(tiny_mlp(), "categorical")
+    with pytest.raises(ValueError, match="aux_data 'manul': the only text it takes is 'manual'"):
+        FishLeg(tiny_mlp(), "categorical", aux_data="manul")
+    assert FishLeg(tiny_mlp(), "categorical", learn_q=False).aux_sampler is None  # Q kept at q_init on purpose
 
 
 def _steps(opt: FishLeg, model: nn.Module, n: int, after_each=lambda: None) -> None:
@@ -470,8 +498,10 @@ def _steps(opt: FishLeg, model: nn.Module, n: int, after_each=lambda: None) -> N
 
 def test_a_q_that_nothing_feeds_warns_once_at_the_second_scheduled_update():
     model = tiny_mlp()
-    opt = FishLeg(model, "categorical", update_aux_every=2)
-    with pytest.warns(UserWarning, match=r"Q\(λ\) has not been learnt by step 4: no aux_data.*aux_from_loader") as seen:
+    opt = FishLeg(model, "categorical", aux_data="manual", update_aux_every=2)
+    with pytest.warns(
+        UserWarning, match=r"Q\(λ\) has not been learnt by step 4: aux_data is 'manual'.*update_aux"
+    ) as seen:
         _steps(opt, model, 8)
     assert len(seen) == 1
 
@@ -479,7 +509,7 @@ def test_a_q_that_nothing_feeds_warns_once_at_the_second_scheduled_update():
 @pytest.mark.parametrize("setup", ["learn_q", "update_aux"])
 def test_no_warning_when_q_is_fixed_on_purpose_or_fed_by_hand(setup, recwarn):
     model = tiny_mlp()
-    opt = FishLeg(model, "categorical", update_aux_every=2, learn_q=setup != "learn_q")
+    opt = FishLeg(model, "categorical", aux_data="manual", update_aux_every=2, learn_q=setup != "learn_q")
     feed = (lambda: opt.update_aux(torch.randn(4, 3))) if setup == "update_aux" else (lambda: None)
     _steps(opt, model, 8, feed)
     assert not [w for w in recwarn if "has not been learnt" in str(w.message)]
@@ -490,7 +520,21 @@ def test_loading_another_optimizers_state_is_refused_by_name():
     model = tiny_mlp()
     adamw_state = torch.optim.AdamW(model.parameters()).state_dict()
     with pytest.raises(ValueError, match="this state was not saved by FishLeg"):
-        FishLeg(model, "categorical").load_state_dict(adamw_state)
+        FishLeg(model, "categorical", aux_data="manual").load_state_dict(adamw_state)
+
+
+def test_a_state_saved_for_a_model_of_other_sizes_or_layers_is_named_as_such():
+    x = torch.randn(16, 3)
+    saved = FishLeg(tiny_mlp(), "categorical", x).state_dict()  # 3 → 4 → 2
+    wider = nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 2))
+    with pytest.raises(
+        ValueError,
+        match=r"saved for another model: its parameter 0 has shape \(4, 3\), this model's "
+        r"\(0.weight\) has \(8, 3\)",
+    ):
+        FishLeg(wider, "categorical", x).load_state_dict(saved)
+    with pytest.raises(ValueError, match="saved for another model: it holds 4 parameters, this model's FishLeg has 2"):
+        FishLeg(nn.Linear(3, 2), "categorical", x).load_state_dict(saved)
 
 
 @pytest.mark.parametrize("name", STRUCTURE_NAMES)
@@ -499,7 +543,7 @@ def test_the_first_aux_step_moves_each_lambda_against_its_own_gradient(name):
     (a transposed λ under the fused Adam once got its gradient transposed)."""
     torch.manual_seed(0)
     model, x = tiny_mlp(), torch.randn(12, 3)
-    opt = FishLeg(model, "categorical", q_structure=name, aux_lr=1e-3, seed=0)
+    opt = FishLeg(model, "categorical", aux_data="manual", q_structure=name, aux_lr=1e-3, seed=0)
     u = [torch.randn_like(p) for p in model.parameters()]
     grads, _ = opt.aux_gradients(opt.blocks, x, opt.curvature.per_block(u))
     grads = [g.clone() for g in grads]

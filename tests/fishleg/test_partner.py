@@ -53,13 +53,13 @@ def test_partner_parameters_move_exactly_as_adamw_alone_under_fishlegs_schedule(
 def test_zero_grad_clears_the_partners_gradients_and_checkpoints_carry_its_state():
     torch.manual_seed(0)
     model, tokens, labels = Tagger(), torch.randint(10, (16,)), torch.randint(4, (16,))
-    opt = FishLeg(model, "categorical", partner="adamw")
+    opt = FishLeg(model, "categorical", aux_data="manual", partner="adamw")
     nn.functional.cross_entropy(model(tokens), labels).backward()
     opt.step()
     state = opt.state_dict()
     opt.zero_grad()
     assert model.embed.weight.grad is None and model.hidden.weight.grad is None
-    restored = FishLeg(Tagger(), "categorical", partner="adamw")
+    restored = FishLeg(Tagger(), "categorical", aux_data="manual", partner="adamw")
     restored.load_state_dict(state)
     assert restored.partner.state_dict()["state"][0]["exp_avg"].abs().sum() > 0
 

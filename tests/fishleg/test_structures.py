@@ -26,7 +26,7 @@ def randomize(opt: FishLeg) -> None:
     "layer", [nn.Linear(4, 3), nn.Conv2d(2, 3, kernel_size=2), nn.Linear(5, 2, bias=False)], ids=repr
 )
 def test_apply_q_matches_dense(name, layer):
-    opt = FishLeg(layer, GaussianLikelihood(), q_structure=name, kron_sum_rank=3)
+    opt = FishLeg(layer, GaussianLikelihood(), aux_data="manual", q_structure=name, kron_sum_rank=3)
     randomize(opt)
     (block,) = opt.blocks
     vectors = [torch.randn_like(p) for p in block.params]
@@ -56,7 +56,7 @@ def test_init_is_scaled_identity(name):
 
 def test_norm_layers_and_unknown_parameters_get_diag():
     model = nn.Sequential(nn.Linear(3, 4), nn.LayerNorm(4), nn.Embedding(5, 4))
-    opt = FishLeg(model, GaussianLikelihood(), q_structure="kron")
+    opt = FishLeg(model, GaussianLikelihood(), aux_data="manual", q_structure="kron")
     kinds = [type(b.structure).__name__ for b in opt.blocks]
     assert kinds == ["KronQ", "DiagQ", "DiagQ", "DiagQ"]
     assert opt.blocks[0].structure.shape == (4, 4)
@@ -144,7 +144,7 @@ def test_kron_lambda_grad_reuses_the_kept_product_only_while_valid(shape):
 
 @pytest.mark.parametrize("name", STRUCTURE_NAMES)
 def test_apply_q_works_in_inference_mode(name):
-    opt = FishLeg(nn.Linear(4, 3), GaussianLikelihood(), q_structure=name)
+    opt = FishLeg(nn.Linear(4, 3), GaussianLikelihood(), aux_data="manual", q_structure=name)
     randomize(opt)
     vectors = [torch.randn(3, 4), torch.randn(3)]
     expected = opt.apply_q(vectors)

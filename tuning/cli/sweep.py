@@ -86,7 +86,7 @@ def print_outcome(outcome: SweepOutcome) -> int:
             f"  its test:     {test}\n"
             f"  best config:  {path}\n"
             f"  train it:     fishleg-tune train {path}\n"
-            f'  in code:      FishLeg.from_config(model, fishleg.load_config("{path}"), likelihood=...)'
+            f'  in code:      FishLeg.from_config(model, fishleg.load_config("{path}"), likelihood=..., aux_data=...)'
         )
     if outcome.budget_note is not None:
         echo(f"  time budget:  {outcome.budget_note}")

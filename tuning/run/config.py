@@ -152,7 +152,7 @@ class RunConfig(TrainsOne):
         model: nn.Module,
         *,
         likelihood: Likelihood | None = None,
-        aux_data: AuxData | None = None,
+        aux_data: AuxData | str | None = None,
         seed: int | None = None,
     ) -> torch.optim.Optimizer:
         """The configured optimizer; FishLeg needs the likelihood (and usually aux_data), and
