@@ -70,7 +70,6 @@ OPTION_KEYS = {  # the options of `search` (and `tuning.search`) that stand for 
     "robust_top": "selection.robust_top",
     "seeds": "selection.seeds",
 }
-META_KEYS = ("name", "sweep_file", "sweep_file_sha256", "tune_storage", "mlflow_uri", "experiment_id", "parent_run_id")
 
 
 @dataclass(frozen=True)
@@ -366,10 +365,7 @@ def resume_sweep(
 
 def _check_resumable(folder: SweepFolder, fit: Fit | None) -> tuple[dict[str, Any], SweepSpec, Ledger]:
     """The sweep's metadata, file and ledger, read and checked (a damaged one is named)."""
-    meta = folder.meta()
-    missing = [k for k in META_KEYS if not isinstance(meta.get(k), str)]
-    if missing:
-        raise UserError(f"{folder.meta_file}: the sweep's metadata lacks {missing}; the file is damaged.")
+    meta = folder.checked_meta()
     spec = load_sweep(folder.spec_file)
     if fit is not None:
         check_fit(fit, "the function given to tuning.resume")

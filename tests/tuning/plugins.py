@@ -152,6 +152,11 @@ def fit_raises(config: Any, context: Any) -> None:
     raise ValueError("no data here")
 
 
+def fit_interrupts(config: Any, context: Any) -> None:
+    """A training function whose own code raises KeyboardInterrupt (as a library's handler might)."""
+    raise KeyboardInterrupt("stopped by hand")
+
+
 def fit_exits(config: Any, context: Any) -> None:
     """A training function that ends the process as a script would."""
     context.report({"val_loss": 1.0})

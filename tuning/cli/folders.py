@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tuning.cli.common import console, echo, quiet_libraries
 from tuning.errors import UserError
+
+if TYPE_CHECKING:
+    from tuning.records.folder import SweepFolder
 
 __all__ = ["best", "list_sweeps", "report"]
 
@@ -28,18 +32,27 @@ def list_sweeps(args: argparse.Namespace) -> int:
     table = Table()
     for column in ("sweep", "state", "trials", "best", "created"):
         table.add_column(column, overflow="fold")
+    unreadable = []
     for path in sorted(p for p in storage.iterdir() if (p / SweepFolder.META).is_file()):
-        folder = SweepFolder.at(path)
-        ledger = Ledger(folder.ledger_file) if folder.ledger_file.exists() else None
+        try:  # one damaged folder (or another tool's) is named; the sweeps beside it are listed
+            folder = SweepFolder.at(path)
+            meta = folder.checked_meta()
+            ledger = Ledger(folder.ledger_file) if folder.ledger_file.exists() else None
+            spec = load_sweep(folder.spec_file)
+        except UserError as err:
+            table.add_row(*map(Text, (path.name, "unreadable", "", "", "")))
+            unreadable.append(str(err))
+            continue
         records = list(ledger.records.values()) if ledger else []
-        spec = load_sweep(folder.spec_file)
         ranked = rank_trials(records, spec.metric.name, spec.metric.mode)
         best = f"{spec.metric.name} {format_value(ranked[0].value(spec.metric.name))}" if ranked else ""
         state = "running" if holder(path) else ("done" if folder.best_file.exists() else "stopped")
         counts = format_counts(ledger.counts()) if ledger else ""
-        cells = (path.name, state, counts, best, str(folder.meta().get("created", "")))
+        cells = (path.name, state, counts, best, str(meta.get("created", "")))
         table.add_row(*map(Text, cells))
     console.print(table if table.row_count else f"no sweeps in {storage}", markup=False)
+    for problem in unreadable:
+        console.print(f"unreadable: {problem}", markup=False, soft_wrap=True)
     return 0
 
 
@@ -49,11 +62,18 @@ def best(args: argparse.Namespace) -> int:
 
     from tuning.records.folder import SweepFolder
     from tuning.records.ledger import Ledger, rank_trials, trials_table
+    from tuning.records.lock import holder
     from tuning.run.config import load_run_config
     from tuning.sweep.spec import load_sweep
 
     folder = SweepFolder.at(args.folder)
+    running = holder(folder.path)
     if not folder.ledger_file.exists():
+        if folder.is_sweep():
+            raise UserError(
+                f"{folder.path}: the sweep has recorded no trial yet; "
+                + (f"it is running ({running})." if running else f"continue it: fishleg-tune resume {folder.path}")
+            )
         raise UserError(f"{folder.path}: no {folder.LEDGER}; give the STORAGE/NAME folder of a sweep.")
     spec = load_sweep(folder.spec_file)
     metric = spec.metric.name
@@ -81,7 +101,22 @@ def best(args: argparse.Namespace) -> int:
         chosen = load_run_config(best_file).provenance or {}  # a damaged file is named, not printed
         shown = " ".join(f"{k.removeprefix('optimizer.')}={v}" for k, v in chosen.get("params", {}).items())
         echo(f"best config (trial {chosen.get('trial_id', '?')}): {best_file}\n  {shown}")
+    if running:
+        echo(f"running ({running}): the best config is exported when the sweep ends")
+    elif not _ended(folder):
+        echo(
+            "unfinished: the sweep was stopped before its end (trials interrupted or never ended, the test split "
+            f"not evaluated); continue it: fishleg-tune resume {folder.path}"
+        )
     return 0
+
+
+def _ended(folder: SweepFolder) -> bool:
+    """Whether the sweep ran to its end: exported, and no trial left running or interrupted."""
+    from tuning.records.ledger import INTERRUPTED, RUNNING, Ledger
+
+    unended = [r for r in Ledger(folder.ledger_file).records.values() if r.status in (RUNNING, INTERRUPTED)]
+    return folder.best_file.exists() and not unended
 
 
 def report(args: argparse.Namespace) -> int:

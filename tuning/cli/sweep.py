@@ -106,7 +106,8 @@ def print_outcome(outcome: SweepOutcome) -> int:
         )
         return EXIT_BAD_INPUT if is_protocol_error(outcome.failure) else EXIT_FAILED
     if not outcome.counts.get(COMPLETE):
-        err_console.print("[red]no trial completed[/red]: the sweep has no full-budget result.", soft_wrap=True)
+        why = "the sweep has no full-budget result" if outcome.budget_note is None else outcome.budget_note
+        err_console.print(f"[red]no trial completed[/red]: {escape(why)}.", soft_wrap=True)
         return EXIT_FAILED
     return EXIT_OK
 

@@ -54,6 +54,15 @@ class SweepFolder:
 
     SPEC = "sweep.yaml"
     META = "sweep.json"
+    META_KEYS = (  # what every sweep's metadata holds
+        "name",
+        "sweep_file",
+        "sweep_file_sha256",
+        "tune_storage",
+        "mlflow_uri",
+        "experiment_id",
+        "parent_run_id",
+    )
     LEDGER = "trials.json"
     BEST = "best_config.yaml"
     STUDY = "optuna.db"
@@ -96,6 +105,18 @@ class SweepFolder:
         local = self._in_folder()
         recorded = {k: self.IN_FOLDER if local.get(k) == v else v for k, v in meta.items()}
         write_atomically(self.meta_file, json.dumps(recorded, indent=1))
+
+    def checked_meta(self) -> dict[str, Any]:
+        """`meta`, refused with its file named when it lacks what this toolkit writes (a
+        damaged file, or another tool's folder)."""
+        meta = self.meta()
+        missing = [k for k in self.META_KEYS if not isinstance(meta.get(k), str)]
+        if missing:
+            raise UserError(
+                f"{self.meta_file}: the sweep's metadata lacks {missing}; the file is damaged, or the folder is "
+                "not a fishleg-tune sweep."
+            )
+        return meta
 
     def meta(self) -> dict[str, Any]:
         """sweep.json as `write_meta` was given it (paths resolved against where the folder is now)."""

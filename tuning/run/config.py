@@ -202,25 +202,35 @@ def read_yaml_model(
     try:
         return model.model_validate(data), data
     except ValidationError as err:
-        raise ConfigError(describe_error(err, source) + _did_you_mean(err, model, data)) from None
+        unknown = _unknown_keys(err)
+        tuned_for = _tuned_for(unknown, data)
+        if tuned_for is not None and len(unknown) == len(err.errors()):
+            raise ConfigError(_tuned_for_another(source, tuned_for, data["optimizer"]["name"], unknown)) from None
+        raise ConfigError(describe_error(err, source) + _did_you_mean(unknown, model, data)) from None
 
 
-def _did_you_mean(err: ValidationError, model: type[BaseModel], data: dict[str, Any]) -> str:
-    """' Did you mean training.epochs (for training.epoch)?' for each unknown key with a close known
-    one; when the unknown optimizer keys are all another optimizer's, what that means instead."""
-    unknown = [
+def _unknown_keys(err: ValidationError) -> list[str]:
+    """The dotted keys a validation error calls unknown (optimizer union tags left out)."""
+    return [
         ".".join(str(x) for i, x in enumerate(e["loc"]) if not (i and x in OPTIMIZER_NAMES))
         for e in err.errors()
         if e["type"] == "extra_forbidden"
     ]
-    tuned_for = _tuned_for(unknown, data)
-    if tuned_for is not None:
-        named = data["optimizer"]["name"]
-        return (
-            f" {', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} {tuned_for}'s: this config was tuned "
-            f"for {tuned_for}, and its lr and weight decay are {tuned_for}'s, not {named}'s. Tune {named} with its "
-            f"own sweep (`fishleg-tune compare` runs both at equal budget), or set optimizer.name back to {tuned_for}."
-        )
+
+
+def _tuned_for_another(source: str, tuned_for: str, named: str, unknown: list[str]) -> str:
+    """The advice for a config tuned for one optimizer run with another, first; the keys short."""
+    keys = [k.removeprefix("optimizer.") for k in unknown]
+    shown = ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
+    return (
+        f"{source}: this config was tuned for {tuned_for}, not {named}: its optimizer: section holds {tuned_for}'s "
+        f"settings ({shown}), and its lr and weight decay are {tuned_for}'s, not {named}'s. Tune {named} with its "
+        f"own sweep (`fishleg-tune compare` runs both at equal budget), or set optimizer.name back to {tuned_for}."
+    )
+
+
+def _did_you_mean(unknown: list[str], model: type[BaseModel], data: dict[str, Any]) -> str:
+    """' Did you mean training.epochs (for training.epoch)?' for each unknown key with a close known one."""
     hints = [f"{close} (for {key})" for key in unknown if (close := close_key(key, model, data)) is not None]
     return f" Did you mean {', '.join(hints)}?" if hints else ""
 

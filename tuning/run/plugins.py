@@ -24,6 +24,16 @@ def import_function(name: str, where: str) -> Any:
         raise ConfigError(f"{where}: {name!r} is not 'package.module:function'.")
     try:
         module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        top = module_name.split(".")[0]
+        hint = ""
+        if exc.name is not None and f"{module_name}.".startswith(f"{exc.name}."):  # the named one, not its import
+            hint = (
+                f" It is imported as `python -m` would: from the folder the command runs in ({Path.cwd()}), then "
+                f"from installed packages; run the command from the folder that holds {top}/ (or {top}.py), or "
+                "install the package (pip install -e .)."
+            )
+        raise ConfigError(f"{where}: cannot load {name!r} ({type(exc).__name__}: {exc}).{hint}") from None
     except (ImportError, ValueError) as exc:
         raise ConfigError(f"{where}: cannot load {name!r} ({type(exc).__name__}: {exc}).") from None
     except Exception as exc:  # the module's own code raised as it was imported

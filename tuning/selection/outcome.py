@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from ray.tune import ResultGrid
 
 from tuning.records.folder import SweepFolder
-from tuning.records.ledger import TERMINAL, TIMED_OUT, Best, Ledger, select_best
+from tuning.records.ledger import TERMINAL, TIMED_OUT, Best, Ledger, TrialRecord, select_best
 from tuning.records.tracking import MlflowSweep, runs_url
 from tuning.selection.export import write_best_config
 from tuning.selection.holdout import evaluate_chosen
@@ -156,11 +156,23 @@ def finish_sweep(
         test_note=note,
         experiment_id=meta["experiment_id"],
         size=folder_size(folder.path),
-        budget_note=(
-            f"the sweep's time budget ran out after {budget:g} s (search.time_budget_s); "
-            f"{stopped} trial(s) stopped, "
-            f"{max(0, spec.search.num_samples - len(records))} never started"
-            if ran_out
-            else None
-        ),
+        budget_note=_budget_note(spec, records, ran_out),
     )
+
+
+def _budget_note(spec: SweepSpec, records: list[TrialRecord], ran_out: bool) -> str | None:
+    """What the time budgets did, when they shaped the outcome: the sweep's ran out, or every
+    trial that ended was stopped by its own."""
+    stopped = sum(r.status == TIMED_OUT for r in records)
+    if ran_out:
+        return (
+            f"the sweep's time budget ran out after {spec.search.time_budget_s:g} s (search.time_budget_s); "
+            f"{stopped} trial(s) stopped, {max(0, spec.search.num_samples - len(records))} never started"
+        )
+    per_trial = spec.search.trial_time_budget_s
+    if per_trial is not None and records and stopped == len(records):
+        return (
+            f"every trial was stopped by its time budget, {per_trial:g} s (search.trial_time_budget_s), before "
+            f"its {spec.budget} epochs; raise search.trial_time_budget_s, or lower training.epochs"
+        )
+    return None

@@ -13,6 +13,7 @@ non-finite value fails. The test split is never touched here."""
 from __future__ import annotations
 
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -168,6 +169,14 @@ def run_trial(
         if config.workload is not None or isinstance(exc, UserError) or is_lost_process(exc):
             raise  # a lost worker stays Ray's error, which Tune retries (tuning.sweep.retries)
         raise TrainableError(f"{source}: trainable {config.subject!r} raised {type(exc).__name__}: {exc}") from exc
+    except KeyboardInterrupt as exc:  # Ray would report its TaskCancelledError, naming no function
+        if threading.current_thread() is threading.main_thread():
+            raise  # a Ctrl-C: only the main thread receives one
+        raise TrainableError(
+            f"{source}: trainable {config.subject!r} raised KeyboardInterrupt{f': {exc}' if str(exc) else ''} in its "
+            "own code, not a Ctrl-C (a trial runs in a thread Ctrl-C never reaches); to stop a sweep, press Ctrl-C "
+            "where fishleg-tune runs: it keeps what finished for `fishleg-tune resume`"
+        ) from exc
     except SystemExit as exc:  # Ray would report it as its own internal error, naming no function
         raise TrainableError(
             f"{source}: trainable {config.subject!r} called sys.exit({exc.code}); a training function ends its trial "

@@ -84,6 +84,7 @@ def test_python_api_tunes_a_function_object_retrying_from_its_checkpoints(ray_lo
         ("fit_wrong_metric", ["reported ['loss'] without 'val_loss'"]),
         ("fit_raises", ["raised ValueError: no data here"]),
         ("fit_exits", ["called sys.exit(0)", "return from the function instead"]),
+        ("fit_interrupts", ["raised KeyboardInterrupt: stopped by hand in its own code, not a Ctrl-C"]),
     ],
 )
 def test_a_broken_training_function_stops_the_sweep_early_naming_it(ray_local, tmp_path, name, fragments):
@@ -106,6 +107,7 @@ def test_a_hanging_trial_past_its_time_budget_ends_timed_out_everywhere(ray_loca
     out = capsys.readouterr().out
     assert out.count("timed out") == 2 and "stopped after 4 s (search.trial_time_budget_s)" in out
     assert not outcome.interrupted and outcome.counts == {"TIMED_OUT": 2}
+    assert outcome.budget_note.startswith("every trial was stopped by its time budget, 4 s (search.trial_time_budget")
     rows = json.loads((outcome.folder / "trials.json").read_text())
     # Stopped by its budget, not left to its 300 s gate (on a loaded machine, maybe before epoch 1).
     assert all(r["epochs"] <= 1 and r["ended"] - r["started"] < 60 for r in rows), rows

@@ -100,5 +100,6 @@ def test_a_config_tuned_for_fishleg_loaded_for_another_optimizer_says_so(tmp_pat
     with pytest.raises(ConfigError) as err:
         load_run_config(path, overrides=parse_overrides(["optimizer.name=adamw"], "test"))
     message = str(err.value)
-    assert "optimizer.aux_lr, optimizer.damping are fishleg's: this config was tuned for fishleg" in message
-    assert "Tune adamw with its own sweep" in message and "Did you mean" not in message
+    assert message.startswith(f"{path} with optimizer.name=adamw: this config was tuned for fishleg, not adamw")
+    assert "holds fishleg's settings (aux_lr, damping)" in message
+    assert "Tune adamw with its own sweep" in message and "Did you mean" not in message and "unknown key" not in message
