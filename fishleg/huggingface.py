@@ -51,12 +51,27 @@ class TransposedLinearAdapter(LinearAdapter):
         return views
 
 
+def _check_attention(model: nn.Module) -> None:
+    """FishLeg's Fisher products differentiate the forward in forward mode (`torch.func.jvp`),
+    which torch's fused attention kernels lack (sdpa's flash kernel raises NotImplementedError,
+    and which kernel sdpa picks depends on the inputs and device): only eager attention runs."""
+    attention = getattr(getattr(model, "config", None), "_attn_implementation", None)
+    if attention is not None and attention != "eager":
+        raise ValueError(
+            f"FishLeg: the model uses attn_implementation={attention!r}, whose fused kernels have no forward-mode "
+            "derivative, and FishLeg's Fisher products need one (torch raises NotImplementedError in the first aux "
+            "step). Build the model with attn_implementation='eager' (from_pretrained(..., attn_implementation="
+            "'eager'), or model.set_attn_implementation('eager') on a built one)"
+        )
+
+
 class CausalLMLogits(nn.Module):
     """A causal LM seen as input_ids (B, T) → next-token logits (B·T, vocab): each position one
     prediction, as the LM's loss counts them. The wrapped model's parameters are this module's."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
+        _check_attention(model)
         self.model = model
 
     @override
