@@ -39,8 +39,8 @@ def test_fisher_products_of_a_gpt2_under_eager_attention_match_the_dense_fisher(
 
 
 def test_a_model_with_fused_attention_is_refused_with_the_fix():
-    model = tiny_gpt2("sdpa")
+    model, config, tokens = tiny_gpt2("sdpa"), FishLegConfig(q_structure="kron"), torch.randint(0, 7, (8, 5))
     with pytest.raises(ValueError, match=r"attn_implementation='sdpa'.*no forward-mode derivative.*'eager'"):
-        trainer_optimizer(model, FishLegConfig(q_structure="kron"), aux_data=torch.randint(0, 7, (8, 5)))
+        trainer_optimizer(model, config, aux_data=tokens)
     model.set_attn_implementation("eager")
-    assert isinstance(trainer_optimizer(model, FishLegConfig(q_structure="kron"), aux_data=torch.randint(0, 7, (8, 5))), FishLeg)
+    assert isinstance(trainer_optimizer(model, config, aux_data=tokens), FishLeg)
