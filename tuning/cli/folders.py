@@ -12,6 +12,7 @@ from tuning.errors import UserError
 
 if TYPE_CHECKING:
     from tuning.records.folder import SweepFolder
+    from tuning.records.ledger import TrialRecord
 
 __all__ = ["best", "list_sweeps", "report"]
 
@@ -103,7 +104,7 @@ def best(args: argparse.Namespace) -> int:
         echo(f"best config (trial {chosen.get('trial_id', '?')}): {best_file}\n  {shown}")
     if running:
         echo(f"running ({running}): the best config is exported when the sweep ends")
-    elif not _ended(folder):
+    elif not _ended(folder, records):
         echo(
             "unfinished: the sweep was stopped before its end (trials interrupted or never ended, the test split "
             f"not evaluated); continue it: fishleg-tune resume {folder.path}"
@@ -111,12 +112,11 @@ def best(args: argparse.Namespace) -> int:
     return 0
 
 
-def _ended(folder: SweepFolder) -> bool:
+def _ended(folder: SweepFolder, records: list[TrialRecord]) -> bool:
     """Whether the sweep ran to its end: exported, and no trial left running or interrupted."""
-    from tuning.records.ledger import INTERRUPTED, RUNNING, Ledger
+    from tuning.records.ledger import INTERRUPTED, RUNNING
 
-    unended = [r for r in Ledger(folder.ledger_file).records.values() if r.status in (RUNNING, INTERRUPTED)]
-    return folder.best_file.exists() and not unended
+    return folder.best_file.exists() and not [r for r in records if r.status in (RUNNING, INTERRUPTED)]
 
 
 def report(args: argparse.Namespace) -> int:
