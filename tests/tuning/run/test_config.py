@@ -69,7 +69,11 @@ def test_run_config_defaults_to_fishleg_and_adamw_to_its_usual_settings():
             ["optimizer.q_structure", "kron_sum"],
         ),
         ({"workload": {"name": "x"}, "optimizer": {"name": "lbfgs"}}, ["optimizer", "fishleg", "adamw"]),
-        ({"workload": {"name": "x"}, "optimizer": {"name": "adamw", "aux_lr": 1}}, ["optimizer.aux_lr", "unknown key"]),
+        (
+            {"workload": {"name": "x"}, "optimizer": {"name": "adamw", "aux_lr": 1}},
+            ["holds fishleg's settings (aux_lr)", "set optimizer.name back to fishleg"],
+        ),
+        ({"workload": {"name": "x"}, "optimizer": {"name": "adamw", "lrr": 1}}, ["optimizer.lrr", "unknown key"]),
         ({"optimizer": {"name": "adamw"}}, ["give exactly one of workload:", "trainable:"]),
         ({"workload": {"name": "x"}, "training": {"epochs": "ten"}}, ["training.epochs", "integer"]),
     ],
