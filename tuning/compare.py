@@ -9,33 +9,38 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
-from tuning.driver import Echo, SweepOutcome, SweepPlan, place_sweep, read_sweep_file, resume_sweep, start_sweep
-from tuning.errors import UserError
+from tuning.driver import Echo, SweepPlan, place_sweep, read_sweep_file, resume_sweep, start_sweep
+from tuning.errors import UserCodeError, UserError
 from tuning.records.folder import SweepFolder
-from tuning.records.ledger import Ledger, format_counts
+from tuning.records.ledger import TERMINAL, Ledger, TrialRecord, format_counts
 from tuning.report.figures import Band, bands
 from tuning.report.page import Cell, Page, fmt
 from tuning.run.overrides import Override
 from tuning.selection.holdout import evaluate_seed_runs
+from tuning.selection.intervals import BETTER, Difference, difference
 from tuning.selection.robust import SeedRuns, best_of, retrain_top
-from tuning.sweep.spec import SweepSpec
+from tuning.sweep.callbacks import is_protocol_error, sweep_failure
+from tuning.sweep.spec import MAX_SEEDS, SweepSpec
 
 __all__ = ["Comparison", "Side", "compare_sweeps", "time_to_target"]
+
+MAX_TOP_K = 20  # configs of each sweep re-trained on fresh seeds
 
 
 @dataclass
 class Side:
-    """One optimizer's sweep and its top configs re-trained with fresh seeds."""
+    """One optimizer's sweep (its folder) and its top configs re-trained with fresh seeds."""
 
     label: str
     spec: SweepSpec
-    outcome: SweepOutcome
+    folder: Path
     candidates: list[SeedRuns]
 
     def best(self, metric: str, mode: str) -> SeedRuns:
@@ -78,14 +83,66 @@ def _comparable(specs: Sequence[SweepSpec], paths: Sequence[Path]) -> None:
                 )
 
 
-def _ran_here_before(plan: SweepPlan) -> bool:
-    """Whether the plan's folder holds this very sweep (the same file, overrides and trials) from
-    an earlier run of the same compare, stopped after it: it is then resumed, or only read back
-    if it finished, so a compare cut short keeps the sweeps it had run."""
-    if not plan.folder.is_sweep():
+def _check_counts(seeds: int, top_k: int) -> None:
+    """--seeds and --top-k within what a comparison can run (each pair is a full training run)."""
+    for option, value, most in (("--seeds", seeds, MAX_SEEDS), ("--top-k", top_k, MAX_TOP_K)):
+        if value > most:
+            raise UserError(
+                f"compare: {option} {value} is more than {most}; each of --top-k configs is re-trained with each of "
+                f"--seeds fresh seeds at full budget, so {seeds} x {top_k} runs per sweep. Give at most {most}."
+            )
+
+
+def _holds(folder: SweepFolder, plan: SweepPlan) -> bool:
+    """Whether `folder` holds this very sweep: the same file (by its hash) and overrides, so the
+    same space, budget and number of trials."""
+    if not folder.is_sweep():
         return False
-    meta = plan.folder.meta()
+    meta = folder.meta()
     return all(meta.get(key) == value for key, value in plan.source().items())
+
+
+def _finished(folder: SweepFolder, spec: SweepSpec) -> list[TrialRecord] | None:
+    """The trials of a sweep that ran to its end (every trial of its budget ended), else None."""
+    if not folder.ledger_file.exists():
+        return None
+    records = list(Ledger(folder.ledger_file).records.values())
+    done = len(records) >= spec.search.num_samples and all(r.status in TERMINAL for r in records)
+    return records if done else None
+
+
+def _sweep(
+    plan: SweepPlan, searched: SweepFolder, label: str, address: str | None, echo: Echo
+) -> tuple[Path, list[TrialRecord]]:
+    """The sweep's folder and trials. A finished sweep of the same file and overrides is read
+    back, never run again: one an earlier run of this compare made, or one `fishleg-tune search`
+    made in the same storage folder. One this compare left unfinished is resumed; else it runs."""
+    for folder in (plan.folder, searched):
+        records = _finished(folder, plan.spec) if _holds(folder, plan) else None
+        if records is not None:
+            echo(f"sweep {label}: the finished sweep in {folder.path} is reused, not run again")
+            _check_failure(label, sweep_failure(records, folder), folder.path)
+            return folder.path, records
+    if _holds(plan.folder, plan):
+        outcome = resume_sweep(plan.folder.path, address=address, echo=echo)
+    else:
+        outcome = start_sweep(plan, address=address, echo=echo)
+    _check_failure(label, outcome.failure, outcome.folder)
+    if outcome.interrupted:
+        raise KeyboardInterrupt  # the CLI: exit 130, and the same compare continues it
+    return outcome.folder, list(Ledger(outcome.folder / SweepFolder.LEDGER).records.values())
+
+
+def _check_failure(label: str, failure: str | None, folder: Path) -> None:
+    """A sweep whose trials all failed with one error ends the compare with that error: the
+    user's code (exit 1) or a broken protocol (bad input, exit 2), as `search` says it."""
+    if failure is None:
+        return
+    message = (
+        f"compare: every trial of the {label} sweep failed with the same error, so the comparison stopped: "
+        f"{failure} (tracebacks: {folder / SweepFolder.ERRORS})"
+    )
+    raise UserError(message) if is_protocol_error(failure) else UserCodeError(message)
 
 
 def _labels(specs: Sequence[SweepSpec], paths: Sequence[Path]) -> list[str]:
@@ -94,18 +151,18 @@ def _labels(specs: Sequence[SweepSpec], paths: Sequence[Path]) -> list[str]:
     return [f"{n}-{chr(ord('a') + i)}" if names.count(n) > 1 else n for i, n in enumerate(names)]
 
 
-def _bands(sides: Sequence[Side], best: Sequence[SeedRuns], metric: str, axis: str) -> list[Band]:
+def _bands(titles: Sequence[str], best: Sequence[SeedRuns], metric: str, axis: str) -> list[Band]:
     """Each side's best config: the seed-mean curve against epochs or seconds, with the band
     between the lowest and highest seed."""
     out = []
-    for side, runs in zip(sides, best):
+    for title, runs in zip(titles, best):
         per_seed = [[row[metric] for row in c] for c in runs.complete_curves()]
         if not per_seed:
             continue
         mean = runs.mean_curve(metric)
         x = list(range(1, len(mean) + 1)) if axis == "epochs" else list(accumulate(runs.mean_curve("epoch_time_s")))
         low, high = [min(v) for v in zip(*per_seed)], [max(v) for v in zip(*per_seed)]
-        out.append(Band(f"{side.label} ({len(per_seed)} seeds)", x, mean, low, high))
+        out.append(Band(f"{title}, {len(per_seed)} seeds", x, mean, low, high))
     return out
 
 
@@ -126,34 +183,75 @@ def _reach(best: Sequence[SeedRuns], labels: Sequence[str], metric: str, mode: s
     ]
 
 
-def _verdict(labels: list[str], best: list[SeedRuns], reach: list[dict], tests: list[dict], ctx: dict) -> str:
+def _against_leader(
+    best: Sequence[SeedRuns], tests: Sequence[dict[str, Any]], leader: int, metric: str, mode: str
+) -> list[dict[str, Difference]]:
+    """For each side, the leader's difference from it with its interval, on validation (the
+    seeds' final values) and, where evaluated, on test; {} for the leader itself."""
+    test_metric = _test_metric(metric) + "_finals"
+    out: list[dict[str, Difference]] = []
+    for i, runs in enumerate(best):
+        if i == leader:
+            out.append({})
+            continue
+        pair = {"validation": difference(best[leader].finals(metric), runs.finals(metric), mode)}
+        if test_metric in tests[leader] and test_metric in tests[i]:
+            pair["test"] = difference(tests[leader][test_metric], tests[i][test_metric], mode)
+        out.append(pair)
+    return out
+
+
+def _standing(titles: Sequence[str], versus: Sequence[dict[str, Difference]], leader: int, split: str) -> str:
+    """What the leader's intervals on `split` allow one to say: better than every other side
+    (each interval excludes zero), or level with those whose interval holds it."""
+    level = [titles[i] for i, pair in enumerate(versus) if i != leader and pair[split].verdict != BETTER]
+    if not level:
+        return f"{titles[leader]}, better than every other beyond the seeds' noise (each 95% interval excludes 0)"
+    rest = [titles[i] for i, pair in enumerate(versus) if i != leader and pair[split].verdict == BETTER]
+    better = f"; better than {', '.join(rest)}" if rest else ""
+    return (
+        f"none beyond the seeds' noise: {titles[leader]} is first by the mean, level with {', '.join(level)} "
+        f"(the 95% interval of the difference holds 0){better}"
+    )
+
+
+def _verdict(
+    titles: list[str],
+    best: list[SeedRuns],
+    reach: list[dict],
+    tests: list[dict],
+    versus: list[dict[str, Difference]],
+    ctx: dict,
+) -> str:
     metric, mode = ctx["metric"], ctx["mode"]
     order = sorted(range(len(best)), key=lambda i: best[i].rank_key(metric, mode))
-    ranked = "; ".join(f"{labels[i]} {best[i].mean(metric):.4g} ± {best[i].std(metric):.2g}" for i in order)
+    ranked = "; ".join(f"{titles[i]} {best[i].mean(metric):.4g} ± {best[i].std(metric):.2g}" for i in order)
     first = order[0]
+    differences = "; ".join(f"{titles[i]} {versus[i]['validation'].describe()}" for i in order[1:])
     verdict = (
-        f"{' vs '.join(labels)} on {ctx['subject']}, {ctx['trials']} trials each, best config over {ctx['seeds']} "
-        f"fresh seeds, best first: {metric} {ranked}. Better final {metric}: {labels[first]}"
+        f"{' vs '.join(titles)} on {ctx['subject']}, {ctx['trials']} trials each, best config over {ctx['seeds']} "
+        f"fresh seeds, best first: {metric} {ranked}. {titles[first]}'s difference from each (95% interval): "
+        f"{differences}. Better final {metric}: {_standing(titles, versus, first, 'validation')}"
     )
-    seconds = {label: sum(b.mean_curve("epoch_time_s")) for label, b in zip(labels, best)}
+    title_of = dict(zip(ctx["labels"], titles))
+    seconds = {label: sum(b.mean_curve("epoch_time_s")) for label, b in zip(ctx["labels"], best)}
     gains = [
-        f"{other}'s final at epoch {r['epochs']} ({r['seconds']:.1f} s; {other} took {seconds[other]:.1f} s)"
+        f"{title_of[other]}'s final at epoch {r['epochs']} ({r['seconds']:.1f} s; it took {seconds[other]:.1f} s)"
         for other, r in reach[first].items()
         if r["epochs"] is not None
     ]
-    verdict += f", which reaches {', '.join(gains)}." if gains else "."
+    verdict += f". {titles[first]} reaches {', '.join(gains)}." if gains else "."
     test_metric = _test_metric(metric)
     if all(test_metric in t for t in tests):
-        verdict += (
-            f" Test {test_metric.removeprefix('test_')} of the chosen configs (evaluated once): "
-            + "; ".join(
-                f"{labels[i]} {tests[i][test_metric]:.4g} ± {tests[i][test_metric + '_std']:.2g}" for i in order
-            )
-            + "."
+        verdict += f" Test {test_metric.removeprefix('test_')} of the chosen configs (evaluated once): " + "; ".join(
+            f"{titles[i]} {tests[i][test_metric]:.4g} ± {tests[i][test_metric + '_std']:.2g}" for i in order
         )
-    for label, b in zip(labels, best):
+        if all("test" in versus[i] for i in order[1:]):
+            verdict += f"; better on test: {_standing(titles, versus, first, 'test')}"
+        verdict += "."
+    for title, b in zip(titles, best):
         if any(b.diverged):
-            verdict += f" ({label}: {sum(b.diverged)} of {len(b.seeds)} seeds diverged.)"
+            verdict += f" ({title}: {sum(b.diverged)} of {len(b.seeds)} seeds diverged.)"
     return verdict
 
 
@@ -161,35 +259,46 @@ def _reached(r: dict[str, Any]) -> str:
     return "never" if r["epochs"] is None else f"{r['epochs']} ep, {r['seconds']:.1f} s"
 
 
-def _page(labels: list[str], sides: list[Side], best: list[SeedRuns], summary: dict) -> str:
+def _page(
+    titles: list[str],
+    labels: list[str],
+    best: list[SeedRuns],
+    versus: list[dict[str, Difference]],
+    summary: dict,
+) -> str:
     """comparison.html: the verdict, the curves against epochs and seconds (seed bands), the table."""
     metric = summary["metric"]
-    page = Page(f"compare {' vs '.join(labels)}")
-    page.heading(" vs ".join(labels), 1)
+    page = Page(f"compare {' vs '.join(titles)}")
+    page.heading(" vs ".join(titles), 1)
     page.text(summary["verdict"])
     for axis, title in (("epochs", "epoch"), ("seconds", "wall-clock seconds (seed mean)")):
         page.heading(f"{metric} against {axis}")
-        page.figure(f"vs_{axis}", bands(_bands(sides, best, metric, axis), title, metric))
+        page.figure(f"vs_{axis}", bands(_bands(titles, best, metric, axis), title, metric))
     page.heading("Best config of each sweep")
     test_metric = _test_metric(metric)
+    leader = titles[labels.index(summary["leader"])]
     rows = []
-    for label in labels:
+    for title, label, pair in zip(titles, labels, versus):
         b = summary["sides"][label]["best"]
         test = b["test"].get(test_metric)
         reach = ", ".join(f"{other}: {_reached(r)}" for other, r in b["reach"].items())
         cells = [
-            Cell(label),
+            Cell(title),
             Cell(f"{fmt(b['mean'])} ± {b['std']:.2g}", b["mean"]),
+            Cell(pair["validation"].describe() if pair else "(first by the mean)"),
             Cell("" if test is None else f"{fmt(test)} ± {b['test'][test_metric + '_std']:.2g}", test),
+            Cell(pair["test"].describe() if "test" in pair else ""),
             Cell(f"{b['seconds']:.1f}", b["seconds"]),
             Cell(reach),
             Cell(" ".join(f"{k.removeprefix('optimizer.')}={fmt(v)}" for k, v in b["params"].items())),
         ]
         rows.append(("", cells))
     columns = [
-        "sweep",
+        "sweep (optimizer)",
         f"{metric} (mean ± std over seeds)",
+        f"{leader} − it (95% interval)",
         f"{test_metric} (once)",
+        f"{leader} − it on test",
         "seconds",
         "to reach each other's final value",
         "config",
@@ -216,6 +325,13 @@ def compare_sweeps(
     to that value."""
     if len(spec_files) < 2:
         raise UserError(f"compare needs at least two sweep files; got {len(spec_files)}.")
+    _check_counts(seeds, top_k)
+    twice = sorted({str(p) for p in spec_files if [q.resolve() for q in spec_files].count(p.resolve()) > 1})
+    if twice:
+        raise UserError(
+            f"compare: {', '.join(twice)} is given more than once; a sweep compared with itself says nothing. "
+            "Give each sweep file once (a copy under another name compares the seeds' noise with itself)."
+        )
     files = [read_sweep_file(path, num_samples=num_samples, overrides=overrides) for path in spec_files]
     specs = [f.spec for f in files]
     _comparable(specs, spec_files)
@@ -225,27 +341,18 @@ def compare_sweeps(
     if (folder / "comparison.json").exists():
         raise UserError(f"{folder} already holds a comparison; choose another --storage-path.")
     plans = [place_sweep(f.with_num_samples(n), storage=folder, name=label) for f, label in zip(files, labels)]
+    searched = [SweepFolder.locate(str(storage), f.spec.name or f.path.stem) for f in files]
     sides, left_out = [], {}
-    for plan, label in zip(plans, labels):
+    for plan, label, elsewhere in zip(plans, labels, searched):
         echo(f"sweep {label}: {n} trials")
-        earlier = _ran_here_before(plan)
-        outcome = (
-            resume_sweep(plan.folder.path, address=address, echo=echo)
-            if earlier
-            else start_sweep(plan, address=address, echo=echo)
-        )
-        if outcome.interrupted:
-            raise UserError(
-                f"compare: the {label} sweep did not finish; run the same compare again to resume it "
-                "(finished sweeps are reused)."
-            )
-        records = list(Ledger(outcome.folder / SweepFolder.LEDGER).records.values())
+        swept, records = _sweep(plan, elsewhere, label, address, echo)
         candidates = retrain_top(plan.spec, records, top_k, seeds, echo, label)
         if not candidates:
-            left_out[label] = f"no trial ran the full {plan.spec.budget} epochs ({format_counts(outcome.counts)})"
+            counts = format_counts(dict(Counter(r.status for r in records)))
+            left_out[label] = f"no trial ran the full {plan.spec.budget} epochs ({counts})"
             echo(f"{label}: {left_out[label]}; left out of the comparison")
             continue
-        sides.append(Side(label, plan.spec, outcome, [runs for _, runs in candidates]))
+        sides.append(Side(label, plan.spec, swept, [runs for _, runs in candidates]))
     if len(sides) < 2:
         raise UserError(
             f"compare: fewer than two sweeps had a trial that ran the full budget ({'; '.join(left_out.values())}); "
@@ -261,9 +368,13 @@ def compare_sweeps(
             evaluate_seed_runs(s.spec.base_config(), b, s.spec.resources.cpu, s.spec.resources.gpu)
             for s, b in zip(sides, best)
         ]
+    titles = [f"{side.label} ({side.spec.optimizer.name})" for side in sides]
     reach = _reach(best, labels, metric, mode)
+    leader = min(range(len(best)), key=lambda i: best[i].rank_key(metric, mode))
+    versus = _against_leader(best, tests, leader, metric, mode)
     context = {"metric": metric, "mode": mode, "subject": specs[0].subject, "trials": n, "seeds": seeds}
-    verdict = _verdict(labels, best, reach, tests, context)
+    context["labels"] = labels
+    verdict = _verdict(titles, best, reach, tests, versus, context)
     verdict += "".join(f" ({label}: {why}, so it is not compared.)" for label, why in left_out.items())
     summary = {
         "metric": metric,
@@ -273,9 +384,17 @@ def compare_sweeps(
         "target": target,
         "verdict": verdict,
         "left_out": left_out,
+        "leader": labels[leader],
+        "pairs": [
+            {"side": labels[leader], "against": labels[i], "split": split, **d.to_dict()}
+            for i, pair in enumerate(versus)
+            for split, d in pair.items()
+        ],
         "sides": {
             side.label: {
-                "sweep": str(side.outcome.folder),
+                "title": title,
+                "optimizer": side.spec.optimizer.name,
+                "sweep": str(side.folder),
                 "best": {
                     "params": b.params,
                     "mean": b.mean(metric),
@@ -294,11 +413,11 @@ def compare_sweeps(
                     {"params": c.params, "finals": c.finals(metric), "mean": c.mean(metric)} for c in side.candidates
                 ],
             }
-            for side, b, r, t in zip(sides, best, reach, tests)
+            for side, title, b, r, t in zip(sides, titles, best, reach, tests)
         },
     }
     (folder / "comparison.json").write_text(json.dumps(summary, indent=1, default=_json_default))
-    (folder / "comparison.html").write_text(_page(labels, sides, best, summary))
+    (folder / "comparison.html").write_text(_page(titles, labels, best, versus, summary))
     return Comparison(folder, verdict, summary)
 
 

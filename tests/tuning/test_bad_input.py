@@ -340,6 +340,12 @@ def test_compare_refuses_bad_counts_and_unlike_files(tmp_path, capsys):
     assert code == 2 and f"{a} and {b} differ in `workload:`" in err
     code, err = run(["compare", str(a), str(a2), "training.epoch=1", "--storage-path", str(tmp_path / "cmp")], capsys)
     assert code == 2 and "did you mean training.epochs?" in err
+    again = str(tmp_path / ".." / tmp_path.name / "a.yaml")  # the same file by another path
+    code, err = run(["compare", str(a), again, "--storage-path", str(tmp_path / "cmp")], capsys)
+    assert code == 2 and one_paragraph(err) and "is given more than once; a sweep compared with itself" in err
+    for option, value, most in (("--seeds", "1000000000000", 64), ("--top-k", "21", 20)):
+        code, err = run(["compare", str(a), str(a2), option, value, "--storage-path", str(tmp_path / "cmp")], capsys)
+        assert code == 2 and one_paragraph(err) and f"{option} {value} is more than {most}" in err
     assert not (tmp_path / "cmp").exists()
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from rich.markup import escape
 
-from tuning.cli.common import check_file, console, echo, overrides, quiet_libraries
+from tuning.cli.common import EXIT_INTERRUPTED, check_file, console, echo, err_console, overrides, quiet_libraries
 from tuning.errors import UserError
 
 __all__ = ["compare"]
@@ -30,17 +30,24 @@ def compare(args: argparse.Namespace) -> int:
     from tuning.sweep.cluster import resolve_address
 
     address = resolve_address(args.address)
-    result = compare_sweeps(
-        [Path(s) for s in specs],
-        storage=args.storage_path,
-        num_samples=args.num_samples,
-        seeds=args.seeds,
-        top_k=args.top_k,
-        target=args.target,
-        address=address,
-        echo=echo,
-        overrides=overrides(args, ", ".join(specs)),
-    )
+    try:
+        result = compare_sweeps(
+            [Path(s) for s in specs],
+            storage=args.storage_path,
+            num_samples=args.num_samples,
+            seeds=args.seeds,
+            top_k=args.top_k,
+            target=args.target,
+            address=address,
+            echo=echo,
+            overrides=overrides(args, ", ".join(specs)),
+        )
+    except KeyboardInterrupt:
+        err_console.print(
+            "interrupted; the sweeps that finished are kept: run the same compare command again to continue "
+            "(finished sweeps are read back, an unfinished one resumed)."
+        )
+        return EXIT_INTERRUPTED
     echo(f"\nreport: {result.folder / 'comparison.html'}\nnumbers: {result.folder / 'comparison.json'}")
     console.print(f"[bold]verdict[/bold]: {escape(result.verdict)}")
     return 0

@@ -10,6 +10,7 @@ from tuning.cli import main
 from tuning.driver import run_sweep
 from tuning.report import write_report
 from tuning.run.config import load_run_config
+from tuning.selection.intervals import difference
 
 from .conftest import sweep_file
 
@@ -114,10 +115,29 @@ def test_compare_of_three_sweeps_end_to_end(ray_local, tmp_path, capsys):
     assert summary["left_out"] == {"big": "no trial ran the full 2 epochs (1 diverged)"}
     assert "(big: no trial ran the full 2 epochs (1 diverged), so it is not compared.)" in summary["verdict"]
     order = sorted(best, key=lambda label: best[label]["mean"])
-    assert summary["verdict"].index(f"{order[0]} {best[order[0]]['mean']:.4g}") < summary["verdict"].index(
-        f"{order[-1]} {best[order[-1]]['mean']:.4g}"
+    titles = {label: f"{label} ({name})" for label, name in (("fish", "fishleg"), ("adamw", "adamw"), ("sgd", "sgd"))}
+    assert summary["verdict"].index(f"{titles[order[0]]} {best[order[0]]['mean']:.4g}") < summary["verdict"].index(
+        f"{titles[order[-1]]} {best[order[-1]]['mean']:.4g}"
     )
-    assert f"Better final val_loss: {order[0]}" in summary["verdict"] and f"verdict: {summary['verdict']}" in out
+    assert f"verdict: {summary['verdict']}" in out and summary["leader"] == order[0]
+    # The leader against each other side, validation and test: Welch's interval of the difference
+    # of the seeds' finals, and the words that follow it.
+    pairs = {(p["against"], p["split"]): p for p in summary["pairs"]}
+    assert sorted(pairs) == sorted((label, split) for label in order[1:] for split in ("validation", "test"))
+    finals = {
+        (label, split): side["finals"] if split == "validation" else side["test"]["test_loss_finals"]
+        for label, side in best.items()
+        for split in ("validation", "test")
+    }
+    for (other, split), pair in pairs.items():
+        expected = difference(finals[order[0], split], finals[other, split], "min").to_dict()
+        assert pair == {"side": order[0], "against": other, "split": split, **expected}
+    wins = [pairs[(other, "validation")]["verdict"] == "better" for other in order[1:]]
+    assert all(side["title"] == titles[label] for label, side in summary["sides"].items())
+    if all(wins):
+        assert f"Better final val_loss: {titles[order[0]]}, better than every other" in summary["verdict"]
+    else:
+        assert f"Better final val_loss: none beyond the seeds' noise: {titles[order[0]]} is first" in summary["verdict"]
     for label, side in best.items():
         assert side["mean"] == pytest.approx(sum(side["finals"]) / 2)
         assert sorted(side["reach"]) == sorted(set(best) - {label})
@@ -134,7 +154,7 @@ def test_compare_of_three_sweeps_end_to_end(ray_local, tmp_path, capsys):
     trials = {side: (folder / side / "trials.json").read_text() for side in ("fish", "adamw", "sgd", "big")}
     (folder / "comparison.json").unlink()
     assert main(args) == 0
-    assert capsys.readouterr().out.count("resuming ") == 4
+    assert capsys.readouterr().out.count("is reused, not run again") == 4
     assert {side: (folder / side / "trials.json").read_text() for side in trials} == trials
     again = json.loads((folder / "comparison.json").read_text())
     assert {label: side["best"]["finals"] for label, side in again["sides"].items()} == {
