@@ -1,0 +1,80 @@
+"""`fishleg-tune compare` through the installed executable, as a user runs it: two sweep files
+that differ only in their name are level (never "better"), a side far behind is "worse" with
+its interval, a sweep `search` already ran is read back instead of run again, and a sweep whose
+trials all fail in the user's code ends the compare naming the error (exit 1)."""
+
+import json
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT, fishleg_tune
+
+from .conftest import sweep_file
+
+pytestmark = pytest.mark.slow
+
+
+GRAFTED = {"name": "fishleg", "update_aux_every": 5, "aux_batch_size": 32, "graft": "adam", "q_init": "kfac"}
+LR = {"optimizer.lr": {"type": "float", "low": 0.01, "high": 0.03}}
+
+
+def tiny(path, name, **sections):
+    """A one-trial digits sweep of 2 epochs (the comparison's mechanics, not a search): by
+    default FishLeg's grafted recipe, which trains in that budget (validation 2.3 → about 0.7)."""
+    sections = {"optimizer": GRAFTED, "space": LR} | sections
+    return sweep_file(path, name=name, search={"num_samples": 1}, training={"epochs": 2}, **sections)
+
+
+def test_twins_are_level_a_hopeless_side_is_worse_and_a_searched_sweep_is_reused(tmp_path):
+    runs = tmp_path / "runs"
+    twin_a, twin_b = tiny(tmp_path / "twin_a.yaml", "twin_a"), tiny(tmp_path / "twin_b.yaml", "twin_b")
+    hopeless = tiny(  # SGD at a learning rate that barely moves the weights in 2 epochs
+        tmp_path / "slow.yaml",
+        "slow",
+        optimizer={"name": "sgd"},
+        space={"optimizer.lr": {"type": "float", "low": 1e-6, "high": 2e-6, "log": True}},
+    )
+    searched = fishleg_tune("search", str(twin_a), "--storage-path", str(runs), cwd=tmp_path)
+    assert searched.returncode == 0, searched.stderr[-2000:]
+    before = (runs / "twin_a" / "trials.json").read_text()
+
+    args = ("compare", str(twin_a), str(twin_b), str(hopeless), "--seeds", "3", "--top-k", "1")
+    done = fishleg_tune(*args, "--storage-path", str(runs), cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert f"sweep twin_a: the finished sweep in {runs / 'twin_a'} is reused, not run again" in done.stdout
+    assert (runs / "twin_a" / "trials.json").read_text() == before
+    summary = json.loads((runs / "compare-twin_a-vs-twin_b-vs-slow" / "comparison.json").read_text())
+    sides = summary["sides"]
+    assert sides["twin_a"]["best"]["finals"] == sides["twin_b"]["best"]["finals"]  # same space, seeds, trials
+    assert sides["twin_a"]["title"] == "twin_a (fishleg)" and sides["slow"]["title"] == "slow (sgd)"
+    pairs = {(p["against"], p["split"]): p for p in summary["pairs"]}
+    leader, twin = ("twin_a", "twin_b") if summary["leader"] == "twin_a" else ("twin_b", "twin_a")
+    for split in ("validation", "test"):
+        level = pairs[twin, split]
+        assert level["difference"] == 0.0 and level["ci_low"] <= 0.0 <= level["ci_high"] and level["verdict"] == "level"
+        far = pairs["slow", split]
+        assert far["verdict"] == "better" and far["ci_high"] < 0  # the leader's loss is lower, beyond the noise
+    verdict = " ".join(done.stdout.split())
+    level_with = f"{leader} (fishleg) is first by the mean, level with {twin} (fishleg)"
+    assert f"none beyond the seeds' noise: {level_with}" in verdict
+    assert "better than slow (sgd)" in verdict
+    assert f"Better final val_loss: {leader} (fishleg), better than every other" not in verdict
+
+
+def test_a_sweep_whose_trials_all_fail_in_the_users_code_ends_the_compare_naming_the_error(tmp_path):
+    files = []
+    for name in ("own_a", "own_b"):
+        path = tiny(tmp_path / f"{name}.yaml", name, scheduler={"type": "none"})
+        spec = yaml.safe_load(path.read_text())
+        spec.pop("workload")
+        spec["trainable"] = {"name": "tests.tuning.plugins:fit_raises"}
+        spec["search"]["num_samples"] = 2
+        path.write_text(yaml.safe_dump(spec, sort_keys=False))
+        files.append(str(path))
+    done = fishleg_tune("compare", *files, "--storage-path", str(tmp_path / "runs"), cwd=ROOT)
+    assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
+    message = " ".join(done.stderr.split())
+    assert "every trial of the own_a sweep failed with the same error" in message
+    assert "raised ValueError: no data here" in message and "raise num_samples" not in message
+    assert "Traceback" not in done.stderr
