@@ -20,9 +20,9 @@ from tuning.driver import Echo, SweepPlan, place_sweep, read_sweep_file, resume_
 from tuning.errors import UserCodeError, UserError
 from tuning.records.folder import SweepFolder
 from tuning.records.ledger import TERMINAL, Ledger, TrialRecord, format_counts
-from tuning.report.figures import Band, bands
-from tuning.report.page import Cell, Page, fmt
+from tuning.report.comparison import comparison_page, held_out_metric
 from tuning.run.overrides import Override
+from tuning.selection.ablation import ablate, ablations
 from tuning.selection.holdout import evaluate_seed_runs
 from tuning.selection.intervals import BETTER, Difference, difference
 from tuning.selection.robust import SeedRuns, best_of, retrain_top
@@ -151,26 +151,6 @@ def _labels(specs: Sequence[SweepSpec], paths: Sequence[Path]) -> list[str]:
     return [f"{n}-{chr(ord('a') + i)}" if names.count(n) > 1 else n for i, n in enumerate(names)]
 
 
-def _bands(titles: Sequence[str], best: Sequence[SeedRuns], metric: str, axis: str) -> list[Band]:
-    """Each side's best config: the seed-mean curve against epochs or seconds, with the band
-    between the lowest and highest seed."""
-    out = []
-    for title, runs in zip(titles, best):
-        per_seed = [[row[metric] for row in c] for c in runs.complete_curves()]
-        if not per_seed:
-            continue
-        mean = runs.mean_curve(metric)
-        x = list(range(1, len(mean) + 1)) if axis == "epochs" else list(accumulate(runs.mean_curve("epoch_time_s")))
-        low, high = [min(v) for v in zip(*per_seed)], [max(v) for v in zip(*per_seed)]
-        out.append(Band(f"{title}, {len(per_seed)} seeds", x, mean, low, high))
-    return out
-
-
-def _test_metric(metric: str) -> str:
-    """The test split's counterpart of a validation metric: val_loss → test_loss."""
-    return "test_" + metric.removeprefix("val_").removeprefix("train_")
-
-
 def _reach(best: Sequence[SeedRuns], labels: Sequence[str], metric: str, mode: str) -> list[dict[str, Any]]:
     """For each side, the epochs and seconds its best config needs to reach each other side's final mean."""
     return [
@@ -188,15 +168,15 @@ def _against_leader(
 ) -> list[dict[str, Difference]]:
     """For each side, the leader's difference from it with its interval, on validation (the
     seeds' final values) and, where evaluated, on test; {} for the leader itself."""
-    test_metric = _test_metric(metric) + "_finals"
+    finals_key = held_out_metric(metric) + "_finals"
     out: list[dict[str, Difference]] = []
     for i, runs in enumerate(best):
         if i == leader:
             out.append({})
             continue
         pair = {"validation": difference(best[leader].finals(metric), runs.finals(metric), mode)}
-        if test_metric in tests[leader] and test_metric in tests[i]:
-            pair["test"] = difference(tests[leader][test_metric], tests[i][test_metric], mode)
+        if finals_key in tests[leader] and finals_key in tests[i]:
+            pair["test"] = difference(tests[leader][finals_key], tests[i][finals_key], mode)
         out.append(pair)
     return out
 
@@ -241,10 +221,10 @@ def _verdict(
         if r["epochs"] is not None
     ]
     verdict += f". {titles[first]} reaches {', '.join(gains)}." if gains else "."
-    test_metric = _test_metric(metric)
-    if all(test_metric in t for t in tests):
-        verdict += f" Test {test_metric.removeprefix('test_')} of the chosen configs (evaluated once): " + "; ".join(
-            f"{titles[i]} {tests[i][test_metric]:.4g} ± {tests[i][test_metric + '_std']:.2g}" for i in order
+    test_name = held_out_metric(metric)
+    if all(test_name in t for t in tests):
+        verdict += f" Test {test_name.removeprefix('test_')} of the chosen configs (evaluated once): " + "; ".join(
+            f"{titles[i]} {tests[i][test_name]:.4g} ± {tests[i][test_name + '_std']:.2g}" for i in order
         )
         if all("test" in versus[i] for i in order[1:]):
             verdict += f"; better on test: {_standing(titles, versus, first, 'test')}"
@@ -253,58 +233,6 @@ def _verdict(
         if any(b.diverged):
             verdict += f" ({title}: {sum(b.diverged)} of {len(b.seeds)} seeds diverged.)"
     return verdict
-
-
-def _reached(r: dict[str, Any]) -> str:
-    return "never" if r["epochs"] is None else f"{r['epochs']} ep, {r['seconds']:.1f} s"
-
-
-def _page(
-    titles: list[str],
-    labels: list[str],
-    best: list[SeedRuns],
-    versus: list[dict[str, Difference]],
-    summary: dict,
-) -> str:
-    """comparison.html: the verdict, the curves against epochs and seconds (seed bands), the table."""
-    metric = summary["metric"]
-    page = Page(f"compare {' vs '.join(titles)}")
-    page.heading(" vs ".join(titles), 1)
-    page.text(summary["verdict"])
-    for axis, title in (("epochs", "epoch"), ("seconds", "wall-clock seconds (seed mean)")):
-        page.heading(f"{metric} against {axis}")
-        page.figure(f"vs_{axis}", bands(_bands(titles, best, metric, axis), title, metric))
-    page.heading("Best config of each sweep")
-    test_metric = _test_metric(metric)
-    leader = titles[labels.index(summary["leader"])]
-    rows = []
-    for title, label, pair in zip(titles, labels, versus):
-        b = summary["sides"][label]["best"]
-        test = b["test"].get(test_metric)
-        reach = ", ".join(f"{other}: {_reached(r)}" for other, r in b["reach"].items())
-        cells = [
-            Cell(title),
-            Cell(f"{fmt(b['mean'])} ± {b['std']:.2g}", b["mean"]),
-            Cell(pair["validation"].describe() if pair else "(first by the mean)"),
-            Cell("" if test is None else f"{fmt(test)} ± {b['test'][test_metric + '_std']:.2g}", test),
-            Cell(pair["test"].describe() if "test" in pair else ""),
-            Cell(f"{b['seconds']:.1f}", b["seconds"]),
-            Cell(reach),
-            Cell(" ".join(f"{k.removeprefix('optimizer.')}={fmt(v)}" for k, v in b["params"].items())),
-        ]
-        rows.append(("", cells))
-    columns = [
-        "sweep (optimizer)",
-        f"{metric} (mean ± std over seeds)",
-        f"{leader} − it (95% interval)",
-        f"{test_metric} (once)",
-        f"{leader} − it on test",
-        "seconds",
-        "to reach each other's final value",
-        "config",
-    ]
-    page.table("sides", columns, rows)
-    return page.render()
 
 
 def compare_sweeps(
@@ -368,6 +296,11 @@ def compare_sweeps(
             evaluate_seed_runs(s.spec.base_config(), b, s.spec.resources.cpu, s.spec.resources.gpu)
             for s, b in zip(sides, best)
         ]
+    ablated = []
+    for side, b in zip(sides, best):
+        if ablations(side.spec, b.params):
+            echo(f"re-training {side.label}'s chosen config with only Q changed, on its {len(b.seeds)} seeds")
+        ablated.append(ablate(side.spec, b, metric, mode))
     titles = [f"{side.label} ({side.spec.optimizer.name})" for side in sides]
     reach = _reach(best, labels, metric, mode)
     leader = min(range(len(best)), key=lambda i: best[i].rank_key(metric, mode))
@@ -375,6 +308,14 @@ def compare_sweeps(
     context = {"metric": metric, "mode": mode, "subject": specs[0].subject, "trials": n, "seeds": seeds}
     context["labels"] = labels
     verdict = _verdict(titles, best, reach, tests, versus, context)
+    for title, variants in zip(titles, ablated):
+        if variants:
+            verdict += (
+                f" What the learnt Q adds to {title}, its chosen config re-trained on the same seeds with only Q "
+                f"changed ({title} − it, 95% interval): "
+                + "; ".join(f"{a.name} {a.learnt_q.describe()}" for a in variants)
+                + "."
+            )
     verdict += "".join(f" ({label}: {why}, so it is not compared.)" for label, why in left_out.items())
     summary = {
         "metric": metric,
@@ -412,12 +353,13 @@ def compare_sweeps(
                 "candidates": [
                     {"params": c.params, "finals": c.finals(metric), "mean": c.mean(metric)} for c in side.candidates
                 ],
+                "ablations": [a.to_dict(metric) for a in variants],
             }
-            for side, title, b, r, t in zip(sides, titles, best, reach, tests)
+            for side, title, b, r, t, variants in zip(sides, titles, best, reach, tests, ablated)
         },
     }
     (folder / "comparison.json").write_text(json.dumps(summary, indent=1, default=_json_default))
-    (folder / "comparison.html").write_text(_page(titles, labels, best, versus, summary))
+    (folder / "comparison.html").write_text(comparison_page(titles, labels, best, versus, ablated, summary))
     return Comparison(folder, verdict, summary)
 
 

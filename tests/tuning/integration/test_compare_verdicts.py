@@ -59,6 +59,9 @@ def test_twins_are_level_a_hopeless_side_is_worse_and_a_searched_sweep_is_reused
     level_with = f"{leader} (fishleg) is first by the mean, level with {twin} (fishleg)"
     assert f"none beyond the seeds' noise: {level_with}" in verdict
     assert "better than slow (sgd)" in verdict
+    variants = [a["name"] for a in sides["twin_a"]["ablations"]]  # the grafted recipe starts Q at K-FAC's
+    assert variants == ["K-FAC only (learn_q false)", "Q at init_scale·I (learn_q false, q_init identity)"]
+    assert sides["twin_a"]["ablations"] == sides["twin_b"]["ablations"] and sides["slow"]["ablations"] == []
     assert f"Better final val_loss: {leader} (fishleg), better than every other" not in verdict
 
 

@@ -132,6 +132,11 @@ def test_compare_of_three_sweeps_end_to_end(ray_local, tmp_path, capsys):
     for (other, split), pair in pairs.items():
         expected = difference(finals[order[0], split], finals[other, split], "min").to_dict()
         assert pair == {"side": order[0], "against": other, "split": split, **expected}
+    # FishLeg's chosen config beside itself with only Q changed, on the same seeds.
+    (held,) = summary["sides"]["fish"]["ablations"]
+    assert held["name"] == "Q held at init_scale·I (learn_q false)" and len(held["finals"]) == 2
+    assert held["learnt_q_minus_it"] == difference(best["fish"]["finals"], held["finals"], "min").to_dict()
+    assert summary["sides"]["adamw"]["ablations"] == [] and "What the learnt Q adds to fish (fishleg)" in out
     wins = [pairs[(other, "validation")]["verdict"] == "better" for other in order[1:]]
     assert all(side["title"] == titles[label] for label, side in summary["sides"].items())
     if all(wins):
