@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import accumulate
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from tuning.driver import Echo, SweepPlan, place_sweep, read_sweep_file, resume_sweep, start_sweep
 from tuning.errors import UserCodeError, UserError
@@ -24,8 +24,9 @@ from tuning.report.comparison import comparison_page, held_out_metric
 from tuning.run.overrides import Override
 from tuning.selection.ablation import ablate, ablations
 from tuning.selection.holdout import evaluate_seed_runs
-from tuning.selection.intervals import BETTER, Difference, difference
+from tuning.selection.intervals import BETTER, CONFIDENCE, Difference, difference
 from tuning.selection.robust import SeedRuns, best_of, retrain_top
+from tuning.selection.sequential import SeedRounds, separate
 from tuning.sweep.callbacks import is_protocol_error, sweep_failure
 from tuning.sweep.spec import MAX_SEEDS, SweepSpec
 
@@ -164,7 +165,7 @@ def _reach(best: Sequence[SeedRuns], labels: Sequence[str], metric: str, mode: s
 
 
 def _against_leader(
-    best: Sequence[SeedRuns], tests: Sequence[dict[str, Any]], leader: int, metric: str, mode: str
+    best: Sequence[SeedRuns], tests: Sequence[dict[str, Any]], leader: int, metric: str, mode: str, confidence: float
 ) -> list[dict[str, Difference]]:
     """For each side, the leader's difference from it with its interval, on validation (the
     seeds' final values) and, where evaluated, on test; {} for the leader itself."""
@@ -174,24 +175,27 @@ def _against_leader(
         if i == leader:
             out.append({})
             continue
-        pair = {"validation": difference(best[leader].finals(metric), runs.finals(metric), mode)}
+        pair = {"validation": difference(best[leader].finals(metric), runs.finals(metric), mode, confidence)}
         if finals_key in tests[leader] and finals_key in tests[i]:
-            pair["test"] = difference(tests[leader][finals_key], tests[i][finals_key], mode)
+            pair["test"] = difference(tests[leader][finals_key], tests[i][finals_key], mode, confidence)
         out.append(pair)
     return out
 
 
-def _standing(titles: Sequence[str], versus: Sequence[dict[str, Difference]], leader: int, split: str) -> str:
+def _standing(
+    titles: Sequence[str], versus: Sequence[dict[str, Difference]], leader: int, split: str, interval: str
+) -> str:
     """What the leader's intervals on `split` allow one to say: better than every other side
     (each interval excludes zero), or level with those whose interval holds it."""
     level = [titles[i] for i, pair in enumerate(versus) if i != leader and pair[split].verdict != BETTER]
     if not level:
-        return f"{titles[leader]}, better than every other beyond the seeds' noise (each 95% interval excludes 0)"
+        noise = f"beyond the seeds' noise (each {interval} interval excludes 0)"
+        return f"{titles[leader]}, better than every other {noise}"
     rest = [titles[i] for i, pair in enumerate(versus) if i != leader and pair[split].verdict == BETTER]
     better = f"; better than {', '.join(rest)}" if rest else ""
     return (
         f"none beyond the seeds' noise: {titles[leader]} is first by the mean, level with {', '.join(level)} "
-        f"(the 95% interval of the difference holds 0){better}"
+        f"(the {interval} interval of the difference holds 0){better}"
     )
 
 
@@ -210,8 +214,9 @@ def _verdict(
     differences = "; ".join(f"{titles[i]} {versus[i]['validation'].describe()}" for i in order[1:])
     verdict = (
         f"{' vs '.join(titles)} on {ctx['subject']}, {ctx['trials']} trials each, best config over {ctx['seeds']} "
-        f"fresh seeds, best first: {metric} {ranked}. {titles[first]}'s difference from each (95% interval): "
-        f"{differences}. Better final {metric}: {_standing(titles, versus, first, 'validation')}"
+        f"fresh seeds, best first: {metric} {ranked}. {titles[first]}'s difference from each ({ctx['confidence']} "
+        "interval): "
+        f"{differences}. Better final {metric}: {_standing(titles, versus, first, 'validation', ctx['confidence'])}"
     )
     title_of = dict(zip(ctx["labels"], titles))
     seconds = {label: sum(b.mean_curve("epoch_time_s")) for label, b in zip(ctx["labels"], best)}
@@ -227,7 +232,7 @@ def _verdict(
             f"{titles[i]} {tests[i][test_name]:.4g} ± {tests[i][test_name + '_std']:.2g}" for i in order
         )
         if all("test" in versus[i] for i in order[1:]):
-            verdict += f"; better on test: {_standing(titles, versus, first, 'test')}"
+            verdict += f"; better on test: {_standing(titles, versus, first, 'test', ctx['confidence'])}"
         verdict += "."
     for title, b in zip(titles, best):
         if any(b.diverged):
@@ -240,20 +245,24 @@ def compare_sweeps(
     *,
     storage: str,
     num_samples: int | None,
-    seeds: int,
+    seeds: int | Literal["auto"],
     top_k: int,
     target: float | None,
     address: str | None,
     echo: Echo,
     overrides: Sequence[Override] = (),
+    max_seeds: int = SeedRounds.most,
 ) -> Comparison:
     """Tune every sweep file at equal budget, re-train each one's top-k with fresh seeds, judge
     on validation, test each one's choice once, and write comparison.html/.json. `overrides`
     (`KEY=VALUE` from the command line) apply to every file; `target` adds epochs and seconds
-    to that value."""
+    to that value. `seeds` "auto": seeds added to the leader and the runner-up until they are
+    separated or have `max_seeds` each (`tuning.selection.sequential`)."""
     if len(spec_files) < 2:
         raise UserError(f"compare needs at least two sweep files; got {len(spec_files)}.")
-    _check_counts(seeds, top_k)
+    rounds = SeedRounds(most=max_seeds) if seeds == "auto" else None
+    seeds = rounds.start if rounds is not None else seeds
+    _check_counts(max(seeds, max_seeds if rounds else 0), top_k)
     twice = sorted({str(p) for p in spec_files if [q.resolve() for q in spec_files].count(p.resolve()) > 1})
     if twice:
         raise UserError(
@@ -288,7 +297,10 @@ def compare_sweeps(
         )
     labels = [side.label for side in sides]
     metric, mode = specs[0].metric.name, specs[0].metric.mode
-    best = [s.best(metric, mode) for s in sides]
+    best = [s.best(metric, mode) for s in sides]  # each side's choice, on the same number of seeds
+    if rounds is not None:
+        best = separate([s.spec for s in sides], best, rounds, metric, mode, echo, labels)
+    confidence = CONFIDENCE if rounds is None else rounds.confidence
     tests: list[dict[str, Any]] = [{} for _ in sides]  # a training function's test split is its own
     if specs[0].workload is not None:
         echo("evaluating each sweep's chosen config on the test split (once, over its seed re-runs)")
@@ -304,9 +316,11 @@ def compare_sweeps(
     titles = [f"{side.label} ({side.spec.optimizer.name})" for side in sides]
     reach = _reach(best, labels, metric, mode)
     leader = min(range(len(best)), key=lambda i: best[i].rank_key(metric, mode))
-    versus = _against_leader(best, tests, leader, metric, mode)
-    context = {"metric": metric, "mode": mode, "subject": specs[0].subject, "trials": n, "seeds": seeds}
-    context["labels"] = labels
+    versus = _against_leader(best, tests, leader, metric, mode, confidence)
+    counts = sorted({len(b.seeds) for b in best})
+    context = {"metric": metric, "mode": mode, "subject": specs[0].subject, "trials": n, "labels": labels}
+    context["seeds"] = " to ".join(map(str, counts[:: max(1, len(counts) - 1)]))
+    context["confidence"] = f"{100 * confidence:.4g}%"
     verdict = _verdict(titles, best, reach, tests, versus, context)
     for title, variants in zip(titles, ablated):
         if variants:
@@ -317,11 +331,16 @@ def compare_sweeps(
                 + "."
             )
     verdict += "".join(f" ({label}: {why}, so it is not compared.)" for label, why in left_out.items())
+    if rounds is not None:
+        got = ", ".join(f"{title} {len(b.seeds)}" for title, b in zip(titles, best))
+        verdict += f" Seeds: {rounds.describe()}; each side got: {got}."
     summary = {
         "metric": metric,
         "mode": mode,
         "num_samples": n,
         "seeds": best[0].seeds,
+        "confidence": confidence,
+        "sequential": None if rounds is None else {"rule": rounds.describe(), "looks": rounds.looks},
         "target": target,
         "verdict": verdict,
         "left_out": left_out,

@@ -36,6 +36,7 @@ def compare(args: argparse.Namespace) -> int:
             storage=args.storage_path,
             num_samples=args.num_samples,
             seeds=args.seeds,
+            max_seeds=args.max_seeds,
             top_k=args.top_k,
             target=args.target,
             address=address,

@@ -28,6 +28,16 @@ def count(minimum: int) -> Callable[[str], int]:
     return parse
 
 
+def seed_count(text: str) -> int | str:
+    """--seeds: a whole number >= 1, or 'auto'."""
+    if text == "auto":
+        return text
+    try:
+        return count(1)(text)
+    except argparse.ArgumentTypeError as exc:
+        raise argparse.ArgumentTypeError(f"{exc}; give a number of seeds, or 'auto'") from None
+
+
 def option_parsers() -> dict[str, argparse.ArgumentParser]:
     """The options several commands share, each defined once (used as argparse parents)."""
     address = argparse.ArgumentParser(add_help=False)
@@ -156,7 +166,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="two or more sweep files (FishLeg, AdamW, ...), then " + OVERRIDES_HELP + " (every file)",
     )
     compare.add_argument("--num-samples", type=int, help="trials per sweep (default: the largest of the files)")
-    compare.add_argument("--seeds", type=count(1), default=3, help="fresh seeds per re-trained config")
+    compare.add_argument(
+        "--seeds",
+        type=seed_count,
+        default=3,
+        help="fresh seeds per re-trained config, or 'auto': 3, then 2 more at a time for the leader and the "
+        "runner-up until the leader is separated from it (or each has --max-seeds)",
+    )
+    compare.add_argument(
+        "--max-seeds", type=count(3), default=9, help="with --seeds auto: the most seeds a side gets (default 9)"
+    )
     compare.add_argument("--top-k", type=count(1), default=3, help="configs of each sweep to re-train")
     compare.add_argument("--target", type=float, help="also report epochs and seconds to this metric value")
     compare.set_defaults(func=compare_command.compare, overrides=[])
