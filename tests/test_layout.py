@@ -58,7 +58,7 @@ LAYERS = [
     {"sweep"},
     {"selection"},
     {"report", "driver"},
-    {"compare"},
+    {"compare", "summary"},
     {"api"},
     {"cli"},
 ]

@@ -335,6 +335,7 @@ def compare_sweeps(
         got = ", ".join(f"{title} {len(b.seeds)}" for title, b in zip(titles, best))
         verdict += f" Seeds: {rounds.describe()}; each side got: {got}."
     summary = {
+        "subject": specs[0].subject,
         "metric": metric,
         "mode": mode,
         "num_samples": n,
@@ -363,6 +364,8 @@ def compare_sweeps(
                     "diverged_seeds": sum(b.diverged),
                     "seconds": sum(b.mean_curve("epoch_time_s")),
                     "epochs": len(b.mean_curve(metric)),
+                    "curve": b.mean_curve(metric),
+                    "elapsed": list(accumulate(b.mean_curve("epoch_time_s"))),
                     "reach": r,
                     "to_target": None
                     if target is None

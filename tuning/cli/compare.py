@@ -21,6 +21,8 @@ def compare(args: argparse.Namespace) -> int:
     args.overrides = [*tail, *args.overrides]  # those after an option come from `parse`
     if tail != [a for a in args.sweeps if a not in specs]:
         raise UserError(f"compare: sweep files come before the KEY=VALUE overrides (got {' '.join(args.sweeps)}).")
+    if args.summary:
+        return _summary(args)
     if len(specs) < 2:
         raise UserError(f"compare needs at least two sweep files; got {len(specs)}.")
     for spec in specs:
@@ -51,4 +53,20 @@ def compare(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
     echo(f"\nreport: {result.folder / 'comparison.html'}\nnumbers: {result.folder / 'comparison.json'}")
     console.print(f"[bold]verdict[/bold]: {escape(result.verdict)}")
+    return 0
+
+
+def _summary(args: argparse.Namespace) -> int:
+    """`fishleg-tune compare --summary FOLDER ...`: comparisons on several workloads, summed up."""
+    from tuning.summary import summarize
+
+    if args.overrides or len(args.sweeps) < 2:
+        raise UserError(
+            f"compare --summary takes two or more comparison folders (what compare printed), no KEY=VALUE; "
+            f"got {' '.join(args.sweeps + args.overrides)}."
+        )
+    result = summarize([Path(folder) for folder in args.sweeps], Path(args.storage_path) / "compare-summary")
+    for line in result.lines:
+        echo(line)
+    echo(f"\nreport: {result.folder / 'summary.html'}\nnumbers: {result.folder / 'summary.json'}")
     return 0

@@ -178,6 +178,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     compare.add_argument("--top-k", type=count(1), default=3, help="configs of each sweep to re-train")
     compare.add_argument("--target", type=float, help="also report epochs and seconds to this metric value")
+    compare.add_argument(
+        "--summary",
+        action="store_true",
+        help="sum up earlier comparisons on several workloads: give their folders instead of sweep files",
+    )
     compare.set_defaults(func=compare_command.compare, overrides=[])
 
     check = sub.add_parser(
