@@ -61,11 +61,11 @@ def test_ddp_on_two_cpu_processes_keeps_the_replicas_identical_with_lightnings_c
     assert _nll(rank0) < 0.6  # half the steps of one process (each rank has half the data)
 
 
-def test_a_lightning_module_and_data_module_tuned_as_they_are_then_compared_then_trained(tmp_path):
+def test_a_lightning_module_and_data_module_tuned_as_they_are_then_trained(tmp_path):
     """examples/lightning/sweep.yaml through the installed `fishleg-tune`, from the repository
     root as its docstring says: the trials report what the module logs (ASHA prunes on it),
     the best config trains in Lightning under `fishleg-tune train`, stopped and resumed to the
-    same numbers, and `compare` against AdamW's sweep of the same module runs to a verdict."""
+    same numbers. (`compare` runs the same trials through the same function: tested on its own.)"""
     runs = tmp_path / "runs"
     search = ("search", "examples/lightning/sweep.yaml", "--storage-path", str(runs), "search.num_samples=4")
     out = run_example("fishleg-tune", *search).stdout
@@ -87,10 +87,3 @@ def test_a_lightning_module_and_data_module_tuned_as_they_are_then_compared_then
     resumed = [json.loads(line) for line in (part / "metrics.jsonl").read_text().splitlines()]
     assert [r["val_loss"] for r in ran] == [r["val_loss"] for r in resumed]  # epoch 3 from epoch 2's checkpoint
 
-    compared = run_example(
-        "fishleg-tune",
-        *("compare", "examples/lightning/sweep.yaml", "examples/lightning/sweep_adamw.yaml"),
-        *("--storage-path", str(tmp_path / "compare"), "--num-samples", "2", "--seeds", "1", "--top-k", "1"),
-        "training.epochs=2",
-    ).stdout
-    assert "lightning_adamw" in compared and "val_loss" in compared

@@ -39,7 +39,7 @@ def test_twins_are_level_a_hopeless_side_is_worse_and_a_searched_sweep_is_reused
     assert searched.returncode == 0, searched.stderr[-2000:]
     before = (runs / "twin_a" / "trials.json").read_text()
 
-    args = ("compare", str(twin_a), str(twin_b), str(hopeless), "--seeds", "auto", "--max-seeds", "5", "--top-k", "1")
+    args = ("compare", str(twin_a), str(twin_b), str(hopeless), "--seeds", "auto", "--max-seeds", "4", "--top-k", "1")
     done = fishleg_tune(*args, "--storage-path", str(runs), cwd=tmp_path)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert f"sweep twin_a: the finished sweep in {runs / 'twin_a'} is reused, not run again" in done.stdout
@@ -49,7 +49,7 @@ def test_twins_are_level_a_hopeless_side_is_worse_and_a_searched_sweep_is_reused
     assert sides["twin_a"]["best"]["finals"] == sides["twin_b"]["best"]["finals"]  # same space, seeds, trials
     # --seeds auto: the level leader and runner-up (the twins) got seeds up to --max-seeds, the
     # third side kept the first round's 3; every interval at the shared confidence (2 looks).
-    assert [len(sides[s]["best"]["finals"]) for s in ("twin_a", "twin_b", "slow")] == [5, 5, 3]
+    assert [len(sides[s]["best"]["finals"]) for s in ("twin_a", "twin_b", "slow")] == [4, 4, 3]
     assert summary["sequential"]["looks"] == 2 and summary["confidence"] == pytest.approx(0.975)
     assert "Seeds: seeds added 2 at a time" in done.stdout.replace("\n", " ")
     assert sides["twin_a"]["title"] == "twin_a (fishleg)" and sides["slow"]["title"] == "slow (sgd)"

@@ -267,10 +267,12 @@ def test_a_second_driver_of_a_running_sweep_is_refused_and_the_records_agree(tmp
 def test_a_robust_sweep_killed_before_its_end_is_chosen_on_fresh_seeds_after_resume(tmp_path):
     """`--robust-top` and `--seeds` are the sweep's `selection:`, recorded in its folder, so a
     sweep killed before its end and resumed exports the best mean over fresh seeds, as the
-    uninterrupted sweep would have."""
-    folder, cmd = slow_sweep(tmp_path, num_samples=2, epochs=2)
+    uninterrupted sweep would have. The trials wait at a gate before their first epoch: the
+    kill lands there, and the gate opens before the resume."""
+    folder, cmd, gate = gated_sweep(tmp_path, num_samples=2, epochs=2, gate_epoch=1)
     proc = subprocess.Popen(
         [*cmd, "--robust-top", "1", "--seeds", "2"],
+        cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -281,8 +283,9 @@ def test_a_robust_sweep_killed_before_its_end_is_chosen_on_fresh_seeds_after_res
         time.sleep(0.05)
     kill_sweep(proc)
     assert yaml.safe_load((folder / "sweep.yaml").read_text())["selection"] == {"robust_top": 1, "seeds": 2}
+    gate.touch()
 
-    resumed = resume(folder)
+    resumed = resume(folder, cwd=ROOT)
 
     assert "re-training the top 1 trials with 2 fresh seeds each" in resumed.stdout
     provenance = yaml.safe_load((folder / "best_config.yaml").read_text())["provenance"]
