@@ -49,6 +49,7 @@ from tuning.sweep.reconcile import (
 from tuning.sweep.retries import retry_lost_processes_only
 from tuning.sweep.spec import SweepSpec, file_sha256, load_sweep
 from tuning.sweep.tuner import connect, make_trainable, make_tuner, tune_environment
+from tuning.sweep.warm_start import WarmStart, check_warm_start, tell_warm_start, warm_start
 from tuning.yaml_files import parse_yaml
 
 __all__ = [
@@ -86,6 +87,7 @@ class SweepPlan:
     data: dict[str, Any]
     overrides: tuple[Override, ...] = ()
     fit: Fit | None = None
+    warm: WarmStart = WarmStart([], [])
 
     def source(self) -> dict[str, Any]:
         """What the sweep folder records of the sweep's origin: the file's hash and the overrides
@@ -156,10 +158,11 @@ def place_sweep(
     folder = SweepFolder.locate(str(storage), name)
     check_storage(folder.path)
     check_spec(spec, str(spec_path), file.fit)
+    warm = warm_start(spec, check_warm_start(spec, str(spec_path)))
     uri = mlflow_uri or spec.mlflow.tracking_uri or folder.default_mlflow_uri
     check_tracking_uri(uri)
     exp = experiment or spec.mlflow.experiment or name
-    return SweepPlan(spec, spec_path, folder, uri, exp, file.data, file.overrides, file.fit)
+    return SweepPlan(spec, spec_path, folder, uri, exp, file.data, file.overrides, file.fit, warm)
 
 
 def plan_sweep(
@@ -279,6 +282,7 @@ def _start_locked(
         "sweep_file": str(plan.spec_path.resolve()),
         **plan.source(),
         "keep_checkpoints": keep_checkpoints,
+        "warm_start": plan.warm.sources,
         "tune_storage": folder.tune_storage,
         "mlflow_uri": plan.mlflow_uri,
         "experiment_id": mlflow.experiment_id,
@@ -286,6 +290,8 @@ def _start_locked(
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
     folder.write_meta(meta)
+    if plan.warm.trials:
+        tell_warm_start(spec, folder.study_url, folder.name, plan.warm)
     if address is None:
         record_ray_processes(folder.path)
     results, seconds = _fit(  # the Tuner is made inside Tune's environment too
@@ -409,6 +415,8 @@ def _resume_locked(
             resume_unfinished=True,
         )
     else:  # the driver was killed before Tune first saved its state: start Tune afresh
+        if spec.search.warm_start:  # told once: a kill may have come before it
+            tell_warm_start(spec, folder.study_url, folder.name, warm_start(spec, check_warm_start(spec, str(path))))
         tuner = make_tuner(spec, folder, mlflow, fit, bool(meta.get("keep_checkpoints")))
     results, seconds = _fit(tuner.fit, spec, folder, mlflow)
     return finish_sweep(spec, folder, meta, mlflow, echo, results, seconds)

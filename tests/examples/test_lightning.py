@@ -86,4 +86,3 @@ def test_a_lightning_module_and_data_module_tuned_as_they_are_then_trained(tmp_p
     ran = [json.loads(line) for line in (whole / "metrics.jsonl").read_text().splitlines()]
     resumed = [json.loads(line) for line in (part / "metrics.jsonl").read_text().splitlines()]
     assert [r["val_loss"] for r in ran] == [r["val_loss"] for r in resumed]  # epoch 3 from epoch 2's checkpoint
-

@@ -50,6 +50,8 @@ def format_plan(plan: SweepPlan) -> str:
         rng = f"{p.choices}" if p.type == "categorical" else f"[{p.low:g}, {p.high:g}]" + (" log" if p.log else "")
         cond = f"  when {p.when}" if p.when else ""
         lines.append(f"    {name:<32} {p.type:<12} {rng}{cond}")
+    if plan.warm.sources:
+        lines.append(f"  warm start {plan.warm.describe()}, told to the sampler before the first trial")
     if plan.overrides:
         lines.append(f"  overrides  {' '.join(o.shown for o in plan.overrides)}")
     lines.extend(f"  warning    {w}" for w in spec.warnings)

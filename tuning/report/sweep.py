@@ -20,6 +20,7 @@ from tuning.report.figures import importance_bars, learning_curves, parallel_coo
 from tuning.report.page import Cell, Page, fmt
 from tuning.run.config import load_run_config
 from tuning.sweep.spec import SweepSpec, load_sweep
+from tuning.sweep.warm_start import own_trials
 
 __all__ = ["Report", "load_study", "write_report"]
 
@@ -35,14 +36,21 @@ class Report:
 
 def load_study(sweep: SweepFolder) -> optuna.Study:
     """The sweep's Optuna study: the one study in its optuna.db, whatever the folder is called
-    now (a copied or renamed sweep folder still reports)."""
+    now (a copied or renamed sweep folder still reports). Trials told from earlier sweeps (a
+    warm start) are left out: the report is of this sweep's own trials."""
     try:
         names = optuna.get_all_study_names(storage=sweep.study_url)
         if len(names) != 1:
             raise ValueError(f"it holds {len(names)} studies, not 1")
-        return optuna.load_study(study_name=names[0], storage=sweep.study_url)
+        study = optuna.load_study(study_name=names[0], storage=sweep.study_url)
     except Exception as exc:  # sqlite and Optuna raise many kinds; all mean the file is unusable
         raise UserError(f"{sweep.study_file}: cannot read the sweep's Optuna study ({exc}).") from None
+    own = own_trials(study)
+    if len(own) == len(study.trials):
+        return study
+    copy = optuna.create_study(study_name=study.study_name, directions=study.directions)  # in memory
+    copy.add_trials(own)
+    return copy
 
 
 def _importances(study: optuna.Study, complete: list[optuna.trial.FrozenTrial]) -> dict[str, float] | None:

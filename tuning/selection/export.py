@@ -31,12 +31,14 @@ def write_best_config(
     seed_runs: dict[str, Any] | None = None,
     test: dict[str, float] | None = None,
     test_info: dict[str, Any] | None = None,
+    warm_start: list[dict[str, Any]] | None = None,
 ) -> RunConfig:
     """best_config.yaml: `chosen` (the best trial's run config) in the train-config format plus
     `provenance`: the validation value it was
     chosen by, `test` (its test metrics, evaluated once after the choice; null until the
     sweep ends) with `test_on` saying on what, and, when the top trials were re-trained with
-    fresh seeds, `seed_runs`: the seeds, their validation finals, mean and std."""
+    fresh seeds, `seed_runs`: the seeds, their validation finals, mean and std; `warm_start`: the
+    earlier sweeps whose trials the sampler was told first, and how many of each."""
     provenance = {
         "metric": metric,
         "mode": mode,
@@ -57,6 +59,8 @@ def write_best_config(
     provenance.update(test_info or {})
     if seed_runs is not None:
         provenance["seed_runs"] = seed_runs
+    if warm_start:
+        provenance["warm_start"] = warm_start
     config = chosen.model_copy(update={"provenance": provenance})
     save_config(config, path)
     return config

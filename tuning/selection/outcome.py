@@ -127,6 +127,7 @@ def finish_sweep(
             sweep_sha256=meta["sweep_file_sha256"],
             mlflow_uri=meta["mlflow_uri"],
             seed_runs=None if robust is None else robust.info,
+            warm_start=meta.get("warm_start"),
             test=test,
             test_info=test_info,
         )

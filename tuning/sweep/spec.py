@@ -118,6 +118,11 @@ class SearchSpec(StrictModel):
     trial_time_budget_s: float | None = Field(
         None, gt=0, description="each trial's wall-clock budget (a hanging fit too): past it the trial stops TIMED_OUT"
     )
+    warm_start: list[str] = Field(
+        default_factory=list,
+        description="folders of earlier sweeps (same workload, budget and metric) whose finished trials the "
+        "sampler is told before the first new trial (tuning.sweep.warm_start)",
+    )
 
 
 class SchedulerSpec(StrictModel):
