@@ -84,13 +84,15 @@ def _comparable(specs: Sequence[SweepSpec], paths: Sequence[Path]) -> None:
                 )
 
 
-def _check_counts(seeds: int, top_k: int) -> None:
-    """--seeds and --top-k within what a comparison can run (each pair is a full training run)."""
-    for option, value, most in (("--seeds", seeds, MAX_SEEDS), ("--top-k", top_k, MAX_TOP_K)):
+def _check_counts(counts: dict[str, int]) -> None:
+    """--seeds (or --max-seeds) and --top-k within what a comparison can run: each config is
+    re-trained with each seed at full budget."""
+    for option, value in counts.items():
+        most = MAX_TOP_K if option == "--top-k" else MAX_SEEDS
         if value > most:
             raise UserError(
-                f"compare: {option} {value} is more than {most}; each of --top-k configs is re-trained with each of "
-                f"--seeds fresh seeds at full budget, so {seeds} x {top_k} runs per sweep. Give at most {most}."
+                f"compare: {option} {value} is more than {most}; each of --top-k configs is re-trained with each "
+                f"fresh seed at full budget. Give at most {most}."
             )
 
 
@@ -262,7 +264,7 @@ def compare_sweeps(
         raise UserError(f"compare needs at least two sweep files; got {len(spec_files)}.")
     rounds = SeedRounds(most=max_seeds) if seeds == "auto" else None
     seeds = rounds.start if rounds is not None else seeds
-    _check_counts(max(seeds, max_seeds if rounds else 0), top_k)
+    _check_counts({"--top-k": top_k, **({"--max-seeds": max_seeds} if rounds else {"--seeds": seeds})})
     twice = sorted({str(p) for p in spec_files if [q.resolve() for q in spec_files].count(p.resolve()) > 1})
     if twice:
         raise UserError(
