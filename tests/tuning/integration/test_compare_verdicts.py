@@ -1,16 +1,20 @@
 """`fishleg-tune compare` through the installed executable, as a user runs it: two sweep files
 that differ only in their name are level (never "better"), a side far behind is "worse" with
-its interval, a sweep `search` already ran is read back instead of run again, and a sweep whose
-trials all fail in the user's code ends the compare naming the error (exit 1)."""
+its interval, a sweep `search` already ran is read back instead of run again, a sweep whose
+trials all fail in the user's code ends the compare naming the error (exit 1), and Ctrl-C exits
+130 with a compare the same command continues."""
 
 import json
+import signal
+import subprocess
+import time
 
 import pytest
 import yaml
 
-from tests.conftest import ROOT, fishleg_tune
+from tests.conftest import FISHLEG_TUNE, ROOT, fishleg_tune
 
-from .conftest import sweep_file
+from .conftest import gated, sweep_file
 
 pytestmark = pytest.mark.slow
 
@@ -86,3 +90,29 @@ def test_a_sweep_whose_trials_all_fail_in_the_users_code_ends_the_compare_naming
     assert "every trial of the own_a sweep failed with the same error" in message
     assert "raised ValueError: no data here" in message and "raise num_samples" not in message
     assert "Traceback" not in done.stderr
+
+
+def test_ctrl_c_in_a_compare_exits_130_and_the_same_command_continues_it(tmp_path):
+    """SIGINT while the first sweep's trial waits at a gate: exit 130 with how to continue; the
+    same command, gate open, resumes that sweep and finishes the comparison."""
+    gate = tmp_path / "gate"
+    files = []
+    for name in ("held_a", "held_b"):
+        path = tiny(tmp_path / f"{name}.yaml", name, scheduler={"type": "none"})
+        gated(path, gate, gate_epoch=2, n=32)
+        files.append(str(path))
+    cmd = [FISHLEG_TUNE, "compare", *files, "--storage-path", str(tmp_path / "runs"), "--seeds", "1", "--top-k", "1"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ledger = tmp_path / "runs" / "compare-held_a-vs-held_b" / "held_a" / "trials.json"
+    deadline = time.time() + 240
+    while not (ledger.exists() and '"epoch": 1' in ledger.read_text()):
+        assert proc.poll() is None and time.time() < deadline, "the first trial never reached its gate"
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out[-2000:] + err[-2000:]
+    assert "run the same compare command again to continue" in " ".join(err.split())
+    gate.touch()
+    done = fishleg_tune(*cmd[1:], cwd=ROOT)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "resuming " in done.stdout and "verdict: held_a (fishleg) vs held_b (fishleg)" in done.stdout
