@@ -45,7 +45,6 @@ def fishleg_tune(
 # the files keep both workers busy to the end instead of leaving one long file for last.
 LONGEST_FIRST = (
     "tests/tuning/integration/test_faults.py",
-    "tests/tuning/integration/test_compare_verdicts.py",
     "tests/tuning/integration/test_sweep.py",
     "tests/tuning/integration/test_workers.py",
     "tests/tuning/integration/test_cluster.py",
@@ -53,6 +52,7 @@ LONGEST_FIRST = (
     "tests/examples/test_lightning.py",
     "tests/tuning/integration/test_own_package.py",
     "tests/tuning/integration/test_report_compare.py",
+    "tests/tuning/integration/test_compare_verdicts.py",
     "tests/tuning/integration/test_warm_start.py",
     "tests/tuning/test_training.py",
     "tests/examples/test_charlm.py",

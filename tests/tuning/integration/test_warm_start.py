@@ -57,7 +57,6 @@ def test_a_grafted_fishleg_sweep_warm_started_from_an_adamw_sweep(tmp_path):
     assert len(study.trials) == 5 and len(json.loads((folder / "trials.json").read_text())) == 2
     provenance = yaml.safe_load((folder / "best_config.yaml").read_text())["provenance"]
     assert provenance["warm_start"] == [{"sweep": str(tmp_path / "runs" / "adamw"), "used": 3, "skipped": 0}]
-    assert fishleg_tune("report", str(folder), cwd=tmp_path).returncode == 0
     assert len(load_study(SweepFolder.at(folder)).trials) == 2  # the report's study: this sweep's own trials
 
     refused = fishleg_tune("search", "graft.yaml", "search.warm_start=[runs/nowhere]", "--dry-run", cwd=tmp_path)

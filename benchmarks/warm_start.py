@@ -1,0 +1,90 @@
+"""Warm starts measured with real sweeps: a grafted FishLeg sweep started from a finished AdamW
+sweep of the same workload (`search.warm_start`) against the same sweep started cold, over
+several search seeds.
+
+One AdamW sweep (search_spaces/quickstart_adamw.yaml as shipped), then for each search seed a
+cold and a warm-started search_spaces/quickstart_graft.yaml. For each pair: the cold sweep's
+final best full-budget validation value, and how many trials (in start order) each sweep needs
+to come within `--noise` of it (default 0.0083: the standard deviation over fresh seeds of the
+grafted recipe's chosen config on this workload, docs/benchmarks.md). Prints one line per pair
+and, last, one JSON line.
+
+    python benchmarks/warm_start.py [--seeds 0 1 2] [--noise 0.0083]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+from pathlib import Path
+
+import tuning
+from tuning.records.ledger import COMPLETE, Ledger, TrialRecord
+
+FILES = Path(__file__).resolve().parents[1] / "search_spaces"
+
+
+def trials_to_reach(records: list[TrialRecord], metric: str, budget: int, target: float) -> int | None:
+    """How many trials, in the order they started, until one ran the full budget to `target` or below."""
+    for i, record in enumerate(sorted(records, key=lambda r: r.started or 0.0), start=1):
+        value = record.value(metric)
+        if record.status == COMPLETE and record.epochs >= budget and value is not None and value <= target:
+            return i
+    return None
+
+
+def best(records: list[TrialRecord], metric: str, budget: int) -> float:
+    """The best full-budget value of a sweep."""
+    return min(r.value(metric) for r in records if r.status == COMPLETE and r.epochs >= budget)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="search seeds of the FishLeg sweeps")
+    parser.add_argument("--noise", type=float, default=0.0083, help="how close to the cold best counts as reaching it")
+    args = parser.parse_args()
+    quiet = {"echo": lambda line: None}
+    with tempfile.TemporaryDirectory() as tmp:
+        storage = Path(tmp)
+        adamw = tuning.search(None, FILES / "quickstart_adamw.yaml", storage=storage, **quiet)
+        pairs = []
+        for seed in args.seeds:
+            runs = {}
+            for kind, warm in (("cold", []), ("warm", [str(adamw.folder)])):
+                outcome = tuning.search(
+                    None,
+                    FILES / "quickstart_graft.yaml",
+                    storage=storage,
+                    name=f"graft_{kind}_{seed}",
+                    **{"search.seed": seed, "search.warm_start": warm},
+                    **quiet,
+                )
+                runs[kind] = list(Ledger(outcome.folder / "trials.json").records.values())
+            target = best(runs["cold"], "val_loss", 8) + args.noise
+            pair = {
+                "seed": seed,
+                "trials": len(runs["cold"]),
+                "cold_best": best(runs["cold"], "val_loss", 8),
+                "warm_best": best(runs["warm"], "val_loss", 8),
+                "cold_trials_to_target": trials_to_reach(runs["cold"], "val_loss", 8, target),
+                "warm_trials_to_target": trials_to_reach(runs["warm"], "val_loss", 8, target),
+            }
+            print(pair, flush=True)
+            pairs.append(pair)
+    needed = [p["warm_trials_to_target"] for p in pairs]
+    summary = {
+        "benchmark": "warm_start",
+        "workload": "digits_classifier",
+        "noise": args.noise,
+        "adamw_complete_trials": adamw.counts.get(COMPLETE, 0),
+        "pairs": pairs,
+        "warm_trials_to_cold_best_median": statistics.median(n if n is not None else float("inf") for n in needed),
+        "quarter_of_cold_trials": pairs[0]["trials"] / 4 if pairs else None,
+    }
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
