@@ -9,7 +9,7 @@ to come within `--noise` of it (default 0.0083: the standard deviation over fres
 grafted recipe's chosen config on this workload, docs/benchmarks.md). Prints one line per pair
 and, last, one JSON line.
 
-    python benchmarks/warm_start.py [--seeds 0 1 2] [--noise 0.0083]
+    python benchmarks/warm_start.py [--seeds 0 1 2] [--noise 0.0083] [--no-start-point]
 """
 
 from __future__ import annotations
@@ -44,12 +44,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="search seeds of the FishLeg sweeps")
     parser.add_argument("--noise", type=float, default=0.0083, help="how close to the cold best counts as reaching it")
+    parser.add_argument(
+        "--no-start-point",
+        action="store_true",
+        help="leave out the FishLeg file's points_to_evaluate (its known-good recipe) in both sweeps",
+    )
     args = parser.parse_args()
     quiet = {"echo": lambda line: None}
     with tempfile.TemporaryDirectory() as tmp:
         storage = Path(tmp)
         adamw = tuning.search(None, FILES / "quickstart_adamw.yaml", storage=storage, **quiet)
         pairs = []
+        start = {"search.points_to_evaluate": []} if args.no_start_point else {}
         for seed in args.seeds:
             runs = {}
             for kind, warm in (("cold", []), ("warm", [str(adamw.folder)])):
@@ -58,7 +64,7 @@ def main() -> None:
                     FILES / "quickstart_graft.yaml",
                     storage=storage,
                     name=f"graft_{kind}_{seed}",
-                    **{"search.seed": seed, "search.warm_start": warm},
+                    **{"search.seed": seed, "search.warm_start": warm, **start},
                     **quiet,
                 )
                 runs[kind] = list(Ledger(outcome.folder / "trials.json").records.values())
@@ -78,6 +84,7 @@ def main() -> None:
         "benchmark": "warm_start",
         "workload": "digits_classifier",
         "noise": args.noise,
+        "start_point": not args.no_start_point,
         "adamw_complete_trials": adamw.counts.get(COMPLETE, 0),
         "pairs": pairs,
         "warm_trials_to_cold_best_median": statistics.median(n if n is not None else float("inf") for n in needed),
