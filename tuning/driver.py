@@ -17,7 +17,7 @@ import shutil
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +87,7 @@ class SweepPlan:
     data: dict[str, Any]
     overrides: tuple[Override, ...] = ()
     fit: Fit | None = None
-    warm: WarmStart = WarmStart([], [])
+    warm: WarmStart = field(default_factory=lambda: WarmStart([], []))
 
     def source(self) -> dict[str, Any]:
         """What the sweep folder records of the sweep's origin: the file's hash and the overrides
