@@ -46,8 +46,8 @@ class ReportCallback(Checkpoint):
     epoch, with Lightning's checkpoint. `metrics`: the logged names to report (default: every
     scalar logged), or a mapping of reported name → logged name (e.g. `{"val_loss":
     "valid/loss"}`, when the module logs under other names than the sweep's metric).
-    `checkpoint`: give the trial a checkpoint each epoch (what ASHA's pausing, a retry and
-    `resume` restore from); False reports metrics only."""
+    `checkpoint`: give the trial a checkpoint each epoch (what a retry and `resume` restore
+    from); False reports metrics only."""
 
     def __init__(
         self,
@@ -59,7 +59,7 @@ class ReportCallback(Checkpoint):
         super().__init__()
         self.context = context
         self.names = (
-            dict(metrics) if isinstance(metrics, Mapping) else None if metrics is None else {m: m for m in metrics}
+            None if metrics is None else dict(metrics) if isinstance(metrics, Mapping) else {m: m for m in metrics}
         )
         self.checkpoint = checkpoint
         self._folder: tempfile.TemporaryDirectory[str] | None = None
