@@ -27,6 +27,7 @@ from tuning.selection.holdout import evaluate_seed_runs
 from tuning.selection.intervals import BETTER, CONFIDENCE, Difference, difference
 from tuning.selection.robust import SeedRuns, best_of, retrain_top
 from tuning.selection.sequential import SeedRounds, separate
+from tuning.summary import time_to
 from tuning.sweep.callbacks import is_protocol_error, sweep_failure
 from tuning.sweep.spec import MAX_SEEDS, SweepSpec
 
@@ -60,12 +61,7 @@ class Comparison:
 
 def time_to_target(runs: SeedRuns, metric: str, mode: str, target: float) -> tuple[int | None, float | None]:
     """(epochs, seconds) until the seed-mean curve first reaches `target`; None if never."""
-    curve = runs.mean_curve(metric)
-    seconds = list(accumulate(runs.mean_curve("epoch_time_s")))
-    for i, value in enumerate(curve):
-        if (value <= target) if mode == "min" else (value >= target):
-            return i + 1, seconds[i]
-    return None, None
+    return time_to(runs.mean_curve(metric), list(accumulate(runs.mean_curve("epoch_time_s"))), target, mode)
 
 
 def _comparable(specs: Sequence[SweepSpec], paths: Sequence[Path]) -> None:

@@ -47,12 +47,14 @@ def arm_names(labels: Sequence[str], optimizers: Sequence[str]) -> list[str]:
     ]
 
 
-def time_to(curve: Sequence[float], elapsed: Sequence[float], target: float, mode: str) -> float | None:
-    """Seconds until the seed-mean curve first reaches `target`; None if it never does."""
-    for value, seconds in zip(curve, elapsed):
+def time_to(
+    curve: Sequence[float], elapsed: Sequence[float], target: float, mode: str
+) -> tuple[int | None, float | None]:
+    """(epochs, seconds) until a per-epoch curve first reaches `target`; (None, None) if it never does."""
+    for epoch, (value, seconds) in enumerate(zip(curve, elapsed), start=1):
         if (value <= target) if mode == "min" else (value >= target):
-            return seconds
-    return None
+            return epoch, seconds
+    return None, None
 
 
 def _read(folder: Path) -> dict[str, Any]:
@@ -81,7 +83,7 @@ def _workload(data: dict[str, Any]) -> dict[str, Any]:
     finals = [data["sides"][label]["best"]["mean"] for label in level]
     target = max(finals) if mode == "min" else min(finals)
     times = {
-        name: time_to(data["sides"][label]["best"]["curve"], data["sides"][label]["best"]["elapsed"], target, mode)
+        name: time_to(data["sides"][label]["best"]["curve"], data["sides"][label]["best"]["elapsed"], target, mode)[1]
         for name, label in zip(names, labels)
     }
     return {
