@@ -14,7 +14,7 @@ from typing import Any
 
 from fishleg.config import FishLegConfig
 from tuning.selection.intervals import Difference, difference
-from tuning.selection.robust import SeedRuns, retrain
+from tuning.selection.robust import SeedRuns, retrain_for
 from tuning.sweep.spec import SweepSpec
 
 __all__ = ["Ablation", "ablate", "ablations"]
@@ -62,13 +62,7 @@ def ablations(spec: SweepSpec, params: dict[str, Any]) -> dict[str, dict[str, An
 def ablate(spec: SweepSpec, chosen: SeedRuns, metric: str, mode: str) -> list[Ablation]:
     """Re-train each Q-only change of the chosen config on its seeds, as concurrent Ray tasks."""
     changes = ablations(spec, chosen.params)
-    runs = retrain(
-        spec.base_config(),
-        [{**chosen.params, **change} for change in changes.values()],
-        chosen.seeds,
-        spec.resources.cpu,
-        spec.resources.gpu,
-    )
+    runs = retrain_for(spec, [{**chosen.params, **change} for change in changes.values()], chosen.seeds)
     return [
         Ablation(name, change, run, difference(chosen.finals(metric), run.finals(metric), mode))
         for (name, change), run in zip(changes.items(), runs)

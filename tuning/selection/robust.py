@@ -25,6 +25,7 @@ __all__ = [
     "best_of",
     "fresh_seeds",
     "retrain",
+    "retrain_for",
     "retrain_top",
     "retrain_trials",
     "robust_best",
@@ -119,15 +120,14 @@ def retrain(
     return out
 
 
+def retrain_for(spec: SweepSpec, params: list[dict[str, Any]], seeds: list[int]) -> list[SeedRuns]:
+    """`retrain` on `spec`'s base config, with its trials' resources."""
+    return retrain(spec.base_config(), params, seeds, spec.resources.cpu, spec.resources.gpu)
+
+
 def retrain_trials(spec: SweepSpec, trials: list[TrialRecord], seeds: int) -> list[SeedRuns]:
     """Each trial's config re-trained at `spec`'s full budget with `seeds` fresh seeds."""
-    return retrain(
-        spec.base_config(),
-        [t.params for t in trials],
-        fresh_seeds(spec.training.seed, seeds),
-        spec.resources.cpu,
-        spec.resources.gpu,
-    )
+    return retrain_for(spec, [t.params for t in trials], fresh_seeds(spec.training.seed, seeds))
 
 
 def retrain_top(

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from tuning.selection.intervals import CONFIDENCE, LEVEL, difference
-from tuning.selection.robust import SeedRuns, fresh_seeds, retrain
+from tuning.selection.robust import SeedRuns, fresh_seeds, retrain_for
 from tuning.sweep.spec import SweepSpec
 
 __all__ = ["SeedRounds", "add_seeds", "separate"]
@@ -57,7 +57,7 @@ class SeedRounds:
 def add_seeds(spec: SweepSpec, runs: SeedRuns, count: int) -> SeedRuns:
     """`runs` with `count` more fresh seeds of its config, trained at `spec`'s full budget."""
     new = fresh_seeds(spec.training.seed, len(runs.seeds) + count)[len(runs.seeds) :]
-    (more,) = retrain(spec.base_config(), [runs.params], new, spec.resources.cpu, spec.resources.gpu)
+    (more,) = retrain_for(spec, [runs.params], new)
     return replace(
         runs,
         seeds=[*runs.seeds, *more.seeds],
