@@ -23,7 +23,15 @@ from tuning.records.ledger import COMPLETE, Ledger
 from tuning.records.lock import holder
 from tuning.sweep.spec import ParamSpec, SweepSpec, load_sweep
 
-__all__ = ["WARM_ATTR", "WarmStart", "check_warm_start", "own_trials", "tell_warm_start", "warm_start"]
+__all__ = [
+    "WARM_ATTR",
+    "WarmStart",
+    "check_warm_start",
+    "own_trials",
+    "shared_params",
+    "tell_warm_start",
+    "warm_start",
+]
 
 WARM_ATTR = "warm_start"  # a study trial's user attribute: the earlier sweep and trial it came from
 
@@ -78,7 +86,7 @@ def check_warm_start(spec: SweepSpec, source: str) -> list[SweepFolder]:
     return folders
 
 
-def _shared(space: dict[str, ParamSpec], params: dict[str, Any]) -> dict[str, Any] | None:
+def shared_params(space: dict[str, ParamSpec], params: dict[str, Any]) -> dict[str, Any] | None:
     """The params the space shares, in its order, conditionals whose `when:` is unmet dropped;
     None when a shared value lies outside the space."""
     out: dict[str, Any] = {}
@@ -103,7 +111,7 @@ def warm_start(spec: SweepSpec, folders: list[SweepFolder]) -> WarmStart:
             value = record.value(metric)
             if record.status != COMPLETE or record.epochs < spec.budget or value is None:
                 continue
-            params = _shared(spec.space, record.params)
+            params = shared_params(spec.space, record.params)
             if not params:
                 skipped += 1
                 continue
@@ -122,11 +130,13 @@ def _distribution(p: ParamSpec) -> optuna.distributions.BaseDistribution:
     return optuna.distributions.FloatDistribution(p.low, p.high, log=p.log, step=p.step)
 
 
-def tell_warm_start(spec: SweepSpec, study_url: str, study_name: str, warm: WarmStart) -> None:
+def tell_warm_start(
+    spec: SweepSpec, storage: str | optuna.storages.BaseStorage, study_name: str, warm: WarmStart
+) -> None:
     """Add the warm trials to the sweep's study (created here as Tune's searcher will load
     it), unless it has them already (a resumed sweep)."""
     direction = "minimize" if spec.metric.mode == "min" else "maximize"
-    study = optuna.create_study(study_name=study_name, storage=study_url, direction=direction, load_if_exists=True)
+    study = optuna.create_study(study_name=study_name, storage=storage, direction=direction, load_if_exists=True)
     if any(WARM_ATTR in t.user_attrs for t in study.get_trials(deepcopy=False)):
         return
     for source, params, value in warm.trials:

@@ -1,0 +1,165 @@
+"""How fast search strategies find a good config, replayed on a recorded learning-curve table
+(`benchmarks/learning_curves.py` builds one; `tuning.replay.simulate` replays).
+
+Each strategy is the table's sweep file with overrides (the same keys a user sets), replayed
+`--reps` times with different search seeds on a simulated clock with the file's
+`max_concurrent` workers. Compute is counted in full-trial units: worker-seconds divided by the
+median seconds of one full-budget run in the table. For each strategy: the quality (the table's
+seed-averaged final value) of the config the sweep would choose, as median and quartiles over
+the repetitions at each compute; and `compute_to_target`, the compute until that choice comes
+within the seed noise of the table's best config (median and quartiles; a repetition that never
+gets there counts as beyond the horizon). Also the rank correlation (Spearman) of each epoch's
+value with the final one over the table's runs: whether a scheduler's early rungs rank configs
+as the budget does. Prints one line per strategy and, last, one JSON line.
+
+    python benchmarks/search_efficiency.py benchmarks/tables/digits_graft.csv \\
+        [--reps 20] [--horizon 48] [--no-start-point] \\
+        [--warm-table benchmarks/tables/digits_adamw.csv] [--figure docs/search_efficiency_digits.png]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.stats import spearmanr
+
+from tuning.replay.simulate import Trace, replay, warm_from
+from tuning.replay.table import Table, load_table
+from tuning.run.overrides import parse_overrides
+from tuning.sweep.spec import SweepSpec, load_sweep
+
+STRATEGIES: dict[str, list[str]] = {
+    "default (TPE + ASHA)": [],
+    "random + ASHA": ["search.sampler=random"],
+    "TPE, no pruning": ["scheduler.type=none"],
+    "GP, no pruning": ["search.sampler=gp", "scheduler.type=none"],
+    "CMA-ES + ASHA": ["search.sampler=cmaes"],
+    "TPE + ASHA grace 1": ["scheduler.grace_period=1"],
+    "TPE + ASHA grace 4": ["scheduler.grace_period=4"],
+    "TPE + ASHA rf 3": ["scheduler.reduction_factor=3"],
+}
+
+
+def rank_correlation(table: Table) -> list[float]:
+    """Spearman's ρ of each epoch's value with the final one, over the runs that finished."""
+    runs = [c for i in table.curves for c in table.full(i)]
+    finals = [c.final for c in runs]
+    return [round(float(spearmanr([c.values[e] for c in runs], finals).statistic), 3) for e in range(table.budget)]
+
+
+def quartiles(values: list[float]) -> tuple[float, float, float]:
+    q1, q2, q3 = np.percentile(values, [25, 50, 75])
+    return float(q1), float(q2), float(q3)
+
+
+def summarise(traces: list[Trace], table: Table, target: float, unit: float, horizon: float) -> dict[str, Any]:
+    """The quality curve (quartiles over repetitions) and the compute to the target, in full-trial units."""
+    sign = table.sign
+    to_target = [t.time_to(target, sign) for t in traces]
+    units = [math.inf if s is None else s / unit for s in to_target]
+    grid = np.linspace(0, horizon, 25)[1:]
+    curve = []
+    for x in grid:
+        found = [t.quality_at(x * unit) for t in traces]
+        worst = max(sign * q for i in table.curves if (q := table.quality(i)) is not None) * sign
+        curve.append([round(float(x), 2), *(round(q, 5) for q in quartiles([worst if f is None else f for f in found]))])
+    q1, med, q3 = quartiles(units)
+    return {
+        "compute_to_target": {"q1": q1, "median": med, "q3": q3, "reached": sum(math.isfinite(u) for u in units)},
+        "trials": statistics.median(t.trials for t in traces),
+        "curve": curve,
+    }
+
+
+def strategy_spec(path: Path, overrides: list[str], no_start_point: bool) -> SweepSpec:
+    extra = ["search.points_to_evaluate=[]"] if no_start_point else []
+    return load_sweep(path, overrides=parse_overrides([*overrides, *extra], str(path)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("table", type=Path)
+    parser.add_argument("--reps", type=int, default=20, help="repetitions (search seeds) per strategy")
+    parser.add_argument("--horizon", type=float, default=48.0, help="compute replayed, in full-trial units")
+    parser.add_argument("--no-start-point", action="store_true", help="leave out the file's points_to_evaluate")
+    parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=list(STRATEGIES))
+    parser.add_argument("--warm-table", type=Path, help="a table of another optimizer's sweep file to warm-start from")
+    parser.add_argument("--figure", type=Path, help="write the quality-against-compute figure here (matplotlib)")
+    args = parser.parse_args()
+    table = load_table(args.table)
+    sweep_file = Path(table.meta["source"])
+    best_config, best = table.best()
+    noise = table.seed_noise()
+    target = best + table.sign * noise
+    unit = statistics.median(sum(c.seconds) for i in table.curves for c in table.full(i))
+    base = strategy_spec(sweep_file, [], args.no_start_point)
+    wall = args.horizon * unit / base.search.max_concurrent
+    results: dict[str, dict[str, Any]] = {}
+    plans = {name: (strategy_spec(sweep_file, STRATEGIES[name], args.no_start_point), None) for name in args.strategies}
+    if args.warm_table is not None:
+        warm_table = load_table(args.warm_table)
+        warm_spec = load_sweep(Path(warm_table.meta["source"]))
+        plans[f"default, warm from {warm_spec.name}"] = (base, (warm_table, warm_spec))
+    for name, (spec, warm_source) in plans.items():
+        traces = []
+        for rep in range(args.reps):
+            warm = None
+            if warm_source is not None:  # a finished sweep of the other file, replayed on its own table
+                w_table, w_spec = warm_source
+                earlier = replay(w_spec, w_table, seed=1000 + rep, trials=w_spec.search.num_samples)
+                warm = warm_from(earlier, w_table, spec, w_spec.name)
+            traces.append(replay(spec, table, seed=rep, seconds=wall, warm=warm))
+        results[name] = summarise(traces, table, target, unit / base.search.max_concurrent, args.horizon)
+        c = results[name]["compute_to_target"]
+        print(
+            f"{name:32s} compute to target: median {c['median']:.1f} (quartiles {c['q1']:.1f}-{c['q3']:.1f}), "
+            f"reached {c['reached']}/{args.reps}"
+        )
+    summary = {
+        "benchmark": "search_efficiency",
+        "table": str(args.table),
+        "configs": len(table.curves),
+        "reps": args.reps,
+        "start_point": not args.no_start_point,
+        "best": best,
+        "best_config": best_config,
+        "seed_noise": noise,
+        "target": target,
+        "unit_s": unit,
+        "horizon": args.horizon,
+        "rank_correlation": rank_correlation(table),
+        "strategies": results,
+    }
+    if args.figure is not None:
+        figure(summary, args.figure)
+    print(json.dumps(summary))
+
+
+def figure(summary: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for name, result in summary["strategies"].items():
+        x, q1, med, q3 = np.array(result["curve"]).T
+        ax.plot(x, med, label=name)
+        ax.fill_between(x, q1, q3, alpha=0.15)
+    ax.axhline(summary["target"], color="k", linestyle=":", label="table best + seed noise")
+    ax.set_xlabel("compute (full-budget trials of worker time)")
+    ax.set_ylabel("quality of the chosen config (seed-mean final value)")
+    ax.set_title(f"{Path(summary['table']).stem}: median and quartiles over {summary['reps']} replays")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+if __name__ == "__main__":
+    main()
