@@ -4,7 +4,7 @@ each seed, one thread, in this process. Appends as it goes; the same command con
 stopped build. Run from the repository root (training functions import from there).
 
     python benchmarks/learning_curves.py search_spaces/quickstart_graft.yaml \\
-        --configs 256 --seeds 2 --out benchmarks/tables/digits_graft.csv
+        --configs 256 --seeds 2 --top 64 --out benchmarks/tables/digits_graft.csv
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ def main() -> None:
     parser.add_argument("sweep_file", type=Path)
     parser.add_argument("--configs", type=int, required=True, help="how many configs (the file's start points first)")
     parser.add_argument("--seeds", type=int, default=2, help="training seeds per config: the file's seed, +1, ...")
+    parser.add_argument("--top", type=int, help="train seeds after the first only for this many best configs")
     parser.add_argument("--draw-seed", type=int, default=0, help="seed of the random draws of configs")
     parser.add_argument("--out", type=Path, required=True, help="the table file (CSV) to write or continue")
     args = parser.parse_args()
@@ -32,7 +33,13 @@ def main() -> None:
     sys.path.insert(0, os.getcwd())  # as fishleg-tune does: `trainable: examples.charlm.train:fit` from here
     spec = load_sweep(args.sweep_file)
     build_table(
-        spec, args.out, configs=args.configs, seeds=args.seeds, draw_seed=args.draw_seed, source=str(args.sweep_file)
+        spec,
+        args.out,
+        configs=args.configs,
+        seeds=args.seeds,
+        top=args.top,
+        draw_seed=args.draw_seed,
+        source=str(args.sweep_file),
     )
 
 

@@ -64,11 +64,12 @@ def summarise(traces: list[Trace], table: Table, target: float, unit: float, hor
     to_target = [t.time_to(target, sign) for t in traces]
     units = [math.inf if s is None else s / unit for s in to_target]
     grid = np.linspace(0, horizon, 25)[1:]
+    worst = max(sign * q for i in table.curves if (q := table.quality(i)) is not None) * sign  # before any finished
     curve = []
     for x in grid:
         found = [t.quality_at(x * unit) for t in traces]
-        worst = max(sign * q for i in table.curves if (q := table.quality(i)) is not None) * sign
-        curve.append([round(float(x), 2), *(round(q, 5) for q in quartiles([worst if f is None else f for f in found]))])
+        spread = quartiles([worst if f is None else f for f in found])
+        curve.append([round(float(x), 2), *(round(q, 5) for q in spread)])
     q1, med, q3 = quartiles(units)
     return {
         "compute_to_target": {"q1": q1, "median": med, "q3": q3, "reached": sum(math.isfinite(u) for u in units)},

@@ -58,7 +58,7 @@ LAYERS = [
     {"sweep"},
     {"selection"},
     {"report", "driver"},
-    {"compare", "summary"},
+    {"compare", "summary", "replay"},
     {"api"},
     {"cli"},
 ]

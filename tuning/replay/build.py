@@ -65,18 +65,27 @@ def run_curve(config: RunConfig, metric: str, index: int) -> Curve:
     )
 
 
+def _best_first(path: Path, seed: int, mode: str) -> list[int]:
+    """Configs by their finished run on `seed`, best first."""
+    table = load_table(path)
+    finished = {c.config: c.final for i in table.curves for c in table.full(i) if c.seed == seed}
+    return sorted(finished, key=lambda i: finished[i] if mode == "min" else -finished[i])
+
+
 def build_table(
     spec: SweepSpec,
     path: Path,
     *,
     configs: int,
     seeds: int,
+    top: int | None = None,
     draw_seed: int = 0,
     source: str = "sweep file",
     echo: Callable[[str], None] = print,
 ) -> None:
     """Record `configs` configs × `seeds` training seeds (the file's seed, +1, ...) into `path`,
-    skipping runs it already holds."""
+    skipping runs it already holds. With `top`, seeds after the first train only the `top` best
+    configs of the first (the seed noise that matters is the best configs')."""
     points = draw_configs(spec, configs, draw_seed)
     keys = list(spec.space)
     meta: dict[str, Any] = {
@@ -91,13 +100,14 @@ def build_table(
     done = load_table(path).done()
     first = spec.training.seed
     for s in range(seeds):
-        for index, params in enumerate(points):
-            seed = first + s
+        chosen = range(len(points)) if s == 0 or top is None else _best_first(path, first, spec.metric.mode)[:top]
+        for index in sorted(chosen):
+            seed, params = first + s, points[index]
             if (index, seed) in done:
                 continue
             config = spec.config_for(params)
             config = config.model_copy(update={"training": config.training.model_copy(update={"seed": seed})})
             curve = run_curve(config, spec.metric.name, index)
             append_curve(path, curve, params)
-            total = sum(curve.seconds)
-            echo(f"config {index} seed {seed}: {spec.metric.name} {curve.final} after {len(curve.values)} epochs, {total:.1f} s")
+            ran = f"after {len(curve.values)} epochs, {sum(curve.seconds):.1f} s"
+            echo(f"config {index} seed {seed}: {spec.metric.name} {curve.final} {ran}")

@@ -43,6 +43,7 @@ class Curve:
 
     @property
     def final(self) -> float | None:
+        """The last epoch's value (what a sweep reports for the run)."""
         return self.values[-1] if self.values else None
 
 
@@ -57,6 +58,7 @@ class Table:
 
     @property
     def budget(self) -> int:
+        """Epochs of a full run."""
         return int(self.meta["budget"])
 
     @property
@@ -92,6 +94,7 @@ class Table:
         return math.sqrt(statistics.fmean(variances))
 
     def done(self) -> set[tuple[int, int]]:
+        """(config, seed) of every run recorded."""
         return {(c.config, c.seed) for curves in self.curves.values() for c in curves}
 
 
@@ -148,9 +151,7 @@ def load_table(path: Path) -> Table:
         runs.setdefault((int(row["config"]), int(row["seed"])), []).append(row)
     for (config, seed), rows in sorted(runs.items()):
         rows.sort(key=lambda r: int(r["epoch"]))
-        table.params[config] = {
-            k: v for k in table.meta["keys"] if (v := _parse(rows[0][k])) is not None
-        }
+        table.params[config] = {k: v for k in table.meta["keys"] if (v := _parse(rows[0][k])) is not None}
         table.curves.setdefault(config, []).append(
             Curve(
                 config=config,
