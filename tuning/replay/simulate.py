@@ -38,12 +38,14 @@ class Trace:
     """What a replayed sweep found over time: `(seconds, config, observed, quality)` each time a
     full-budget trial became the sweep's best (by its observed value, as a sweep chooses);
     `quality` is that config's seed-averaged final value in the table. `trials` counts the
-    trials started, and `complete` holds each full-budget trial's recorded config and observed
-    value (what a warm start takes from a finished sweep)."""
+    trials started; `complete` holds each full-budget trial's recorded config and observed value
+    (what a warm start takes from a finished sweep); `ended[k]` is the best observed full-budget
+    value once k + 1 trials had ended (None before the first full-budget one)."""
 
     events: list[tuple[float, int, float, float | None]] = field(default_factory=list)
     trials: int = 0
     complete: list[tuple[int, float]] = field(default_factory=list)
+    ended: list[float | None] = field(default_factory=list)
 
     def quality_at(self, seconds: float) -> float | None:
         """The quality of the sweep's choice at `seconds` (None before a trial finished)."""
@@ -166,6 +168,7 @@ def replay(
                 if best is None or sign * value < sign * best:
                     best = value
                     trace.events.append((now, curve.config, value, table.quality(curve.config)))
+        trace.ended.append(best)
         if trials is None or trace.trials < trials:
             start(now)
     return trace

@@ -55,6 +55,7 @@ def test_asha_stops_a_trial_below_the_rung_median():
     t = table([[0.9, 0.5], [0.8, 0.3], [1.0, 0.4], [0.5, 0.1]])
     trace = replay(spec({"type": "asha", "grace_period": 1, "reduction_factor": 2}), t, seed=0, trials=4)
     assert trace.complete == [(0, 0.5), (1, 0.3), (3, 0.1)]
+    assert trace.ended == [0.5, 0.3, 0.3, 0.1]
     assert trace.events[-1] == (7.0, 3, 0.1, 0.1)  # 2 + 2 + 1 (stopped) + 2
 
 
