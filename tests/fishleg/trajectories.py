@@ -35,6 +35,11 @@ CASES: dict[str, dict[str, Any]] = {
     "gaussian": {"u_sampling": "gaussian"},
     "plain_aux": {"normalize_aux": False, "precondition_aux": False},
     "no_weight_decay": {"weight_decay": 0.0, "beta": 0.5},
+    "graft": {"graft": "adam", "lr": 0.01},
+    "graft_kfac_every": {"graft": "adam", "lr": 0.01, "q_init": "kfac", "kfac_every": 4},
+    "partner_head": {"partner": "adamw", "partner_params": "head"},
+    "kfac_only": {"q_init": "kfac", "kfac_every": 4, "learn_q": False},
+    "identity_only_graft": {"graft": "adam", "lr": 0.01, "learn_q": False},
 }
 
 
