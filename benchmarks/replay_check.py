@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 import tuning
-from tuning.records.ledger import COMPLETE, Ledger
+from tuning.records.ledger import Ledger
+from tuning.records.status import Status
 from tuning.replay.simulate import replay
 from tuning.replay.table import load_table
 from tuning.run.overrides import parse_overrides
@@ -33,7 +34,7 @@ def real_curve(folder: Path, metric: str, budget: int, sign: float) -> list[floa
     best, out = None, []
     for r in records:
         value = r.value(metric)
-        if r.status == COMPLETE and r.epochs >= budget and value is not None:
+        if r.status == Status.COMPLETE and r.epochs >= budget and value is not None:
             best = value if best is None or sign * value < sign * best else best
         out.append(best)
     return out

@@ -23,6 +23,7 @@ import argparse
 import json
 import math
 import statistics
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,15 +35,35 @@ from tuning.replay.table import Table, load_table
 from tuning.run.overrides import parse_overrides
 from tuning.sweep.spec import SweepSpec, load_sweep
 
-STRATEGIES: dict[str, list[str]] = {
-    "default (TPE + ASHA)": [],
-    "random + ASHA": ["search.sampler=random"],
-    "TPE, no pruning": ["scheduler.type=none"],
-    "GP, no pruning": ["search.sampler=gp", "scheduler.type=none"],
-    "CMA-ES + ASHA": ["search.sampler=cmaes"],
-    "TPE + ASHA grace 1": ["scheduler.grace_period=1"],
-    "TPE + ASHA grace 4": ["scheduler.grace_period=4"],
-    "TPE + ASHA rf 3": ["scheduler.reduction_factor=3"],
+TUNED = ("optimizer.lr", "optimizer.damping")  # what `pinned` leaves to the search
+
+
+def pinned(spec: SweepSpec) -> list[str]:
+    """Every space key but TUNED held at the file's first start point (its known-good recipe)."""
+    if not spec.search.points_to_evaluate:
+        raise SystemExit(f"{spec.name}: 'pinned' needs a start point to hold the other keys at")
+    out = []
+    for key, value in spec.search.points_to_evaluate[0].items():
+        p = spec.space[key]
+        if key in TUNED:
+            continue
+        if p.type == "categorical":
+            out.append(f"space.{key}.choices=[{value}]")
+        else:
+            out += [f"space.{key}.low={value}", f"space.{key}.high={value}"]
+    return out
+
+
+STRATEGIES: dict[str, Callable[[SweepSpec], list[str]]] = {
+    "default (TPE + ASHA)": lambda spec: [],
+    "random + ASHA": lambda spec: ["search.sampler=random"],
+    "TPE, no pruning": lambda spec: ["scheduler.type=none"],
+    "GP, no pruning": lambda spec: ["search.sampler=gp", "scheduler.type=none"],
+    "CMA-ES + ASHA": lambda spec: ["search.sampler=cmaes"],
+    "TPE + ASHA grace 1": lambda spec: ["scheduler.grace_period=1"],
+    "TPE + ASHA grace 4": lambda spec: ["scheduler.grace_period=4"],
+    "TPE + ASHA rf 3": lambda spec: ["scheduler.reduction_factor=3"],
+    "TPE + ASHA, lr and damping only": pinned,
 }
 
 
@@ -78,9 +99,10 @@ def summarise(traces: list[Trace], table: Table, target: float, unit: float, hor
     }
 
 
-def strategy_spec(path: Path, overrides: list[str], no_start_point: bool) -> SweepSpec:
+def strategy_spec(path: Path, strategy: Callable[[SweepSpec], list[str]], no_start_point: bool) -> SweepSpec:
+    """The sweep file with the strategy's overrides (and without its start point, if asked)."""
     extra = ["search.points_to_evaluate=[]"] if no_start_point else []
-    return load_sweep(path, overrides=parse_overrides([*overrides, *extra], str(path)))
+    return load_sweep(path, overrides=parse_overrides([*strategy(load_sweep(path)), *extra], str(path)))
 
 
 def main() -> None:
@@ -99,7 +121,7 @@ def main() -> None:
     noise = table.seed_noise()
     target = best + table.sign * noise
     unit = statistics.median(sum(c.seconds) for i in table.curves for c in table.full(i))
-    base = strategy_spec(sweep_file, [], args.no_start_point)
+    base = strategy_spec(sweep_file, STRATEGIES["default (TPE + ASHA)"], args.no_start_point)
     wall = args.horizon * unit / base.search.max_concurrent
     results: dict[str, dict[str, Any]] = {}
     plans = {name: (strategy_spec(sweep_file, STRATEGIES[name], args.no_start_point), None) for name in args.strategies}

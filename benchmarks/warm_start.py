@@ -21,7 +21,8 @@ import tempfile
 from pathlib import Path
 
 import tuning
-from tuning.records.ledger import COMPLETE, Ledger, TrialRecord
+from tuning.records.ledger import Ledger, TrialRecord
+from tuning.records.status import Status
 
 FILES = Path(__file__).resolve().parents[1] / "search_spaces"
 
@@ -30,14 +31,14 @@ def trials_to_reach(records: list[TrialRecord], metric: str, budget: int, target
     """How many trials, in the order they started, until one ran the full budget to `target` or below."""
     for i, record in enumerate(sorted(records, key=lambda r: r.started or 0.0), start=1):
         value = record.value(metric)
-        if record.status == COMPLETE and record.epochs >= budget and value is not None and value <= target:
+        if record.status == Status.COMPLETE and record.epochs >= budget and value is not None and value <= target:
             return i
     return None
 
 
 def best(records: list[TrialRecord], metric: str, budget: int) -> float:
     """The best full-budget value of a sweep."""
-    return min(r.value(metric) for r in records if r.status == COMPLETE and r.epochs >= budget)
+    return min(r.value(metric) for r in records if r.status == Status.COMPLETE and r.epochs >= budget)
 
 
 def main() -> None:
@@ -85,7 +86,7 @@ def main() -> None:
         "workload": "digits_classifier",
         "noise": args.noise,
         "start_point": not args.no_start_point,
-        "adamw_complete_trials": adamw.counts.get(COMPLETE, 0),
+        "adamw_complete_trials": adamw.counts.get(Status.COMPLETE, 0),
         "pairs": pairs,
         "warm_trials_to_cold_best_median": statistics.median(n if n is not None else float("inf") for n in needed),
         "quarter_of_cold_trials": pairs[0]["trials"] / 4 if pairs else None,

@@ -19,7 +19,8 @@ from typing import Any, Literal
 from tuning.driver import Echo, SweepPlan, place_sweep, read_sweep_file, resume_sweep, start_sweep
 from tuning.errors import UserCodeError, UserError
 from tuning.records.folder import SweepFolder
-from tuning.records.ledger import TERMINAL, Ledger, TrialRecord, format_counts
+from tuning.records.ledger import Ledger, TrialRecord, format_counts
+from tuning.records.status import TERMINAL
 from tuning.report.comparison import comparison_page, held_out_metric
 from tuning.run.overrides import Override
 from tuning.selection.ablation import ablate, ablations

@@ -114,9 +114,9 @@ def best(args: argparse.Namespace) -> int:
 
 def _ended(folder: SweepFolder, records: list[TrialRecord]) -> bool:
     """Whether the sweep ran to its end: exported, and no trial left running or interrupted."""
-    from tuning.records.ledger import INTERRUPTED, RUNNING
+    from tuning.records.status import Status
 
-    return folder.best_file.exists() and not [r for r in records if r.status in (RUNNING, INTERRUPTED)]
+    return folder.best_file.exists() and not [r for r in records if r.status in (Status.RUNNING, Status.INTERRUPTED)]
 
 
 def report(args: argparse.Namespace) -> int:

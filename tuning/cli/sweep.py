@@ -65,7 +65,8 @@ def format_plan(plan: SweepPlan) -> str:
 def print_outcome(outcome: SweepOutcome) -> int:
     """The sweep's closing summary; returns the exit status (interrupted: 130)."""
     from tuning.records.folder import SweepFolder
-    from tuning.records.ledger import COMPLETE, format_counts
+    from tuning.records.ledger import format_counts
+    from tuning.records.status import Status
     from tuning.sweep.callbacks import is_protocol_error
 
     counts = format_counts(outcome.counts)
@@ -107,7 +108,7 @@ def print_outcome(outcome: SweepOutcome) -> int:
             soft_wrap=True,
         )
         return EXIT_BAD_INPUT if is_protocol_error(outcome.failure) else EXIT_FAILED
-    if not outcome.counts.get(COMPLETE):
+    if not outcome.counts.get(Status.COMPLETE):
         why = "the sweep has no full-budget result" if outcome.budget_note is None else outcome.budget_note
         err_console.print(f"[red]no trial completed[/red]: {escape(why)}.", soft_wrap=True)
         return EXIT_FAILED

@@ -19,19 +19,11 @@ from rich.text import Text
 
 from tuning.errors import UserError
 from tuning.records.files import write_atomically
+from tuning.records.status import Status
 
 __all__ = [
     "Best",
-    "COMPLETE",
-    "DIVERGED",
-    "ENDED",
-    "FAILED",
-    "INTERRUPTED",
     "Ledger",
-    "PRUNED",
-    "RUNNING",
-    "TERMINAL",
-    "TIMED_OUT",
     "TrialRecord",
     "format_counts",
     "format_params",
@@ -40,18 +32,6 @@ __all__ = [
     "select_best",
     "trials_table",
 ]
-
-RUNNING, COMPLETE, PRUNED, DIVERGED, TIMED_OUT, FAILED, INTERRUPTED = (
-    "RUNNING",
-    "COMPLETE",
-    "PRUNED",
-    "DIVERGED",
-    "TIMED_OUT",
-    "FAILED",
-    "INTERRUPTED",
-)
-ENDED = (COMPLETE, PRUNED, DIVERGED, TIMED_OUT)  # final: the trial is never trained again
-TERMINAL = (*ENDED, FAILED)  # FAILED: Tune may retry it
 
 
 @dataclass
@@ -65,7 +45,7 @@ class TrialRecord:
 
     trial_id: str
     params: dict[str, Any]
-    status: str = "RUNNING"
+    status: str = Status.RUNNING
     epochs: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
@@ -131,7 +111,8 @@ def trials_table(records: Sequence[TrialRecord], metric: str, limit: int | None 
         table.add_column(Text(col), overflow="fold")
     for rec in list(records)[:limit]:
         value = rec.value(metric)
-        note = rec.error if rec.status in (FAILED, DIVERGED, TIMED_OUT) else format_params(rec.params)
+        explained = rec.status in (Status.FAILED, Status.DIVERGED, Status.TIMED_OUT)
+        note = rec.error if explained else format_params(rec.params)
         cells = (rec.trial_id, rec.status, str(rec.epochs), "" if value is None else format_value(value), note or "")
         table.add_row(*map(Text, cells))  # Text: the user's values are not rich markup
     return table
@@ -152,7 +133,7 @@ def rank_trials(records: list[TrialRecord], metric: str, mode: str, min_epochs: 
     scored = [
         r
         for r in records
-        if r.value(metric) is not None and r.status not in (FAILED, DIVERGED) and r.epochs >= min_epochs
+        if r.value(metric) is not None and r.status not in (Status.FAILED, Status.DIVERGED) and r.epochs >= min_epochs
     ]
     sign = 1.0 if mode == "min" else -1.0
     return sorted(scored, key=lambda r: (-r.epochs, sign * r.value(metric)))

@@ -16,7 +16,7 @@ from typing import Any
 
 from tuning.errors import UserError
 from tuning.records.files import unwritable
-from tuning.records.ledger import COMPLETE, DIVERGED, FAILED, INTERRUPTED, PRUNED, TIMED_OUT
+from tuning.records.status import Status
 from tuning.transient import Transients, transient
 
 __all__ = [
@@ -31,13 +31,13 @@ __all__ = [
 ]
 
 _RUN_STATUS = {
-    COMPLETE: "FINISHED",
-    PRUNED: "KILLED",
-    DIVERGED: "FAILED",  # MLflow has no such status; the tag `trial_status` says DIVERGED
-    FAILED: "FAILED",
-    TIMED_OUT: "KILLED",
-    INTERRUPTED: "KILLED",
-    "LOST": "KILLED",  # a trial whose driver was killed as it started (tuning.sweep.reconcile)
+    Status.COMPLETE: "FINISHED",
+    Status.PRUNED: "KILLED",
+    Status.DIVERGED: "FAILED",  # MLflow has no such status; the tag `trial_status` says DIVERGED
+    Status.FAILED: "FAILED",
+    Status.TIMED_OUT: "KILLED",
+    Status.INTERRUPTED: "KILLED",
+    Status.LOST: "KILLED",  # a trial whose driver was killed as it started (tuning.sweep.reconcile)
 }
 
 

@@ -23,10 +23,10 @@ import numpy as np
 import optuna
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
+from tuning.records.status import DIVERGED_KEY
 from tuning.replay.table import Curve, Table
 from tuning.sweep.space import DefineByRun, make_sampler
 from tuning.sweep.spec import ParamSpec, SweepSpec
-from tuning.sweep.trainable import DIVERGED
 from tuning.sweep.tuner import BudgetAwareOptunaSearch, make_scheduler
 from tuning.sweep.warm_start import WarmStart, shared_params, tell_warm_start
 
@@ -155,7 +155,7 @@ def replay(
         else:
             result = {"training_iteration": epoch, "epoch": epoch, metric: value}
             if ended_early:
-                result[DIVERGED] = "recorded"
+                result[DIVERGED_KEY] = "recorded"
             action = scheduler.on_trial_result(None, trial, result)
             searcher.on_trial_result(trial_id, result)
             if action == TrialScheduler.CONTINUE and epoch < budget and not ended_early:

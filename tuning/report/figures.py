@@ -14,29 +14,20 @@ import plotly.graph_objects as go
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.trial import FrozenTrial
 
-from tuning.records.ledger import (
-    COMPLETE,
-    DIVERGED,
-    FAILED,
-    INTERRUPTED,
-    PRUNED,
-    RUNNING,
-    TIMED_OUT,
-    TrialRecord,
-    format_value,
-)
+from tuning.records.ledger import TrialRecord, format_value
+from tuning.records.status import Status
 
 __all__ = ["Band", "STATUS_STYLE", "bands", "importance_bars", "learning_curves", "parallel_coordinates", "short"]
 
 # status → (colour, dash): pruned and diverged trials stand apart from complete ones.
 STATUS_STYLE = {
-    COMPLETE: ("#1f77b4", "solid"),
-    PRUNED: ("#999999", "dash"),
-    DIVERGED: ("#9467bd", "dot"),
-    TIMED_OUT: ("#8c564b", "dashdot"),
-    FAILED: ("#d62728", "dot"),
-    RUNNING: ("#2ca02c", "solid"),
-    INTERRUPTED: ("#ff7f0e", "dashdot"),
+    Status.COMPLETE: ("#1f77b4", "solid"),
+    Status.PRUNED: ("#999999", "dash"),
+    Status.DIVERGED: ("#9467bd", "dot"),
+    Status.TIMED_OUT: ("#8c564b", "dashdot"),
+    Status.FAILED: ("#d62728", "dot"),
+    Status.RUNNING: ("#2ca02c", "solid"),
+    Status.INTERRUPTED: ("#ff7f0e", "dashdot"),
 }
 
 

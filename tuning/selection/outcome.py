@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 from ray.tune import ResultGrid
 
 from tuning.records.folder import SweepFolder
-from tuning.records.ledger import TERMINAL, TIMED_OUT, Best, Ledger, TrialRecord, select_best
+from tuning.records.ledger import Best, Ledger, TrialRecord, select_best
+from tuning.records.status import TERMINAL, Status
 from tuning.records.tracking import MlflowSweep, runs_url
 from tuning.selection.export import write_best_config
 from tuning.selection.holdout import evaluate_chosen
@@ -99,7 +100,7 @@ def finish_sweep(
     records = list(recorder.ledger.records.values())
     failure = None if unfinished else sweep_failure(records, folder)
     budget = spec.search.time_budget_s
-    stopped = sum(r.status == TIMED_OUT for r in records)
+    stopped = sum(r.status == Status.TIMED_OUT for r in records)
     ran_out = budget is not None and seconds >= budget and (stopped > 0 or len(records) < spec.search.num_samples)
     interrupted = failure is None and not ran_out and (bool(unfinished) or len(records) < spec.search.num_samples)
     best = select_best(records, spec.metric.name, spec.metric.mode, spec.budget)
@@ -164,7 +165,7 @@ def finish_sweep(
 def _budget_note(spec: SweepSpec, records: list[TrialRecord], ran_out: bool) -> str | None:
     """What the time budgets did, when they shaped the outcome: the sweep's ran out, or every
     trial that ended was stopped by its own."""
-    stopped = sum(r.status == TIMED_OUT for r in records)
+    stopped = sum(r.status == Status.TIMED_OUT for r in records)
     if ran_out:
         return (
             f"the sweep's time budget ran out after {spec.search.time_budget_s:g} s (search.time_budget_s); "

@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Any
 from ray.tune.schedulers import TrialScheduler
 from typing_extensions import override
 
+from tuning.records.status import TIMED_OUT_KEY
+
 if TYPE_CHECKING:
     from ray.tune.experiment import Trial
 
-__all__ = ["TIMED_OUT_KEY", "TimeBudgets"]
-
-TIMED_OUT_KEY = "timed_out"
+__all__ = ["TimeBudgets"]
 
 
 class TimeBudgets(TrialScheduler):

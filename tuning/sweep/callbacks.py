@@ -17,22 +17,9 @@ from typing_extensions import override
 from tuning.errors import user_frames
 from tuning.records.files import write_atomically
 from tuning.records.folder import SweepFolder
-from tuning.records.ledger import (
-    COMPLETE,
-    DIVERGED,
-    ENDED,
-    FAILED,
-    INTERRUPTED,
-    PRUNED,
-    RUNNING,
-    TERMINAL,
-    TIMED_OUT,
-    Ledger,
-    TrialRecord,
-)
+from tuning.records.ledger import Ledger, TrialRecord
+from tuning.records.status import DIVERGED_KEY, ENDED, TERMINAL, Status, ending
 from tuning.run.fit import ProtocolError
-from tuning.sweep.budgets import TIMED_OUT_KEY
-from tuning.sweep.trainable import DIVERGED as DIVERGED_KEY
 from tuning.transient import Transients, transient
 
 if TYPE_CHECKING:
@@ -95,8 +82,8 @@ class TrialRecorder(Transients, tune.Callback):
         if rec is None:
             rec = TrialRecord(trial.trial_id, dict(trial.config))
             self.ledger.records[trial.trial_id] = rec
-        if rec.status != RUNNING:
-            rec.status, rec.ended, rec.error = RUNNING, None, None
+        if rec.status != Status.RUNNING:
+            rec.status, rec.ended, rec.error = Status.RUNNING, None, None
             if self.mlflow is not None and rec.mlflow_run_id is not None:
                 self.mlflow.reopen(rec.mlflow_run_id)
         if self.mlflow is not None and rec.mlflow_run_id is None:
@@ -140,14 +127,8 @@ class TrialRecorder(Transients, tune.Callback):
         if self._ended(trial):
             return
         rec = self._record(trial)
-        last = trial.last_result or {}
-        if last.get(DIVERGED_KEY) is not None:
-            self._finish(rec, DIVERGED, last[DIVERGED_KEY])
-        elif rec.epochs >= self.budget:
-            self._finish(rec, COMPLETE, None)
-        else:
-            timed_out = last.get(TIMED_OUT_KEY)
-            self._finish(rec, PRUNED if timed_out is None else TIMED_OUT, timed_out)
+        end = ending(trial.last_result, self.budget)
+        self._finish(rec, end.status, end.reason)
 
     @override
     def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
@@ -159,7 +140,7 @@ class TrialRecorder(Transients, tune.Callback):
             kept = SweepFolder.at(self.ledger_path.parent).error_file(trial.trial_id)
             kept.parent.mkdir(exist_ok=True)
             write_atomically(kept, Path(source).read_text())
-        self._finish(rec, FAILED, _error_text(trial))
+        self._finish(rec, Status.FAILED, _error_text(trial))
 
     def _finish(self, rec: TrialRecord, status: str, error: str | None) -> None:
         rec.status, rec.error, rec.ended = status, error, time.time()
@@ -180,9 +161,9 @@ class TrialRecorder(Transients, tune.Callback):
         self.ledger = Ledger(self.ledger_path)
         left = [r for r in self.ledger.records.values() if r.status not in TERMINAL]
         for rec in left:
-            rec.status, rec.ended = INTERRUPTED, time.time()
+            rec.status, rec.ended = Status.INTERRUPTED, time.time()
             if self.mlflow is not None and rec.mlflow_run_id is not None:
-                self.mlflow.end_trial(rec.mlflow_run_id, INTERRUPTED, None)
+                self.mlflow.end_trial(rec.mlflow_run_id, Status.INTERRUPTED, None)
         self.ledger.save()
         return left
 
@@ -225,7 +206,7 @@ def is_protocol_error(error: str | None) -> bool:
 def sweep_failure(records: list[TrialRecord], folder: SweepFolder) -> str | None:
     """The error every trial of a sweep failed with (the first trial's words), if every trial
     failed with the same one (`failure_key`, from the tracebacks kept in `folder`)."""
-    if not records or any(r.status != FAILED for r in records):
+    if not records or any(r.status != Status.FAILED for r in records):
         return None
     keys = {failure_key(r.error or "", _kept_trace(folder, r.trial_id)) for r in records}
     return records[0].error if len(keys) == 1 else None

@@ -12,14 +12,19 @@ from typing_extensions import override
 from tuning.errors import user_frames
 from tuning.records.folder import SweepFolder
 from tuning.records.ledger import format_params, format_value
-from tuning.sweep.budgets import TIMED_OUT_KEY
-from tuning.sweep.trainable import DIVERGED
+from tuning.records.status import Status, ending
 from tuning.transient import Transients, transient
 
 if TYPE_CHECKING:
     from ray.tune.experiment import Trial
 
 __all__ = ["ProgressPrinter"]
+
+WORDS = {
+    Status.COMPLETE: "[green]complete[/green]",
+    Status.PRUNED: "[yellow]pruned[/yellow]  ",
+    Status.TIMED_OUT: "[yellow]timed out[/yellow]",
+}
 
 
 class ProgressPrinter(Transients, tune.Callback):
@@ -57,17 +62,17 @@ class ProgressPrinter(Transients, tune.Callback):
     @override
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         last = trial.last_result or {}
+        end = ending(last, self.budget)
         epochs = last.get("epoch", 0)
         done = f"[dim]({self._done(trials, trial)}/{self.num_samples} done)[/dim]"
-        if DIVERGED in last:
-            self.console.print(f"[magenta]diverged[/magenta] {trial.trial_id}  {escape(str(last[DIVERGED]))}  {done}")
+        if end.status == Status.DIVERGED:
+            self.console.print(f"[magenta]diverged[/magenta] {trial.trial_id}  {escape(str(end.reason))}  {done}")
             return
-        word = "[green]complete[/green]" if epochs >= self.budget else "[yellow]pruned[/yellow]  "
         value = format_value(last.get(self.metric))
         after = f"{escape(self.metric)} {value} after {epochs} epochs" if epochs else "before its first report"
-        if epochs < self.budget and TIMED_OUT_KEY in last:
-            word, after = "[yellow]timed out[/yellow]", f"{after}: {escape(str(last[TIMED_OUT_KEY]))}"
-        self.console.print(f"{word} {trial.trial_id}  {after}  {done}")
+        if end.status == Status.TIMED_OUT:
+            after = f"{after}: {escape(str(end.reason))}"
+        self.console.print(f"{WORDS[end.status]} {trial.trial_id}  {after}  {done}")
 
     @override
     def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:

@@ -27,10 +27,10 @@ from ray import tune
 
 from tuning.errors import UserError
 from tuning.records.folder import SweepFolder
-from tuning.records.ledger import DIVERGED as DIVERGED_STATUS
-from tuning.records.ledger import ENDED, TERMINAL, Ledger, TrialRecord
+from tuning.records.ledger import Ledger, TrialRecord
+from tuning.records.status import DIVERGED_KEY, ENDED, TERMINAL, Status
 from tuning.records.tracking import MlflowSweep
-from tuning.sweep.trainable import DIVERGED, Ended
+from tuning.sweep.trainable import Ended
 
 __all__ = [
     "drop_lost_trials",
@@ -41,7 +41,6 @@ __all__ = [
     "tune_trial_ids",
 ]
 
-LOST = "LOST"
 STATE_PREFIX = "experiment_state-"  # Tune's experiment state files: experiment_state-<time>.json
 
 
@@ -88,8 +87,8 @@ def ended_results(folder: SweepFolder, ledger: Ledger) -> dict[str, Ended]:
     and reason; the trainable rebuilds the rest with `diverged_report`."""
     out: dict[str, Ended] = {}
     for rec in ledger.records.values():
-        if rec.status == DIVERGED_STATUS:
-            out[rec.trial_id] = Ended({"epoch": rec.epochs + 1, DIVERGED: rec.error})
+        if rec.status == Status.DIVERGED:
+            out[rec.trial_id] = Ended({"epoch": rec.epochs + 1, DIVERGED_KEY: rec.error})
         elif rec.status in ENDED and rec.history:
             checkpoint = None if rec.checkpoint is None else folder.trial_checkpoint(rec.trial_id, rec.checkpoint)
             out[rec.trial_id] = Ended(rec.history[-1], checkpoint)
@@ -127,7 +126,7 @@ def end_unrecorded_runs(folder: SweepFolder, mlflow: MlflowSweep) -> int:
 
 
 def _end_lost(mlflow: MlflowSweep, run_id: str) -> None:
-    mlflow.end_trial(run_id, LOST, "the driver was killed as this trial started")
+    mlflow.end_trial(run_id, Status.LOST, "the driver was killed as this trial started")
 
 
 def fail_running_study_trials(folder: SweepFolder) -> int:

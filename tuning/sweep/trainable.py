@@ -23,6 +23,7 @@ from ray import tune
 from typing_extensions import override
 
 from tuning.errors import NonFiniteLoss, UserError
+from tuning.records.status import DIVERGED_KEY
 from tuning.run.config import RunConfig
 from tuning.run.fit import (
     CHECKPOINT_FILE,
@@ -39,14 +40,12 @@ from tuning.sweep.spec import apply_params
 from tuning.sweep.workers import Workers
 from tuning.training import Trainer, fit_for
 
-__all__ = ["DIVERGED", "Ended", "TuneContext", "diverged_report", "restore", "run_trial"]
-
-DIVERGED = "diverged"  # the key of a diverged trial's last result: the reason, as text
+__all__ = ["Ended", "TuneContext", "diverged_report", "restore", "run_trial"]
 
 
 def diverged_report(config: RunConfig, epoch: int, reason: str) -> dict[str, Any]:
     """The last result of a workload trial that diverged in `epoch`: the metrics of the same
-    model untrained (same seed, so the same initial weights), flagged with `DIVERGED`.
+    model untrained (same seed, so the same initial weights), flagged with `DIVERGED_KEY`.
 
     Why a value, and this one: Optuna's GP and CMA-ES samplers learn only from COMPLETE trials
     (TPE also from PRUNED), so a diverged trial is told COMPLETE with a value; a diverged run
@@ -54,13 +53,13 @@ def diverged_report(config: RunConfig, epoch: int, reason: str) -> dict[str, Any
     workload-scaled worst case that keeps a GP's standardisation sane (unlike inf or 1e30).
     `train_loss` gets the untrained validation loss (the same distribution)."""
     untrained = Trainer(config, source="sweep trial").evaluate()
-    return {"epoch": epoch, "train_loss": untrained["val_loss"], **untrained, DIVERGED: reason}
+    return {"epoch": epoch, "train_loss": untrained["val_loss"], **untrained, DIVERGED_KEY: reason}
 
 
 @dataclass(frozen=True)
 class Ended:
     """How a trial ended, as the ledger recorded it: its last result (for a diverged trial,
-    its epoch and `DIVERGED` reason only) and the path or URI of its last checkpoint."""
+    its epoch and `DIVERGED_KEY` reason only) and the path or URI of its last checkpoint."""
 
     result: dict[str, Any]
     checkpoint: str | None = None
@@ -115,8 +114,8 @@ def replay(config: RunConfig, ended: Ended) -> None:
     """Report a trial's recorded last result again, with a copy of its last checkpoint (Tune
     persists it under its own next name, which may be the original's) if it is still kept
     (`tuning.sweep.retention` deletes those of trials the export does not choose)."""
-    if DIVERGED in ended.result:
-        tune.report(diverged_report(config, ended.result["epoch"], ended.result[DIVERGED]))
+    if DIVERGED_KEY in ended.result:
+        tune.report(diverged_report(config, ended.result["epoch"], ended.result[DIVERGED_KEY]))
         return
     if ended.checkpoint is not None:
         with tempfile.TemporaryDirectory() as folder:

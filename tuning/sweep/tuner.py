@@ -20,15 +20,16 @@ from ray.tune.search.optuna import OptunaSearch
 from ray.tune.trainable.function_trainable import wrap_function
 
 from tuning.records.folder import SweepFolder
+from tuning.records.status import DIVERGED_KEY, TIMED_OUT_KEY, Status, ending
 from tuning.records.tracking import MlflowSweep
 from tuning.run.fit import Fit
-from tuning.sweep.budgets import TIMED_OUT_KEY, TimeBudgets
+from tuning.sweep.budgets import TimeBudgets
 from tuning.sweep.callbacks import FirstFailures, TrialRecorder
 from tuning.sweep.progress import ProgressPrinter
 from tuning.sweep.retention import CheckpointRetention
 from tuning.sweep.space import DefineByRun, make_sampler
 from tuning.sweep.spec import SweepSpec
-from tuning.sweep.trainable import DIVERGED, Ended, run_trial
+from tuning.sweep.trainable import Ended, run_trial
 from tuning.sweep.workers import TRIAL_DRIVER, Workers, ends_workers
 
 __all__ = [
@@ -67,17 +68,14 @@ class BudgetAwareOptunaSearch(OptunaSearch):
         if trial_id in self._completed_trials or error or not result:
             super().on_trial_complete(trial_id, result, error)
             return
-        if DIVERGED in result:
+        end = ending(result, self.budget)
+        if end.reason is not None:  # the divergence or time budget, as the study's user attribute
             with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):  # told already, see reconcile
-                self._ot_trials[trial_id].set_user_attr(DIVERGED, result[DIVERGED])
+                attr = DIVERGED_KEY if end.status == Status.DIVERGED else TIMED_OUT_KEY
+                self._ot_trials[trial_id].set_user_attr(attr, end.reason)
+        if end.has_value:
             super().on_trial_complete(trial_id, result, error)
             return
-        if result.get("epoch", 0) >= self.budget:
-            super().on_trial_complete(trial_id, result, error)
-            return
-        if TIMED_OUT_KEY in result:
-            with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
-                self._ot_trials[trial_id].set_user_attr(TIMED_OUT_KEY, result[TIMED_OUT_KEY])
         self._ot_study.tell(self._ot_trials[trial_id], state=optuna.trial.TrialState.PRUNED, skip_if_finished=True)
         self._completed_trials.add(trial_id)
 

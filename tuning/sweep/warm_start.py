@@ -19,8 +19,9 @@ import optuna
 
 from tuning.errors import ConfigError
 from tuning.records.folder import SweepFolder
-from tuning.records.ledger import COMPLETE, Ledger
+from tuning.records.ledger import Ledger
 from tuning.records.lock import holder
+from tuning.records.status import Status
 from tuning.sweep.spec import ParamSpec, SweepSpec, load_sweep
 
 __all__ = [
@@ -109,7 +110,7 @@ def warm_start(spec: SweepSpec, folders: list[SweepFolder]) -> WarmStart:
         used = skipped = 0
         for record in Ledger(folder.ledger_file).records.values():
             value = record.value(metric)
-            if record.status != COMPLETE or record.epochs < spec.budget or value is None:
+            if record.status != Status.COMPLETE or record.epochs < spec.budget or value is None:
                 continue
             params = shared_params(spec.space, record.params)
             if not params:

@@ -5,8 +5,9 @@ it leaves to the scheduler it wraps."""
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import FIFOScheduler, HyperBandScheduler
 
+from tuning.records.status import TIMED_OUT_KEY
 from tuning.sweep import budgets
-from tuning.sweep.budgets import TIMED_OUT_KEY, TimeBudgets
+from tuning.sweep.budgets import TimeBudgets
 
 
 class _Controller:

@@ -2,7 +2,8 @@
 whatever sampled values its message holds."""
 
 from tuning.records.folder import SweepFolder
-from tuning.records.ledger import FAILED, TrialRecord
+from tuning.records.ledger import TrialRecord
+from tuning.records.status import Status
 from tuning.sweep.callbacks import failure_key, sweep_failure
 
 
@@ -34,7 +35,7 @@ def test_the_same_bug_with_other_sampled_values_is_one_failure(tmp_path):
     for i, (error, text) in enumerate([a, b]):
         folder.error_file(f"t{i}").parent.mkdir(parents=True, exist_ok=True)
         folder.error_file(f"t{i}").write_text(text)
-        records.append(TrialRecord(f"t{i}", {}, FAILED, error=error))
+        records.append(TrialRecord(f"t{i}", {}, Status.FAILED, error=error))
     assert sweep_failure(records, folder) == a[0]
     folder.error_file("t1").write_text(other_line[1])
     assert sweep_failure(records, folder) is None

@@ -9,9 +9,10 @@ import pytest
 
 from tuning.records.folder import SweepFolder
 from tuning.records.ledger import Ledger, TrialRecord
+from tuning.records.status import DIVERGED_KEY
 from tuning.sweep.callbacks import TrialRecorder
 from tuning.sweep.reconcile import ended_results, restorable, tune_trial_ids
-from tuning.sweep.trainable import DIVERGED, Ended
+from tuning.sweep.trainable import Ended
 
 
 def ledger_of(path: Path, *records: TrialRecord) -> Ledger:
@@ -39,7 +40,7 @@ def test_ended_results_replays_complete_pruned_and_diverged_trials_only(tmp_path
     assert ended_results(folder, ledger) == {
         "a": Ended(row(3), f"{tmp_path}/s/tune/trial_a/checkpoint_000002"),
         "b": Ended(row(1), None),
-        "c": Ended({"epoch": 3, DIVERGED: "non-finite loss"}),
+        "c": Ended({"epoch": 3, DIVERGED_KEY: "non-finite loss"}),
     }
 
 
