@@ -75,8 +75,14 @@ def rank_correlation(table: Table) -> list[float]:
 
 
 def quartiles(values: list[float]) -> tuple[float, float, float]:
-    q1, q2, q3 = np.percentile(values, [25, 50, 75])
+    """Without interpolation, so a quartile among repetitions that never reached is inf, not nan."""
+    q1, q2, q3 = np.percentile(values, [25, 50, 75], method="inverted_cdf")
     return float(q1), float(q2), float(q3)
+
+
+def finite(value: float) -> float | None:
+    """JSON has no infinity: None stands for "not within the horizon"."""
+    return value if math.isfinite(value) else None
 
 
 def summarise(traces: list[Trace], table: Table, target: float, unit: float, horizon: float) -> dict[str, Any]:
@@ -93,7 +99,12 @@ def summarise(traces: list[Trace], table: Table, target: float, unit: float, hor
         curve.append([round(float(x), 2), *(round(q, 5) for q in spread)])
     q1, med, q3 = quartiles(units)
     return {
-        "compute_to_target": {"q1": q1, "median": med, "q3": q3, "reached": sum(math.isfinite(u) for u in units)},
+        "compute_to_target": {
+            "q1": finite(q1),
+            "median": finite(med),
+            "q3": finite(q3),
+            "reached": sum(math.isfinite(u) for u in units),
+        },
         "trials": statistics.median(t.trials for t in traces),
         "curve": curve,
     }
@@ -139,10 +150,12 @@ def main() -> None:
                 warm = warm_from(earlier, w_table, spec, w_spec.name)
             traces.append(replay(spec, table, seed=rep, seconds=wall, warm=warm))
         results[name] = summarise(traces, table, target, unit / base.search.max_concurrent, args.horizon)
-        c = results[name]["compute_to_target"]
+        c = {k: "never" if v is None else f"{v:.1f}" for k, v in results[name]["compute_to_target"].items()}
+        c["reached"] = str(results[name]["compute_to_target"]["reached"])
         print(
-            f"{name:32s} compute to target: median {c['median']:.1f} (quartiles {c['q1']:.1f}-{c['q3']:.1f}), "
-            f"reached {c['reached']}/{args.reps}"
+            f"{name:34s} compute to target: median {c['median']} (quartiles {c['q1']}-{c['q3']}), "
+            f"reached {c['reached']}/{args.reps}",
+            flush=True,
         )
     summary = {
         "benchmark": "search_efficiency",

@@ -108,6 +108,7 @@ def replay(
     of simulated time have passed, or until `trials` trials have ended."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    warnings.filterwarnings("ignore", message="Define-by-run function passed")  # the sampler's own time, not training
     spec = spec.model_copy(update={"search": spec.search.model_copy(update={"seed": seed})})
     rng = random.Random(seed)
     np.random.seed(seed)  # ASHA draws a bracket from NumPy's global generator

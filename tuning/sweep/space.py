@@ -52,7 +52,7 @@ def make_sampler(spec: SweepSpec, source: str = "sweep file") -> optuna.samplers
     if s.sampler == "tpe":
         return optuna.samplers.TPESampler(seed=s.seed, multivariate=True, group=True, constant_liar=True)
     if s.sampler == "gp":
-        return optuna.samplers.GPSampler(seed=s.seed)
+        return optuna.samplers.GPSampler(seed=s.seed, warn_independent_sampling=False)
     if s.sampler == "cmaes":
         return optuna.samplers.CmaEsSampler(seed=s.seed, warn_independent_sampling=False)
     if s.sampler == "random":
