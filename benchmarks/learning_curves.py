@@ -17,12 +17,14 @@ from pathlib import Path
 import torch
 
 from tuning.replay.build import build_table
+from tuning.run.overrides import parse_overrides
 from tuning.sweep.spec import load_sweep
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("sweep_file", type=Path)
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="as after a sweep file on the command line")
     parser.add_argument("--configs", type=int, required=True, help="how many configs (the file's start points first)")
     parser.add_argument("--seeds", type=int, default=2, help="training seeds per config: the file's seed, +1, ...")
     parser.add_argument("--top", type=int, help="train seeds after the first only for this many best configs")
@@ -31,7 +33,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     sys.path.insert(0, os.getcwd())  # as fishleg-tune does: `trainable: examples.charlm.train:fit` from here
-    spec = load_sweep(args.sweep_file)
+    spec = load_sweep(args.sweep_file, overrides=parse_overrides(args.overrides, str(args.sweep_file)))
     build_table(
         spec,
         args.out,
@@ -40,6 +42,7 @@ def main() -> None:
         top=args.top,
         draw_seed=args.draw_seed,
         source=str(args.sweep_file),
+        overrides=args.overrides,
     )
 
 

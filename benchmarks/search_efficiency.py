@@ -31,7 +31,7 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from tuning.replay.simulate import Trace, replay, warm_from
-from tuning.replay.table import Table, load_table
+from tuning.replay.table import Table, load_table, merge
 from tuning.run.overrides import parse_overrides
 from tuning.sweep.spec import SweepSpec, load_sweep
 
@@ -123,10 +123,17 @@ def main() -> None:
     parser.add_argument("--horizon", type=float, default=48.0, help="compute replayed, in full-trial units")
     parser.add_argument("--no-start-point", action="store_true", help="leave out the file's points_to_evaluate")
     parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=list(STRATEGIES))
+    parser.add_argument(
+        "--extra-table",
+        type=Path,
+        action="append",
+        default=[],
+        help="a table of a sub-space of the same file (as 'lr and damping only' searches), merged into the first",
+    )
     parser.add_argument("--warm-table", type=Path, help="a table of another optimizer's sweep file to warm-start from")
     parser.add_argument("--figure", type=Path, help="write the quality-against-compute figure here (matplotlib)")
     args = parser.parse_args()
-    table = load_table(args.table)
+    table = merge([load_table(args.table), *map(load_table, args.extra_table)])
     sweep_file = Path(table.meta["source"])
     best_config, best = table.best()
     noise = table.seed_noise()
@@ -160,6 +167,7 @@ def main() -> None:
     summary = {
         "benchmark": "search_efficiency",
         "table": str(args.table),
+        "extra_tables": [str(t) for t in args.extra_table],
         "configs": len(table.curves),
         "reps": args.reps,
         "start_point": not args.no_start_point,

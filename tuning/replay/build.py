@@ -8,7 +8,7 @@ so a build stopped part-way is a smaller table, and the same command continues i
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -81,16 +81,19 @@ def build_table(
     top: int | None = None,
     draw_seed: int = 0,
     source: str = "sweep file",
+    overrides: Sequence[str] = (),
     echo: Callable[[str], None] = print,
 ) -> None:
     """Record `configs` configs × `seeds` training seeds (the file's seed, +1, ...) into `path`,
-    skipping runs it already holds. With `top`, seeds after the first train only the `top` best
+    skipping runs it already holds. `source` and `overrides` (as given on the command line) say
+    in the table what it was built from. With `top`, seeds after the first train only the `top` best
     configs of the first (the seed noise that matters is the best configs')."""
     points = draw_configs(spec, configs, draw_seed)
     keys = list(spec.space)
     meta: dict[str, Any] = {
         "sweep": spec.name,
         "source": source,
+        "overrides": list(overrides),
         "metric": spec.metric.name,
         "mode": spec.metric.mode,
         "budget": spec.training.epochs,

@@ -14,6 +14,7 @@ flagged `diverged`: its value is what a sweep tells Optuna for it (the untrained
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import statistics
@@ -24,7 +25,7 @@ from typing import Any
 
 from tuning.sweep.spec import Scalar
 
-__all__ = ["Curve", "Table", "append_curve", "load_table", "start_table"]
+__all__ = ["Curve", "Table", "append_curve", "load_table", "merge", "start_table"]
 
 COLUMNS = ("config", "seed", "epoch", "value", "seconds", "diverged")
 
@@ -162,3 +163,21 @@ def load_table(path: Path) -> Table:
             )
         )
     return table
+
+
+def merge(tables: list[Table]) -> Table:
+    """One table of several recorded over the same space, budget and metric (e.g. a sub-space
+    recorded on its own, so a strategy that searches only that sub-space finds its configs),
+    configs numbered on from the first's."""
+    first = tables[0]
+    same = ("metric", "mode", "budget", "keys")
+    for other in tables[1:]:
+        if any(other.meta[k] != first.meta[k] for k in same):
+            raise ValueError(f"tables differ in {[k for k in same if other.meta[k] != first.meta[k]]}")
+    merged = Table(meta=dict(first.meta))
+    for table in tables:
+        offset = max(merged.curves, default=-1) + 1
+        for config, curves in table.curves.items():
+            merged.params[offset + config] = table.params[config]
+            merged.curves[offset + config] = [dataclasses.replace(c, config=offset + config) for c in curves]
+    return merged

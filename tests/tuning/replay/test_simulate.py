@@ -7,7 +7,7 @@ import math
 import pytest
 
 from tuning.replay.simulate import nearest, replay, warm_from
-from tuning.replay.table import Curve, Table
+from tuning.replay.table import Curve, Table, merge
 from tuning.sweep.spec import SweepSpec
 
 LRS = [0.001, 0.01, 0.1, 1.0]
@@ -102,3 +102,13 @@ def test_a_finished_replay_warm_starts_the_next():
     assert [(p, v) for _, p, v in warm.trials] == [({"optimizer.lr": lr}, v) for lr, v in zip(LRS, finals)]
     later = replay(spec({"type": "none"}, points=[]), t, seed=0, trials=2, warm=warm)
     assert later.trials == 2
+
+
+def test_tables_of_the_same_space_merge_with_configs_numbered_on():
+    a, b = table([[0.9, 0.5], [0.8, 0.3]]), table([[0.7, 0.2]])
+    b.params[0] = {"optimizer.lr": 0.05}
+    merged = merge([a, b])
+    assert merged.params == {0: {"optimizer.lr": 0.001}, 1: {"optimizer.lr": 0.01}, 2: {"optimizer.lr": 0.05}}
+    assert [c.config for c in merged.curves[2]] == [2] and merged.best() == (2, 0.2)
+    with pytest.raises(ValueError, match="budget"):
+        merge([a, Table(meta={**a.meta, "budget": 3})])
