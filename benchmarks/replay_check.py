@@ -5,7 +5,7 @@ best full-budget validation value after each ended trial (so the clocks of the t
 match): a real sweep agrees when, after every trial, its best lies within the replays' 5-95%
 range. Prints one line per real sweep and, last, one JSON line.
 
-    python benchmarks/replay_check.py benchmarks/tables/digits_graft.csv [--seeds 0 1 2] [--reps 40]
+    python benchmarks/replay_check.py benchmarks/tables/digits_graft.csv [--seeds 0 1 2] [--reps 40] [--no-start-point]
 """
 
 from __future__ import annotations
@@ -45,13 +45,15 @@ def main() -> None:
     parser.add_argument("table", type=Path)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="search seeds of the real sweeps")
     parser.add_argument("--reps", type=int, default=40, help="replays per strategy")
+    parser.add_argument("--no-start-point", action="store_true", help="leave out the file's points_to_evaluate")
     args = parser.parse_args()
     table = load_table(args.table)
     sweep_file = Path(table.meta["source"])
     metric, budget, sign = table.meta["metric"], table.budget, table.sign
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for name, overrides in STRATEGIES.items():
+        for name, strategy in STRATEGIES.items():
+            overrides = [*strategy, *(["search.points_to_evaluate=[]"] if args.no_start_point else [])]
             spec = load_sweep(sweep_file, overrides=parse_overrides(overrides, str(sweep_file)))
             n = spec.search.num_samples
             replays = [replay(spec, table, seed=rep, trials=n).ended for rep in range(args.reps)]
@@ -80,7 +82,8 @@ def main() -> None:
                 "real": real,
                 "agrees": all(r["inside"] == r["of"] for r in real),
             }
-    print(json.dumps({"benchmark": "replay_check", "table": str(args.table), "reps": args.reps, "strategies": results}))
+    summary = {"benchmark": "replay_check", "table": str(args.table), "reps": args.reps}
+    print(json.dumps({**summary, "start_point": not args.no_start_point, "strategies": results}))
 
 
 if __name__ == "__main__":

@@ -104,6 +104,7 @@ def summarise(traces: list[Trace], table: Table, target: float, unit: float, hor
             "median": finite(med),
             "q3": finite(q3),
             "reached": sum(math.isfinite(u) for u in units),
+            "each": [finite(u) for u in units],
         },
         "trials": statistics.median(t.trials for t in traces),
         "curve": curve,
@@ -157,11 +158,11 @@ def main() -> None:
                 warm = warm_from(earlier, w_table, spec, w_spec.name)
             traces.append(replay(spec, table, seed=rep, seconds=wall, warm=warm))
         results[name] = summarise(traces, table, target, unit / base.search.max_concurrent, args.horizon)
-        c = {k: "never" if v is None else f"{v:.1f}" for k, v in results[name]["compute_to_target"].items()}
-        c["reached"] = str(results[name]["compute_to_target"]["reached"])
+        got = results[name]["compute_to_target"]
+        c = {k: "never" if got[k] is None else f"{got[k]:.1f}" for k in ("q1", "median", "q3")}
         print(
             f"{name:34s} compute to target: median {c['median']} (quartiles {c['q1']}-{c['q3']}), "
-            f"reached {c['reached']}/{args.reps}",
+            f"reached {got['reached']}/{args.reps}",
             flush=True,
         )
     summary = {
@@ -186,21 +187,31 @@ def main() -> None:
 
 
 def figure(summary: dict[str, Any], path: Path) -> None:
+    """Left: the chosen config's quality (median over replays) against compute; right: the share
+    of replays within the seed noise of the table's best by each compute."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    horizon = summary["horizon"]
     for name, result in summary["strategies"].items():
-        x, q1, med, q3 = np.array(result["curve"]).T
-        ax.plot(x, med, label=name)
-        ax.fill_between(x, q1, q3, alpha=0.15)
-    ax.axhline(summary["target"], color="k", linestyle=":", label="table best + seed noise")
-    ax.set_xlabel("compute (full-budget trials of worker time)")
-    ax.set_ylabel("quality of the chosen config (seed-mean final value)")
-    ax.set_title(f"{Path(summary['table']).stem}: median and quartiles over {summary['reps']} replays")
-    ax.legend(fontsize=7)
+        x, _, med, _ = np.array(result["curve"]).T
+        (line,) = left.plot(x, med, label=name)
+        reached = sorted(u for u in result["compute_to_target"]["each"] if u is not None)
+        share = [sum(u <= c for u in reached) / summary["reps"] for c in x]
+        right.step(x, share, where="post", color=line.get_color(), label=name)
+    left.axhline(summary["target"], color="k", linestyle=":", label="table best + seed noise")
+    spread = summary["target"] - summary["best"]
+    left.set_ylim(summary["best"] - spread, summary["target"] + 4 * spread)
+    left.set_xlabel("compute (full-budget trials of worker time)")
+    left.set_ylabel("chosen config's seed-mean final value (median)")
+    right.set_xlabel("compute (full-budget trials of worker time)")
+    right.set_ylabel(f"share of {summary['reps']} replays within the seed noise")
+    right.set_xlim(0, horizon)
+    right.legend(fontsize=7, loc="lower right")
+    fig.suptitle(f"{Path(summary['table']).stem}: {summary['reps']} replays per strategy")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
