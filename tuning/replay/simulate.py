@@ -106,9 +106,16 @@ def replay(
 ) -> Trace:
     """Replay `spec`'s search (its sampler seeded with `seed`) against `table` until `seconds`
     of simulated time have passed, or until `trials` trials have ended."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+        warnings.filterwarnings("ignore", message="Define-by-run function passed")  # the sampler's time, not training's
+        return _replay(spec, table, seed=seed, seconds=seconds, trials=trials, warm=warm)
+
+
+def _replay(
+    spec: SweepSpec, table: Table, *, seed: int, seconds: float, trials: int | None, warm: WarmStart | None
+) -> Trace:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    warnings.filterwarnings("ignore", message="Define-by-run function passed")  # the sampler's own time, not training
     spec = spec.model_copy(update={"search": spec.search.model_copy(update={"seed": seed})})
     rng = random.Random(seed)
     np.random.seed(seed)  # ASHA draws a bracket from NumPy's global generator
