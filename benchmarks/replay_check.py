@@ -53,7 +53,8 @@ def main() -> None:
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, strategy in STRATEGIES.items():
-            overrides = [*strategy, *(["search.points_to_evaluate=[]"] if args.no_start_point else [])]
+            recorded = table.meta.get("overrides", [])  # the table's own, then the strategy's
+            overrides = [*recorded, *strategy, *(["search.points_to_evaluate=[]"] if args.no_start_point else [])]
             spec = load_sweep(sweep_file, overrides=parse_overrides(overrides, str(sweep_file)))
             n = spec.search.num_samples
             replays = [replay(spec, table, seed=rep, trials=n).ended for rep in range(args.reps)]

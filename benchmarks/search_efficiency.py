@@ -13,8 +13,10 @@ value with the final one over the table's runs: whether a scheduler's early rung
 as the budget does. Prints one line per strategy and, last, one JSON line.
 
     python benchmarks/search_efficiency.py benchmarks/tables/digits_graft.csv \\
-        [--reps 20] [--horizon 48] [--no-start-point] \\
-        [--warm-table benchmarks/tables/digits_adamw.csv] [--figure docs/search_efficiency_digits.png]
+        [--reps 20] [--horizon 48] [--no-start-point] [--extra-table benchmarks/tables/digits_graft_lr_damping.csv] \\
+        [--warm-table benchmarks/tables/digits_adamw.csv] [--figure docs/search_efficiency_digits_graft.png]
+
+The sweep file is the one the table was recorded from, with the overrides it was recorded with.
 """
 
 from __future__ import annotations
@@ -111,10 +113,14 @@ def summarise(traces: list[Trace], table: Table, target: float, unit: float, hor
     }
 
 
-def strategy_spec(path: Path, strategy: Callable[[SweepSpec], list[str]], no_start_point: bool) -> SweepSpec:
-    """The sweep file with the strategy's overrides (and without its start point, if asked)."""
+def strategy_spec(
+    path: Path, strategy: Callable[[SweepSpec], list[str]], no_start_point: bool, recorded: list[str]
+) -> SweepSpec:
+    """The sweep file as the table recorded it, with the strategy's overrides (and without its
+    start point, if asked)."""
     extra = ["search.points_to_evaluate=[]"] if no_start_point else []
-    return load_sweep(path, overrides=parse_overrides([*strategy(load_sweep(path)), *extra], str(path)))
+    as_recorded = load_sweep(path, overrides=parse_overrides(recorded, str(path)))
+    return load_sweep(path, overrides=parse_overrides([*recorded, *strategy(as_recorded), *extra], str(path)))
 
 
 def main() -> None:
@@ -135,15 +141,18 @@ def main() -> None:
     parser.add_argument("--figure", type=Path, help="write the quality-against-compute figure here (matplotlib)")
     args = parser.parse_args()
     table = merge([load_table(args.table), *map(load_table, args.extra_table)])
-    sweep_file = Path(table.meta["source"])
+    sweep_file, recorded = Path(table.meta["source"]), table.meta.get("overrides", [])
     best_config, best = table.best()
     noise = table.seed_noise()
     target = best + table.sign * noise
     unit = statistics.median(sum(c.seconds) for i in table.curves for c in table.full(i))
-    base = strategy_spec(sweep_file, STRATEGIES["default (TPE + ASHA)"], args.no_start_point)
+    base = strategy_spec(sweep_file, STRATEGIES["default (TPE + ASHA)"], args.no_start_point, recorded)
     wall = args.horizon * unit / base.search.max_concurrent
     results: dict[str, dict[str, Any]] = {}
-    plans = {name: (strategy_spec(sweep_file, STRATEGIES[name], args.no_start_point), None) for name in args.strategies}
+    plans = {
+        name: (strategy_spec(sweep_file, STRATEGIES[name], args.no_start_point, recorded), None)
+        for name in args.strategies
+    }
     if args.warm_table is not None:
         warm_table = load_table(args.warm_table)
         warm_spec = load_sweep(Path(warm_table.meta["source"]))
