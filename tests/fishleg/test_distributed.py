@@ -1,7 +1,8 @@
 """FishLeg under DistributedDataParallel on 2 CPU ranks (gloo on loopback, spawned and joined
 here): every rank holds the same parameters and λ after every step, whatever the Q structure
 and the options that touch λ or the step; the averaged aux step is the aux step on the union
-of the ranks' aux batches; and a data-parallel checkpoint loads on one process."""
+of the ranks' aux batches; `aux_work: split` trains its recorded numbers; and a data-parallel
+checkpoint loads on one process."""
 
 import socket
 from pathlib import Path
@@ -82,14 +83,18 @@ def worker(rank: int, port: int, out: Path) -> None:
         dist.destroy_process_group()
 
 
-@pytest.fixture(scope="module")
-def ranks(tmp_path_factory) -> list[dict]:
-    out = tmp_path_factory.mktemp("ddp")
+def run_ranks(out: Path) -> list[dict]:
+    """Every case on WORLD spawned ranks; each rank's results."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     mp.start_processes(worker, args=(port, out), nprocs=WORLD, join=True, start_method="spawn")
     return [torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
+
+
+@pytest.fixture(scope="module")
+def ranks(tmp_path_factory) -> list[dict]:
+    return run_ranks(tmp_path_factory.mktemp("ddp"))
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -118,6 +123,21 @@ def test_the_averaged_aux_step_is_the_aux_step_on_the_union_of_batches(ranks, ca
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
 
 
+SPLIT = [case for case in sorted(CASES) if case.startswith("split_")]
+SPLIT_FIXTURE = Path(__file__).with_name("data") / "split_trajectories.pt"
+
+
+@pytest.mark.parametrize("case", SPLIT)
+def test_split_work_replays_its_recorded_trajectory(ranks, case):
+    """`aux_work: split` trains the recorded numbers (`python -m tests.fishleg.test_distributed`
+    records them), so reshaping how the aux work is assigned cannot change what it does; rtol
+    as in tests/fishleg/test_trajectories.py."""
+    expected = torch.load(SPLIT_FIXTURE, weights_only=True)[case]
+    for key in ("params", "lambdas"):
+        for got, want in zip(ranks[0][case][key], expected[key], strict=True):
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7, msg=f"{case}: {key}")
+
+
 def test_split_work_is_balanced_by_cost():
     """Costliest first, each to the least-loaded rank: the same answer on every rank."""
     assert assign_owners([8.0, 1.0, 5.0, 4.0], 2) == [0, 0, 1, 1]
@@ -133,3 +153,11 @@ def test_a_data_parallel_checkpoint_loads_on_one_process(ranks):
     opt.load_state_dict(saved["state"])
     assert all(torch.equal(p, q) for p, q in zip(lambdas(opt), saved["lambdas"], strict=True))
     assert opt.step_count == STEPS
+
+
+if __name__ == "__main__":  # re-record SPLIT_FIXTURE: only for a change meant to alter the numbers
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        first = run_ranks(Path(tmp))[0]
+    torch.save({case: {k: first[case][k] for k in ("params", "lambdas")} for case in SPLIT}, SPLIT_FIXTURE)
