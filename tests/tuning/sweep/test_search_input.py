@@ -1,6 +1,7 @@
 """Bad sweep input: one paragraph naming the file and key, exit status 2, no trial started."""
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -225,8 +226,14 @@ def test_a_grace_period_above_the_budget_is_taken_as_the_budget_with_a_warning(t
     assert "asha (grace 2 epochs" in out
     assert "scheduler.grace_period 3 is more than training.epochs 2: it is taken as 2" in out
     spec = load_sweep(path, overrides=parse_overrides(args[3:], str(path)))
-    rungs = make_scheduler(spec)._brackets[0]._rungs
-    assert [milestone for milestone, _ in rungs] == [2]  # none below the budget: nothing is stopped early
+    scheduler = make_scheduler(spec)
+    trials = [SimpleNamespace(trial_id=f"t{i}") for i in range(3)]
+    for i, trial in enumerate(trials):  # ever worse at epoch 1: an ASHA rung there would stop the last
+        scheduler.on_trial_add(None, trial)
+        assert scheduler.on_trial_result(None, trial, {"training_iteration": 1, "val_loss": 1.0 + i}) == "CONTINUE"
+    assert (
+        scheduler.on_trial_result(None, trials[2], {"training_iteration": 2, "val_loss": 9.0}) == "STOP"
+    )  # the budget
 
 
 def test_a_multi_worker_trial_must_fit_the_cluster_at_once():
