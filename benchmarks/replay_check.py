@@ -55,15 +55,16 @@ def main() -> None:
         for name, strategy in STRATEGIES.items():
             recorded = table.meta.get("overrides", [])  # the table's own, then the strategy's
             overrides = [*recorded, *strategy, *(["search.points_to_evaluate=[]"] if args.no_start_point else [])]
-            spec = load_sweep(sweep_file, overrides=parse_overrides(overrides, str(sweep_file)))
+            parsed = parse_overrides(overrides, str(sweep_file))
+            spec = load_sweep(sweep_file, overrides=parsed)
             n = spec.search.num_samples
             replays = [replay(spec, table, seed=rep, trials=n).ended for rep in range(args.reps)]
-            worst = max(sign * q for i in table.curves if (q := table.quality(i)) is not None) * sign
+            worst = table.worst()
             filled = np.array([[worst if v is None else v for v in r[:n]] for r in replays])
             low, high = np.percentile(filled, [5, 95], axis=0)
             real = []
+            dotted = {o.key: o.value for o in parsed}
             for seed in args.seeds:
-                dotted = {o.key: o.value for o in parse_overrides(overrides, str(sweep_file))}
                 outcome = tuning.search(
                     None,
                     sweep_file,

@@ -93,7 +93,7 @@ def summarise(traces: list[Trace], table: Table, target: float, unit: float, hor
     to_target = [t.time_to(target, sign) for t in traces]
     units = [math.inf if s is None else s / unit for s in to_target]
     grid = np.linspace(0, horizon, 25)[1:]
-    worst = max(sign * q for i in table.curves if (q := table.quality(i)) is not None) * sign  # before any finished
+    worst = table.worst()
     curve = []
     for x in grid:
         found = [t.quality_at(x * unit) for t in traces]

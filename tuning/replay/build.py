@@ -44,25 +44,18 @@ def run_curve(config: RunConfig, metric: str, index: int) -> Curve:
     """Train one config to its budget; a divergence ends the curve as a sweep ends the trial."""
     context = LocalContext(config, source="table")
     started = time.perf_counter()
+    ended: tuple[float | None, float] | None = None  # a divergence: (its value, its epoch's seconds)
     try:
         fit_for(config, "table")(config, context)
     except NonFiniteLoss as exc:
         last = diverged_report(config, context.epoch + 1, str(exc))[metric] if config.workload is not None else None
-        seconds = [r["epoch_time_s"] for r in context.history]
-        return Curve(
-            config=index,
-            seed=config.training.seed,
-            values=(*(r[metric] for r in context.history), last),
-            seconds=(*seconds, time.perf_counter() - started - sum(seconds)),
-            diverged=True,
-        )
-    rows = context.history
-    return Curve(
-        config=index,
-        seed=config.training.seed,
-        values=tuple(r[metric] for r in rows),
-        seconds=tuple(r["epoch_time_s"] for r in rows),
-    )
+        ended = (last, time.perf_counter() - started - sum(r["epoch_time_s"] for r in context.history))
+    values = [r[metric] for r in context.history]
+    seconds = [r["epoch_time_s"] for r in context.history]
+    if ended is not None:
+        values.append(ended[0])
+        seconds.append(ended[1])
+    return Curve(index, config.training.seed, tuple(values), tuple(seconds), diverged=ended is not None)
 
 
 def _best_first(path: Path, seed: int, mode: str) -> list[int]:

@@ -78,11 +78,17 @@ class Table:
             return None
         return statistics.fmean(c.final for c in curves)  # type: ignore[misc]
 
+    def _scored(self) -> list[tuple[float, int]]:
+        return [(q, i) for i in self.curves if (q := self.quality(i)) is not None]
+
     def best(self) -> tuple[int, float]:
         """The config of the best seed-averaged final value, and that value."""
-        scored = [(q, i) for i in self.curves if (q := self.quality(i)) is not None]
-        q, i = min(scored, key=lambda s: self.sign * s[0])
+        q, i = min(self._scored(), key=lambda s: self.sign * s[0])
         return i, q
+
+    def worst(self) -> float:
+        """The worst seed-averaged final value: a search's standing before its first full run."""
+        return max(self._scored(), key=lambda s: self.sign * s[0])[0]
 
     def seed_noise(self, top: int = 10) -> float:
         """The seed-to-seed standard deviation of the final value, pooled over the `top` best

@@ -84,6 +84,7 @@ def test_quality_is_the_seed_mean_of_the_chosen_config():
     t.curves[1].append(Curve(1, 1, (0.8, 0.5), (1.0, 1.0)))
     assert t.quality(1) == pytest.approx(0.4)
     assert t.best() == (1, pytest.approx(0.4))
+    assert t.worst() == pytest.approx(0.5)
     assert t.seed_noise() == pytest.approx(math.sqrt(0.02))  # variance of (0.3, 0.5)
 
 

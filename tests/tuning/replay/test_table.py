@@ -1,7 +1,7 @@
 """Learning-curve tables built from a tiny sweep file and read back: the start point first, one
 run per config and seed, a build continued without repeating a run, values as trained."""
 
-from tuning.replay.build import build_table, draw_configs
+from tuning.replay.build import build_table, draw_configs, run_curve
 from tuning.replay.table import load_table
 from tuning.sweep.spec import SweepSpec
 from tuning.training import Trainer
@@ -54,3 +54,11 @@ def test_later_seeds_train_only_the_best_configs_of_the_first(tmp_path):
     table = load_table(path)
     best = min(range(3), key=lambda i: table.curves[i][0].final)
     assert table.done() == {(0, 5), (1, 5), (2, 5), (best, 6)}
+
+
+def test_a_diverged_run_ends_with_the_value_a_sweep_tells_optuna():
+    blown = SPEC.model_copy(update={"optimizer": {"name": "sgd", "lr": 1e30}})
+    config = blown.config_for({})
+    curve = run_curve(config, "val_loss", 7)
+    assert curve.diverged and curve.config == 7 and len(curve.values) == len(curve.seconds) == 1
+    assert curve.final == Trainer(config).evaluate()["val_loss"]  # the untrained model's, as diverged_report
