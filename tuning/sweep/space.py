@@ -15,7 +15,7 @@ from tuning.run.overrides import close_key, settable_keys
 from tuning.sweep.spec import ParamSpec, Scalar, SweepSpec, apply_params
 from tuning.workloads.base import validate_workload
 
-__all__ = ["DefineByRun", "make_sampler", "validate_space"]
+__all__ = ["DefineByRun", "distribution", "make_sampler", "validate_space"]
 
 
 class DefineByRun:
@@ -44,6 +44,15 @@ def suggest(trial: optuna.Trial, name: str, p: ParamSpec) -> Any:
     if p.type == "int":
         return trial.suggest_int(name, int(p.low), int(p.high), step=int(p.step or 1), log=p.log)
     return trial.suggest_float(name, p.low, p.high, step=p.step, log=p.log)
+
+
+def distribution(p: ParamSpec) -> optuna.distributions.BaseDistribution:
+    """The Optuna distribution `suggest` samples `p` from (for trials told rather than sampled)."""
+    if p.type == "categorical":
+        return optuna.distributions.CategoricalDistribution(p.choices)
+    if p.type == "int":
+        return optuna.distributions.IntDistribution(int(p.low), int(p.high), log=p.log, step=int(p.step or 1))
+    return optuna.distributions.FloatDistribution(p.low, p.high, log=p.log, step=p.step)
 
 
 def make_sampler(spec: SweepSpec, source: str = "sweep file") -> optuna.samplers.BaseSampler:

@@ -22,6 +22,7 @@ from tuning.records.folder import SweepFolder
 from tuning.records.ledger import Ledger
 from tuning.records.lock import holder
 from tuning.records.status import Status
+from tuning.sweep.space import distribution
 from tuning.sweep.spec import ParamSpec, SweepSpec, load_sweep
 
 __all__ = [
@@ -122,15 +123,6 @@ def warm_start(spec: SweepSpec, folders: list[SweepFolder]) -> WarmStart:
     return WarmStart(trials, sources)
 
 
-def _distribution(p: ParamSpec) -> optuna.distributions.BaseDistribution:
-    """The Optuna distribution `space.suggest` samples `p` from."""
-    if p.type == "categorical":
-        return optuna.distributions.CategoricalDistribution(p.choices)
-    if p.type == "int":
-        return optuna.distributions.IntDistribution(int(p.low), int(p.high), log=p.log, step=int(p.step or 1))
-    return optuna.distributions.FloatDistribution(p.low, p.high, log=p.log, step=p.step)
-
-
 def tell_warm_start(
     spec: SweepSpec, storage: str | optuna.storages.BaseStorage, study_name: str, warm: WarmStart
 ) -> None:
@@ -141,7 +133,7 @@ def tell_warm_start(
     if any(WARM_ATTR in t.user_attrs for t in study.get_trials(deepcopy=False)):
         return
     for source, params, value in warm.trials:
-        distributions = {name: _distribution(spec.space[name]) for name in params}
+        distributions = {name: distribution(spec.space[name]) for name in params}
         study.add_trial(
             optuna.trial.create_trial(
                 params=params, distributions=distributions, value=value, user_attrs={WARM_ATTR: source}
