@@ -13,7 +13,6 @@ from tuning.errors import ConfigError
 from tuning.run.config import RunConfig, describe_error
 from tuning.run.overrides import close_key, settable_keys
 from tuning.sweep.spec import ParamSpec, Scalar, SweepSpec, apply_params
-from tuning.workloads.base import validate_workload
 
 __all__ = ["DefineByRun", "distribution", "make_sampler", "validate_space"]
 
@@ -112,6 +111,8 @@ def validate_space(spec: SweepSpec, source: str) -> None:
     """Every parameter of `space:` checked deterministically against the run-config schema and
     the workload's options: both ends of each range and every choice (with the values its
     `when:` needs), each `when:` value reachable, and each of `points_to_evaluate`."""
+    from tuning.workloads.base import validate_workload  # the workloads register on import; `report` reads no workload
+
     base = spec.base_config()
     for name in spec.space:  # a key the config does not have: said once, with the close one
         if not _settable(base, name):
