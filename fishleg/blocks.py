@@ -13,8 +13,23 @@ from torch import Tensor, nn
 from fishleg.kfac import Layer
 from fishleg.layers import adapter_for
 from fishleg.structures import QSpec, QStructure, build_structure
+from fishleg.structures.base import workspace
 
 __all__ = ["Block", "BlockBuffer", "build_blocks", "dot", "global_norm"]
+
+
+def _block_tensor(shape: tuple[int, ...], device: torch.device) -> Tensor:
+    """A zeroed block-shaped tensor; a matrix's rows start aligned (`workspace`), as Q·g's
+    products read and write it."""
+    if len(shape) != 2:
+        return torch.zeros(shape, device=device)
+    return workspace(*shape, device).zero_()
+
+
+def _like(block_tensor: Tensor) -> Tensor:
+    """An uninitialised tensor laid out as a block's own (`torch.empty_like` would make a
+    strided one contiguous)."""
+    return torch.empty_strided(block_tensor.shape, block_tensor.stride(), device=block_tensor.device)
 
 
 @dataclass(eq=False)
@@ -34,14 +49,14 @@ class Block:
 
     def __post_init__(self) -> None:
         device = self.params[0].device
-        self.grad = torch.zeros(self.structure.shape, device=device)
-        self.qg = torch.zeros(self.structure.shape, device=device)
+        self.grad = _block_tensor(self.structure.shape, device)
+        self.qg = _block_tensor(self.structure.shape, device)
         self.grad_views = self.split(self.grad)
         self.qg_views = self.split(self.qg)
 
     def join(self, tensors: Sequence[Tensor]) -> Tensor:
         """Per-parameter tensors → one new block tensor (float32)."""
-        out = torch.empty_like(self.grad)
+        out = _like(self.grad)
         torch._foreach_copy_(self.split(out), list(tensors))
         return out
 
@@ -58,7 +73,7 @@ class BlockBuffer:
     def _entry(self, block: Block) -> tuple[Tensor, list[Tensor]]:
         entry = self._made.get(id(block))
         if entry is None:
-            tensor = torch.empty_like(block.grad)
+            tensor = _like(block.grad)
             entry = self._made[id(block)] = (tensor, block.split(tensor))
         return entry
 

@@ -11,7 +11,7 @@ from torch import Tensor
 
 from fishleg.registry import Registry
 
-__all__ = ["QSpec", "QStructure", "STRUCTURES", "register_structure", "build_structure"]
+__all__ = ["QSpec", "QStructure", "STRUCTURES", "build_structure", "register_structure", "workspace"]
 
 
 @dataclass(frozen=True)
@@ -85,6 +85,23 @@ class QStructure(ABC):
         override this. u, r: `shape`."""
         with torch.enable_grad():
             return list(torch.autograd.grad((self.apply(u) * r).sum(), self.params))
+
+
+ROW_ALIGN = 16
+"""Rows of a workspace start at a multiple of this many floats (64 bytes): matrix products whose
+rows start unaligned (a layer's block is (out, in + 1), the bias column included) run up to a
+third slower, on the CPU's BLAS as on cuBLAS. Matrices narrower than `ALIGN_FROM` stay
+contiguous: their products are cheap, and keep the summation order they had."""
+ALIGN_FROM = 128
+
+
+def workspace(rows: int, cols: int, device: torch.device) -> Tensor:
+    """An uninitialised (rows, cols) float32 matrix whose rows start aligned (`ROW_ALIGN`): a
+    view of a wider one, so it is not contiguous; it is meant for `out=` of products, not for
+    λ or its gradients (fused Adam reads those in their parameter's memory order)."""
+    if cols < ALIGN_FROM or cols % ROW_ALIGN == 0:
+        return torch.empty(rows, cols, device=device)
+    return torch.empty(rows, -(-cols // ROW_ALIGN) * ROW_ALIGN, device=device)[:, :cols]
 
 
 STRUCTURES: Registry[str, type[QStructure]] = Registry("q_structure")

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 from typing_extensions import override
 
-from fishleg.structures.base import QSpec, QStructure, register_structure
+from fishleg.structures.base import QSpec, QStructure, register_structure, workspace
 
 MIN_BLOCK = 128
 """Triangular products split in halves down to this size. Below it the saved FLOPs are few
@@ -125,16 +125,16 @@ class KronQ(QStructure):
         m, n = self.shape
         device = left.device
         self._keep_left = m >= n  # LLᵀU costs 2m²n, URRᵀ 2mn²: keep the dearer one
-        self._left = torch.empty(m, m, device=device)
-        self._right = torch.empty(n, n, device=device)
-        self._left_gram = torch.empty(m, m, device=device)
-        self._right_gram = torch.empty(n, n, device=device)
-        self._left_u = torch.empty(m, n, device=device)
-        self._u_right = torch.empty(m, n, device=device)
-        self._r_half = torch.empty(m, n, device=device)
-        self._r_full = torch.empty(m, n, device=device)
-        self._left_work = (torch.empty(m, m, device=device), torch.empty(m, m, device=device))
-        self._right_work = (torch.empty(n, n, device=device), torch.empty(n, n, device=device))
+        self._left = workspace(m, m, device)
+        self._right = workspace(n, n, device)
+        self._left_gram = workspace(m, m, device)
+        self._right_gram = workspace(n, n, device)
+        self._left_u = workspace(m, n, device)
+        self._u_right = workspace(m, n, device)
+        self._r_half = workspace(m, n, device)
+        self._r_full = workspace(m, n, device)
+        self._left_work = (workspace(m, m, device), workspace(m, m, device), torch.empty(m, m, device=device))
+        self._right_work = (workspace(n, n, device), workspace(n, n, device), torch.empty(n, n, device=device))
         self._kept_for: tuple[Tensor, int] | None = None
 
     def refresh(self) -> None:
@@ -175,9 +175,9 @@ class KronQ(QStructure):
         (the chain rule through `factor`). The returned tensors are workspaces, valid until
         the next call."""
         left_u, u_right = self._half_products(u)
-        s, s_sym = self._left_work
-        t, t_sym = self._right_work
+        s, s_sym, s_grad = self._left_work
+        t, t_sym, t_grad = self._right_work
         torch.mm(r, u_right.T, out=s)
         torch.mm(left_u.T, r, out=t)
-        grads = [sym_times_tril(s, self._left, s_sym, out=s), sym_times_tril(t, self._right, t_sym, out=t)]
+        grads = [sym_times_tril(s, self._left, s_sym, out=s_grad), sym_times_tril(t, self._right, t_sym, out=t_grad)]
         return [factor_into(g, g) for g in grads]
