@@ -8,6 +8,7 @@ from torch import nn
 
 from fishleg import CategoricalLikelihood, FishLeg, GaussianLikelihood
 from fishleg.step_rules import minimise_quadratic
+from fishleg.structures.base import ALIGN_FROM, ROW_ALIGN
 
 from .dense import dense_fisher, dense_q
 from .test_structures import STRUCTURE_NAMES, randomize
@@ -57,6 +58,40 @@ def test_aux_gradient_matches_dense_autograd(name, precondition, scale_free):
     torch.testing.assert_close(aux_loss, expected_loss.detach(), rtol=1e-4, atol=1e-5)
     for g, e in zip(grads, expected):
         torch.testing.assert_close(g, e, rtol=1e-3, atol=1e-5)
+
+
+def test_a_wide_layer_on_aligned_rows_steps_and_learns_lambda_as_the_dense_maths_says():
+    """A block ≥ ALIGN_FROM wide lives on rows that start aligned (strided views): its Q·g is the
+    dense Q's, its aux gradient the dense autograd one, and the fused Adam of λ moves λ as a
+    plain Adam given those gradients does (a gradient read in another memory order would not)."""
+    model, likelihood, damping = nn.Linear(ALIGN_FROM + 9, 3), CategoricalLikelihood(), 0.3
+    opt = FishLeg(model, likelihood, aux_data="manual", damping=damping, normalize_aux=False, aux_lr=0.05)
+    randomize(opt)
+    (block,) = opt.blocks
+    assert block.structure.shape == (3, ALIGN_FROM + 10)
+    assert not block.grad.is_contiguous() and block.grad.stride()[0] % ROW_ALIGN == 0
+    x = torch.randn(16, ALIGN_FROM + 9)
+    likelihood.nll(model(x), torch.randint(3, (16,))).backward()
+    opt.step()
+    q = dense_q(block.structure)
+    torch.testing.assert_close(block.join([p.grad for p in block.params]).flatten(), block.grad.flatten())
+    torch.testing.assert_close(block.qg.flatten(), q @ block.grad.flatten(), rtol=1e-4, atol=1e-5)
+
+    u = [torch.randn_like(p) for p in block.params]
+    lambdas = [lam.detach().clone().requires_grad_() for lam in block.structure.params]
+    flat_u = block.join(u).flatten()
+    dense = dense_q(block.structure, lambdas)
+    qu = dense @ flat_u
+    curvature = dense_fisher(model, likelihood, x, opt.blocks) + damping * torch.eye(len(flat_u))
+    residual = (curvature @ qu - flat_u).detach()
+    expected = torch.autograd.grad(qu @ (dense @ residual).detach(), lambdas)
+    reference = torch.optim.Adam(lambdas, lr=0.05, foreach=False)
+    for lam, e in zip(lambdas, expected):
+        lam.grad = e
+    reference.step()
+    opt.update_aux(x, u=u)
+    for lam, e in zip(block.structure.params, lambdas):
+        torch.testing.assert_close(lam.detach(), e.detach().tril(), rtol=1e-4, atol=1e-6)
 
 
 def test_the_scale_free_aux_loss_is_blind_to_q_scale_and_needs_a_step_length_from_elsewhere():
