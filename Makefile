@@ -44,7 +44,7 @@ report-screenshot: $(STAMP)
 # benchmarks/gpu_check.sh. `carry: [".whl"]` takes them along.
 WHEELS ?= .whl
 PYVER ?= 3.12
-GPU_WHEELS := pydantic pydantic-core annotated-types typing-inspection typing-extensions
+GPU_WHEELS := pydantic pydantic-core annotated-types typing-inspection typing-extensions pytorch_optimizer
 gpu-wheels: $(STAMP)
 	rm -rf $(WHEELS)
 	$(PY) -m pip download --quiet --no-deps --only-binary=:all: --python-version $(PYVER) --implementation cp \

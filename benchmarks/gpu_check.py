@@ -8,10 +8,14 @@ summary line per check and writes them all to one JSON file:
   damping); tests/tuning/test_cuda.py only where Ray is installed;
 - `step_time`: benchmarks/step_time.py on CUDA (the paper's autoencoder, ResNet-20 and the
   transformer example, FishLeg ÷ Adam at an aux step every 10 and every step, ms per step,
-  peak memory).
+  peak memory);
+- `width_scaling`: benchmarks/width_scaling.py on CUDA at widths 1024 to 4096 (every optimizer's
+  step time and state against AdamW's, FishLeg's aux step against its floor).
 
-Without a GPU the tests are collected and skipped and the benchmark is skipped, each with the
-reason, so CI runs this script too (tests/test_gpu_check.py).
+Without a GPU the tests are collected and skipped and the step-time benchmark is skipped, each
+with the reason, and the width table runs at two small widths on the CPU (its imports, SOAP and
+Shampoo from the wheels, checked between loans), so CI runs this script too
+(tests/test_gpu_check.py).
 
     python benchmarks/gpu_check.py --out gpu-check/gpu_check.json
 """
@@ -95,6 +99,25 @@ def step_time(out: Path, steps: int, rounds: int) -> dict[str, Any]:
     return {"check": "step_time", **json.loads(file.read_text())}
 
 
+def width_scaling(out: Path) -> dict[str, Any]:
+    """benchmarks/width_scaling.py in a child process: widths 1024 to 4096 on CUDA; without CUDA,
+    widths 32 and 64 on the CPU, which checks the script and its imports, not speed."""
+    cuda = torch.cuda.is_available()
+    file = out.with_name("width_scaling.json")
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "width_scaling.py"), "--out", str(file)]
+    if cuda:
+        cmd += ["--device", "cuda", "--widths", "1024", "2048", "4096", "--rounds", "2"]
+    else:
+        cmd += ["--device", "cpu", "--widths", "32", "64", "--rounds", "1", "--profile-steps", "1"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    if done.returncode != 0:
+        return {"check": "width_scaling", "exit": done.returncode, "error": done.stderr[-2000:]}
+    result = {"check": "width_scaling", **json.loads(file.read_text())}
+    if not cuda:
+        result["note"] = "no CUDA device: two small widths on the CPU, a check of the script, not of speed"
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("gpu-check/gpu_check.json"))
@@ -103,7 +126,8 @@ def main() -> None:
     args = parser.parse_args()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     results = []
-    for check in (card, cuda_tests, lambda: step_time(args.out, args.steps, args.rounds)):
+    checks = (card, cuda_tests, lambda: step_time(args.out, args.steps, args.rounds), lambda: width_scaling(args.out))
+    for check in checks:
         results.append(check())
         print(json.dumps(results[-1]), flush=True)
         args.out.write_text(json.dumps(results, indent=1))  # what ran so far survives a timeout

@@ -2,7 +2,8 @@
 this Python, as `make gpu-wheels` builds it for the GPU machine's), installs into a target
 with `--no-index`, and benchmarks/gpu_check.sh runs against an interpreter that, like the GPU
 machine's, has torch, PyYAML and pytest but not pydantic: `fishleg` imports pydantic from the
-wheels, the cuda tests are collected and skipped, the benchmark is skipped with its reason."""
+wheels, the cuda tests are collected and skipped, the step-time benchmark is skipped with its
+reason, and the width table runs at two small widths on the CPU (SOAP and Shampoo from the wheels)."""
 
 import json
 import subprocess
@@ -51,7 +52,9 @@ def test_the_gpu_check_runs_from_the_wheels_alone_and_skips_what_needs_cuda(tmp_
     )
     assert built.returncode == 0, built.stderr[-3000:]
     names = sorted(p.name.split("-")[0] for p in wheels.glob("*.whl"))
-    assert names == ["annotated_types", "pydantic", "pydantic_core", "typing_extensions", "typing_inspection"]
+    assert names == [
+        "annotated_types", "pydantic", "pydantic_core", "pytorch_optimizer", "typing_extensions", "typing_inspection"
+    ]  # fmt: skip
     assert sum(p.stat().st_size for p in wheels.glob("*.whl")) < 16 * 2**20  # far inside the 64 MiB carry
 
     python = machine_like_python(tmp_path)
@@ -66,5 +69,11 @@ def test_the_gpu_check_runs_from_the_wheels_alone_and_skips_what_needs_cuda(tmp_
     assert results["cuda_tests"]["exit"] == 0 and results["cuda_tests"]["skipped"] >= 19
     assert "passed" not in results["cuda_tests"] and "failed" not in results["cuda_tests"]
     assert results["step_time"] == {"check": "step_time", "skipped": "no CUDA device"}
+    widths = results["width_scaling"]
+    assert widths["device"] == "cpu" and [row["d"] for row in widths["widths"]] == [32, 64]
+    assert set(widths["widths"][0]) == {"d", "adamw", "fishleg_learnt", "fishleg_kfac_only", "fishleg_identity",
+                                        "soap", "shampoo", "muon"}  # fmt: skip
+    arms = [arm for row in widths["widths"] for arm in row.values() if isinstance(arm, dict)]
+    assert len(arms) == 14 and all(arm["ms"] > 0 and arm["state_mb"] > 0 for arm in arms)
     summary_lines = [line for line in done.stdout.splitlines() if line.startswith('{"check"')]
-    assert [json.loads(line)["check"] for line in summary_lines] == ["card", "cuda_tests", "step_time"]
+    assert [json.loads(line)["check"] for line in summary_lines] == ["card", "cuda_tests", "step_time", "width_scaling"]
