@@ -93,6 +93,22 @@ ScheduledInt = Annotated[int | Schedule, _number_or_schedule(PositiveInt)]
 
 
 _REGISTRIES = {"q_structure": STRUCTURES, "step_rule": STEP_RULES, "graft": GRAFTS, "u_sampling": PROBES}
+_OWNERS: dict[str, tuple[Callable[[Any], bool], tuple[str, ...], str]] = {
+    "the graft": (lambda c: c.graft != "none", ("graft_beta2", "graft_eps"), "choose a graft (e.g. graft: adam)"),
+    "the partner": (
+        lambda c: c.partner != "none",
+        ("partner_params", "partner_betas"),
+        "choose a partner (partner: adamw)",
+    ),
+    "a q_structure of several terms": (
+        lambda c: STRUCTURES[c.q_structure].takes_rank,
+        ("kron_sum_rank",),
+        f"use one ({', '.join(n for n in STRUCTURES.names() if STRUCTURES[n].takes_rank)}; in a sweep, "
+        "`when: {optimizer.q_structure: kron_sum}`)",
+    ),
+}
+"""Options that only one optional part reads: (whether the config has the part, its options, how
+to turn it on)."""
 
 
 class FishLegConfig(StrictModel):
@@ -313,6 +329,21 @@ class FishLegConfig(StrictModel):
                 f"beta {self.beta} has no role with step_rule {self.step_rule!r} (it chooses the momentum of each "
                 f"step); leave beta at {default} or use step_rule 'momentum'"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _options_of_a_part_that_is_off(self) -> FishLegConfig:
+        """An option of a part the config leaves out (`_OWNERS`) stays at its default: set, it
+        would do nothing, which a tuned or hand-written config must not believe it does."""
+        fields = type(self).model_fields
+        for part, (is_on, options, turn_on) in _OWNERS.items():
+            changed = [f"{n} {getattr(self, n)!r}" for n in options if getattr(self, n) != fields[n].default]
+            if changed and not is_on(self):
+                defaults = ", ".join(f"{n} {fields[n].default!r}" for n in options)
+                raise ValueError(
+                    f"{', '.join(changed)} belongs to {part}, which this config leaves out; leave it at its default "
+                    f"({defaults}) or {turn_on}"
+                )
         return self
 
     @model_validator(mode="after")

@@ -36,6 +36,8 @@ class QStructure(ABC):
     matrix_only: ClassVar[bool] = True
     kronecker_init: ClassVar[bool] = False
     """Whether `set_kronecker` can start Q at K-FAC's estimate (`q_init="kfac"`)."""
+    takes_rank: ClassVar[bool] = False
+    """Whether the structure reads `QSpec.rank` (its number of terms, `kron_sum_rank`)."""
 
     def __init__(self, shape: tuple[int, ...], spec: QSpec, device: torch.device) -> None:
         if self.matrix_only and len(shape) != 2:

@@ -43,6 +43,8 @@ def random_orthogonal(rank: int, size: int, device: torch.device, generator: tor
 class KronSumQ(QStructure):
     """Σ_k L_k L_kᵀ U R_k R_kᵀ with `rank` terms of full factors."""
 
+    takes_rank = True
+
     @override
     def init_params(self, shape: tuple[int, ...], spec: QSpec, device: torch.device) -> list[Tensor]:
         m, n = shape

@@ -33,6 +33,15 @@ def test_reads_the_optimizer_section_or_a_bare_mapping(tmp_path):
         ({"lr": 0.1, "colour": "red"}, ["colour", "unknown key"]),
         ([1, 2], ["expected a mapping"]),
         ({"step_rule": "quadratic", "beta": 0.5}, ["beta 0.5 has no role with step_rule 'quadratic'", "leave beta"]),
+        (
+            {"graft_eps": 1e-6},
+            ["graft_eps 1e-06 belongs to the graft", "graft_beta2 0.999, graft_eps 1e-08", "graft: adam"],
+        ),
+        ({"partner_betas": [0.8, 0.9]}, ["partner_betas (0.8, 0.9) belongs to the partner", "partner: adamw"]),
+        (
+            {"q_structure": "kron", "kron_sum_rank": 3},
+            ["kron_sum_rank 3 belongs to a q_structure of several terms", "(kron_sum;"],
+        ),
     ],
 )
 def test_bad_files_name_the_file_and_key(tmp_path, data, fragments):
