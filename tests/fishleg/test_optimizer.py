@@ -62,7 +62,7 @@ def test_aux_gradient_matches_dense_autograd(name, precondition, scale_free):
 
 def test_a_wide_layer_on_aligned_rows_steps_and_learns_lambda_as_the_dense_maths_says():
     """A block ≥ ALIGN_FROM wide lives on rows that start aligned (strided views): its Q·g is the
-    dense Q's, its aux gradient the dense autograd one, and the fused Adam of λ moves λ as a
+    dense Q's, its aux loss and gradient the dense ones, and the fused Adam of λ moves λ as a
     plain Adam given those gradients does (a gradient read in another memory order would not)."""
     model, likelihood, damping = nn.Linear(ALIGN_FROM + 9, 3), CategoricalLikelihood(), 0.3
     opt = FishLeg(model, likelihood, aux_data="manual", damping=damping, normalize_aux=False, aux_lr=0.05)
@@ -89,7 +89,8 @@ def test_a_wide_layer_on_aligned_rows_steps_and_learns_lambda_as_the_dense_maths
     for lam, e in zip(lambdas, expected):
         lam.grad = e
     reference.step()
-    opt.update_aux(x, u=u)
+    aux_loss = opt.update_aux(x, u=u)
+    torch.testing.assert_close(aux_loss, (0.5 * qu @ curvature @ qu - flat_u @ qu).detach(), rtol=1e-4, atol=1e-5)
     for lam, e in zip(block.structure.params, lambdas):
         torch.testing.assert_close(lam.detach(), e.detach().tril(), rtol=1e-4, atol=1e-6)
 
