@@ -4,6 +4,7 @@ user extends the library without touching the code that looks things up."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Hashable, Iterator
 from typing import Generic, TypeVar
 
@@ -33,6 +34,17 @@ class Registry(Generic[K, T]):
             return item
 
         return wrap
+
+    @contextlib.contextmanager
+    def scoped(self) -> Iterator[Registry[K, T]]:
+        """Registrations made inside are undone on leaving: a test's, or a plugin tried in one
+        run, leave the registry as they found it."""
+        saved = dict(self._items)
+        try:
+            yield self
+        finally:
+            self._items.clear()
+            self._items.update(saved)
 
     def get(self, key: K) -> T | None:
         """The item of `key`, or None."""

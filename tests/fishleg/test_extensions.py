@@ -1,6 +1,8 @@
 """The extension points: a Q structure, a layer type, a likelihood, a step rule and a probe
 scheme of one's own, and aux data given as a Dataset or an iterable of batches."""
 
+import contextlib
+
 import pytest
 import torch
 from torch import Tensor, nn
@@ -24,10 +26,12 @@ from fishleg.structures import STRUCTURES, KronQ
 
 
 @pytest.fixture
-def registries(monkeypatch):
+def registries():
     """Registrations made in a test are undone after it."""
-    for registry in (STRUCTURES, LAYERS, LIKELIHOODS, STEP_RULES, PROBES):
-        monkeypatch.setattr(registry, "_items", dict(registry._items))
+    with contextlib.ExitStack() as stack:
+        for registry in (STRUCTURES, LAYERS, LIKELIHOODS, STEP_RULES, PROBES):
+            stack.enter_context(registry.scoped())
+        yield
 
 
 class ScalarQ(QStructure):

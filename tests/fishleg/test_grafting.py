@@ -105,32 +105,33 @@ def test_graft_and_the_quadratic_step_are_refused_together():
         FishLegConfig(graft="adam", step_rule="quadratic")
 
 
-def test_a_registered_graft_is_chosen_by_name_and_an_unknown_one_is_refused(monkeypatch):
+def test_a_registered_graft_is_chosen_by_name_and_an_unknown_one_is_refused():
     """The registry is the one list of graft names: a graft registered by a user is accepted by
     FishLegConfig and the constructor (its step length is the gradient's, halved), and an
     unknown name is refused with the registered ones."""
     from fishleg.grafting import GRAFTS, Graft
 
-    monkeypatch.setattr(GRAFTS, "_items", dict(GRAFTS._items))
+    with GRAFTS.scoped():  # the registration is undone after the test
 
-    @GRAFTS.register("half_sgd")
-    class HalfSGD(Graft):
-        def _directions(self, grads, buffers):
-            return [0.5 * g for g in grads], 1.0
+        @GRAFTS.register("half_sgd")
+        class HalfSGD(Graft):
+            def _directions(self, grads, buffers):
+                return [0.5 * g for g in grads], 1.0
 
-    assert FishLegConfig(graft="half_sgd").graft == "half_sgd"
-    torch.manual_seed(0)
-    model, twin = mlp(), mlp()
-    twin.load_state_dict(model.state_dict())
-    fish = FishLeg(model, "categorical", aux_data="manual", lr=0.1, beta=0.0, weight_decay=0.0, graft="half_sgd")
-    plain = FishLeg(twin, "categorical", aux_data="manual", lr=0.1, beta=0.0, weight_decay=0.0, graft="sgd")
-    x, y = torch.randn(8, 3), torch.randint(2, (8,))
-    before = [p.detach().clone() for p in model.parameters()]
-    for m, opt in ((model, fish), (twin, plain)):
-        opt.zero_grad()
-        nn.functional.cross_entropy(m(x), y).backward()
-        opt.step()
-    for p, q, w in zip(model.parameters(), twin.parameters(), before, strict=True):
-        torch.testing.assert_close(p - w, 0.5 * (q - w))
-    with pytest.raises(ValueError, match=r"must be 'none' or one of \['adagrad', 'adam', 'half_sgd'"):
-        FishLegConfig(graft="lion")
+        assert FishLegConfig(graft="half_sgd").graft == "half_sgd"
+        torch.manual_seed(0)
+        model, twin = mlp(), mlp()
+        twin.load_state_dict(model.state_dict())
+        fish = FishLeg(model, "categorical", aux_data="manual", lr=0.1, beta=0.0, weight_decay=0.0, graft="half_sgd")
+        plain = FishLeg(twin, "categorical", aux_data="manual", lr=0.1, beta=0.0, weight_decay=0.0, graft="sgd")
+        x, y = torch.randn(8, 3), torch.randint(2, (8,))
+        before = [p.detach().clone() for p in model.parameters()]
+        for m, opt in ((model, fish), (twin, plain)):
+            opt.zero_grad()
+            nn.functional.cross_entropy(m(x), y).backward()
+            opt.step()
+        for p, q, w in zip(model.parameters(), twin.parameters(), before, strict=True):
+            torch.testing.assert_close(p - w, 0.5 * (q - w))
+        with pytest.raises(ValueError, match=r"must be 'none' or one of \['adagrad', 'adam', 'half_sgd'"):
+            FishLegConfig(graft="lion")
+    assert "half_sgd" not in GRAFTS
