@@ -1,7 +1,8 @@
 """The README's commands exist: every `fishleg-tune` line in its shell blocks resolves through
 the command's own parser (subcommands, flags and `KEY=VALUE` overrides), every `make` target
 is in the Makefile, every script and module it runs exists, every page it links to exists,
-and its Python blocks are Python. (That they run is tested where they are exercised:
+its Python blocks are Python, and those that build FishLeg run and step. (That the training
+function and `tuning.search` run is tested where they are exercised:
 tests/tuning/integration/test_own_package.py, tests/examples/test_charlm.py.)"""
 
 import ast
@@ -9,7 +10,11 @@ import re
 import shlex
 
 import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
+import fishleg
 from tests.conftest import ROOT
 from tuning.cli import build_parser, main, parse
 
@@ -76,8 +81,28 @@ def test_every_make_target_script_module_and_link_exists():
                 assert (page.parent / link).exists(), f"{page.name}: {link}"
 
 
-def test_the_python_blocks_are_python():
+def test_the_python_blocks_that_build_fishleg_run_and_step(tmp_path, monkeypatch):
+    """The blocks that build the optimizer run as written (keywords, config loading), on the
+    names they assume (a model, a loader, train_inputs, a sweep's best config), and step."""
     blocks = [body for lang, body in BLOCKS if lang == "python"]
     assert len(blocks) >= 3
     for body in blocks:
         ast.parse(body)
+    monkeypatch.chdir(tmp_path)
+    best = tmp_path / "fishleg-runs" / "quickstart" / "best_config.yaml"
+    best.parent.mkdir(parents=True)
+    best.write_text("optimizer: {name: fishleg, lr: 0.05, aux_lr: 0.001, damping: 0.1, update_aux_every: 1}\n")
+    x, y = torch.randn(64, 8), torch.randint(3, (64,))
+    building = [body for body in blocks if "opt = fishleg.FishLeg" in body]
+    assert len(building) == 2
+    for body in building:
+        model = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 3))
+        names = {"fishleg": fishleg, "model": model, "train_inputs": x, "loader": DataLoader(TensorDataset(x, y), 16)}
+        exec(body, names)
+        opt = names["opt"]
+        assert isinstance(opt, fishleg.FishLeg)
+        before = [p.detach().clone() for p in model.parameters()]
+        opt.zero_grad()
+        opt.likelihood.nll(model(x), y).backward()
+        opt.step()
+        assert all(not torch.equal(b, p) for b, p in zip(before, model.parameters()))
