@@ -46,8 +46,8 @@ from tuning.sweep.reconcile import (
     restorable,
     tune_trial_ids,
 )
-from tuning.sweep.retries import retry_lost_processes_only
 from tuning.sweep.spec import SweepSpec, file_sha256, load_sweep
+from tuning.sweep.trainable import retry_lost_processes_only
 from tuning.sweep.tuner import connect, make_trainable, make_tuner, tune_environment
 from tuning.sweep.warm_start import WarmStart, check_warm_start, tell_warm_start, warm_start
 from tuning.yaml_files import parse_yaml

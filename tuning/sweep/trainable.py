@@ -8,10 +8,21 @@ On `resume`, a trial the ledger saw end in the controller step a killed driver n
 replays its recorded last result instead of training again (see `tuning.sweep.reconcile`).
 A workload run that diverges ends cleanly with one last report (see `diverged_report`), so
 Tune does not retry it and the sampler learns from it; a training function that reports a
-non-finite value fails. The test split is never touched here."""
+non-finite value fails. The test split is never touched here.
+
+Which failed trials Tune retries: those whose process was lost (a killed worker, a dead node, an
+out-of-memory kill), which resume from their checkpoint and may well finish; not those whose
+own code raised, which would raise again the same way after spending the budget again (a shape
+error in the user's `fit`, a broken plugin, a diverged training function). Ray Tune retries
+every failure up to `FailureConfig(max_failures=...)` and has no per-error policy, so
+`retry_lost_processes_only` wraps `Trial.handle_error` (the one place a failure is counted, just
+before `Trial.should_recover` is asked) to count a code failure as past the limit. Ray is pinned
+to 2.60 (pyproject.toml); tests/tuning/sweep/test_trainable.py checks the wrapped method against
+Ray's own `should_recover`."""
 
 from __future__ import annotations
 
+import functools
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -20,6 +31,8 @@ from typing import Any
 
 import ray
 from ray import tune
+from ray.exceptions import RayError, RayTaskError
+from ray.tune.experiment import Trial
 from typing_extensions import override
 
 from tuning.errors import NonFiniteLoss, UserError
@@ -35,12 +48,20 @@ from tuning.run.fit import (
     load_saved,
     save_saved,
 )
-from tuning.sweep.retries import is_lost_process
 from tuning.sweep.spec import apply_params
 from tuning.sweep.workers import Workers
 from tuning.training import Trainer, fit_for
 
-__all__ = ["Ended", "TuneContext", "diverged_report", "restore", "run_trial"]
+__all__ = [
+    "Ended",
+    "TuneContext",
+    "diverged_report",
+    "is_code_failure",
+    "is_lost_process",
+    "restore",
+    "retry_lost_processes_only",
+    "run_trial",
+]
 
 
 def diverged_report(config: RunConfig, epoch: int, reason: str) -> dict[str, Any]:
@@ -166,7 +187,7 @@ def run_trial(
         return
     except Exception as exc:
         if config.workload is not None or isinstance(exc, UserError) or is_lost_process(exc):
-            raise  # a lost worker stays Ray's error, which Tune retries (tuning.sweep.retries)
+            raise  # a lost worker stays Ray's error, which Tune retries (`retry_lost_processes_only`)
         raise TrainableError(f"{source}: trainable {config.subject!r} raised {type(exc).__name__}: {exc}") from exc
     except KeyboardInterrupt as exc:  # Ray would report its TaskCancelledError, naming no function
         if threading.current_thread() is threading.main_thread():
@@ -186,3 +207,36 @@ def run_trial(
             f"{source}: trainable {config.subject!r} returned without calling context.report(metrics); "
             "report each epoch's metrics (with the sweep's metric.name) through the context it is given."
         )
+
+
+def is_lost_process(exc: BaseException) -> bool:
+    """One of Ray's own errors for a process, node or object that went away, as opposed to an
+    exception some code raised (which Ray delivers as a RayTaskError)."""
+    return isinstance(exc, RayError) and not isinstance(exc, RayTaskError)
+
+
+def is_code_failure(exc: BaseException | None) -> bool:
+    """Whether a trial failed because its code raised: a task error whose innermost cause is
+    not a lost process (an exception Ray could not unpickle counts as code)."""
+    if not isinstance(exc, RayTaskError):
+        return False
+    cause: BaseException = exc
+    while isinstance(cause, RayTaskError) and cause.cause is not None:
+        cause = cause.cause
+    return not is_lost_process(cause)
+
+
+def retry_lost_processes_only() -> None:
+    """From now on, in this process, a trial whose code raised is not retried (idempotent)."""
+    if getattr(Trial.handle_error, "_counts_code_failures_as_final", False):
+        return
+    original = Trial.handle_error
+
+    @functools.wraps(original)
+    def handle_error(self: Trial, exc: Any = None) -> None:
+        original(self, exc)
+        if is_code_failure(exc):
+            self.run_metadata.num_failures = max(self.run_metadata.num_failures, self.max_failures + 1)
+
+    handle_error._counts_code_failures_as_final = True  # type: ignore[attr-defined]
+    Trial.handle_error = handle_error

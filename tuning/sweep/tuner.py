@@ -24,8 +24,7 @@ from tuning.records.status import DIVERGED_KEY, TIMED_OUT_KEY, Status, ending
 from tuning.records.tracking import MlflowSweep
 from tuning.run.fit import Fit
 from tuning.sweep.budgets import TimeBudgets
-from tuning.sweep.callbacks import FirstFailures, TrialRecorder
-from tuning.sweep.progress import ProgressPrinter
+from tuning.sweep.callbacks import FirstFailures, ProgressPrinter, TrialRecorder
 from tuning.sweep.retention import CheckpointRetention
 from tuning.sweep.space import DefineByRun, make_sampler
 from tuning.sweep.spec import SweepSpec

@@ -6,7 +6,7 @@ from ray.exceptions import ActorDiedError, RayTaskError
 from ray.tune.experiment import Trial
 
 from tuning.run.fit import TrainableError
-from tuning.sweep.retries import is_code_failure, retry_lost_processes_only
+from tuning.sweep.trainable import is_code_failure, retry_lost_processes_only
 
 
 def _task_error(cause: BaseException) -> RayTaskError:
