@@ -93,18 +93,24 @@ ScheduledInt = Annotated[int | Schedule, _number_or_schedule(PositiveInt)]
 
 
 _REGISTRIES = {"q_structure": STRUCTURES, "step_rule": STEP_RULES, "graft": GRAFTS, "u_sampling": PROBES}
-_OWNERS: dict[str, tuple[Callable[[Any], bool], tuple[str, ...], str]] = {
-    "the graft": (lambda c: c.graft != "none", ("graft_beta2", "graft_eps"), "choose a graft (e.g. graft: adam)"),
+_OWNERS: dict[str, tuple[Callable[[Any], bool], tuple[str, ...], Callable[[], str]]] = {
+    "the graft": (
+        lambda c: c.graft != "none",
+        ("graft_beta2", "graft_eps"),
+        lambda: f"choose a graft (one of {GRAFTS.names()})",
+    ),
     "the partner": (
         lambda c: c.partner != "none",
         ("partner_params", "partner_betas"),
-        "choose a partner (partner: adamw)",
+        lambda: "choose a partner (partner: adamw)",
     ),
     "a q_structure of several terms": (
         lambda c: STRUCTURES[c.q_structure].takes_rank,
         ("kron_sum_rank",),
-        f"use one ({', '.join(n for n in STRUCTURES.names() if STRUCTURES[n].takes_rank)}; in a sweep, "
-        "`when: {optimizer.q_structure: kron_sum}`)",
+        lambda: (
+            f"use one ({', '.join(n for n in STRUCTURES.names() if STRUCTURES[n].takes_rank)}; in a sweep, "
+            "`when: {optimizer.q_structure: kron_sum}`)"
+        ),
     ),
 }
 """Options that only one optional part reads: (whether the config has the part, its options, how
@@ -342,7 +348,7 @@ class FishLegConfig(StrictModel):
                 defaults = ", ".join(f"{n} {fields[n].default!r}" for n in options)
                 raise ValueError(
                     f"{', '.join(changed)} belongs to {part}, which this config leaves out; leave it at its default "
-                    f"({defaults}) or {turn_on}"
+                    f"({defaults}) or {turn_on()}"
                 )
         return self
 
