@@ -14,6 +14,7 @@ layout).
 
     python benchmarks/width_scaling.py [--widths 256 512 1024 2048] [--rounds 2] [--threads 1]
         [--device cpu] [--arms adamw fishleg_learnt ...] [--figure docs/width_scaling.png] [--out FILE]
+    python benchmarks/width_scaling.py --replot FILE --figure docs/width_scaling.png
 """
 
 from __future__ import annotations
@@ -271,26 +272,31 @@ def exponents(rows: list[dict[str, Any]], arms: list[str]) -> dict[str, float]:
 
 
 def figure(rows: list[dict[str, Any]], arms: list[str], path: Path) -> None:
-    """ms per step against width, log–log, one line per arm; and each arm's ratio to AdamW."""
+    """ms per step against width, log–log, one line per arm; and each arm's ratio to AdamW's."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
     widths = [r["d"] for r in rows]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    colours = dict(zip(arms, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     for name in arms:
-        left.plot(widths, [r[name]["ms"] for r in rows], marker="o", label=name)
+        style = {"marker": "o", "color": colours[name], "label": name}
+        left.plot(widths, [r[name]["ms"] for r in rows], **style)
         if name != "adamw" and "vs_adamw" in rows[0][name]:
-            right.plot(widths, [r[name]["vs_adamw"] for r in rows], marker="o", label=name)
+            right.plot(widths, [r[name]["vs_adamw"] for r in rows], **style)
     for ax, label in ((left, "ms per step"), (right, "÷ AdamW's step")):
         ax.set(xscale="log", yscale="log", xlabel="hidden width d", ylabel=label)
         ax.set_xticks(widths, [str(w) for w in widths])
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.grid(True, which="both", alpha=0.3)
     left.legend(fontsize=8)
+    right.legend(fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
 
 
 def main() -> None:
@@ -303,7 +309,12 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--figure", type=Path, help="write the figure (PNG) here")
     parser.add_argument("--out", type=Path, help="also write the summary JSON to this file")
+    parser.add_argument("--replot", type=Path, help="draw --figure from a summary JSON written by --out, and stop")
     args = parser.parse_args()
+    if args.replot is not None:
+        rows = json.loads(args.replot.read_text())["widths"]
+        figure(rows, [k for k in rows[0] if k != "d"], args.figure)
+        return
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     result: dict[str, Any] = {"benchmark": "width_scaling", "device": str(device), "threads": args.threads}
