@@ -7,12 +7,14 @@ AdamW), plus the efficiency of the Kronecker Q·g product against a plain torch.
 same shapes.
 
     python benchmarks/step_time.py [--steps 30] [--rounds 3] [--device cpu] [--skip-resnet] [--skip-charlm]
+        [--contiguous-rows]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 import time
@@ -26,6 +28,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from fishleg import BernoulliLikelihood, CategoricalLikelihood, FishLeg
 from fishleg.blocks import Block
 from fishleg.likelihoods import Likelihood
+from fishleg.structures import base as structures_base
 from tuning.workloads.models import mnist_autoencoder, resnet_cifar
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the examples package, beside benchmarks/
@@ -186,9 +189,13 @@ def main() -> None:
     parser.add_argument("--skip-resnet", action="store_true")
     parser.add_argument("--skip-charlm", action="store_true")
     parser.add_argument("--out", type=Path, help="also write the summary JSON to this file")
+    parser.add_argument("--contiguous-rows", action="store_true", help="FishLeg's blocks on contiguous rows (ablation)")
     args = parser.parse_args()
+    if args.contiguous_rows:
+        structures_base.ALIGN_FROM = math.inf
     device = torch.device(args.device)
     result: dict[str, object] = {"benchmark": "step_time", "device": str(device), "threads": torch.get_num_threads()}
+    result["rows"] = "contiguous" if args.contiguous_rows else "aligned"
 
     x = torch.rand(100, 784, device=device)
     result["autoencoder_qg_efficiency"] = qg_efficiency(mnist_autoencoder().to(device), device, args.rounds)
