@@ -53,8 +53,8 @@ def mlp(d: int) -> nn.Module:
 
 
 def fishleg_arm(aligned: bool = True, **options: Any) -> Callable[[nn.Module, Tensor], torch.optim.Optimizer]:  # noqa: ANN401
-    """FishLeg with `options`; `aligned=False` builds its blocks on contiguous rows, as they were
-    before `fishleg.structures.base.workspace` aligned them (the ablation of that layout)."""
+    """FishLeg with `options`; `aligned=False` builds its blocks on contiguous rows instead of the
+    aligned ones `fishleg.structures.base.workspace` gives (the ablation of that layout)."""
 
     def build(model: nn.Module, x: Tensor) -> torch.optim.Optimizer:
         align_from = structures_base.ALIGN_FROM
