@@ -18,7 +18,7 @@ from tuning.records.status import TERMINAL, Status
 from tuning.records.tracking import MlflowSweep, runs_url
 from tuning.selection.export import write_best_config
 from tuning.selection.holdout import evaluate_chosen
-from tuning.selection.robust import robust_best
+from tuning.selection.robust import RobustChoice, robust_best
 from tuning.sweep.callbacks import TrialRecorder, sweep_failure
 from tuning.sweep.reconcile import fail_running_study_trials
 from tuning.sweep.retention import folder_size, prune_checkpoints
@@ -82,6 +82,99 @@ class SweepOutcome:
         return pandas.DataFrame(rows)
 
 
+@dataclass(frozen=True)
+class _Ending:
+    """How the trials left the sweep: `failure`, the one error every trial failed with (the
+    sweep stopped early); `ran_out`, ended by its time budget (finished); `interrupted`, stopped
+    before its end by the user or a crash (`resume` continues it)."""
+
+    failure: str | None
+    ran_out: bool
+    interrupted: bool
+
+
+def _ending(
+    spec: SweepSpec, records: list[TrialRecord], unfinished: bool, folder: SweepFolder, seconds: float
+) -> _Ending:
+    failure = None if unfinished else sweep_failure(records, folder)
+    budget = spec.search.time_budget_s
+    stopped = sum(r.status == Status.TIMED_OUT for r in records)
+    ran_out = budget is not None and seconds >= budget and (stopped > 0 or len(records) < spec.search.num_samples)
+    short = bool(unfinished) or len(records) < spec.search.num_samples
+    return _Ending(failure, ran_out, failure is None and not ran_out and short)
+
+
+def _choose(
+    spec: SweepSpec, records: list[TrialRecord], interrupted: bool, echo: Echo
+) -> tuple[Best | None, RobustChoice | None]:
+    """The best trial on validation, re-chosen over fresh seeds when `selection:` asks and the
+    sweep ended (the robust choice, or None)."""
+    best = select_best(records, spec.metric.name, spec.metric.mode, spec.budget)
+    top, seeds = spec.selection.robust_top, spec.selection.seeds
+    robust = robust_best(spec, records, top, seeds, echo) if top and not interrupted else None
+    return (best if robust is None else robust.best), robust
+
+
+def _test_and_export(
+    spec: SweepSpec,
+    folder: SweepFolder,
+    meta: dict[str, Any],
+    mlflow: MlflowSweep,
+    recorder: TrialRecorder,
+    choice: tuple[Best, RobustChoice | None],
+    interrupted: bool,
+    results: ResultGrid | None,
+    echo: Echo,
+) -> tuple[dict[str, float] | None, dict[str, Any]]:
+    """The chosen config's test metrics, evaluated once (not while the sweep is unfinished), and
+    its export to best_config.yaml, MLflow and the ledger."""
+    best, robust = choice
+    chosen = spec.config_for(best.record.params)
+    if interrupted:
+        test, test_info = None, {"test_on": "not evaluated: the sweep is unfinished (evaluated once it ends)"}
+    else:
+        runs = None if robust is None else robust.runs
+        test, test_info = evaluate_chosen(spec, folder, best, chosen, runs, results, echo)
+    write_best_config(
+        best,
+        chosen,
+        folder.best_file,
+        metric=spec.metric.name,
+        mode=spec.metric.mode,
+        budget=spec.budget,
+        sweep_file=meta["sweep_file"],
+        sweep_sha256=meta["sweep_file_sha256"],
+        mlflow_uri=meta["mlflow_uri"],
+        seed_runs=None if robust is None else robust.info,
+        warm_start=meta.get("warm_start"),
+        test=test,
+        test_info=test_info,
+    )
+    mlflow.client.log_artifact(mlflow.parent_run_id, str(folder.best_file))
+    mlflow.log_metrics(mlflow.parent_run_id, {f"best_{spec.metric.name}": best.value, **(test or {})}, step=0)
+    if test is not None:
+        recorder.record_test(best.record.trial_id, test)
+    return test, test_info
+
+
+def _close(
+    spec: SweepSpec,
+    folder: SweepFolder,
+    meta: dict[str, Any],
+    mlflow: MlflowSweep,
+    recorder: TrialRecorder,
+    end: _Ending,
+) -> None:
+    """The records' loose ends: Optuna trials a killed driver left running (once the sweep
+    ended), the checkpoints no one will read, and the sweep's MLflow run."""
+    if not end.interrupted:
+        fail_running_study_trials(folder)
+    if not meta.get("keep_checkpoints"):
+        ended = [r.trial_id for r in recorder.ledger.records.values() if r.status in TERMINAL]
+        prune_checkpoints(folder, ended, spec.metric.name, spec.metric.mode, spec.budget)
+    mlflow.end(mlflow.parent_run_id, "FAILED" if end.failure else "KILLED" if end.interrupted else "FINISHED")
+
+
 def finish_sweep(
     spec: SweepSpec,
     folder: SweepFolder,
@@ -92,73 +185,32 @@ def finish_sweep(
     seconds: float,
 ) -> SweepOutcome:
     """Close what did not finish, choose on validation (as the sweep's `selection:` says), test
-    the choice once, export it.
+    the choice once, export it, close the records.
     `seconds`: how long Tune ran (a sweep that ran past its time budget ended by it, and is
     finished, not interrupted)."""
     recorder = TrialRecorder(folder.ledger_file, spec.budget, mlflow)
     unfinished = recorder.close_unfinished()
     records = list(recorder.ledger.records.values())
-    failure = None if unfinished else sweep_failure(records, folder)
-    budget = spec.search.time_budget_s
-    stopped = sum(r.status == Status.TIMED_OUT for r in records)
-    ran_out = budget is not None and seconds >= budget and (stopped > 0 or len(records) < spec.search.num_samples)
-    interrupted = failure is None and not ran_out and (bool(unfinished) or len(records) < spec.search.num_samples)
-    best = select_best(records, spec.metric.name, spec.metric.mode, spec.budget)
-    top, seeds = spec.selection.robust_top, spec.selection.seeds
-    robust = robust_best(spec, records, top, seeds, echo) if top and not interrupted else None
-    if robust is not None:
-        best = robust.best
-    test: dict[str, float] | None = None
-    test_info: dict[str, Any] = {}
+    end = _ending(spec, records, bool(unfinished), folder, seconds)
+    best, robust = _choose(spec, records, end.interrupted, echo)
+    test, test_info = None, {}
     if best is not None:
-        chosen = spec.config_for(best.record.params)
-        test, test_info = (
-            evaluate_chosen(spec, folder, best, chosen, None if robust is None else robust.runs, results, echo)
-            if not interrupted
-            else (None, {"test_on": "not evaluated: the sweep is unfinished (evaluated once it ends)"})
-        )
-        write_best_config(
-            best,
-            chosen,
-            folder.best_file,
-            metric=spec.metric.name,
-            mode=spec.metric.mode,
-            budget=spec.budget,
-            sweep_file=meta["sweep_file"],
-            sweep_sha256=meta["sweep_file_sha256"],
-            mlflow_uri=meta["mlflow_uri"],
-            seed_runs=None if robust is None else robust.info,
-            warm_start=meta.get("warm_start"),
-            test=test,
-            test_info=test_info,
-        )
-        mlflow.client.log_artifact(mlflow.parent_run_id, str(folder.best_file))
-        mlflow.log_metrics(mlflow.parent_run_id, {f"best_{spec.metric.name}": best.value, **(test or {})}, step=0)
-        if test is not None:
-            recorder.record_test(best.record.trial_id, test)
-    if not interrupted:
-        fail_running_study_trials(folder)  # Optuna trials of trials lost with a killed driver
-    if not meta.get("keep_checkpoints"):
-        ended = [r.trial_id for r in recorder.ledger.records.values() if r.status in TERMINAL]
-        prune_checkpoints(folder, ended, spec.metric.name, spec.metric.mode, spec.budget)
-    mlflow.end(mlflow.parent_run_id, "FAILED" if failure else "KILLED" if interrupted else "FINISHED")
-    counts = recorder.ledger.counts()
-    uri = meta["mlflow_uri"]
-    note = None if test is not None else test_info.get("test_on")
-    metric = spec.metric.name
+        choice = (best, robust)
+        test, test_info = _test_and_export(spec, folder, meta, mlflow, recorder, choice, end.interrupted, results, echo)
+    _close(spec, folder, meta, mlflow, recorder, end)
     return SweepOutcome(
         folder=folder.path,
-        counts=counts,
+        counts=recorder.ledger.counts(),
         best=best,
-        interrupted=interrupted,
-        mlflow_uri=uri,
-        metric=metric,
+        interrupted=end.interrupted,
+        mlflow_uri=meta["mlflow_uri"],
+        metric=spec.metric.name,
         test=test,
-        failure=failure,
-        test_note=note,
+        failure=end.failure,
+        test_note=None if test is not None else test_info.get("test_on"),
         experiment_id=meta["experiment_id"],
         size=folder_size(folder.path),
-        budget_note=_budget_note(spec, records, ran_out),
+        budget_note=_budget_note(spec, records, end.ran_out),
     )
 
 
