@@ -118,7 +118,7 @@ def _sweep(
     back, never run again: one an earlier run of this compare made, or one `fishleg-tune search`
     made in the same storage folder. One this compare left unfinished is resumed; else it runs."""
     for folder in (plan.folder, searched):
-        records = _finished(folder, plan.spec) if _holds(folder, plan) else None
+        records = _finished(folder, plan.file.spec) if _holds(folder, plan) else None
         if records is not None:
             echo(f"sweep {label}: the finished sweep in {folder.path} is reused, not run again")
             _check_failure(label, sweep_failure(records, folder), folder.path)
@@ -282,13 +282,13 @@ def compare_sweeps(
     for plan, label, elsewhere in zip(plans, labels, searched):
         echo(f"sweep {label}: {n} trials")
         swept, records = _sweep(plan, elsewhere, label, address, echo)
-        candidates = retrain_top(plan.spec, records, top_k, seeds, echo, label)
+        candidates = retrain_top(plan.file.spec, records, top_k, seeds, echo, label)
         if not candidates:
             counts = format_counts(dict(Counter(r.status for r in records)))
-            left_out[label] = f"no trial ran the full {plan.spec.budget} epochs ({counts})"
+            left_out[label] = f"no trial ran the full {plan.file.spec.budget} epochs ({counts})"
             echo(f"{label}: {left_out[label]}; left out of the comparison")
             continue
-        sides.append(Side(label, plan.spec, swept, [runs for _, runs in candidates]))
+        sides.append(Side(label, plan.file.spec, swept, [runs for _, runs in candidates]))
     if len(sides) < 2:
         raise UserError(
             f"compare: fewer than two sweeps had a trial that ran the full budget ({'; '.join(left_out.values())}); "

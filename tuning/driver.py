@@ -74,28 +74,6 @@ OPTION_KEYS = {  # the options of `search` (and `tuning.search`) that stand for 
 
 
 @dataclass(frozen=True)
-class SweepPlan:
-    """A checked sweep file, with the command-line overrides applied, and where it will run.
-    `data`: the file as resolved (what the sweep folder keeps, and `resume` reads);
-    `fit`: the training function, when a Python caller passed it as an object."""
-
-    spec: SweepSpec
-    spec_path: Path
-    folder: SweepFolder
-    mlflow_uri: str
-    experiment: str
-    data: dict[str, Any]
-    overrides: tuple[Override, ...] = ()
-    fit: Fit | None = None
-    warm: WarmStart = field(default_factory=lambda: WarmStart([], []))
-
-    def source(self) -> dict[str, Any]:
-        """What the sweep folder records of the sweep's origin: the file's hash and the overrides
-        (by which a compare run again knows the sweeps it ran)."""
-        return {"sweep_file_sha256": file_sha256(self.spec_path), "overrides": [o.text for o in self.overrides]}
-
-
-@dataclass(frozen=True)
 class SweepFile:
     """A sweep file read and validated once, with the command-line overrides applied: the typed
     spec, the data it was validated from, the overrides (recorded with the sweep) and, when a
@@ -117,6 +95,23 @@ class SweepFile:
         override = Override("search.num_samples", n, f"--num-samples {n}")
         spec = self.spec.model_copy(update={"search": search})
         return replace(self, spec=spec, data=data, overrides=(*self.overrides, override))
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """A read sweep file (`file`: the checked spec, the data the sweep folder keeps and `resume`
+    reads, the overrides, the training function a Python caller passed) and where it will run."""
+
+    file: SweepFile
+    folder: SweepFolder
+    mlflow_uri: str
+    experiment: str
+    warm: WarmStart = field(default_factory=lambda: WarmStart([], []))
+
+    def source(self) -> dict[str, Any]:
+        """What the sweep folder records of the sweep's origin: the file's hash and the overrides
+        (by which a compare run again knows the sweeps it ran)."""
+        return {"sweep_file_sha256": file_sha256(self.file.path), "overrides": [o.text for o in self.file.overrides]}
 
 
 def read_sweep_file(
@@ -162,7 +157,7 @@ def place_sweep(
     uri = mlflow_uri or spec.mlflow.tracking_uri or folder.default_mlflow_uri
     check_tracking_uri(uri)
     exp = experiment or spec.mlflow.experiment or name
-    return SweepPlan(spec, spec_path, folder, uri, exp, file.data, file.overrides, file.fit, warm)
+    return SweepPlan(file, folder, uri, exp, warm)
 
 
 def plan_sweep(
@@ -211,7 +206,7 @@ def start_sweep(
     folder = plan.folder
     check_ray_address(address)
     if address is None:  # a local Ray will have this machine's CPUs and GPUs: refuse before starting it
-        r = plan.spec.resources
+        r = plan.file.spec.resources
         check_fits([local_node()], r.cpu, r.gpu, r.workers)
     if not overwrite:
         _check_unused(folder)  # before the lock, which writes: a refused start changes nothing
@@ -267,19 +262,19 @@ def _start_locked(
     echo: Echo,
 ) -> SweepOutcome:
     """`start_sweep`'s work, once this process holds the folder's lock and found it unused."""
-    spec, folder = plan.spec, plan.folder
+    spec, folder = plan.file.spec, plan.folder
     with ThreadPoolExecutor(max_workers=1) as pool:
         warm = pool.submit(importlib.import_module, "mlflow")  # MLflow's import cost overlaps Ray's start-up
         connect(address, local_sources(spec.plugin_names))
         check_cluster(spec, folder.tune_storage, address, shared_storage)
         warm.result()
-    _copy_spec(plan.spec_path, folder.spec_file, plan.data, plan.overrides)
+    _copy_spec(plan.file.path, folder.spec_file, plan.file.data, plan.file.overrides)
     params = flatten({k: v for k, v in spec.model_dump(mode="json").items() if k != "space"})
     params.update({f"space.{k}": json.dumps(v.model_dump(exclude_none=True)) for k, v in spec.space.items()})
     mlflow = start_sweep_run(plan.mlflow_uri, plan.experiment, folder.name, folder.path, params, folder.spec_file)
     meta = {
         "name": folder.name,
-        "sweep_file": str(plan.spec_path.resolve()),
+        "sweep_file": str(plan.file.path.resolve()),
         **plan.source(),
         "keep_checkpoints": keep_checkpoints,
         "warm_start": plan.warm.sources,
@@ -295,7 +290,7 @@ def _start_locked(
     if address is None:
         record_ray_processes(folder.path)
     results, seconds = _fit(  # the Tuner is made inside Tune's environment too
-        lambda: make_tuner(spec, folder, mlflow, plan.fit, keep_checkpoints).fit(), spec, folder, mlflow
+        lambda: make_tuner(spec, folder, mlflow, plan.file.fit, keep_checkpoints).fit(), spec, folder, mlflow
     )
     return finish_sweep(spec, folder, meta, mlflow, echo, results, seconds)
 

@@ -13,7 +13,7 @@ def test_a_plan_reads_and_validates_its_file_once(tmp_path, monkeypatch):
     parse = tuning.run.config.parse_yaml
     monkeypatch.setattr(tuning.run.config, "parse_yaml", lambda p: reads.append(p) or parse(p))
     plan = plan_sweep(path, storage=tmp_path / "runs", num_samples=5)
-    assert reads == [path] and plan.spec.search.num_samples == 5
+    assert reads == [path] and plan.file.spec.search.num_samples == 5
 
 
 def test_with_num_samples_is_what_the_option_makes_of_the_file(tmp_path):
@@ -24,6 +24,6 @@ def test_with_num_samples_is_what_the_option_makes_of_the_file(tmp_path):
     assert given.spec == by_option.spec and given.data == by_option.data
     assert [o.text for o in given.overrides] == [o.text for o in by_option.overrides]
     placed = place_sweep(given, storage=tmp_path / "runs", name="seven")
-    assert placed.spec.search.num_samples == 7 and placed.folder.name == "seven"
+    assert placed.file.spec.search.num_samples == 7 and placed.folder.name == "seven"
     same = read_sweep_file(path)
     assert same.with_num_samples(same.spec.search.num_samples) is same

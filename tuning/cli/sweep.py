@@ -29,7 +29,7 @@ __all__ = ["format_plan", "print_outcome", "resume", "search"]
 def format_plan(plan: SweepPlan) -> str:
     """What a sweep will do, as `--dry-run` shows it and a sweep prints before it starts (plain
     text: it holds the user's paths, keys and values)."""
-    spec, folder = plan.spec, plan.folder.path
+    spec, folder = plan.file.spec, plan.folder.path
     lines = [
         f"sweep {folder.name}: {spec.search.num_samples} trials of {spec.subject} "
         f"with {spec.optimizer.name}, {spec.budget} epochs each at most"
@@ -52,8 +52,8 @@ def format_plan(plan: SweepPlan) -> str:
         lines.append(f"    {name:<32} {p.type:<12} {rng}{cond}")
     if plan.warm.sources:
         lines.append(f"  warm start {plan.warm.describe()}, told to the sampler before the first trial")
-    if plan.overrides:
-        lines.append(f"  overrides  {' '.join(o.shown for o in plan.overrides)}")
+    if plan.file.overrides:
+        lines.append(f"  overrides  {' '.join(o.shown for o in plan.file.overrides)}")
     lines.extend(f"  warning    {w}" for w in spec.warnings)
     lines.append(f"  results    {folder}")
     lines.append(f"  MLflow     {plan.mlflow_uri}")
@@ -142,7 +142,7 @@ def search(args: argparse.Namespace) -> int:
     if args.dry_run:
         echo("  resolved sweep file:")
         console.print(
-            "    " + yaml.safe_dump(plan.data, sort_keys=False).rstrip().replace("\n", "\n    "), markup=False
+            "    " + yaml.safe_dump(plan.file.data, sort_keys=False).rstrip().replace("\n", "\n    "), markup=False
         )
         return EXIT_OK
     outcome = start_sweep(

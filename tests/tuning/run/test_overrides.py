@@ -107,12 +107,12 @@ def test_the_sweep_folder_keeps_the_file_as_resolved(tmp_path):
     overrides = parse_overrides(["training.epochs=3", "space.optimizer.lr.high=0.5"], str(path))
     plan = plan_sweep(path, storage=tmp_path / "runs", num_samples=5, overrides=overrides)
     copy = tmp_path / "copy.yaml"
-    _copy_spec(path, copy, plan.data, plan.overrides)
+    _copy_spec(path, copy, plan.file.data, plan.file.overrides)
     resumed = load_sweep(copy)
     assert resumed.training.epochs == 3 and resumed.search.num_samples == 5
     assert resumed.space["optimizer.lr"].high == 0.5
     plain = plan_sweep(path, storage=tmp_path / "runs")
-    _copy_spec(path, copy, plain.data, plain.overrides)
+    _copy_spec(path, copy, plain.file.data, plain.file.overrides)
     assert copy.read_text() == path.read_text()  # verbatim, comments and all, without overrides
 
 
