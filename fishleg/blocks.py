@@ -126,14 +126,6 @@ def global_norm(tensors: Sequence[Tensor]) -> Tensor:
     return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(list(tensors))))
 
 
-def _vdot(x: Tensor, y: Tensor) -> Tensor:
-    """⟨x, y⟩ over every entry; on aligned rows (not contiguous) row by row, where flattening
-    would copy both."""
-    if x.is_contiguous() and y.is_contiguous():
-        return torch.vdot(x.view(-1), y.view(-1))
-    return torch.linalg.vecdot(x, y).sum()
-
-
 def dot(a: Sequence[Tensor], b: Sequence[Tensor]) -> Tensor:
     """⟨a, b⟩ with a and b each read as one vector (a 0-d tensor)."""
-    return torch.stack([_vdot(x, y) for x, y in zip(a, b)]).sum()
+    return torch.stack([torch.vdot(x.flatten(), y.flatten()) for x, y in zip(a, b)]).sum()
