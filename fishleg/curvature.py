@@ -6,7 +6,6 @@ strategy (`fishleg.damping`), so each can change without the others."""
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -18,22 +17,14 @@ from torch import Tensor, nn
 from fishleg.aux_data import AuxSampler
 from fishleg.blocks import Block, BlockBuffer, dot, global_norm
 from fishleg.damping import Damping
-from fishleg.distributed import assign_owners, mean_across_ranks, rank, sum_across_ranks, world_size
+from fishleg.distributed import AuxWork, mean_across_ranks
 from fishleg.fisher import curvature_pass, fisher_vector_product
 from fishleg.kfac import damped_inverse_factors, kronecker_factors
 from fishleg.likelihoods import Likelihood
 from fishleg.probes import Probes
 from fishleg.schedules import GeometricRamp
 
-__all__ = ["AuxLoss", "Curvature", "QStart"]
-
-
-def _owned_blocks(blocks: list[Block]) -> set[int]:
-    """The ids of the blocks whose λ gradients this rank computes (`aux_work="split"`), by a
-    cost model of the structures' products: a block of shape (m, n) costs m·n·(m + n)."""
-    costs = [math.prod(b.structure.shape) * sum(b.structure.shape) for b in blocks]
-    me = rank()
-    return {id(b) for b, owner in zip(blocks, assign_owners(costs, world_size())) if owner == me}
+__all__ = ["AuxLoss", "Curvature", "QStart", "aux_residual"]
 
 
 @dataclass(frozen=True)
@@ -59,12 +50,34 @@ class AuxLoss:
     scale_free: bool = False
 
 
+def aux_residual(curvature_qu: list[Tensor], qu: Sequence[Tensor], u: Sequence[Tensor], loss: AuxLoss) -> Tensor:
+    """The aux loss A(λ; u), and, in place of `curvature_qu` = (F+γI)Qu, the residual the λ
+    gradient meets: ∂A/∂(Qu) = (F+γI)Qu − u (scale-free: c(c(F+γI)Qu − u) with Q's best multiple
+    c = uᵀQu / uᵀQ(F+γI)Qu), divided by ‖Qu‖·‖u‖ if `loss.normalize`. One tensor per block, each
+    in its block's shape; returns a 0-d tensor."""
+    tiny = torch.finfo(torch.float32).tiny
+    uv = dot(u, qu)
+    if loss.scale_free:
+        c = uv / dot(qu, curvature_qu).clamp_min(tiny)
+        aux_loss = -0.5 * c * uv
+        torch._foreach_mul_(curvature_qu, c)
+        torch._foreach_sub_(curvature_qu, list(u))
+        torch._foreach_mul_(curvature_qu, c)
+    else:
+        aux_loss = 0.5 * dot(qu, curvature_qu) - uv
+        torch._foreach_sub_(curvature_qu, list(u))
+    if loss.normalize:
+        torch._foreach_div_(curvature_qu, (global_norm(qu) * global_norm(u)).clamp_min(tiny))
+    return aux_loss
+
+
 class Curvature:
     """λ of every block, the optimizer that learns it (`aux_optimizer`, an Adam over all λ, with
     an optional lr ramp), and the aux batches and probes it learns from. schedule: which parameter
     steps get a λ update; aux_sampler: None when the caller runs `update_aux` itself; the probes'
     generator (`probe_rng`, checkpointed) also draws K-FAC's sampled output gradients;
-    split_work: each rank computes its share of the blocks' λ gradients (`aux_work="split"`)."""
+    work: which blocks' λ gradients this rank computes, and how the ranks' shares meet
+    (`fishleg.distributed.aux_work`)."""
 
     def __init__(
         self,
@@ -80,7 +93,7 @@ class Curvature:
         probes: Probes,
         start: QStart,
         aux_loss: AuxLoss,
-        split_work: bool,
+        work: AuxWork,
         device: torch.device,
     ) -> None:
         self.model = model
@@ -102,14 +115,7 @@ class Curvature:
         self.residual = BlockBuffer()  # (F+γI)Qu − u of the aux step
         self.probe_q = BlockBuffer()  # Q(λ)u for a probe that is not the gradient
         self.flat_params = [p for b in blocks for p in b.params]
-        self.owned = _owned_blocks(blocks) if split_work and world_size() > 1 else None
-        # Split mode: the zero λ gradients this rank contributes for blocks it does not own,
-        # allocated once (the all-reduce writes the sums into them; they are zeroed before use).
-        self.unowned_grads = {
-            id(b): [torch.zeros_like(lam) for lam in b.structure.params]
-            for b in blocks
-            if self.owned is not None and id(b) not in self.owned
-        }
+        self.work = work
 
     # ---------------------------------------------------------------- within a step
     def precondition(self, blocks: Sequence[Block]) -> None:
@@ -187,39 +193,9 @@ class Curvature:
             torch._foreach_copy_(self.residual.views(b), [fv[n] for n in b.names])
         residual = [self.residual.of(b) for b in blocks]
         torch._foreach_addcmul_(residual, v, [self.damping.scale] * len(v), value=self.damping.base)
-        if self.owned is not None:
-            mean_across_ranks(residual)  # u, v and λ agree across ranks; only F differs
-        uv = dot(probes, v)
-        if self.aux_loss.scale_free:
-            c = uv / dot(v, residual).clamp_min(torch.finfo(torch.float32).tiny)  # Q's best multiple along u
-            aux_loss = -0.5 * c * uv
-            torch._foreach_mul_(residual, c)
-            torch._foreach_sub_(residual, list(probes))
-            torch._foreach_mul_(residual, c)
-        else:
-            aux_loss = 0.5 * dot(v, residual) - uv
-            torch._foreach_sub_(residual, list(probes))
-        if self.aux_loss.normalize:
-            scale = (global_norm(v) * global_norm(probes)).clamp_min(torch.finfo(torch.float32).tiny)
-            torch._foreach_div_(residual, scale)
-        if self.owned is None:
-            grads = [
-                g
-                for b, u, r in zip(blocks, probes, residual)
-                for g in b.structure.lambda_grad(u, r, precondition=self.aux_loss.precondition)
-            ]
-            mean_across_ranks([*grads, aux_loss])  # each rank's aux batch counts; λ stays the same on all
-            return grads, aux_loss
-        grads = []
-        for b, u, r in zip(blocks, probes, residual):
-            if id(b) in self.owned:
-                grads.extend(b.structure.lambda_grad(u, r, precondition=self.aux_loss.precondition))
-            else:
-                zeros = self.unowned_grads[id(b)]
-                torch._foreach_zero_(zeros)
-                grads.extend(zeros)
-        sum_across_ranks(grads)  # each block's gradient from its owner, exactly
-        return grads, aux_loss
+        self.work.residuals(residual)
+        aux_loss = aux_residual(residual, v, probes, self.aux_loss)
+        return self.work.gradients(blocks, probes, residual, aux_loss, self.aux_loss.precondition), aux_loss
 
     def _aux_update(
         self,

@@ -10,13 +10,30 @@ product on their union. On one process (no process group, or one rank) nothing c
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-__all__ = ["assign_owners", "broadcast_seed", "mean_across_ranks", "rank", "sum_across_ranks", "unwrap", "world_size"]
+if TYPE_CHECKING:
+    from fishleg.blocks import Block
+
+__all__ = [
+    "AuxWork",
+    "EveryBlock",
+    "SplitBlocks",
+    "assign_owners",
+    "aux_work",
+    "broadcast_seed",
+    "mean_across_ranks",
+    "rank",
+    "sum_across_ranks",
+    "unwrap",
+    "world_size",
+]
 
 
 def world_size() -> int:
@@ -84,3 +101,78 @@ def unwrap(model: nn.Module) -> nn.Module:
     while isinstance(model, nn.parallel.DistributedDataParallel | nn.DataParallel):
         model = model.module
     return model
+
+
+class AuxWork:
+    """Which blocks' λ gradients this rank computes in an aux step, and how the ranks' shares
+    meet, so that λ stays identical on every rank (`aux_work`)."""
+
+    def residuals(self, residual: list[Tensor]) -> None:
+        """Called on (F+γI)Qu of every block, before the aux loss is formed from it."""
+
+    def gradients(
+        self, blocks: Sequence[Block], probes: Sequence[Tensor], residual: Sequence[Tensor], aux_loss: Tensor,
+        precondition: bool,
+    ) -> list[Tensor]:  # fmt: skip
+        """∂A/∂λ of every λ of `blocks`, the same on every rank (`aux_loss` too, in place)."""
+        raise NotImplementedError
+
+
+class EveryBlock(AuxWork):
+    """Every rank computes every block's λ gradient on its own aux batch; the gradients (and the
+    aux loss) are then averaged, so each rank's batch counts (`aux_work="all"`, and one process)."""
+
+    def gradients(
+        self, blocks: Sequence[Block], probes: Sequence[Tensor], residual: Sequence[Tensor], aux_loss: Tensor,
+        precondition: bool,
+    ) -> list[Tensor]:  # fmt: skip
+        """Every block's gradient, averaged across the ranks with the aux loss in one all-reduce."""
+        grads = [
+            g
+            for b, u, r in zip(blocks, probes, residual)
+            for g in b.structure.lambda_grad(u, r, precondition=precondition)
+        ]
+        mean_across_ranks([*grads, aux_loss])
+        return grads
+
+
+class SplitBlocks(AuxWork):
+    """The residuals are averaged (u, Q and λ agree across ranks; only F differs), then each rank
+    computes the λ gradients of its share of the blocks, balanced by a cost model of the
+    structures' products (a block of shape (m, n) costs m·n·(m + n)), and the shares are summed
+    (`aux_work="split"` on several ranks)."""
+
+    def __init__(self, blocks: Sequence[Block]) -> None:
+        costs = [math.prod(b.structure.shape) * sum(b.structure.shape) for b in blocks]
+        me = rank()
+        self.owned = {id(b) for b, owner in zip(blocks, assign_owners(costs, world_size())) if owner == me}
+        # the zero gradients this rank contributes for the blocks it does not own, allocated once
+        self.unowned = {
+            id(b): [torch.zeros_like(lam) for lam in b.structure.params] for b in blocks if id(b) not in self.owned
+        }
+
+    def residuals(self, residual: list[Tensor]) -> None:
+        """The mean residual over the ranks: the one on the union of their aux batches."""
+        mean_across_ranks(residual)
+
+    def gradients(
+        self, blocks: Sequence[Block], probes: Sequence[Tensor], residual: Sequence[Tensor], aux_loss: Tensor,
+        precondition: bool,
+    ) -> list[Tensor]:  # fmt: skip
+        """This rank's blocks' gradients and zeros for the others, summed across the ranks: each
+        block's gradient arrives from its owner, exactly."""
+        grads = []
+        for b, u, r in zip(blocks, probes, residual):
+            if id(b) in self.owned:
+                grads.extend(b.structure.lambda_grad(u, r, precondition=precondition))
+            else:
+                zeros = self.unowned[id(b)]
+                torch._foreach_zero_(zeros)
+                grads.extend(zeros)
+        sum_across_ranks(grads)
+        return grads
+
+
+def aux_work(name: str, blocks: Sequence[Block]) -> AuxWork:
+    """The work assignment `aux_work` names; "split" on one process is the same as "all"."""
+    return SplitBlocks(blocks) if name == "split" and world_size() > 1 else EveryBlock()

@@ -24,7 +24,7 @@ from fishleg.blocks import Block, build_blocks
 from fishleg.config import FishLegConfig
 from fishleg.curvature import AuxLoss, Curvature, QStart
 from fishleg.damping import Damping, FixedDamping, LevenbergMarquardt
-from fishleg.distributed import broadcast_seed, unwrap
+from fishleg.distributed import aux_work, broadcast_seed, unwrap
 from fishleg.fisher import AuxFisher
 from fishleg.grafting import GRAFTS
 from fishleg.likelihoods import LIKELIHOODS, Likelihood
@@ -107,7 +107,7 @@ def _curvature(
         probes=PROBES[config.u_sampling](torch.Generator(device=device).manual_seed(seed + 1)),
         start=QStart(config.q_init == "kfac", config.kfac_every, config.warmup_aux_steps),
         aux_loss=AuxLoss(config.normalize_aux, config.precondition_aux, config.scale_free_aux),
-        split_work=config.aux_work == "split",
+        work=aux_work(config.aux_work, blocks),
         device=device,
     )
 

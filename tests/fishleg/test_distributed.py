@@ -14,7 +14,7 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from fishleg import FishLeg
-from fishleg.distributed import assign_owners
+from fishleg.distributed import SplitBlocks, assign_owners
 
 WORLD = 2
 STEPS = 20
@@ -77,7 +77,7 @@ def worker(rank: int, port: int, out: Path) -> None:
             net = model()
             opt = FishLeg(net, "categorical", aux_data="manual", seed=0, aux_work=work)
             opt.update_aux(x, probes(net))
-            results[name] = {"lambdas": lambdas(opt), "owned": opt.curvature.owned is not None}
+            results[name] = {"lambdas": lambdas(opt), "owned": isinstance(opt.curvature.work, SplitBlocks)}
         torch.save(results, out / f"rank{rank}.pt")
     finally:
         dist.destroy_process_group()
