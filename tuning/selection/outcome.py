@@ -27,7 +27,7 @@ from tuning.sweep.spec import SweepSpec
 if TYPE_CHECKING:
     import pandas
 
-__all__ = ["Echo", "SweepOutcome", "finish_sweep"]
+__all__ = ["Echo", "SweepEnding", "SweepOutcome", "finish_sweep", "sweep_ending"]
 
 Echo = Callable[[str], None]
 
@@ -83,7 +83,7 @@ class SweepOutcome:
 
 
 @dataclass(frozen=True)
-class _Ending:
+class SweepEnding:
     """How the trials left the sweep: `failure`, the one error every trial failed with (the
     sweep stopped early); `ran_out`, ended by its time budget (finished); `interrupted`, stopped
     before its end by the user or a crash (`resume` continues it)."""
@@ -93,15 +93,17 @@ class _Ending:
     interrupted: bool
 
 
-def _ending(
+def sweep_ending(
     spec: SweepSpec, records: list[TrialRecord], unfinished: bool, folder: SweepFolder, seconds: float
-) -> _Ending:
+) -> SweepEnding:
+    """How a sweep of `records` ended, `seconds` after Tune started it; `unfinished`: trials were
+    still running when it stopped (closed as INTERRUPTED)."""
     failure = None if unfinished else sweep_failure(records, folder)
     budget = spec.search.time_budget_s
     stopped = sum(r.status == Status.TIMED_OUT for r in records)
     ran_out = budget is not None and seconds >= budget and (stopped > 0 or len(records) < spec.search.num_samples)
     short = bool(unfinished) or len(records) < spec.search.num_samples
-    return _Ending(failure, ran_out, failure is None and not ran_out and short)
+    return SweepEnding(failure, ran_out, failure is None and not ran_out and short)
 
 
 def _choose(
@@ -163,7 +165,7 @@ def _close(
     meta: dict[str, Any],
     mlflow: MlflowSweep,
     recorder: TrialRecorder,
-    end: _Ending,
+    end: SweepEnding,
 ) -> None:
     """The records' loose ends: Optuna trials a killed driver left running (once the sweep
     ended), the checkpoints no one will read, and the sweep's MLflow run."""
@@ -191,7 +193,7 @@ def finish_sweep(
     recorder = TrialRecorder(folder.ledger_file, spec.budget, mlflow)
     unfinished = recorder.close_unfinished()
     records = list(recorder.ledger.records.values())
-    end = _ending(spec, records, bool(unfinished), folder, seconds)
+    end = sweep_ending(spec, records, bool(unfinished), folder, seconds)
     best, robust = _choose(spec, records, end.interrupted, echo)
     test, test_info = None, {}
     if best is not None:
