@@ -1,10 +1,16 @@
-"""Tune's settings for a sweep: scoped to it, and Tune's harmless upload race told in one line."""
+"""Tune's settings for a sweep: scoped to it, and Tune's harmless upload race told in one line;
+the searcher's telling of each trial's end to Optuna."""
 
 import logging
 import os
 import sys
 
-from tuning.sweep.tuner import TUNE_ENVIRONMENT, RenamedDuringUpload, tune_environment
+import optuna
+
+from tuning.records.status import DIVERGED_KEY, TIMED_OUT_KEY
+from tuning.sweep.space import DefineByRun
+from tuning.sweep.spec import ParamSpec
+from tuning.sweep.tuner import TUNE_ENVIRONMENT, BudgetAwareOptunaSearch, RenamedDuringUpload, tune_environment
 
 
 def _record(error: Exception) -> logging.LogRecord:
@@ -39,3 +45,34 @@ def test_the_environment_and_the_filter_last_as_long_as_the_sweep():
         assert all(os.environ[key] for key in TUNE_ENVIRONMENT)
         assert any(isinstance(f, RenamedDuringUpload) for f in logger.filters)
     assert ({key: os.environ.get(key) for key in TUNE_ENVIRONMENT}, list(logger.filters)) == before
+
+
+def test_the_searcher_tells_optuna_how_each_trial_ended_and_only_once():
+    """A trial that ran the budget is COMPLETE with its value; one the scheduler stopped is
+    PRUNED (not COMPLETE with a truncated value); a timed-out one PRUNED with the reason; a
+    diverged one COMPLETE with its reported (worst-case) value and the reason; a trial told
+    twice (a replayed end on resume) is told once."""
+    space = {"optimizer.lr": ParamSpec.model_validate({"type": "float", "low": 1e-3, "high": 1.0, "log": True})}
+    storage = optuna.storages.InMemoryStorage()
+    searcher = BudgetAwareOptunaSearch(
+        space=DefineByRun(space), metric="val_loss", mode="min", storage=storage, study_name="s", budget=3
+    )
+    ends = {
+        "full": {"epoch": 3, "val_loss": 0.2},
+        "stopped": {"epoch": 1, "val_loss": 0.9},
+        "timed_out": {"epoch": 2, "val_loss": 0.5, TIMED_OUT_KEY: "trial_time_budget_s 60"},
+        "diverged": {"epoch": 2, "val_loss": 1e6, DIVERGED_KEY: "loss is nan at epoch 2"},
+    }
+    for trial_id, last in ends.items():
+        assert "optimizer.lr" in searcher.suggest(trial_id)
+        searcher.on_trial_result(trial_id, {**last, "epoch": 1, "training_iteration": 1})
+        searcher.on_trial_complete(trial_id, last)
+    searcher.on_trial_complete("full", {"epoch": 3, "val_loss": 0.1})  # the replayed end: not told again
+    told = {t.number: t for t in optuna.load_study(study_name="s", storage=storage).trials}
+    states = [(t.state.name, t.value, dict(t.user_attrs)) for t in (told[i] for i in range(4))]
+    assert states == [
+        ("COMPLETE", 0.2, {}),
+        ("PRUNED", 0.9, {}),  # Optuna keeps a pruned trial's last intermediate value
+        ("PRUNED", 0.5, {TIMED_OUT_KEY: "trial_time_budget_s 60"}),
+        ("COMPLETE", 1e6, {DIVERGED_KEY: "loss is nan at epoch 2"}),
+    ]
