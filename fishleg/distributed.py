@@ -11,6 +11,7 @@ product on their union. On one process (no process group, or one rank) nothing c
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -103,19 +104,19 @@ def unwrap(model: nn.Module) -> nn.Module:
     return model
 
 
-class AuxWork:
+class AuxWork(ABC):
     """Which blocks' λ gradients this rank computes in an aux step, and how the ranks' shares
     meet, so that λ stays identical on every rank (`aux_work`)."""
 
     def residuals(self, residual: list[Tensor]) -> None:
         """Called on (F+γI)Qu of every block, before the aux loss is formed from it."""
 
+    @abstractmethod
     def gradients(
         self, blocks: Sequence[Block], probes: Sequence[Tensor], residual: Sequence[Tensor], aux_loss: Tensor,
         precondition: bool,
     ) -> list[Tensor]:  # fmt: skip
         """∂A/∂λ of every λ of `blocks`, the same on every rank (`aux_loss` too, in place)."""
-        raise NotImplementedError
 
 
 class EveryBlock(AuxWork):
