@@ -94,27 +94,28 @@ ScheduledInt = Annotated[int | Schedule, _number_or_schedule(PositiveInt)]
 
 _REGISTRIES = {"q_structure": STRUCTURES, "step_rule": STEP_RULES, "graft": GRAFTS, "u_sampling": PROBES}
 _OWNERS: dict[str, tuple[Callable[[Any], bool], tuple[str, ...], Callable[[], str]]] = {
+    "the aux loop": (
+        lambda c: c.learn_q,
+        ("warmup_aux_steps", "dense_aux_steps", "aux_lr_start"),
+        lambda: "learn_q: true",
+    ),
+    "the K-FAC start": (lambda c: c.q_init == "kfac", ("kfac_every",), lambda: "q_init: kfac"),
     "the graft": (
         lambda c: c.graft != "none",
         ("graft_beta2", "graft_eps"),
-        lambda: f"choose a graft (one of {GRAFTS.names()})",
+        lambda: f"graft to one of {GRAFTS.names()}",
     ),
-    "the partner": (
-        lambda c: c.partner != "none",
-        ("partner_params", "partner_betas"),
-        lambda: "choose a partner (partner: adamw)",
-    ),
+    "the partner": (lambda c: c.partner != "none", ("partner_params", "partner_betas"), lambda: "partner: adamw"),
     "a q_structure of several terms": (
         lambda c: STRUCTURES[c.q_structure].takes_rank,
         ("kron_sum_rank",),
         lambda: (
-            f"use one ({', '.join(n for n in STRUCTURES.names() if STRUCTURES[n].takes_rank)}; in a sweep, "
-            "`when: {optimizer.q_structure: kron_sum}`)"
+            f"q_structure to one of {[n for n in STRUCTURES.names() if STRUCTURES[n].takes_rank]} (in a sweep, with `when:`)"
         ),
     ),
 }
-"""Options that only one optional part reads: (whether the config has the part, its options, how
-to turn it on)."""
+"""Options that only one optional part reads: (whether the config has the part, its options, the
+setting that turns it on)."""
 
 
 class FishLegConfig(StrictModel):
@@ -301,22 +302,6 @@ class FishLegConfig(StrictModel):
             )
         return self
 
-    @model_validator(mode="after")
-    def _kfac_every_needs_kfac(self) -> FishLegConfig:
-        if self.kfac_every and self.q_init != "kfac":
-            raise ValueError(f"kfac_every {self.kfac_every} re-estimates K-FAC's Q: it needs q_init 'kfac'")
-        return self
-
-    @model_validator(mode="after")
-    def _aux_options_need_the_aux_loop(self) -> FishLegConfig:
-        if not self.learn_q:
-            fields = type(self).model_fields
-            aux_only = ("warmup_aux_steps", "dense_aux_steps", "aux_lr_start")
-            changed = [f"{n} {getattr(self, n)}" for n in aux_only if getattr(self, n) != fields[n].default]
-            if changed:
-                raise ValueError(f"{', '.join(changed)} shapes the aux loop, which learn_q false switches off")
-        return self
-
     @model_validator(mode="before")
     @classmethod
     def _quadratic_step_is_a_step_rule(cls, data: Any) -> Any:
@@ -343,12 +328,13 @@ class FishLegConfig(StrictModel):
         would do nothing, which a tuned or hand-written config must not believe it does."""
         fields = type(self).model_fields
         for part, (is_on, options, turn_on) in _OWNERS.items():
-            changed = [f"{n} {getattr(self, n)!r}" for n in options if getattr(self, n) != fields[n].default]
+            changed = [n for n in options if getattr(self, n) != fields[n].default]
             if changed and not is_on(self):
-                defaults = ", ".join(f"{n} {fields[n].default!r}" for n in options)
+                given, several = ", ".join(f"{n} {getattr(self, n)!r}" for n in changed), len(changed) > 1
                 raise ValueError(
-                    f"{', '.join(changed)} belongs to {part}, which this config leaves out; leave it at its default "
-                    f"({defaults}) or {turn_on()}"
+                    f"{given}: {'options' if several else 'an option'} of {part}, which this config leaves out; "
+                    f"leave {'them' if several else 'it'} at "
+                    f"{', '.join(f'{n} {fields[n].default!r}' for n in changed)} or set {turn_on()}"
                 )
         return self
 
