@@ -110,7 +110,8 @@ _OWNERS: dict[str, tuple[Callable[[Any], bool], tuple[str, ...], Callable[[], st
         lambda c: STRUCTURES[c.q_structure].takes_rank,
         ("kron_sum_rank",),
         lambda: (
-            f"q_structure to one of {[n for n in STRUCTURES.names() if STRUCTURES[n].takes_rank]} (in a sweep, with `when:`)"
+            f"q_structure to one of {[n for n in STRUCTURES.names() if STRUCTURES[n].takes_rank]} "
+            "(in a sweep, with `when:`)"
         ),
     ),
 }

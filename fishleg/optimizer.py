@@ -22,16 +22,15 @@ from typing_extensions import override
 from fishleg.aux_data import AuxData, AuxSampler
 from fishleg.blocks import Block, build_blocks
 from fishleg.config import FishLegConfig
-from fishleg.curvature import AuxLoss, Curvature, QStart
 from fishleg.damping import Damping, FixedDamping, LevenbergMarquardt
-from fishleg.distributed import aux_work, broadcast_seed, unwrap
+from fishleg.distributed import broadcast_seed, unwrap
 from fishleg.fisher import AuxFisher
 from fishleg.grafting import GRAFTS
 from fishleg.likelihoods import LIKELIHOODS, Likelihood
 from fishleg.partner import partner_parameters
-from fishleg.probes import PROBES
-from fishleg.schedules import AuxSteps, GeometricRamp, at_step, never
-from fishleg.step_rules import STEP_RULES, StepContext, StepRule, bound_steps
+from fishleg.parts import build_curvature, is_manual, needs_aux_data
+from fishleg.schedules import at_step
+from fishleg.step_rules import STEP_RULES, StepContext, bound_steps
 from fishleg.structures import QSpec
 
 __all__ = ["FishLeg"]
@@ -43,73 +42,6 @@ _SCHEDULED = ("lr", "damping")  # the group's hyperparameters that may be schedu
 def _block_index(blocks: list[Block], device: torch.device) -> Tensor:
     """Each parameter's block, as its index in `blocks` (n_params,)."""
     return torch.tensor([i for i, b in enumerate(blocks) for _ in b.params], device=device)
-
-
-def _needs_aux_data(config: FishLegConfig, rule: StepRule, damping: Damping) -> list[str]:
-    """The options `config` turns on that run curvature on aux batches, by name."""
-    needs = {
-        "adaptive_damping": damping.needs_closure,
-        f"step_rule {config.step_rule!r}": rule.needs_aux_data,
-        "q_init": config.q_init == "kfac",
-        "warmup_aux_steps": config.warmup_aux_steps > 0,
-    }
-    return [name for name, needed in needs.items() if needed]
-
-
-MANUAL = "manual"  # aux_data when the training loop calls update_aux(inputs) itself
-
-
-def _manual(aux_data: AuxData | str | None, config: FishLegConfig) -> bool:
-    """Whether λ's updates are the caller's (`aux_data="manual"`); refuses an aux loop that
-    nothing would feed, which would leave Q at its start without a word."""
-    if isinstance(aux_data, str):
-        if aux_data != MANUAL:
-            raise ValueError(f"FishLeg: aux_data {aux_data!r}: the only text it takes is {MANUAL!r}")
-        return True
-    if aux_data is None and config.learn_q:
-        raise ValueError(
-            "FishLeg: no aux_data, but the aux loop (learn_q) learns Q(λ) from aux batches every "
-            f"update_aux_every steps, so Q would stay at its start. Pass aux_data: a tensor of inputs, a "
-            "Dataset, or fishleg.aux_from_loader(train_loader) (in Lightning: aux_from_loader("
-            "self.train_dataloader()), or aux_from_loader(self.trainer.datamodule) with a LightningDataModule); "
-            f"or aux_data={MANUAL!r} when your loop calls update_aux(inputs) itself; or learn_q=False to keep Q "
-            "where q_init puts it"
-        )
-    return False
-
-
-def _curvature(
-    config: FishLegConfig,
-    model: nn.Module,
-    likelihood: Likelihood,
-    blocks: list[Block],
-    damping: Damping,
-    sampler: AuxSampler | None,
-    seed: int,
-    device: torch.device,
-) -> Curvature:
-    """The curvature part, given only the aux loop's own options."""
-    lambdas = [lam for b in blocks for lam in b.structure.params]
-    # fused: one kernel over all λ (λ has ~(out² + in²) entries per layer)
-    aux_optimizer = torch.optim.Adam(lambdas, lr=config.aux_lr, betas=config.aux_betas, eps=config.aux_eps, fused=True)
-    ramp = None
-    if config.aux_lr_start is not None:
-        ramp = GeometricRamp(aux_optimizer, config.aux_lr_start, config.aux_lr_decay_steps)
-    return Curvature(
-        model,
-        likelihood,
-        blocks,
-        damping,
-        AuxSteps(config.update_aux_every, config.dense_aux_steps) if config.learn_q else never,
-        sampler,
-        aux_optimizer=aux_optimizer,
-        aux_lr_ramp=ramp,
-        probes=PROBES[config.u_sampling](torch.Generator(device=device).manual_seed(seed + 1)),
-        start=QStart(config.q_init == "kfac", config.kfac_every, config.warmup_aux_steps),
-        aux_loss=AuxLoss(config.normalize_aux, config.precondition_aux, config.scale_free_aux),
-        work=aux_work(config.aux_work, blocks),
-        device=device,
-    )
 
 
 class FishLeg(torch.optim.Optimizer):
@@ -205,10 +137,10 @@ class FishLeg(torch.optim.Optimizer):
             else FixedDamping(group, self._device)
         )
         self.rule = STEP_RULES[config.step_rule](self.graft)
-        manual = _manual(aux_data, config)
+        manual = is_manual(aux_data, config)
         if manual:
             aux_data = None
-        needs = _needs_aux_data(config, self.rule, self.damping_rule)
+        needs = needs_aux_data(config, self.rule, self.damping_rule)
         if needs and aux_data is None:
             raise ValueError(
                 f"FishLeg: {', '.join(needs)} needs aux_data (it runs the model's curvature on aux batches); "
@@ -217,7 +149,9 @@ class FishLeg(torch.optim.Optimizer):
             )
         sampler = None if aux_data is None else AuxSampler(aux_data, config.aux_batch_size, self._device, seed)
         self._fisher = None if sampler is None else AuxFisher(model, likelihood, sampler)
-        self.curvature = _curvature(config, model, likelihood, blocks, self.damping_rule, sampler, seed, self._device)
+        self.curvature = build_curvature(
+            config, model, likelihood, blocks, self.damping_rule, sampler, seed, self._device
+        )
         self.step_count = 0
         self._flat_params = params
         self._flat_grad_views = [v for b in blocks for v in b.grad_views]

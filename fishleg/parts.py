@@ -1,0 +1,87 @@
+"""How FishLeg's parts are built from its config, and what the config asks of the aux data: each
+part gets only its own options (the curvature never sees the config)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from fishleg.aux_data import AuxData, AuxSampler
+from fishleg.blocks import Block
+from fishleg.config import FishLegConfig
+from fishleg.curvature import AuxLoss, Curvature, QStart
+from fishleg.damping import Damping
+from fishleg.distributed import aux_work
+from fishleg.likelihoods import Likelihood
+from fishleg.probes import PROBES
+from fishleg.schedules import AuxSteps, GeometricRamp, never
+from fishleg.step_rules import StepRule
+
+__all__ = ["MANUAL", "build_curvature", "is_manual", "needs_aux_data"]
+
+
+def needs_aux_data(config: FishLegConfig, rule: StepRule, damping: Damping) -> list[str]:
+    """The options `config` turns on that run curvature on aux batches, by name."""
+    needs = {
+        "adaptive_damping": damping.needs_closure,
+        f"step_rule {config.step_rule!r}": rule.needs_aux_data,
+        "q_init": config.q_init == "kfac",
+        "warmup_aux_steps": config.warmup_aux_steps > 0,
+    }
+    return [name for name, needed in needs.items() if needed]
+
+
+MANUAL = "manual"  # aux_data when the training loop calls update_aux(inputs) itself
+
+
+def is_manual(aux_data: AuxData | str | None, config: FishLegConfig) -> bool:
+    """Whether λ's updates are the caller's (`aux_data="manual"`); refuses an aux loop that
+    nothing would feed, which would leave Q at its start without a word."""
+    if isinstance(aux_data, str):
+        if aux_data != MANUAL:
+            raise ValueError(f"FishLeg: aux_data {aux_data!r}: the only text it takes is {MANUAL!r}")
+        return True
+    if aux_data is None and config.learn_q:
+        raise ValueError(
+            "FishLeg: no aux_data, but the aux loop (learn_q) learns Q(λ) from aux batches every "
+            f"update_aux_every steps, so Q would stay at its start. Pass aux_data: a tensor of inputs, a "
+            "Dataset, or fishleg.aux_from_loader(train_loader) (in Lightning: aux_from_loader("
+            "self.train_dataloader()), or aux_from_loader(self.trainer.datamodule) with a LightningDataModule); "
+            f"or aux_data={MANUAL!r} when your loop calls update_aux(inputs) itself; or learn_q=False to keep Q "
+            "where q_init puts it"
+        )
+    return False
+
+
+def build_curvature(
+    config: FishLegConfig,
+    model: nn.Module,
+    likelihood: Likelihood,
+    blocks: list[Block],
+    damping: Damping,
+    sampler: AuxSampler | None,
+    seed: int,
+    device: torch.device,
+) -> Curvature:
+    """The curvature part, given only the aux loop's own options."""
+    lambdas = [lam for b in blocks for lam in b.structure.params]
+    # fused: one kernel over all λ (λ has ~(out² + in²) entries per layer)
+    aux_optimizer = torch.optim.Adam(lambdas, lr=config.aux_lr, betas=config.aux_betas, eps=config.aux_eps, fused=True)
+    ramp = None
+    if config.aux_lr_start is not None:
+        ramp = GeometricRamp(aux_optimizer, config.aux_lr_start, config.aux_lr_decay_steps)
+    return Curvature(
+        model,
+        likelihood,
+        blocks,
+        damping,
+        AuxSteps(config.update_aux_every, config.dense_aux_steps) if config.learn_q else never,
+        sampler,
+        aux_optimizer=aux_optimizer,
+        aux_lr_ramp=ramp,
+        probes=PROBES[config.u_sampling](torch.Generator(device=device).manual_seed(seed + 1)),
+        start=QStart(config.q_init == "kfac", config.kfac_every, config.warmup_aux_steps),
+        aux_loss=AuxLoss(config.normalize_aux, config.precondition_aux, config.scale_free_aux),
+        work=aux_work(config.aux_work, blocks),
+        device=device,
+    )
