@@ -19,15 +19,15 @@ from tuning.workloads.base import Workload
 from tuning.workloads.digits import ClassifierOptions, digits_classifier
 
 _touch_log: Path | None = None
-_logged = False
+_logged_to: set[Path] = set()  # per log: a process (a pytest worker too) may run several tests' sweeps
 
 
 def _touched() -> None:
-    """Append one line per process (pid, time) the first time it reads a sealed tensor."""
-    global _logged
-    if _logged or _touch_log is None:
+    """Append one line per process (pid, time) to the current log the first time it reads a
+    sealed tensor."""
+    if _touch_log is None or _touch_log in _logged_to:
         return
-    _logged = True
+    _logged_to.add(_touch_log)
     with _touch_log.open("a") as f:
         f.write(json.dumps({"pid": os.getpid(), "time": time.time()}) + "\n")
 

@@ -108,7 +108,6 @@ def test_divergence_later_keeps_the_last_good_checkpoint(tmp_path, capsys):
 
 
 def test_trainer_reads_the_test_split_only_in_test(tmp_path):
-    import tests.tuning.plugins as plugins
 
     log = tmp_path / "touches.jsonl"
     cfg = load_run_config(
@@ -118,7 +117,6 @@ def test_trainer_reads_the_test_split_only_in_test(tmp_path):
             workload={"name": "tests.tuning.plugins:sealed_digits", "touch_log": str(log)},
         )
     )
-    plugins._logged = False
     trainer = Trainer(cfg)
     trainer.run_epoch()
     assert not log.exists()
