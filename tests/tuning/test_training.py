@@ -108,7 +108,6 @@ def test_divergence_later_keeps_the_last_good_checkpoint(tmp_path, capsys):
 
 
 def test_trainer_reads_the_test_split_only_in_test(tmp_path):
-
     log = tmp_path / "touches.jsonl"
     cfg = load_run_config(
         write_config(
