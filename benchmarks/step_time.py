@@ -13,8 +13,7 @@ same shapes.
 from __future__ import annotations
 
 import argparse
-import json
-import math
+import contextlib
 import statistics
 import sys
 import time
@@ -23,21 +22,15 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from fishleg import BernoulliLikelihood, CategoricalLikelihood, FishLeg
 from fishleg.blocks import Block
 from fishleg.likelihoods import Likelihood
-from fishleg.structures import base as structures_base
 from tuning.workloads.models import mnist_autoencoder, resnet_cifar
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the examples package, beside benchmarks/
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/ and examples/ as packages
+from benchmarks.measure import contiguous_rows, flop_counter, report, seconds_per_call, sync  # noqa: E402
 from examples.charlm.model import CharTransformer  # noqa: E402
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def mean_step_ms(
@@ -50,11 +43,11 @@ def mean_step_ms(
 
     for _ in range(3):
         one()
-    _sync(x.device)
+    sync(x.device)
     start = time.perf_counter()
     for _ in range(steps):
         one()
-    _sync(x.device)
+    sync(x.device)
     return 1e3 * (time.perf_counter() - start) / steps
 
 
@@ -111,36 +104,21 @@ def compare(
     return result
 
 
-def _addmm_inplace_flops(self_shape: torch.Size, a_shape: torch.Size, b_shape: torch.Size, **_: object) -> int:
-    return 2 * a_shape[0] * a_shape[1] * b_shape[1]
-
-
 def kron_flops(model: nn.Module, lik: Likelihood, inputs: torch.Tensor) -> tuple[int, int]:
     """(FLOPs of Q·g, FLOPs of one aux step on `inputs`) for kron on `model`, counted by
     torch's FlopCounterMode over the optimizer's own calls when u is the gradient: Q·g, then
     the aux step (the Fisher-vector product and the preconditioned λ gradient, which reuses
     half of Q·g) and the Gram refresh. Together, every product FishLeg adds to an Adam step."""
     opt = FishLeg(model, lik, aux_data="manual", q_structure="kron")
-    counted = {torch.ops.aten.addmm_: _addmm_inplace_flops}  # not in torch's own table
     with torch.no_grad():
-        with FlopCounterMode(display=False, custom_mapping=counted) as qg:
+        with flop_counter() as qg:
             for b in opt.blocks:
                 b.structure.apply_cached(b.grad, out=b.qg)
-        with FlopCounterMode(display=False, custom_mapping=counted) as aux:
+        with flop_counter() as aux:
             opt.aux_gradients(opt.blocks, inputs, [b.grad for b in opt.blocks], [b.qg for b in opt.blocks])
             for b in opt.blocks:
                 b.structure.refresh()
     return qg.get_total_flops(), aux.get_total_flops()
-
-
-def _time_it(fn: Callable[[], None], device: torch.device, reps: int) -> float:
-    fn()
-    _sync(device)
-    start = time.perf_counter()
-    for _ in range(reps):
-        fn()
-    _sync(device)
-    return (time.perf_counter() - start) / reps
 
 
 def _kron_blocks(model: nn.Module) -> list[Block]:
@@ -165,7 +143,7 @@ def mm_rate_meter(blocks: list[Block], device: torch.device, reps: int = 10) -> 
         for a, u, c in mats:
             torch.mm(torch.mm(a, u), c)
 
-    return lambda: flops / _time_it(mm, device, reps)
+    return lambda: flops / seconds_per_call(mm, device, reps)
 
 
 def qg_efficiency(model: nn.Module, device: torch.device, rounds: int, reps: int = 10) -> float:
@@ -178,21 +156,11 @@ def qg_efficiency(model: nn.Module, device: torch.device, rounds: int, reps: int
         for b in blocks:
             b.structure.apply_cached(b.grad, out=b.qg)
 
-    return statistics.median(_qg_flops(blocks) / _time_it(qg, device, reps) / mm_rate() for _ in range(rounds))
+    return statistics.median(_qg_flops(blocks) / seconds_per_call(qg, device, reps) / mm_rate() for _ in range(rounds))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=30, help="timed steps per round (a multiple of 10)")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating Adam/FishLeg rounds (medians reported)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--skip-resnet", action="store_true")
-    parser.add_argument("--skip-charlm", action="store_true")
-    parser.add_argument("--out", type=Path, help="also write the summary JSON to this file")
-    parser.add_argument("--contiguous-rows", action="store_true", help="FishLeg's blocks on contiguous rows (ablation)")
-    args = parser.parse_args()
-    if args.contiguous_rows:
-        structures_base.ALIGN_FROM = math.inf
+def measure(args: argparse.Namespace) -> dict[str, object]:
+    """Every comparison the command line asks for, as the summary's entries."""
     device = torch.device(args.device)
     result: dict[str, object] = {"benchmark": "step_time", "device": str(device), "threads": torch.get_num_threads()}
     result["rows"] = "contiguous" if args.contiguous_rows else "aligned"
@@ -235,10 +203,22 @@ def main() -> None:
             )
             result[f"charlm_{key}_vs_adamw"] = r
             print(f"charlm {key} (vs AdamW): {r}", flush=True)
-    print(json.dumps(result))
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=1))
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=30, help="timed steps per round (a multiple of 10)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating Adam/FishLeg rounds (medians reported)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--skip-resnet", action="store_true")
+    parser.add_argument("--skip-charlm", action="store_true")
+    parser.add_argument("--out", type=Path, help="also write the summary JSON to this file")
+    parser.add_argument("--contiguous-rows", action="store_true", help="FishLeg's blocks on contiguous rows (ablation)")
+    args = parser.parse_args()
+    with contiguous_rows() if args.contiguous_rows else contextlib.nullcontext():
+        result = measure(args)
+    report(result, args.out)
 
 
 if __name__ == "__main__":

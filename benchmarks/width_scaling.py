@@ -24,6 +24,7 @@ import contextlib
 import json
 import math
 import statistics
+import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -33,12 +34,13 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from fishleg import CategoricalLikelihood, FishLeg
 from fishleg import curvature as curvature_module
-from fishleg.structures import base as structures_base
 from tuning.run.optimizers import MuonConfig, ShampooConfig, SOAPConfig
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/ as a package
+from benchmarks.measure import contiguous_rows, flop_counter, report, seconds_per_call, sync  # noqa: E402
 
 BATCH, AUX_BATCH, CLASSES = 256, 64, 10
 LIKELIHOOD = CategoricalLikelihood()
@@ -57,12 +59,8 @@ def fishleg_arm(aligned: bool = True, **options: Any) -> Callable[[nn.Module, Te
     aligned ones `fishleg.structures.base.workspace` gives (the ablation of that layout)."""
 
     def build(model: nn.Module, x: Tensor) -> torch.optim.Optimizer:
-        align_from = structures_base.ALIGN_FROM
-        structures_base.ALIGN_FROM = align_from if aligned else math.inf
-        try:
+        with contextlib.nullcontext() if aligned else contiguous_rows():
             return FishLeg(model, LIKELIHOOD, aux_data=x, aux_batch_size=AUX_BATCH, lr=1e-4, **options)
-        finally:
-            structures_base.ALIGN_FROM = align_from
 
     return build
 
@@ -88,11 +86,6 @@ ARMS = {
 }
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _step(model: nn.Module, opt: torch.optim.Optimizer, x: Tensor, y: Tensor) -> None:
     opt.zero_grad(set_to_none=False)
     LIKELIHOOD.nll(model(x), y).backward()
@@ -101,11 +94,11 @@ def _step(model: nn.Module, opt: torch.optim.Optimizer, x: Tensor, y: Tensor) ->
 
 def amortised_ms(model: nn.Module, opt: torch.optim.Optimizer, x: Tensor, y: Tensor, steps: int) -> float:
     """Mean ms per step over `steps` steps (whole periods)."""
-    _sync(x.device)
+    sync(x.device)
     start = time.perf_counter()
     for _ in range(steps):
         _step(model, opt, x, y)
-    _sync(x.device)
+    sync(x.device)
     return 1e3 * (time.perf_counter() - start) / steps
 
 
@@ -137,17 +130,7 @@ def mm_rate(d: int, device: torch.device, reps: int = 5) -> float:
     """FLOP/s of torch.mm on two d×d matrices: the machine's rate on this layer's products."""
     a, b = torch.randn(d, d, device=device), torch.randn(d, d, device=device)
     out = torch.empty(d, d, device=device)
-    torch.mm(a, b, out=out)
-    _sync(device)
-    start = time.perf_counter()
-    for _ in range(reps):
-        torch.mm(a, b, out=out)
-    _sync(device)
-    return 2 * d**3 * reps / (time.perf_counter() - start)
-
-
-def _addmm_inplace_flops(self_shape: torch.Size, a_shape: torch.Size, b_shape: torch.Size, **_: object) -> int:
-    return 2 * a_shape[0] * a_shape[1] * b_shape[1]
+    return 2 * d**3 / seconds_per_call(lambda: torch.mm(a, b, out=out), device, reps)
 
 
 class Meter:
@@ -162,14 +145,14 @@ class Meter:
     def _measured(self, inner: Callable[..., Any], part: str) -> Callable[..., Any]:
         def measured(*args: Any, **kwargs: Any) -> Any:  # noqa: ANN401
             if self.count_flops:
-                with FlopCounterMode(display=False, custom_mapping={torch.ops.aten.addmm_: _addmm_inplace_flops}) as fc:
+                with flop_counter() as fc:
                     out = inner(*args, **kwargs)
                 self.total[part] += fc.get_total_flops()
                 return out
-            _sync(self.device)
+            sync(self.device)
             start = time.perf_counter()
             out = inner(*args, **kwargs)
-            _sync(self.device)
+            sync(self.device)
             self.total[part] += 1e3 * (time.perf_counter() - start)
             return out
 
@@ -331,10 +314,7 @@ def main() -> None:
         result["exponent"] = exponents(rows, args.arms)
     if args.figure is not None:
         figure(rows, args.arms, args.figure)
-    print(json.dumps(result))
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=1))
+    report(result, args.out)
 
 
 if __name__ == "__main__":
