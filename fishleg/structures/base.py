@@ -91,8 +91,8 @@ class QStructure(ABC):
 
 ROW_ALIGN = 16
 """Rows of a workspace start at a multiple of this many floats (64 bytes): matrix products whose
-rows start unaligned (a layer's block is (out, in + 1), the bias column included) run up to a
-third slower, on the CPU's BLAS as on cuBLAS. Matrices narrower than `ALIGN_FROM` stay
+rows start unaligned (a layer's block is (out, in + 1), the bias column included) run slower
+(measured in docs/benchmarks.md, "Cost as layers widen"). Matrices narrower than `ALIGN_FROM` stay
 contiguous: their products are cheap, and keep the summation order they had."""
 ALIGN_FROM = 128
 
