@@ -102,7 +102,7 @@ def sweep_ending(
     budget = spec.search.time_budget_s
     stopped = sum(r.status == Status.TIMED_OUT for r in records)
     ran_out = budget is not None and seconds >= budget and (stopped > 0 or len(records) < spec.search.num_samples)
-    short = bool(unfinished) or len(records) < spec.search.num_samples
+    short = unfinished or len(records) < spec.search.num_samples
     return SweepEnding(failure, ran_out, failure is None and not ran_out and short)
 
 
