@@ -27,6 +27,7 @@ from tuning.selection.ablation import ablate, ablations
 from tuning.selection.holdout import evaluate_seed_runs
 from tuning.selection.intervals import BETTER, CONFIDENCE, Difference, difference
 from tuning.selection.robust import SeedRuns, best_of, retrain_top
+from tuning.selection.seed_store import SeedStore
 from tuning.selection.sequential import SeedRounds, separate
 from tuning.summary import time_to
 from tuning.sweep.callbacks import is_protocol_error, sweep_failure
@@ -278,11 +279,12 @@ def compare_sweeps(
         raise UserError(f"{folder} already holds a comparison; choose another --storage-path.")
     plans = [place_sweep(f.with_num_samples(n), storage=folder, name=label) for f, label in zip(files, labels)]
     searched = [SweepFolder.locate(str(storage), f.spec.name or f.path.stem) for f in files]
+    store = SeedStore.under(folder)  # a compare cut short and run again trains no seed twice
     sides, left_out = [], {}
     for plan, label, elsewhere in zip(plans, labels, searched):
         echo(f"sweep {label}: {n} trials")
         swept, records = _sweep(plan, elsewhere, label, address, echo)
-        candidates = retrain_top(plan.file.spec, records, top_k, seeds, echo, label)
+        candidates = retrain_top(plan.file.spec, records, top_k, seeds, echo, store, label)
         if not candidates:
             counts = format_counts(dict(Counter(r.status for r in records)))
             left_out[label] = f"no trial ran the full {plan.file.spec.budget} epochs ({counts})"
@@ -298,7 +300,7 @@ def compare_sweeps(
     metric, mode = specs[0].metric.name, specs[0].metric.mode
     best = [s.best(metric, mode) for s in sides]  # each side's choice, on the same number of seeds
     if rounds is not None:
-        best = separate([s.spec for s in sides], best, rounds, metric, mode, echo, labels)
+        best = separate([s.spec for s in sides], best, rounds, metric, mode, echo, labels, store)
     confidence = CONFIDENCE if rounds is None else rounds.confidence
     tests: list[dict[str, Any]] = [{} for _ in sides]  # a training function's test split is its own
     if specs[0].workload is not None:
@@ -311,7 +313,9 @@ def compare_sweeps(
     for side, b in zip(sides, best):
         if ablations(side.spec, b.params):
             echo(f"re-training {side.label}'s chosen config with only Q changed, on its {len(b.seeds)} seeds")
-        ablated.append(ablate(side.spec, b, metric, mode))
+        ablated.append(ablate(side.spec, b, metric, mode, store))
+    if store.read:
+        echo(f"{store.read} seed re-runs were read back from {store.folder}, not trained again")
     titles = [f"{side.label} ({side.spec.optimizer.name})" for side in sides]
     reach = _reach(best, labels, metric, mode)
     leader = min(range(len(best)), key=lambda i: best[i].rank_key(metric, mode))

@@ -15,6 +15,7 @@ from typing import Any
 from fishleg.config import FishLegConfig
 from tuning.selection.intervals import Difference, difference
 from tuning.selection.robust import SeedRuns, retrain_for
+from tuning.selection.seed_store import SeedStore
 from tuning.sweep.spec import SweepSpec
 
 __all__ = ["Ablation", "ablate", "ablations"]
@@ -59,10 +60,11 @@ def ablations(spec: SweepSpec, params: dict[str, Any]) -> dict[str, dict[str, An
     return {"K-FAC only (learn_q false)": held, "Q at init_scale·I (learn_q false, q_init identity)": identity}
 
 
-def ablate(spec: SweepSpec, chosen: SeedRuns, metric: str, mode: str) -> list[Ablation]:
-    """Re-train each Q-only change of the chosen config on its seeds, as concurrent Ray tasks."""
+def ablate(spec: SweepSpec, chosen: SeedRuns, metric: str, mode: str, store: SeedStore) -> list[Ablation]:
+    """Re-train each Q-only change of the chosen config on its seeds, as concurrent Ray tasks
+    (those `store` holds are read back)."""
     changes = ablations(spec, chosen.params)
-    runs = retrain_for(spec, [{**chosen.params, **change} for change in changes.values()], chosen.seeds)
+    runs = retrain_for(spec, [{**chosen.params, **change} for change in changes.values()], chosen.seeds, store)
     return [
         Ablation(name, change, run, difference(chosen.finals(metric), run.finals(metric), mode))
         for (name, change), run in zip(changes.items(), runs)

@@ -19,6 +19,7 @@ from tuning.records.tracking import MlflowSweep, runs_url
 from tuning.selection.export import write_best_config
 from tuning.selection.holdout import evaluate_chosen
 from tuning.selection.robust import RobustChoice, robust_best
+from tuning.selection.seed_store import SeedStore
 from tuning.sweep.callbacks import TrialRecorder, sweep_failure
 from tuning.sweep.reconcile import fail_running_study_trials
 from tuning.sweep.retention import folder_size, prune_checkpoints
@@ -107,13 +108,15 @@ def sweep_ending(
 
 
 def _choose(
-    spec: SweepSpec, records: list[TrialRecord], interrupted: bool, echo: Echo
+    spec: SweepSpec, records: list[TrialRecord], interrupted: bool, folder: SweepFolder, echo: Echo
 ) -> tuple[Best | None, RobustChoice | None]:
     """The best trial on validation, re-chosen over fresh seeds when `selection:` asks and the
-    sweep ended (the robust choice, or None)."""
+    sweep ended (the robust choice, or None); seed re-runs kept in the sweep's folder."""
     best = select_best(records, spec.metric.name, spec.metric.mode, spec.budget)
     top, seeds = spec.selection.robust_top, spec.selection.seeds
-    robust = robust_best(spec, records, top, seeds, echo) if top and not interrupted else None
+    robust = (
+        robust_best(spec, records, top, seeds, echo, SeedStore.under(folder.path)) if top and not interrupted else None
+    )
     return (best if robust is None else robust.best), robust
 
 
@@ -194,7 +197,7 @@ def finish_sweep(
     unfinished = recorder.close_unfinished()
     records = list(recorder.ledger.records.values())
     end = sweep_ending(spec, records, bool(unfinished), folder, seconds)
-    best, robust = _choose(spec, records, end.interrupted, echo)
+    best, robust = _choose(spec, records, end.interrupted, folder, echo)
     test, test_info = None, {}
     if best is not None:
         choice = (best, robust)

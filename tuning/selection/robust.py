@@ -16,6 +16,7 @@ from tuning.errors import NonFiniteLoss
 from tuning.records.ledger import Best, TrialRecord, rank_trials
 from tuning.run.config import RunConfig
 from tuning.run.fit import LocalContext
+from tuning.selection.seed_store import SeedStore
 from tuning.sweep.spec import SweepSpec, apply_params
 from tuning.training import WorkloadFit, fit_for
 
@@ -108,30 +109,58 @@ def seed_config(base: dict[str, Any], params: dict[str, Any], seed: int) -> dict
 
 
 def retrain(
-    base: dict[str, Any], params: list[dict[str, Any]], seeds: list[int], cpu: float, gpu: float
+    base: dict[str, Any],
+    params: list[dict[str, Any]],
+    seeds: list[int],
+    cpu: float,
+    gpu: float,
+    store: SeedStore,
 ) -> list[SeedRuns]:
-    """Every (params, seed) pair at the base config's full budget, as concurrent Ray tasks."""
+    """Every (params, seed) pair at the base config's full budget, as concurrent Ray tasks; a
+    pair `store` already holds is read back, and each one trained is filed there as it ends."""
     task = ray.remote(num_cpus=cpu, num_gpus=gpu, num_returns=2)(_train)
-    refs = [[task.remote(seed_config(base, p, s)) for s in seeds] for p in params]
+    configs = {(i, j): seed_config(base, p, s) for i, p in enumerate(params) for j, s in enumerate(seeds)}
+    runs: dict[tuple[int, int], tuple[list[dict[str, float]], bool, Any]] = {}
+    pending = {}
+    for pair, config in configs.items():
+        kept = store.get(config)
+        if kept is not None:
+            curve, diverged, weights = kept
+            runs[pair] = (curve, diverged, ray.put(weights))
+        else:
+            curve_ref, model_ref = task.remote(config)
+            pending[curve_ref] = (pair, model_ref)
+    while pending:
+        (done,), _ = ray.wait(list(pending), num_returns=1)
+        pair, model_ref = pending.pop(done)
+        curve, diverged = ray.get(done)
+        store.put(configs[pair], (curve, diverged, ray.get(model_ref)))
+        runs[pair] = (curve, diverged, model_ref)
     out = []
-    for p, pairs in zip(params, refs):
-        runs = ray.get([curve for curve, _ in pairs])
-        out.append(SeedRuns(p, seeds, [c for c, _ in runs], [d for _, d in runs], [m for _, m in pairs]))
+    for i, p in enumerate(params):
+        row = [runs[i, j] for j in range(len(seeds))]
+        out.append(SeedRuns(p, seeds, [c for c, _, _ in row], [d for _, d, _ in row], [m for _, _, m in row]))
     return out
 
 
-def retrain_for(spec: SweepSpec, params: list[dict[str, Any]], seeds: list[int]) -> list[SeedRuns]:
+def retrain_for(spec: SweepSpec, params: list[dict[str, Any]], seeds: list[int], store: SeedStore) -> list[SeedRuns]:
     """`retrain` on `spec`'s base config, with its trials' resources."""
-    return retrain(spec.base_config(), params, seeds, spec.resources.cpu, spec.resources.gpu)
+    return retrain(spec.base_config(), params, seeds, spec.resources.cpu, spec.resources.gpu, store)
 
 
-def retrain_trials(spec: SweepSpec, trials: list[TrialRecord], seeds: int) -> list[SeedRuns]:
+def retrain_trials(spec: SweepSpec, trials: list[TrialRecord], seeds: int, store: SeedStore) -> list[SeedRuns]:
     """Each trial's config re-trained at `spec`'s full budget with `seeds` fresh seeds."""
-    return retrain_for(spec, [t.params for t in trials], fresh_seeds(spec.training.seed, seeds))
+    return retrain_for(spec, [t.params for t in trials], fresh_seeds(spec.training.seed, seeds), store)
 
 
 def retrain_top(
-    spec: SweepSpec, records: list[TrialRecord], top: int, seeds: int, echo: Callable[[str], None], label: str = ""
+    spec: SweepSpec,
+    records: list[TrialRecord],
+    top: int,
+    seeds: int,
+    echo: Callable[[str], None],
+    store: SeedStore,
+    label: str = "",
 ) -> list[tuple[TrialRecord, SeedRuns]]:
     """The `top` best trials that ran `spec`'s full budget (by the sweep's metric), each with
     its config re-trained with `seeds` fresh seeds; [] if no trial ran the full budget."""
@@ -139,7 +168,7 @@ def retrain_top(
     if not ranked:
         return []
     echo(f"re-training the top {len(ranked)} {label + ' ' if label else ''}trials with {seeds} fresh seeds each")
-    return list(zip(ranked, retrain_trials(spec, ranked, seeds)))
+    return list(zip(ranked, retrain_trials(spec, ranked, seeds, store)))
 
 
 def best_of(runs: list[SeedRuns], metric: str, mode: str) -> int:
@@ -158,12 +187,17 @@ class RobustChoice:
 
 
 def robust_best(
-    spec: SweepSpec, records: list[TrialRecord], top: int, seeds: int, echo: Callable[[str], None]
+    spec: SweepSpec,
+    records: list[TrialRecord],
+    top: int,
+    seeds: int,
+    echo: Callable[[str], None],
+    store: SeedStore,
 ) -> RobustChoice | None:
     """Re-train the top `top` full-budget trials with `seeds` fresh seeds; the best validation
     mean wins (a config with a diverged seed ranks last)."""
     metric = spec.metric.name
-    candidates = retrain_top(spec, records, top, seeds, echo)
+    candidates = retrain_top(spec, records, top, seeds, echo, store)
     if not candidates:
         return None
     trial, chosen = candidates[best_of([runs for _, runs in candidates], metric, spec.metric.mode)]

@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 
 from tuning.selection.intervals import CONFIDENCE, LEVEL, difference
 from tuning.selection.robust import SeedRuns, fresh_seeds, retrain_for
+from tuning.selection.seed_store import SeedStore
 from tuning.sweep.spec import SweepSpec
 
 __all__ = ["SeedRounds", "add_seeds", "separate"]
@@ -54,10 +55,11 @@ class SeedRounds:
         )
 
 
-def add_seeds(spec: SweepSpec, runs: SeedRuns, count: int) -> SeedRuns:
-    """`runs` with `count` more fresh seeds of its config, trained at `spec`'s full budget."""
+def add_seeds(spec: SweepSpec, runs: SeedRuns, count: int, store: SeedStore) -> SeedRuns:
+    """`runs` with `count` more fresh seeds of its config, trained at `spec`'s full budget (or
+    read back from `store`)."""
     new = fresh_seeds(spec.training.seed, len(runs.seeds) + count)[len(runs.seeds) :]
-    (more,) = retrain_for(spec, [runs.params], new)
+    (more,) = retrain_for(spec, [runs.params], new, store)
     return replace(
         runs,
         seeds=[*runs.seeds, *more.seeds],
@@ -75,6 +77,7 @@ def separate(
     mode: str,
     echo: Callable[[str], None],
     labels: Sequence[str],
+    store: SeedStore,
 ) -> list[SeedRuns]:
     """Each side's chosen config's seed runs, with seeds added to the leader and the runner-up
     until the leader is separated from the runner-up or both have `rounds.most` seeds."""
@@ -91,5 +94,5 @@ def separate(
             f"{len(best[runner].seeds)} seeds: {rounds.step} more each"
         )
         for i in growing:
-            best[i] = add_seeds(specs[i], best[i], min(rounds.step, rounds.most - len(best[i].seeds)))
+            best[i] = add_seeds(specs[i], best[i], min(rounds.step, rounds.most - len(best[i].seeds)), store)
     return best

@@ -154,12 +154,17 @@ def test_compare_of_three_sweeps_end_to_end(ray_local, tmp_path, capsys):
     assert seen.rendered == 2 and seen.errors == [] and len(seen.requests) == 1
     assert all(svg > 0 for svg, _ in seen.figures.values())
 
-    # A compare stopped after its sweeps (here: its report removed) is run again: the sweeps it
-    # finished are read back, not run again, and their seed re-runs give the same numbers.
+    # A compare stopped after its sweeps and seed re-runs (here: its report removed) is run
+    # again: the sweeps it finished and every seed re-run are read back, none trained again.
     trials = {side: (folder / side / "trials.json").read_text() for side in ("fish", "adamw", "sgd", "big")}
+    kept = {p.name: p.stat().st_mtime_ns for p in (folder / "seed_runs").iterdir()}
     (folder / "comparison.json").unlink()
     assert main(args) == 0
-    assert capsys.readouterr().out.count("is reused, not run again") == 4
+    out = capsys.readouterr().out
+    assert out.count("is reused, not run again") == 4
+    runs = sum(name.endswith(".json") for name in kept)  # 2 seeds of: fish's choice and its ablation, adamw's, sgd's
+    assert runs == 4 * 2 and f"{runs} seed re-runs were read back" in out
+    assert {p.name: p.stat().st_mtime_ns for p in (folder / "seed_runs").iterdir()} == kept
     assert {side: (folder / side / "trials.json").read_text() for side in trials} == trials
     again = json.loads((folder / "comparison.json").read_text())
     assert {label: side["best"]["finals"] for label, side in again["sides"].items()} == {

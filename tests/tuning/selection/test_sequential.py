@@ -25,7 +25,7 @@ def table(monkeypatch):
     """Each config's per-seed values as far as seeds go; add_seeds reads the next ones."""
     values = {}
 
-    def add_seeds(spec, r, count):
+    def add_seeds(spec, r, count, store):
         lr = r.params["optimizer.lr"]
         return runs([*r.finals("val_loss"), *values[lr][len(r.seeds) : len(r.seeds) + count]], lr)
 
@@ -38,15 +38,15 @@ def test_seeds_go_to_a_level_pair_until_it_separates_and_a_clear_leader_gets_non
     table[2.0] = [1.2, 1.3, 1.1, 1.2, 1.2, 1.2, 1.2, 1.2, 1.2]
     table[3.0] = [5.0, 5.1, 4.9]
     start = [runs(v[:3], lr) for lr, v in table.items()]
-    out = separate([None] * 3, start, SeedRounds(), "val_loss", "min", lambda line: None, ["a", "b", "c"])
+    out = separate([None] * 3, start, SeedRounds(), "val_loss", "min", lambda line: None, ["a", "b", "c"], None)
     assert [len(r.seeds) for r in out] == [5, 5, 3]  # one round separated them; c never grew
     clear = [runs([1.0, 1.01, 0.99], 1.0), runs([2.0, 2.01, 1.99], 2.0)]
-    assert separate([None] * 2, clear, SeedRounds(), "val_loss", "min", print, ["a", "b"]) == clear
+    assert separate([None] * 2, clear, SeedRounds(), "val_loss", "min", print, ["a", "b"], None) == clear
 
 
 def test_a_pair_that_stays_level_stops_at_the_most_seeds(table):
     table[1.0] = [1.0, 1.2, 0.8] * 3
     table[2.0] = [1.2, 1.0, 0.8] * 3
     start = [runs(v[:3], lr) for lr, v in table.items()]
-    out = separate([None] * 2, start, SeedRounds(most=7), "val_loss", "min", lambda line: None, ["a", "b"])
+    out = separate([None] * 2, start, SeedRounds(most=7), "val_loss", "min", lambda line: None, ["a", "b"], None)
     assert [len(r.seeds) for r in out] == [7, 7]
