@@ -39,6 +39,14 @@ class Graft(ABC):
         self.steps += 1
         return self._directions(list(grads), {n: [s[f"graft_{n}"] for s in states] for n in self.buffers})
 
+    def state_dict(self) -> dict[str, Any]:
+        """The step count of its bias corrections (its buffers are in the per-parameter state)."""
+        return {"graft_steps": self.steps}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what `state_dict` saved."""
+        self.steps = state["graft_steps"]
+
     @abstractmethod
     def _directions(self, grads: list[Tensor], buffers: dict[str, list[Tensor]]) -> tuple[list[Tensor], float]: ...
 

@@ -25,10 +25,9 @@ from fishleg.config import FishLegConfig
 from fishleg.damping import Damping, FixedDamping, LevenbergMarquardt
 from fishleg.distributed import broadcast_seed, unwrap
 from fishleg.fisher import AuxFisher
-from fishleg.grafting import GRAFTS
 from fishleg.likelihoods import LIKELIHOODS, Likelihood
 from fishleg.partner import partner_parameters
-from fishleg.parts import build_curvature, is_manual, needs_aux_data
+from fishleg.parts import Stateful, build_curvature, build_graft, build_partner, is_manual, needs_aux_data
 from fishleg.schedules import at_step
 from fishleg.step_rules import STEP_RULES, StepContext, bound_steps
 from fishleg.structures import QSpec
@@ -117,19 +116,12 @@ class FishLeg(torch.optim.Optimizer):
         }
         super().__init__(params, defaults)
         self._schedules = {name: getattr(config, name) for name in _SCHEDULED if callable(getattr(config, name))}
-        graft_type = None if config.graft == "none" else GRAFTS[config.graft]
-        self.graft = None if graft_type is None else graft_type(config.beta, config.graft_beta2, config.graft_eps)
+        self.graft = build_graft(config)
         for p in params:
             self.state[p]["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
             if self.graft is not None:
                 self.graft.init_state(self.state[p], p)
-        self.partner = (
-            torch.optim.AdamW(
-                partnered, lr=defaults["lr"], betas=config.partner_betas, weight_decay=config.weight_decay
-            )
-            if partnered
-            else None
-        )
+        self.partner = build_partner(config, partnered, self.param_groups[0])
         group = self.param_groups[0]
         self.damping_rule: Damping = (
             LevenbergMarquardt(group, self._device, config.update_aux_every)
@@ -253,19 +245,12 @@ class FishLeg(torch.optim.Optimizer):
             adapt = self.damping_rule.due(self.step_count)
             predicted = self.rule.apply(self._context(blocks), predict=adapt)
             if self.partner is not None:
-                self._partner_step()
+                self.partner.step()
             if adapt:
                 with torch.enable_grad():
                     new_loss = closure()
                 self.damping_rule.adapt(new_loss.detach() - loss.detach(), predicted)
         return loss
-
-    def _partner_step(self) -> None:
-        """The partner's AdamW step at the group's lr and weight decay (so FishLeg's scheduler
-        drives both)."""
-        group, partner_group = self.param_groups[0], self.partner.param_groups[0]
-        partner_group["lr"], partner_group["weight_decay"] = group["lr"], group["weight_decay"]
-        self.partner.step()
 
     @override
     def zero_grad(self, set_to_none: bool = True) -> None:
@@ -358,16 +343,18 @@ class FishLeg(torch.optim.Optimizer):
         return self.curvature.is_finite()
 
     # ---------------------------------------------------------------- checkpointing
+    def _stateful(self) -> list[Stateful]:
+        """The parts whose state a checkpoint holds, beside torch's per-parameter state."""
+        parts = (self.curvature, self.damping_rule, self.graft, self.partner)
+        return [part for part in parts if part is not None]
+
     @override
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
-        state[_EXTRA_STATE] = {
-            **self.curvature.state_dict(),
-            **self.damping_rule.state_dict(),
-            "step_count": self.step_count,
-            "graft_steps": None if self.graft is None else self.graft.steps,
-            "partner": None if self.partner is None else self.partner.state_dict(),
-        }
+        extra: dict[str, Any] = {"step_count": self.step_count}
+        for part in self._stateful():
+            extra.update(part.state_dict())
+        state[_EXTRA_STATE] = extra
         return state
 
     @override
@@ -383,13 +370,9 @@ class FishLeg(torch.optim.Optimizer):
         self._check_same_model(state_dict)
         super().load_state_dict(state_dict)
         self._bind_state()
-        self.curvature.load_state_dict(extra)
-        self.damping_rule.load_state_dict(extra)
+        for part in self._stateful():
+            part.load_state_dict(extra)
         self.step_count = extra["step_count"]
-        if self.graft is not None:
-            self.graft.steps = extra["graft_steps"]
-        if self.partner is not None:
-            self.partner.load_state_dict(extra["partner"])
 
     def _check_same_model(self, state_dict: dict[str, Any]) -> None:
         """A state saved for a model of other layers or sizes is named as such, before anything

@@ -1,7 +1,11 @@
 """How FishLeg's parts are built from its config, and what the config asks of the aux data: each
-part gets only its own options (the curvature never sees the config)."""
+part gets only its own options (the curvature never sees the config). A part with state to
+checkpoint is `Stateful`."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -12,12 +16,27 @@ from fishleg.config import FishLegConfig
 from fishleg.curvature import AuxLoss, Curvature, QStart
 from fishleg.damping import Damping
 from fishleg.distributed import aux_work
+from fishleg.grafting import GRAFTS, Graft
 from fishleg.likelihoods import Likelihood
+from fishleg.partner import Partner
 from fishleg.probes import PROBES
 from fishleg.schedules import AuxSteps, GeometricRamp, never
 from fishleg.step_rules import StepRule
 
-__all__ = ["MANUAL", "build_curvature", "is_manual", "needs_aux_data"]
+__all__ = ["MANUAL", "Stateful", "build_curvature", "build_graft", "build_partner", "is_manual", "needs_aux_data"]
+
+
+class Stateful(Protocol):
+    """A part whose state FishLeg's checkpoint holds: its own keys, distinct from every other
+    part's, in one section of the optimizer's state_dict (the keys of the first checkpoints)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """The part's state, by its own keys."""
+        ...
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore the part's keys from a checkpoint's FishLeg section (it holds every part's)."""
+        ...
 
 
 def needs_aux_data(config: FishLegConfig, rule: StepRule, damping: Damping) -> list[str]:
@@ -85,3 +104,19 @@ def build_curvature(
         work=aux_work(config.aux_work, blocks),
         device=device,
     )
+
+
+def build_graft(config: FishLegConfig) -> Graft | None:
+    """The graft's first-order method with its own options; None without a graft."""
+    if config.graft == "none":
+        return None
+    return GRAFTS[config.graft](config.beta, config.graft_beta2, config.graft_eps)
+
+
+def build_partner(config: FishLegConfig, params: list[torch.nn.Parameter], lead: dict[str, Any]) -> Partner | None:
+    """AdamW on the parameters given to the partner, following FishLeg's group (`lead`) in lr
+    and weight decay, so FishLeg's scheduler drives both; None without a partner."""
+    if not params:
+        return None
+    adamw = torch.optim.AdamW(params, lr=lead["lr"], betas=config.partner_betas, weight_decay=lead["weight_decay"])
+    return Partner(adamw, lead, follows=("lr", "weight_decay"))

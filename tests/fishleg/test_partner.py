@@ -61,7 +61,7 @@ def test_zero_grad_clears_the_partners_gradients_and_checkpoints_carry_its_state
     assert model.embed.weight.grad is None and model.hidden.weight.grad is None
     restored = FishLeg(Tagger(), "categorical", aux_data="manual", partner="adamw")
     restored.load_state_dict(state)
-    assert restored.partner.state_dict()["state"][0]["exp_avg"].abs().sum() > 0
+    assert restored.partner.optimizer.state_dict()["state"][0]["exp_avg"].abs().sum() > 0
 
 
 def test_kinds_are_chosen_by_name_and_the_head_is_the_last_linear():
@@ -75,3 +75,22 @@ def test_kinds_are_chosen_by_name_and_the_head_is_the_last_linear():
 def test_partner_and_adaptive_damping_are_refused_together():
     with pytest.raises(ValueError, match="partner 'adamw' does not compose with adaptive_damping"):
         FishLegConfig(partner="adamw", adaptive_damping=True)
+
+
+def test_each_part_checkpoints_its_own_keys_in_the_layout_of_the_first_checkpoints():
+    torch.manual_seed(0)
+    model, tokens, labels = Tagger(), torch.randint(10, (16,)), torch.randint(4, (16,))
+    opt = FishLeg(model, "categorical", aux_data="manual", partner="adamw", graft="adam")
+    nn.functional.cross_entropy(model(tokens), labels).backward()
+    opt.step()
+    section = opt.state_dict()["fishleg"]
+    curvature = {"lambda", "aux_optimizer", "aux_step_count", "last_aux_loss", "probe_rng", "aux_sampler"}
+    assert set(section) == {"step_count", *curvature, "damping_scale", "last_rho", "graft_steps", "partner"}
+    assert section["graft_steps"] == 1 and section["partner"]["state"][0]["step"] == 1
+    # The first checkpoints wrote None for a part that was off; such a state loads as it did.
+    plain = FishLeg(Tagger(), "categorical", aux_data="manual")
+    old = plain.state_dict()
+    old["fishleg"] = {**old["fishleg"], "step_count": 7, "graft_steps": None, "partner": None}
+    again = FishLeg(Tagger(), "categorical", aux_data="manual")
+    again.load_state_dict(old)
+    assert again.step_count == 7 and again.graft is None and again.partner is None

@@ -25,7 +25,7 @@ from torch import nn
 
 from fishleg.config import StrictModel
 from fishleg.distributed import unwrap
-from fishleg.partner import partner_parameters
+from fishleg.partner import Partner, partner_parameters
 
 __all__ = [
     "AdamConfig",
@@ -133,9 +133,10 @@ def muon_split(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]
 
 
 class MuonWithAdamW(torch.optim.Optimizer):
-    """torch.optim.Muon on `muon_params` and torch.optim.AdamW on `adamw_params`, stepped
-    together. `param_groups` are the two optimizers' own groups (Muon's first), so an LR
-    scheduler on this optimizer scales both lrs by the same factor; `state_dict` holds both."""
+    """torch.optim.Muon on `muon_params` and torch.optim.AdamW on `adamw_params` (its
+    `fishleg.partner.Partner`), stepped together. `param_groups` are the two optimizers' own
+    groups (Muon's first), so an LR scheduler on this optimizer scales both lrs by the same
+    factor, and the partner keeps its own lr (it follows none of Muon's); `state_dict` holds both."""
 
     def __init__(
         self,
@@ -147,11 +148,11 @@ class MuonWithAdamW(torch.optim.Optimizer):
         muon_params, adamw_params = list(muon_params), list(adamw_params)
         super().__init__(muon_params + adamw_params, {})
         self.muon = torch.optim.Muon(muon_params, **muon) if muon_params else None
-        self.adamw = torch.optim.AdamW(adamw_params, **adamw) if adamw_params else None
-        self.param_groups = [g for opt in self._parts() for g in opt.param_groups]
+        self.partner = Partner(torch.optim.AdamW(adamw_params, **adamw), state_key="adamw") if adamw_params else None
+        self._group_parts()
 
-    def _parts(self) -> list[torch.optim.Optimizer]:
-        return [opt for opt in (self.muon, self.adamw) if opt is not None]
+    def _group_parts(self) -> None:
+        self.param_groups = [g for part in (self.muon, self.partner) if part is not None for g in part.param_groups]
 
     @torch.no_grad()
     def step(self, closure: Any = None) -> Any:  # noqa: ANN401 (the closure's loss, as torch's optimizers)
@@ -160,21 +161,26 @@ class MuonWithAdamW(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        for opt in self._parts():
-            opt.step()
+        if self.muon is not None:
+            self.muon.step()
+        if self.partner is not None:
+            self.partner.step()
         return loss
 
     def state_dict(self) -> dict[str, Any]:
         """Both optimizers' state dicts."""
-        return {"muon": None if self.muon is None else self.muon.state_dict(),
-                "adamw": None if self.adamw is None else self.adamw.state_dict()}  # fmt: skip
+        return {
+            "muon": None if self.muon is None else self.muon.state_dict(),
+            **({"adamw": None} if self.partner is None else self.partner.state_dict()),
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Both optimizers' state, from `state_dict()`."""
-        for name, opt in (("muon", self.muon), ("adamw", self.adamw)):
-            if opt is not None:
-                opt.load_state_dict(state_dict[name])
-        self.param_groups = [g for opt in self._parts() for g in opt.param_groups]
+        if self.muon is not None:
+            self.muon.load_state_dict(state_dict["muon"])
+        if self.partner is not None:
+            self.partner.load_state_dict(state_dict)
+        self._group_parts()
 
 
 class MuonConfig(StrictModel):

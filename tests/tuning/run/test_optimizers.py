@@ -96,7 +96,7 @@ def test_one_scheduler_scales_both_parts_of_muon():
     scheduler = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 0.5**step)
     opt.step()
     scheduler.step()
-    assert [g["lr"] for g in opt.muon.param_groups + opt.adamw.param_groups] == [0.01, 1.5e-4]
+    assert [g["lr"] for g in opt.muon.param_groups + opt.partner.param_groups] == [0.01, 1.5e-4]
 
 
 @pytest.mark.parametrize("cfg", [SOAPConfig(precondition_frequency=2), ShampooConfig(lr=1e-2)], ids=["soap", "shampoo"])
