@@ -77,10 +77,10 @@ def main() -> None:
     x, y = next(batches)
     opt.zero_grad()
     likelihood.nll(model(x), y.flatten()).backward()
-    inputs = opt.aux_sampler.draw()
+    inputs = opt.curvature.aux_sampler.draw()
     gamma = float(opt.damping_rule.gamma())
     rows = []
-    for b in opt.blocks:
+    for b in opt.curvature.blocks:
         u = b.join([p.grad.detach() for p in b.params])
         params = {n: p.detach() for n, p in zip(b.names, b.params)}
 

@@ -49,7 +49,7 @@ def mean_fisher_diagonals(workload: str, examples: int, seed: int) -> dict[str, 
         return (functional_call(model, p, (x[None],)) * r_x[None]).sum()
 
     per_example = vmap(grad(pairing), in_dims=(None, 0, 0))(params, inputs, r)
-    blocks = FishLeg(model, likelihood, aux_data="manual").blocks
+    blocks = FishLeg(model, likelihood, aux_data="manual").curvature.blocks
     return {
         "+".join(b.names): float(sum(per_example[n].pow(2).sum() for n in b.names) / len(inputs) / b.grad.numel())
         for b in blocks

@@ -112,18 +112,23 @@ def kron_flops(model: nn.Module, lik: Likelihood, inputs: torch.Tensor) -> tuple
     opt = FishLeg(model, lik, aux_data="manual", q_structure="kron")
     with torch.no_grad():
         with flop_counter() as qg:
-            for b in opt.blocks:
+            for b in opt.curvature.blocks:
                 b.structure.apply_cached(b.grad, out=b.qg)
         with flop_counter() as aux:
-            opt.aux_gradients(opt.blocks, inputs, [b.grad for b in opt.blocks], [b.qg for b in opt.blocks])
-            for b in opt.blocks:
+            opt.curvature.aux_gradients(
+                opt.curvature.blocks,
+                inputs,
+                [b.grad for b in opt.curvature.blocks],
+                [b.qg for b in opt.curvature.blocks],
+            )
+            for b in opt.curvature.blocks:
                 b.structure.refresh()
     return qg.get_total_flops(), aux.get_total_flops()
 
 
 def _kron_blocks(model: nn.Module) -> list[Block]:
     opt = FishLeg(model, BernoulliLikelihood(), aux_data="manual", q_structure="kron")
-    return [b for b in opt.blocks if len(b.structure.shape) == 2]
+    return [b for b in opt.curvature.blocks if len(b.structure.shape) == 2]
 
 
 def _qg_flops(blocks: list[Block]) -> int:

@@ -190,7 +190,7 @@ def aux_profile(d: int, x: Tensor, y: Tensor, steps: int) -> dict[str, float]:
         (curvature_module, "fisher_vector_product", "fisher_product"),
         (curvature.aux_optimizer, "step", "adam_on_lambda"),
     ]
-    for b in opt.blocks:
+    for b in opt.curvature.blocks:
         parts += [(b.structure, "lambda_grad", "lambda_grad"), (b.structure, "refresh", "refresh")]
     watch = Meter(x.device)
     with watch.watching(whole + parts):

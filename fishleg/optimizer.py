@@ -27,7 +27,7 @@ from fishleg.distributed import broadcast_seed, unwrap
 from fishleg.fisher import AuxFisher
 from fishleg.likelihoods import LIKELIHOODS, Likelihood
 from fishleg.partner import partner_parameters
-from fishleg.parts import Stateful, build_curvature, build_graft, build_partner, is_manual, needs_aux_data
+from fishleg.parts import Moved, Stateful, build_curvature, build_graft, build_partner, is_manual, needs_aux_data
 from fishleg.schedules import at_step
 from fishleg.step_rules import STEP_RULES, StepContext, bound_steps
 from fishleg.structures import QSpec
@@ -64,11 +64,11 @@ class FishLeg(torch.optim.Optimizer):
     `lr`, `beta`, `weight_decay` and `damping` live in `param_groups[0]`, so schedulers (and
     adaptive rules) can change them between steps; `lr`, `damping` and `update_aux_every` also
     take a schedule, a callable of the step (from 1), which sets the group's value before each
-    step (`fishleg.schedules`). `aux_lr` lives in
-    `aux_optimizer.param_groups`. FishLeg has one parameter group (its blocks span the model).
-    With adaptive_damping, γ = param_groups[0]["damping"] × `damping_scale` (a 0-d tensor the
-    Levenberg–Marquardt rule, `damping_rule`, moves; `last_rho` is its last reduction ratio), and `step` needs
-    a closure, as `torch.optim.LBFGS` does:
+    step (`fishleg.schedules`). `aux_lr` lives in `curvature.aux_optimizer.param_groups`.
+    FishLeg has one parameter group (its blocks, `curvature.blocks`, span the model). With
+    adaptive_damping, γ = param_groups[0]["damping"] × `damping_rule.scale` (a 0-d tensor the
+    Levenberg–Marquardt rule moves; `damping_rule.last_rho` is its last reduction ratio), and
+    `step` needs a closure, as `torch.optim.LBFGS` does:
 
     >>> def closure():
     ...     opt.zero_grad(); loss = opt.likelihood.nll(model(x), y); loss.backward(); return loss
@@ -181,41 +181,15 @@ class FishLeg(torch.optim.Optimizer):
             )
         super().add_param_group(param_group)
 
-    # ---------------------------------------------------------------- the parts, by their old names
-    @property
-    def blocks(self) -> list[Block]:
-        """The Q blocks, in parameter order."""
-        return self.curvature.blocks
-
-    @property
-    def aux_optimizer(self) -> torch.optim.Adam:
-        """The Adam optimizer of λ (a torch LR scheduler on it drives aux_lr)."""
-        return self.curvature.aux_optimizer
-
-    @property
-    def aux_sampler(self) -> AuxSampler | None:
-        """Where aux batches come from; None without aux_data."""
-        return self.curvature.aux_sampler
-
-    @property
-    def aux_step_count(self) -> int:
-        """λ updates so far (warm-up included)."""
-        return self.curvature.aux_step_count
-
-    @property
-    def last_aux_loss(self) -> Tensor:
-        """The aux loss of the last λ update (NaN before the first), a 0-d tensor."""
-        return self.curvature.last_aux_loss
-
-    @property
-    def damping_scale(self) -> Tensor:
-        """γ ÷ param_groups[0]["damping"], a 0-d tensor (1 unless adaptive damping moves it)."""
-        return self.damping_rule.scale
-
-    @property
-    def last_rho(self) -> Tensor:
-        """Adaptive damping's last reduction ratio ρ (NaN before the first)."""
-        return self.damping_rule.last_rho
+    # ---------------------------------------------------------------- members that moved to their parts
+    blocks = Moved("curvature.blocks")
+    aux_optimizer = Moved("curvature.aux_optimizer")
+    aux_sampler = Moved("curvature.aux_sampler")
+    aux_step_count = Moved("curvature.aux_step_count")
+    last_aux_loss = Moved("curvature.last_aux_loss")
+    aux_gradients = Moved("curvature.aux_gradients")
+    damping_scale = Moved("damping_rule.scale")
+    last_rho = Moved("damping_rule.last_rho")
 
     # ---------------------------------------------------------------- parameter step
     @override
@@ -261,7 +235,7 @@ class FishLeg(torch.optim.Optimizer):
     def _context(self, blocks: list[Block]) -> StepContext:
         """The step rule's view of this step; the flat lists are built once in __init__ when
         `blocks` is every block (the usual step)."""
-        if blocks is self.blocks:
+        if blocks is self.curvature.blocks:
             params, qgs, grads = self._flat_params, self._flat_qg_views, self._flat_grad_views
             states, buffers, block_of = self._states, self._buffers, self._block_of
         else:
@@ -295,9 +269,9 @@ class FishLeg(torch.optim.Optimizer):
         """Copy gradients into the block buffers; returns the blocks that have any."""
         if all(p.grad is not None for p in self._flat_params):
             torch._foreach_copy_(self._flat_grad_views, [p.grad for p in self._flat_params])
-            return self.blocks
+            return self.curvature.blocks
         live = []
-        for b in self.blocks:
+        for b in self.curvature.blocks:
             if all(p.grad is None for p in b.params):
                 continue
             live.append(b)
@@ -306,16 +280,6 @@ class FishLeg(torch.optim.Optimizer):
         return live
 
     # ---------------------------------------------------------------- the curvature, for users
-    def aux_gradients(
-        self,
-        blocks: list[Block],
-        inputs: Tensor,
-        probes: list[Tensor],
-        qu: list[Tensor] | None = None,
-    ) -> tuple[list[Tensor], Tensor]:
-        """∂A/∂λ and A(λ; u) (`Curvature.aux_gradients`)."""
-        return self.curvature.aux_gradients(blocks, inputs, probes, qu)
-
     @torch.no_grad()
     def update_aux(self, inputs: Tensor, u: list[Tensor] | None = None) -> Tensor:
         """One λ update on a batch of inputs. u: one probe per parameter (in `param_groups`
@@ -377,7 +341,7 @@ class FishLeg(torch.optim.Optimizer):
     def _check_same_model(self, state_dict: dict[str, Any]) -> None:
         """A state saved for a model of other layers or sizes is named as such, before anything
         is copied (torch would fail deep inside with a bare size mismatch, or not at all)."""
-        names = [n for b in self.blocks for n in b.names]
+        names = [n for b in self.curvature.blocks for n in b.names]
         saved = state_dict.get("state", {})
         count = sum(len(g["params"]) for g in state_dict.get("param_groups", []))
         where = "FishLeg.load_state_dict: this state was saved for another model"

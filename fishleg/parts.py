@@ -4,6 +4,7 @@ checkpoint is `Stateful`."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -23,7 +24,16 @@ from fishleg.probes import PROBES
 from fishleg.schedules import AuxSteps, GeometricRamp, never
 from fishleg.step_rules import StepRule
 
-__all__ = ["MANUAL", "Stateful", "build_curvature", "build_graft", "build_partner", "is_manual", "needs_aux_data"]
+__all__ = [
+    "MANUAL",
+    "Moved",
+    "Stateful",
+    "build_curvature",
+    "build_graft",
+    "build_partner",
+    "is_manual",
+    "needs_aux_data",
+]
 
 
 class Stateful(Protocol):
@@ -37,6 +47,28 @@ class Stateful(Protocol):
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore the part's keys from a checkpoint's FishLeg section (it holds every part's)."""
         ...
+
+
+class Moved:
+    """A member the optimizer once forwarded to a part, by its old name: still read (with a
+    DeprecationWarning naming the part's member) so existing code keeps working; to be removed."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.old = f"{owner.__name__}.{name}"
+
+    def __get__(self, obj: object, owner: type | None = None) -> Any:  # noqa: ANN401 (whatever the part holds)
+        if obj is None:
+            return self
+        part, member = self.path.split(".")
+        warnings.warn(
+            f"{self.old} is deprecated: read {self.old.split('.')[0]}.{self.path} (the part that owns it)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(getattr(obj, part), member)
 
 
 def needs_aux_data(config: FishLegConfig, rule: StepRule, damping: Damping) -> list[str]:

@@ -143,7 +143,7 @@ class Trainer:
         if isinstance(self.optimizer, FishLeg) and not bool(self.optimizer.is_finite()):
             raise NonFiniteLoss(f"epoch {self.epoch + 1}: FishLeg's λ became non-finite; lower aux_lr or raise damping")
         if isinstance(self.optimizer, FishLeg) and self.optimizer.curvature.aux_step_count:
-            metrics["aux_loss"] = float(self.optimizer.last_aux_loss)  # none before the aux loop's first step
+            metrics["aux_loss"] = float(self.optimizer.curvature.last_aux_loss)  # none before the aux loop's first step
         metrics["epoch_time_s"] = time.perf_counter() - start
         self.epoch += 1
         self.history.append(metrics)

@@ -51,7 +51,7 @@ def test_fishleg_trains_with_a_dataset_as_aux_data():
         loss.backward()
         opt.step()
         losses.append(loss.item())
-    assert opt.aux_step_count == 20 and losses[-1] < losses[0]
+    assert opt.curvature.aux_step_count == 20 and losses[-1] < losses[0]
 
 
 class _Pairs(torch.utils.data.Dataset):

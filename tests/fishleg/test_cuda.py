@@ -44,7 +44,7 @@ def train(model: nn.Module, opt: FishLeg, x: torch.Tensor, y: torch.Tensor, step
 def test_lambda_and_buffers_live_on_the_model_device(q_structure):
     model, opt, x, y = problem(CUDA, q_structure)
     train(model, opt, x, y, 2)
-    for block in opt.blocks:
+    for block in opt.curvature.blocks:
         assert all(t.device.type == "cuda" for t in block.structure.params)
         assert block.grad.device.type == "cuda" and block.qg.device.type == "cuda"
     assert all(v.device.type == "cuda" for s in opt.state.values() for v in s.values() if torch.is_tensor(v))
@@ -91,7 +91,7 @@ def test_every_early_epoch_option_trains_on_the_gpu(step_rule):
     before = closure().item()
     for _ in range(10):
         opt.step(closure)
-    assert opt.damping_scale.device.type == "cuda" and bool(opt.is_finite())
+    assert opt.damping_rule.scale.device.type == "cuda" and bool(opt.is_finite())
     assert nn.functional.cross_entropy(model(x), y).item() < before
 
 

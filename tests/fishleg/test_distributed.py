@@ -49,7 +49,7 @@ def probes(net: nn.Module) -> list[torch.Tensor]:
 
 
 def lambdas(opt: FishLeg) -> list[torch.Tensor]:
-    return [lam.detach().clone() for b in opt.blocks for lam in b.structure.params]
+    return [lam.detach().clone() for b in opt.curvature.blocks for lam in b.structure.params]
 
 
 def worker(rank: int, port: int, out: Path) -> None:

@@ -55,13 +55,13 @@ def test_a_registered_structure_is_selectable_and_trains(registries):
     assert FishLegConfig(q_structure="scalar").q_structure == "scalar"
     model = nn.Linear(3, 2)
     opt = FishLeg(model, GaussianLikelihood(), aux_data="manual", q_structure="scalar", init_scale=0.25, seed=0)
-    assert [type(b.structure) for b in opt.blocks] == [ScalarQ]
+    assert [type(b.structure) for b in opt.curvature.blocks] == [ScalarQ]
     g = [torch.randn_like(p) for p in model.parameters()]
     for out, gi in zip(opt.apply_q(g), g):
         torch.testing.assert_close(out, 0.25 * gi)
-    before = opt.blocks[0].structure.params[0].detach().clone()
+    before = opt.curvature.blocks[0].structure.params[0].detach().clone()
     opt.update_aux(torch.randn(16, 3), u=g)
-    assert not torch.equal(before, opt.blocks[0].structure.params[0])
+    assert not torch.equal(before, opt.curvature.blocks[0].structure.params[0])
     with pytest.raises(ValueError, match=r"(?s)q_structure.*must be one of .*scalar"):
         FishLegConfig(q_structure="scalarr")
 
@@ -87,14 +87,14 @@ def test_a_registered_probe_scheme_is_chosen_by_name_and_fits_q_along_its_probes
     ref = FishLeg(nn.Linear(3, 2), GaussianLikelihood(), aux_data="manual", aux_lr=0.1, seed=0)
     ref.load_state_dict(opt.state_dict())
     replay = torch.Generator().set_state(opt.curvature.probe_rng.get_state())
-    u = [t for b in ref.blocks for t in b.split(rademacher(b.grad.shape, replay))]
+    u = [t for b in ref.curvature.blocks for t in b.split(rademacher(b.grad.shape, replay))]
     opt.update_aux(x)
     ref.update_aux(x, u=u)  # the same probes, given explicitly
-    for mine, theirs in zip(opt.blocks, ref.blocks, strict=True):
+    for mine, theirs in zip(opt.curvature.blocks, ref.curvature.blocks, strict=True):
         torch.testing.assert_close(mine.structure.params, theirs.structure.params)
     assert not torch.equal(
-        opt.blocks[0].structure.params[0],
-        FishLeg(model, GaussianLikelihood(), aux_data="manual").blocks[0].structure.params[0],
+        opt.curvature.blocks[0].structure.params[0],
+        FishLeg(model, GaussianLikelihood(), aux_data="manual").curvature.blocks[0].structure.params[0],
     )
     with pytest.raises(ValueError, match=r"(?s)u_sampling.*must be one of \['gaussian', 'gradient', 'rademacher'\]"):
         FishLegConfig(u_sampling="rademacherr")
@@ -112,11 +112,11 @@ class MyLinear(nn.Module):
 
 def test_a_registered_layer_gets_the_chosen_structure(registries):
     before = FishLeg(MyLinear(), GaussianLikelihood(), aux_data="manual")
-    assert [b.structure.shape for b in before.blocks] == [(4, 3), (4,)]  # unknown: diag per parameter
+    assert [b.structure.shape for b in before.curvature.blocks] == [(4, 3), (4,)]  # unknown: diag per parameter
     register_layer(MyLinear)(WeightBiasAdapter)
     after = FishLeg(MyLinear(), GaussianLikelihood(), aux_data="manual")
-    assert len(after.blocks) == 1 and isinstance(after.blocks[0].structure, KronQ)
-    assert after.blocks[0].structure.shape == (4, 4) and after.blocks[0].names == ["weight", "bias"]
+    assert len(after.curvature.blocks) == 1 and isinstance(after.curvature.blocks[0].structure, KronQ)
+    assert after.curvature.blocks[0].structure.shape == (4, 4) and after.curvature.blocks[0].names == ["weight", "bias"]
 
 
 class HalfGaussian(GaussianLikelihood):

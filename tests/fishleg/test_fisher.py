@@ -21,17 +21,17 @@ def test_fvp_quadratic_form_and_gram_match_dense_fisher(likelihood):
     model = tiny_mlp()
     x = torch.randn(6, 4)
     opt = FishLeg(model, likelihood, aux_data="manual")
-    dense = dense_fisher(model, likelihood, x, opt.blocks)
-    blocks_v = [torch.randn(b.structure.shape) for b in opt.blocks]
-    params = {n: p.detach() for b in opt.blocks for n, p in zip(b.names, b.params)}
-    tangents = {n: t for b, v in zip(opt.blocks, blocks_v) for n, t in zip(b.names, b.split(v))}
+    dense = dense_fisher(model, likelihood, x, opt.curvature.blocks)
+    blocks_v = [torch.randn(b.structure.shape) for b in opt.curvature.blocks]
+    params = {n: p.detach() for b in opt.curvature.blocks for n, p in zip(b.names, b.params)}
+    tangents = {n: t for b, v in zip(opt.curvature.blocks, blocks_v) for n, t in zip(b.names, b.split(v))}
     fv, _ = fisher_vector_product(model, likelihood, x, params, tangents)
-    got = torch.cat([b.join([fv[n] for n in b.names]).flatten() for b in opt.blocks])
+    got = torch.cat([b.join([fv[n] for n in b.names]).flatten() for b in opt.curvature.blocks])
     flat = torch.cat([v.flatten() for v in blocks_v])
     torch.testing.assert_close(got, dense @ flat, rtol=1e-4, atol=1e-6)
     torch.testing.assert_close(fisher_quadratic_form(model, likelihood, x, params, tangents), flat @ dense @ flat)
     other = {n: torch.randn_like(p) for n, p in params.items()}
-    other_flat = torch.cat([b.join([other[n] for n in b.names]).flatten() for b in opt.blocks])
+    other_flat = torch.cat([b.join([other[n] for n in b.names]).flatten() for b in opt.curvature.blocks])
     basis = torch.stack([flat, other_flat])
     torch.testing.assert_close(fisher_gram(model, likelihood, x, params, [tangents, other]), basis @ dense @ basis.T)
 
@@ -44,7 +44,7 @@ def test_fisher_is_the_gauss_newton_of_the_loss_when_outputs_flatten_positions_i
     x = torch.randn(2, 3, 4)
     y = torch.randint(0, 3, (6,)) if isinstance(likelihood, CategoricalLikelihood) else torch.rand(6, 3)
     opt = FishLeg(model, likelihood, aux_data="manual")
-    params = {n: p.detach() for b in opt.blocks for n, p in zip(b.names, b.params)}
+    params = {n: p.detach() for b in opt.curvature.blocks for n, p in zip(b.names, b.params)}
     tangents = {n: torch.randn_like(p) for n, p in params.items()}
     fv, out = fisher_vector_product(model, likelihood, x, params, tangents)
 
@@ -62,7 +62,7 @@ def test_fisher_is_the_gauss_newton_of_the_loss_when_outputs_flatten_positions_i
 def test_fisher_is_psd_and_symmetric():
     model = tiny_mlp()
     opt = FishLeg(model, CategoricalLikelihood(), aux_data="manual")
-    dense = dense_fisher(model, CategoricalLikelihood(), torch.randn(8, 4), opt.blocks)
+    dense = dense_fisher(model, CategoricalLikelihood(), torch.randn(8, 4), opt.curvature.blocks)
     torch.testing.assert_close(dense, dense.T, atol=1e-6, rtol=1e-5)
     assert torch.linalg.eigvalsh(dense).min() > -1e-6
 

@@ -48,7 +48,7 @@ def test_each_blocks_step_has_the_grafted_methods_length_and_fishlegs_direction(
         before, shadow_before = copy.deepcopy(model), copy.deepcopy(shadow)
         opt.step()
         alone.step()
-        for b in opt.blocks:
+        for b in opt.curvature.blocks:
             index = [i for i, p in enumerate(model.parameters()) if any(p is q for q in b.params)]
             step = [list(before.parameters())[i] - list(model.parameters())[i] for i in index]
             own = [list(shadow_before.parameters())[i] - list(shadow.parameters())[i] for i in index]

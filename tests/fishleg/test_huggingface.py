@@ -27,14 +27,14 @@ def tiny_gpt2(attention: str) -> torch.nn.Module:
 def test_fisher_products_of_a_gpt2_under_eager_attention_match_the_dense_fisher():
     model = CausalLMLogits(tiny_gpt2("eager"))
     opt = FishLeg(model, "categorical", aux_data="manual", q_structure="kron")
-    assert {type(b.structure).__name__ for b in opt.blocks} >= {"KronQ"}  # the Conv1D projections
+    assert {type(b.structure).__name__ for b in opt.curvature.blocks} >= {"KronQ"}  # the Conv1D projections
     x = torch.randint(0, 7, (2, 5))
-    dense = dense_fisher(model, CategoricalLikelihood(), x, opt.blocks)
-    v = [torch.randn(b.structure.shape) for b in opt.blocks]
-    params = {n: p.detach() for b in opt.blocks for n, p in zip(b.names, b.params)}
-    tangents = {n: t for b, vb in zip(opt.blocks, v) for n, t in zip(b.names, b.split(vb))}
+    dense = dense_fisher(model, CategoricalLikelihood(), x, opt.curvature.blocks)
+    v = [torch.randn(b.structure.shape) for b in opt.curvature.blocks]
+    params = {n: p.detach() for b in opt.curvature.blocks for n, p in zip(b.names, b.params)}
+    tangents = {n: t for b, vb in zip(opt.curvature.blocks, v) for n, t in zip(b.names, b.split(vb))}
     fv, _ = fisher_vector_product(model, CategoricalLikelihood(), x, params, tangents)
-    got = torch.cat([b.join([fv[n] for n in b.names]).flatten() for b in opt.blocks])
+    got = torch.cat([b.join([fv[n] for n in b.names]).flatten() for b in opt.curvature.blocks])
     torch.testing.assert_close(got, dense @ torch.cat([t.flatten() for t in v]), rtol=1e-4, atol=1e-6)
 
 

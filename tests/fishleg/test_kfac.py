@@ -132,10 +132,10 @@ def test_kfac_init_starts_q_near_the_damped_inverse_fisher(q_structure):
         GaussianLikelihood().nll(model(x), y).backward()
         grads = [p.grad.clone() for p in model.parameters()]
         opt.step()
-        assert opt.aux_step_count == 0
-        for got, expected in zip([v for b in opt.blocks for v in b.qg_views], opt.apply_q(grads)):
+        assert opt.curvature.aux_step_count == 0
+        for got, expected in zip([v for b in opt.curvature.blocks for v in b.qg_views], opt.apply_q(grads)):
             torch.testing.assert_close(got, expected)
-        q = dense_q(opt.blocks[0].structure).detach()
+        q = dense_q(opt.curvature.blocks[0].structure).detach()
         plain = torch.linalg.norm(q - target) / torch.linalg.norm(target)
         weighted = torch.linalg.norm(root @ q @ root - torch.eye(8)) / 8**0.5
         return float(plain), float(weighted)
@@ -148,10 +148,10 @@ def test_kfac_init_runs_once_and_is_checkpointed():
     model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 3))
     x, y = torch.randn(32, 3), torch.randint(3, (32,))
     opt = FishLeg(model, CategoricalLikelihood(), x, q_init="kfac", aux_batch_size=16, damping=0.1)
-    identity = [lam.detach().clone() for b in opt.blocks for lam in b.structure.params]
+    identity = [lam.detach().clone() for b in opt.curvature.blocks for lam in b.structure.params]
     CategoricalLikelihood().nll(model(x), y).backward()
     opt.step()
-    started = [lam.detach().clone() for b in opt.blocks for lam in b.structure.params]
+    started = [lam.detach().clone() for b in opt.curvature.blocks for lam in b.structure.params]
     assert not any(torch.equal(a, b) for a, b in zip(identity, started))
     restored = FishLeg(
         nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 3)), CategoricalLikelihood(), x, q_init="kfac"
@@ -160,7 +160,7 @@ def test_kfac_init_runs_once_and_is_checkpointed():
     for p in restored.model.parameters():
         p.grad = torch.zeros_like(p)
     restored.step()  # step 2 of a restored run: no second initialisation
-    for lam, expected in zip([lam for b in restored.blocks for lam in b.structure.params], started):
+    for lam, expected in zip([lam for b in restored.curvature.blocks for lam in b.structure.params], started):
         torch.testing.assert_close(lam.detach(), expected)
 
 
@@ -209,8 +209,8 @@ def test_kfac_every_restarts_q_at_a_fresh_estimate_and_clears_its_moments():
 
     model, opt = build()
     train(model, opt, range(3))  # steps 1-3: the K-FAC start, an aux update at step 3
-    kron = [b for b in opt.blocks if b.layer is not None and b.structure.kronecker_init]
-    diag = [b for b in opt.blocks if b not in kron]
+    kron = [b for b in opt.curvature.blocks if b.layer is not None and b.structure.kronecker_init]
+    diag = [b for b in opt.curvature.blocks if b not in kron]
     assert len(kron) == 2 and diag
     diag_before = [lam.detach().clone() for b in diag for lam in b.structure.params]
     seen = {}
@@ -235,12 +235,12 @@ def test_kfac_every_restarts_q_at_a_fresh_estimate_and_clears_its_moments():
         left, right = damped_inverse_factors(*factors, damping=0.1)
         torch.testing.assert_close(dense_q(b.structure).detach(), torch.kron(left @ left.T, right @ right.T))
         for lam in b.structure.params:
-            assert all(not m.any() for m in opt.aux_optimizer.state[lam].values())
+            assert all(not m.any() for m in opt.curvature.aux_optimizer.state[lam].values())
     for lam, before in zip([lam for b in diag for lam in b.structure.params], diag_before):
         torch.testing.assert_close(lam.detach(), before)
-        assert opt.aux_optimizer.state[lam]["exp_avg"].any()
+        assert opt.curvature.aux_optimizer.state[lam]["exp_avg"].any()
     grads = [p.grad.clone() for p in opt.param_groups[0]["params"]]
-    for got, expected in zip([v for b in opt.blocks for v in b.qg_views], opt.apply_q(grads)):
+    for got, expected in zip([v for b in opt.curvature.blocks for v in b.qg_views], opt.apply_q(grads)):
         torch.testing.assert_close(got, expected)  # step 4's Q·g used the restarted Q
 
     train(model, opt, range(4, 8))  # a second restart at step 7
@@ -276,7 +276,7 @@ def test_without_the_aux_loop_q_stays_at_each_kfac_estimate():
 
     def recording(inputs: torch.Tensor) -> list:
         blocks = initialize_q(inputs)
-        estimates.append([dense_q(b.structure).detach().clone() for b in opt.blocks])
+        estimates.append([dense_q(b.structure).detach().clone() for b in opt.curvature.blocks])
         return blocks
 
     opt.curvature.initialize_q = recording
@@ -285,11 +285,13 @@ def test_without_the_aux_loop_q_stays_at_each_kfac_estimate():
         CategoricalLikelihood().nll(model(x[8 * step - 8 : 8 * step]), y[8 * step - 8 : 8 * step]).backward()
         opt.step()
         assert len(estimates) == 1 + (step - 1) // 3  # made at steps 1, 4, 7
-        for b, q in zip(opt.blocks, estimates[-1]):
+        for b, q in zip(opt.curvature.blocks, estimates[-1]):
             torch.testing.assert_close(dense_q(b.structure).detach(), q, rtol=0, atol=0)
-    assert opt.curvature.aux_step_count == 0 and opt.aux_optimizer.state == {}
+    assert opt.curvature.aux_step_count == 0 and opt.curvature.aux_optimizer.state == {}
     assert not torch.equal(estimates[0][0], estimates[-1][0])  # the estimate moved with the weights
-    diag = [dense_q(b.structure).detach() for b in opt.blocks if b.layer is None or not b.structure.kronecker_init]
+    diag = [
+        dense_q(b.structure).detach() for b in opt.curvature.blocks if b.layer is None or not b.structure.kronecker_init
+    ]
     assert diag and all(torch.equal(q, torch.eye(len(q))) for q in diag)
 
 

@@ -39,12 +39,12 @@ def test_aux_gradient_matches_dense_autograd(name, precondition, scale_free):
     )
     randomize(opt)
     x = torch.randn(7, 3)
-    probes = [torch.randn(b.structure.shape) for b in opt.blocks]
-    grads, aux_loss = opt.aux_gradients(opt.blocks, x, probes)
+    probes = [torch.randn(b.structure.shape) for b in opt.curvature.blocks]
+    grads, aux_loss = opt.curvature.aux_gradients(opt.curvature.blocks, x, probes)
 
-    fisher = dense_fisher(model, likelihood, x, opt.blocks)
-    lambdas = [[lam.detach().clone().requires_grad_() for lam in b.structure.params] for b in opt.blocks]
-    q = torch.block_diag(*[dense_q(b.structure, lams) for b, lams in zip(opt.blocks, lambdas)])
+    fisher = dense_fisher(model, likelihood, x, opt.curvature.blocks)
+    lambdas = [[lam.detach().clone().requires_grad_() for lam in b.structure.params] for b in opt.curvature.blocks]
+    q = torch.block_diag(*[dense_q(b.structure, lams) for b, lams in zip(opt.curvature.blocks, lambdas)])
     u = torch.cat([p.flatten() for p in probes])
     qu = q @ u
     curvature = fisher + damping * torch.eye(len(u))
@@ -67,7 +67,7 @@ def test_a_wide_layer_on_aligned_rows_steps_and_learns_lambda_as_the_dense_maths
     model, likelihood, damping = nn.Linear(ALIGN_FROM + 9, 3), CategoricalLikelihood(), 0.3
     opt = FishLeg(model, likelihood, aux_data="manual", damping=damping, normalize_aux=False, aux_lr=0.05)
     randomize(opt)
-    (block,) = opt.blocks
+    (block,) = opt.curvature.blocks
     assert block.structure.shape == (3, ALIGN_FROM + 10)
     assert not block.grad.is_contiguous() and block.grad.stride()[0] % ROW_ALIGN == 0
     x = torch.randn(16, ALIGN_FROM + 9)
@@ -82,7 +82,7 @@ def test_a_wide_layer_on_aligned_rows_steps_and_learns_lambda_as_the_dense_maths
     flat_u = block.join(u).flatten()
     dense = dense_q(block.structure, lambdas)
     qu = dense @ flat_u
-    curvature = dense_fisher(model, likelihood, x, opt.blocks) + damping * torch.eye(len(flat_u))
+    curvature = dense_fisher(model, likelihood, x, opt.curvature.blocks) + damping * torch.eye(len(flat_u))
     residual = (curvature @ qu - flat_u).detach()
     expected = torch.autograd.grad(qu @ (dense @ residual).detach(), lambdas)
     reference = torch.optim.Adam(lambdas, lr=0.05, foreach=False)
@@ -105,9 +105,9 @@ def test_the_scale_free_aux_loss_is_blind_to_q_scale_and_needs_a_step_length_fro
     )
     randomize(opt)
     x = torch.randn(7, 3)
-    probes = [torch.randn(b.structure.shape) for b in opt.blocks]
-    grads, _ = opt.aux_gradients(opt.blocks, x, probes)
-    lefts = [b.structure.params[0].detach().tril() for b in opt.blocks]
+    probes = [torch.randn(b.structure.shape) for b in opt.curvature.blocks]
+    grads, _ = opt.curvature.aux_gradients(opt.curvature.blocks, x, probes)
+    lefts = [b.structure.params[0].detach().tril() for b in opt.curvature.blocks]
     terms = torch.stack([(lam * g.tril()).sum() for lam, g in zip(lefts, grads[::2], strict=True)])
     assert terms.abs().min() > 1e-3 * terms.abs().max()  # not zero block by block
     assert abs(float(terms.sum())) < 1e-4 * float(terms.abs().sum())
@@ -132,11 +132,11 @@ def test_kron_learns_inverse_damped_fisher_of_linear_regression():
     )
     for i in range(1500):
         if i == 1000:
-            opt.aux_optimizer.param_groups[0]["lr"] = 3e-3
+            opt.curvature.aux_optimizer.param_groups[0]["lr"] = 3e-3
         opt.update_aux(x)
     xt = torch.cat([x, torch.ones(len(x), 1)], dim=1)
     target = torch.linalg.inv(torch.kron(torch.eye(2), xt.T @ xt / len(x)) + damping * torch.eye(8))
-    q = dense_q(opt.blocks[0].structure).detach()
+    q = dense_q(opt.curvature.blocks[0].structure).detach()
     v = torch.randn(8, 100)
     rel = torch.linalg.norm(q @ v - target @ v, dim=0) / torch.linalg.norm(target @ v, dim=0)
     assert rel.max() < 0.05, rel.max()
@@ -207,11 +207,11 @@ def test_state_dict_round_trip_continues_bit_identically(name):
     saved = torch.load(buf, weights_only=True)
     model2.load_state_dict(saved["model"])
     opt2.load_state_dict(saved["opt"])
-    assert opt2.step_count == 5 and opt2.aux_step_count == 2
+    assert opt2.step_count == 5 and opt2.curvature.aux_step_count == 2
     train(model2, opt2, data, 6)
     for p1, p2 in zip(model.state_dict().values(), model2.state_dict().values()):
         assert torch.equal(p1, p2)
-    assert torch.equal(opt.last_aux_loss, opt2.last_aux_loss)
+    assert torch.equal(opt.curvature.last_aux_loss, opt2.curvature.last_aux_loss)
 
 
 def test_aux_pass_leaves_batchnorm_buffers_and_rng_unchanged():
@@ -224,7 +224,7 @@ def test_aux_pass_leaves_batchnorm_buffers_and_rng_unchanged():
     assert torch.equal(torch.get_rng_state(), rng)
     for n, b in model.named_buffers():
         assert torch.equal(b, before[n]), n
-    assert torch.isfinite(opt.last_aux_loss)
+    assert torch.isfinite(opt.curvature.last_aux_loss)
 
 
 def test_aux_schedule_and_gradient_probe_share_q_g():
@@ -236,15 +236,16 @@ def test_aux_schedule_and_gradient_probe_share_q_g():
     for _ in range(7):
         opt.zero_grad()
         CategoricalLikelihood().nll(model(x), y).backward()
-        lam_before = [lam.clone() for b in opt.blocks for lam in b.structure.params]
+        lam_before = [lam.clone() for b in opt.curvature.blocks for lam in b.structure.params]
         expected_qg = opt.apply_q([p.grad for p in opt.param_groups[0]["params"]])
         opt.step()
-        counts.append(opt.aux_step_count)
-        got_qg = [v for b in opt.blocks for v in b.qg_views]
+        counts.append(opt.curvature.aux_step_count)
+        got_qg = [v for b in opt.curvature.blocks for v in b.qg_views]
         for g, e in zip(got_qg, expected_qg):
             torch.testing.assert_close(g, e, rtol=1e-5, atol=1e-6)
         changed = any(
-            not torch.equal(a, lam) for a, lam in zip(lam_before, (x for b in opt.blocks for x in b.structure.params))
+            not torch.equal(a, lam)
+            for a, lam in zip(lam_before, (x for b in opt.curvature.blocks for x in b.structure.params))
         )
         assert changed == (opt.step_count % 3 == 0)
     assert counts == [0, 0, 1, 1, 1, 2, 2]
@@ -278,8 +279,8 @@ def test_autocast_training_keeps_curvature_in_float32():
         CategoricalLikelihood().nll(out.float(), y).backward()
         with torch.autocast("cpu", dtype=torch.bfloat16):
             opt.step()
-    assert all(lam.dtype == torch.float32 for b in opt.blocks for lam in b.structure.params)
-    assert torch.isfinite(opt.last_aux_loss) and opt.aux_step_count == 3
+    assert all(lam.dtype == torch.float32 for b in opt.curvature.blocks for lam in b.structure.params)
+    assert torch.isfinite(opt.curvature.last_aux_loss) and opt.curvature.aux_step_count == 3
 
 
 @pytest.mark.parametrize(
@@ -329,7 +330,9 @@ def test_damping_in_param_groups_drives_the_aux_step():
         opt = FishLeg(tiny_mlp(), CategoricalLikelihood(), aux_data="manual", damping=build, seed=0)
         if then is not None:
             opt.param_groups[0]["damping"] = then
-        g, loss = opt.aux_gradients(opt.blocks, x, [b.join(grads[i : i + 2]) for i, b in zip((0, 2), opt.blocks)])
+        g, loss = opt.curvature.aux_gradients(
+            opt.curvature.blocks, x, [b.join(grads[i : i + 2]) for i, b in zip((0, 2), opt.curvature.blocks)]
+        )
         losses.append(float(loss.detach()))
         lambda_grads.append([t.clone() for t in g])
     assert losses[0] == pytest.approx(losses[1]) and losses[0] != pytest.approx(losses[2])
@@ -351,7 +354,7 @@ def test_building_leaves_the_global_rng_alone_and_seed_fixes_random_factors():
     assert torch.equal(torch.get_rng_state(), state)
     b = FishLeg(models[1], "categorical", aux_data="manual", q_structure="kron_sum", seed=3)
     c = FishLeg(models[2], "categorical", aux_data="manual", q_structure="kron_sum", seed=4)
-    lam = [blk.structure.params[0] for blk in (a.blocks[0], b.blocks[0], c.blocks[0])]
+    lam = [blk.structure.params[0] for blk in (a.curvature.blocks[0], b.curvature.blocks[0], c.curvature.blocks[0])]
     assert torch.equal(lam[0], lam[1]) and not torch.equal(lam[0], lam[2])
 
 
@@ -387,26 +390,26 @@ def test_warm_start_fits_q_to_the_fisher_before_the_first_step():
     )  # fmt: skip
 
     def error() -> float:
-        q = dense_q(opt.blocks[0].structure).detach()
+        q = dense_q(opt.curvature.blocks[0].structure).detach()
         return float(torch.linalg.norm(q - target) / torch.linalg.norm(target))
 
     before = error()
     GaussianLikelihood().nll(model(x), y).backward()
     grads = [p.grad.clone() for p in opt.param_groups[0]["params"]]
     opt.step()
-    assert opt.aux_step_count == 300 and error() < 0.25 * before, (before, error())
-    for got, expected in zip([v for b in opt.blocks for v in b.qg_views], opt.apply_q(grads)):
+    assert opt.curvature.aux_step_count == 300 and error() < 0.25 * before, (before, error())
+    for got, expected in zip([v for b in opt.curvature.blocks for v in b.qg_views], opt.apply_q(grads)):
         torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
     opt.zero_grad()
     GaussianLikelihood().nll(model(x), y).backward()
     opt.step()
-    assert opt.aux_step_count == 300  # once, before the first step only
+    assert opt.curvature.aux_step_count == 300  # once, before the first step only
 
     restored = FishLeg(nn.Linear(3, 2), GaussianLikelihood(), x, warmup_aux_steps=300, u_sampling="gaussian")
     restored.load_state_dict(opt.state_dict())
     restored.model.weight.grad, restored.model.bias.grad = (torch.ones(2, 3), torch.ones(2))
     restored.step()
-    assert restored.aux_step_count == 300  # a restored optimizer does not warm up again
+    assert restored.curvature.aux_step_count == 300  # a restored optimizer does not warm up again
 
 
 def test_dense_aux_steps_update_lambda_every_step_first_then_every_kth():
@@ -418,7 +421,7 @@ def test_dense_aux_steps_update_lambda_every_step_first_then_every_kth():
         opt.zero_grad()
         CategoricalLikelihood().nll(model(x), y).backward()
         opt.step()
-        counts.append(opt.aux_step_count)
+        counts.append(opt.curvature.aux_step_count)
     assert counts == [1, 2, 3, 3, 4, 4, 4, 4, 4, 5, 5, 5]
 
 
@@ -444,7 +447,7 @@ def test_step_makes_no_host_sync_with_every_option(monkeypatch, u_sampling):
                 m.setattr(torch.Tensor, name, refuse)
             loss = opt.step(closure_for(opt, x, y))
         losses.append(float(loss.detach()))
-    assert opt.aux_step_count == 2 + 2 + 1 + 1  # warm-up, steps 1-2, steps 3 and 6
+    assert opt.curvature.aux_step_count == 2 + 2 + 1 + 1  # warm-up, steps 1-2, steps 3 and 6
     assert losses[-1] < losses[0]
 
 
@@ -468,8 +471,10 @@ def test_adaptive_damping_trusts_an_exact_quadratic_model():
     closure = closure_for(opt, x, y)
     for _ in range(6):
         opt.step(closure)
-    torch.testing.assert_close(opt.last_rho, torch.tensor(1.0), rtol=1e-2, atol=0)  # float32 loss differences
-    torch.testing.assert_close(opt.damping_scale, torch.tensor((19 / 20) ** 6))
+    torch.testing.assert_close(
+        opt.damping_rule.last_rho, torch.tensor(1.0), rtol=1e-2, atol=0
+    )  # float32 loss differences
+    torch.testing.assert_close(opt.damping_rule.scale, torch.tensor((19 / 20) ** 6))
 
 
 def test_adaptive_damping_grows_when_the_step_overshoots_and_is_checkpointed():
@@ -479,12 +484,12 @@ def test_adaptive_damping_grows_when_the_step_overshoots_and_is_checkpointed():
     closure = closure_for(opt, x, y)
     for _ in range(3):
         opt.step(closure)
-    assert opt.last_rho < 0.25
-    torch.testing.assert_close(opt.damping_scale, torch.tensor((20 / 19) ** 3))
+    assert opt.damping_rule.last_rho < 0.25
+    torch.testing.assert_close(opt.damping_rule.scale, torch.tensor((20 / 19) ** 3))
     restored = FishLeg(tiny_mlp(), "categorical", x, update_aux_every=1, adaptive_damping=True)
     restored.load_state_dict(opt.state_dict())
-    torch.testing.assert_close(restored.damping_scale, opt.damping_scale)
-    torch.testing.assert_close(restored.last_rho, opt.last_rho)
+    torch.testing.assert_close(restored.damping_rule.scale, opt.damping_rule.scale)
+    torch.testing.assert_close(restored.damping_rule.last_rho, opt.damping_rule.last_rho)
 
 
 def test_adaptive_damping_scales_the_damping_the_aux_step_uses():
@@ -492,10 +497,10 @@ def test_adaptive_damping_scales_the_damping_the_aux_step_uses():
     opt = FishLeg(tiny_mlp(), "categorical", x, damping=0.2, adaptive_damping=True)
     u = [torch.randn_like(p) for p in opt.param_groups[0]["params"]]
     probes = opt.curvature.per_block(u)
-    qu = [b.structure.apply_cached(p, torch.empty_like(p)) for b, p in zip(opt.blocks, probes)]
-    _, before = opt.aux_gradients(opt.blocks, x, probes, qu)
-    opt.damping_scale.fill_(3.0)
-    _, after = opt.aux_gradients(opt.blocks, x, probes, qu)
+    qu = [b.structure.apply_cached(p, torch.empty_like(p)) for b, p in zip(opt.curvature.blocks, probes)]
+    _, before = opt.curvature.aux_gradients(opt.curvature.blocks, x, probes, qu)
+    opt.damping_rule.scale.fill_(3.0)
+    _, after = opt.curvature.aux_gradients(opt.curvature.blocks, x, probes, qu)
     norm2 = sum(float(v.pow(2).sum()) for v in qu)  # A = ½vᵀ(F+γI)v − uᵀv: γ enters as ½γ‖v‖²
     torch.testing.assert_close(after - before, torch.tensor(0.5 * (0.6 - 0.2) * norm2), rtol=1e-4, atol=1e-5)
 
@@ -520,7 +525,9 @@ def test_an_aux_loop_nothing_feeds_is_refused_at_construction_with_what_to_pass(
         FishLeg(tiny_mlp(), "categorical")
     with pytest.raises(ValueError, match="aux_data 'manul': the only text it takes is 'manual'"):
         FishLeg(tiny_mlp(), "categorical", aux_data="manul")
-    assert FishLeg(tiny_mlp(), "categorical", learn_q=False).aux_sampler is None  # Q kept at q_init on purpose
+    assert (
+        FishLeg(tiny_mlp(), "categorical", learn_q=False).curvature.aux_sampler is None
+    )  # Q kept at q_init on purpose
 
 
 def _steps(opt: FishLeg, model: nn.Module, n: int, after_each=lambda: None) -> None:
@@ -549,7 +556,7 @@ def test_no_warning_when_q_is_fixed_on_purpose_or_fed_by_hand(setup, recwarn):
     feed = (lambda: opt.update_aux(torch.randn(4, 3))) if setup == "update_aux" else (lambda: None)
     _steps(opt, model, 8, feed)
     assert not [w for w in recwarn if "has not been learnt" in str(w.message)]
-    assert opt.aux_step_count == (8 if setup == "update_aux" else 0)
+    assert opt.curvature.aux_step_count == (8 if setup == "update_aux" else 0)
 
 
 def test_loading_another_optimizers_state_is_refused_by_name():
@@ -581,11 +588,11 @@ def test_the_first_aux_step_moves_each_lambda_against_its_own_gradient(name):
     model, x = tiny_mlp(), torch.randn(12, 3)
     opt = FishLeg(model, "categorical", aux_data="manual", q_structure=name, aux_lr=1e-3, seed=0)
     u = [torch.randn_like(p) for p in model.parameters()]
-    grads, _ = opt.aux_gradients(opt.blocks, x, opt.curvature.per_block(u))
+    grads, _ = opt.curvature.aux_gradients(opt.curvature.blocks, x, opt.curvature.per_block(u))
     grads = [g.clone() for g in grads]
-    before = [lam.detach().clone() for b in opt.blocks for lam in b.structure.params]
+    before = [lam.detach().clone() for b in opt.curvature.blocks for lam in b.structure.params]
     opt.update_aux(x, u)
-    after = [lam.detach() for b in opt.blocks for lam in b.structure.params]
+    after = [lam.detach() for b in opt.curvature.blocks for lam in b.structure.params]
     for g, b, a in zip(grads, before, after):
         clear = g.abs() > 1e-6
         torch.testing.assert_close((a - b)[clear], -1e-3 * g.sign()[clear], rtol=1e-3, atol=1e-7)
@@ -604,13 +611,13 @@ def test_adaptive_damping_needs_a_closure_on_every_step():
 def recording_draws(opt: FishLeg) -> list[torch.Tensor]:
     """The aux batches `opt` draws from now on, in order (the draws themselves unchanged)."""
     drawn: list[torch.Tensor] = []
-    draw = opt.aux_sampler.draw
-    opt.aux_sampler.draw = lambda: drawn.append(draw()) or drawn[-1]
+    draw = opt.curvature.aux_sampler.draw
+    opt.curvature.aux_sampler.draw = lambda: drawn.append(draw()) or drawn[-1]
     return drawn
 
 
 def flat_params(opt: FishLeg) -> torch.Tensor:
-    return torch.cat([b.join([p.detach() for p in b.params]).flatten() for b in opt.blocks])
+    return torch.cat([b.join([p.detach() for p in b.params]).flatten() for b in opt.curvature.blocks])
 
 
 def test_quadratic_step_minimises_the_damped_model_over_q_g_and_the_last_step():
@@ -629,9 +636,9 @@ def test_quadratic_step_minimises_the_damped_model_over_q_g_and_the_last_step():
         before = flat_params(opt)
         opt.step(closure_for(opt, x, y))
         step = flat_params(opt) - before
-        g = torch.cat([b.grad.flatten() for b in opt.blocks])
-        qg = torch.cat([b.qg.flatten() for b in opt.blocks])
-        fisher = dense_fisher(opt.model, opt.likelihood, drawn[-1], opt.blocks, at=before)
+        g = torch.cat([b.grad.flatten() for b in opt.curvature.blocks])
+        qg = torch.cat([b.qg.flatten() for b in opt.curvature.blocks])
+        fisher = dense_fisher(opt.model, opt.likelihood, drawn[-1], opt.curvature.blocks, at=before)
         model_grad = g + (fisher + damping * torch.eye(len(g))) @ step
         for direction in (qg, last):
             if direction.norm() > 0:
@@ -673,21 +680,21 @@ def test_aux_lr_start_moves_geometrically_to_aux_lr_and_resumes_where_it_was():
     kwargs = {"aux_lr": 1e-4, "aux_lr_start": 1e-2, "aux_lr_decay_steps": 4, "update_aux_every": 1, "seed": 0}
     opt = FishLeg(tiny_mlp(), "categorical", x, aux_batch_size=8, **kwargs)
     assert isinstance(opt.curvature.aux_lr_ramp, torch.optim.lr_scheduler.LRScheduler)
-    lambdas = [lam for b in opt.blocks for lam in b.structure.params]
+    lambdas = [lam for b in opt.curvature.blocks for lam in b.structure.params]
     before = [lam.detach().clone() for lam in lambdas]
     closure = closure_for(opt, x, y)
-    rates = [opt.aux_optimizer.param_groups[0]["lr"]]
+    rates = [opt.curvature.aux_optimizer.param_groups[0]["lr"]]
     opt.step(closure)
     moved = max(float((lam.detach() - b).abs().max()) for lam, b in zip(lambdas, before))
     assert moved == pytest.approx(1e-2, rel=1e-3)  # Adam's first step moves λ by its lr
     for _ in range(2):
-        rates.append(opt.aux_optimizer.param_groups[0]["lr"])
+        rates.append(opt.curvature.aux_optimizer.param_groups[0]["lr"])
         opt.step(closure)
     restored = FishLeg(tiny_mlp(), "categorical", x, aux_batch_size=8, **kwargs)
     restored.load_state_dict(opt.state_dict())
     restored.model.load_state_dict(opt.model.state_dict())
     for _ in range(3):
-        rates.append(restored.aux_optimizer.param_groups[0]["lr"])
+        rates.append(restored.curvature.aux_optimizer.param_groups[0]["lr"])
         restored.step(closure_for(restored, x, y))
     assert rates == pytest.approx([1e-2, 10**-2.5, 1e-3, 10**-3.5, 1e-4, 1e-4])
 
@@ -700,7 +707,7 @@ def test_bound_step_shortens_only_q_g_longer_than_g_over_damping():
         opt = FishLeg(
             model, "gaussian", torch.randn(8, 3), damping=damping, beta=0.0, weight_decay=0.0, bound_step=True
         )
-        opt.blocks[0].structure.set_kronecker(2 * torch.eye(2), 2 * torch.eye(4))
+        opt.curvature.blocks[0].structure.set_kronecker(2 * torch.eye(2), 2 * torch.eye(4))
         model.weight.grad, model.bias.grad = torch.randn(2, 3), torch.randn(2)
         before = [p.detach().clone() for p in model.parameters()]
         grads = [p.grad.clone() for p in model.parameters()]

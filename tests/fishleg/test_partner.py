@@ -32,7 +32,7 @@ def test_partner_parameters_move_exactly_as_adamw_alone_under_fishlegs_schedule(
     tokens, labels = torch.randint(10, (32,)), torch.randint(4, (32,))
     opt = FishLeg(model, "categorical", tokens, partner="adamw", partner_betas=(0.8, 0.99), lr=0.02,
                   weight_decay=0.1, aux_batch_size=8, update_aux_every=2)  # fmt: skip
-    assert [b.names for b in opt.blocks] == [["hidden.weight", "hidden.bias"], ["head.weight", "head.bias"]]
+    assert [b.names for b in opt.curvature.blocks] == [["hidden.weight", "hidden.bias"], ["head.weight", "head.bias"]]
     mine = [shadow.embed.weight, shadow.norm.weight, shadow.norm.bias]
     adamw = torch.optim.AdamW(mine, lr=0.02, betas=(0.8, 0.99), weight_decay=0.1)
     schedule = torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)
@@ -94,3 +94,16 @@ def test_each_part_checkpoints_its_own_keys_in_the_layout_of_the_first_checkpoin
     again = FishLeg(Tagger(), "categorical", aux_data="manual")
     again.load_state_dict(old)
     assert again.step_count == 7 and again.graft is None and again.partner is None
+
+
+def test_members_that_moved_to_their_parts_still_read_with_a_warning_naming_the_part():
+    opt = FishLeg(Tagger(), "categorical", aux_data="manual", adaptive_damping=False)
+    moved = {
+        "blocks": opt.curvature.blocks,
+        "aux_optimizer": opt.curvature.aux_optimizer,
+        "aux_step_count": opt.curvature.aux_step_count,
+        "damping_scale": opt.damping_rule.scale,
+    }
+    for old, value in moved.items():
+        with pytest.warns(DeprecationWarning, match=rf"FishLeg\.{old} is deprecated: read FishLeg\.\w+\.\w+"):
+            assert getattr(opt, old) is value

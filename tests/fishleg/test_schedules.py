@@ -29,7 +29,7 @@ def _train(opt: FishLeg, model: nn.Module, steps: int, closure: bool = False) ->
             loss()
             opt.step()
         group = opt.param_groups[0]
-        seen.append({"lr": group["lr"], "damping": group["damping"], "aux": opt.aux_step_count})
+        seen.append({"lr": group["lr"], "damping": group["damping"], "aux": opt.curvature.aux_step_count})
     return seen
 
 
@@ -74,9 +74,9 @@ def test_adaptive_damping_judges_the_steps_a_scheduled_interval_names():
     )  # fmt: skip
     judged = []
     for step in range(1, 9):
-        before = opt.last_rho
+        before = opt.damping_rule.last_rho
         _train(opt, model, 1, closure=True)
-        if opt.last_rho is not before:  # each judgement leaves a new ρ
+        if opt.damping_rule.last_rho is not before:  # each judgement leaves a new ρ
             judged.append(step)
     assert judged == [1, 2, 4, 8]
 

@@ -15,7 +15,7 @@ STRUCTURE_NAMES = ["diag", "kron", "kron_diag", "kron_sum"]
 
 def randomize(opt: FishLeg) -> None:
     with torch.no_grad():
-        for b in opt.blocks:
+        for b in opt.curvature.blocks:
             for lam in b.structure.params:
                 lam.copy_(torch.randn_like(lam))
             b.structure.refresh()
@@ -29,7 +29,7 @@ def test_apply_q_matches_dense(name, layer):
     rank = {"kron_sum_rank": 3} if name == "kron_sum" else {}
     opt = FishLeg(layer, GaussianLikelihood(), aux_data="manual", q_structure=name, **rank)
     randomize(opt)
-    (block,) = opt.blocks
+    (block,) = opt.curvature.blocks
     vectors = [torch.randn_like(p) for p in block.params]
     got = opt.apply_q(vectors)
     u = block.join(vectors).flatten()
@@ -58,9 +58,9 @@ def test_init_is_scaled_identity(name):
 def test_norm_layers_and_unknown_parameters_get_diag():
     model = nn.Sequential(nn.Linear(3, 4), nn.LayerNorm(4), nn.Embedding(5, 4))
     opt = FishLeg(model, GaussianLikelihood(), aux_data="manual", q_structure="kron")
-    kinds = [type(b.structure).__name__ for b in opt.blocks]
+    kinds = [type(b.structure).__name__ for b in opt.curvature.blocks]
     assert kinds == ["KronQ", "DiagQ", "DiagQ", "DiagQ"]
-    assert opt.blocks[0].structure.shape == (4, 4)
+    assert opt.curvature.blocks[0].structure.shape == (4, 4)
 
 
 def test_registry_lists_builtins():

@@ -61,12 +61,12 @@ def run(options: dict[str, Any]) -> dict[str, torch.Tensor]:
             return loss
 
         losses.append(opt.step(closure).detach())
-    lambdas = [lam.detach().flatten() for b in opt.blocks for lam in b.structure.params]
+    lambdas = [lam.detach().flatten() for b in opt.curvature.blocks for lam in b.structure.params]
     return {
         "losses": torch.stack(losses),
         "params": torch.cat([p.detach().flatten() for p in model.parameters()]),
         "lambda": torch.cat(lambdas),
-        "damping_scale": opt.damping_scale.detach().clone(),
+        "damping_scale": opt.damping_rule.scale.detach().clone(),
     }
 
 

@@ -37,8 +37,8 @@ def test_round_trip_keeps_every_hyperparameter(tmp_path):
     model = nn.Linear(3, 4)
     opt = FishLeg.from_config(model, loaded, likelihood=CategoricalLikelihood(), aux_data=torch.randn(8, 3))
     assert opt.config == cfg.optimizer
-    assert opt.param_groups[0]["lr"] == 0.02 and opt.aux_optimizer.param_groups[0]["lr"] == 3e-4
-    assert type(opt.blocks[0].structure).__name__ == "KronSumQ"
+    assert opt.param_groups[0]["lr"] == 0.02 and opt.curvature.aux_optimizer.param_groups[0]["lr"] == 3e-4
+    assert type(opt.curvature.blocks[0].structure).__name__ == "KronSumQ"
 
 
 @pytest.mark.parametrize(
