@@ -23,7 +23,7 @@ from tuning.records.ledger import Ledger, TrialRecord, format_counts
 from tuning.records.status import TERMINAL
 from tuning.report.comparison import comparison_page, held_out_metric
 from tuning.run.overrides import Override
-from tuning.selection.ablation import ablate, ablations
+from tuning.selection.ablation import Ablation, ablate, ablations
 from tuning.selection.holdout import evaluate_seed_runs
 from tuning.selection.intervals import BETTER, CONFIDENCE, Difference, difference
 from tuning.selection.robust import SeedRuns, best_of, retrain_top
@@ -33,7 +33,7 @@ from tuning.summary import time_to
 from tuning.sweep.callbacks import is_protocol_error, sweep_failure
 from tuning.sweep.spec import MAX_SEEDS, SweepSpec
 
-__all__ = ["Comparison", "Side", "compare_sweeps", "time_to_target"]
+__all__ = ["Comparison", "Judgement", "Side", "compare_sweeps", "judge", "time_to_target"]
 
 MAX_TOP_K = 20  # configs of each sweep re-trained on fresh seeds
 
@@ -50,6 +50,17 @@ class Side:
     def best(self, metric: str, mode: str) -> SeedRuns:
         """The candidate with the best mean final metric over its seeds."""
         return self.candidates[best_of(self.candidates, metric, mode)]
+
+
+@dataclass
+class Judgement:
+    """The verdict, comparison.json's numbers, each side's title ("name (optimizer)") and the
+    leader's difference from each side (by split; {} for the leader)."""
+
+    verdict: str
+    summary: dict[str, Any]
+    titles: list[str]
+    versus: list[dict[str, Difference]]
 
 
 @dataclass
@@ -240,6 +251,95 @@ def _verdict(
     return verdict
 
 
+def judge(
+    sides: Sequence[Side],
+    best: Sequence[SeedRuns],
+    tests: Sequence[dict[str, Any]],
+    ablated: Sequence[Sequence[Ablation]],
+    *,
+    num_samples: int,
+    target: float | None,
+    rounds: SeedRounds | None,
+    left_out: dict[str, str],
+) -> Judgement:
+    """The verdict and comparison.json's numbers, from each side's chosen seed runs (`best`),
+    their test results (`tests`, {} where not evaluated) and Q-only variants (`ablated`): no
+    training here. `rounds`: the sequential rule that grew the seeds, if any (its confidence);
+    `left_out`: the sweeps not compared, and why."""
+    spec = sides[0].spec
+    metric, mode, n = spec.metric.name, spec.metric.mode, num_samples
+    labels = [side.label for side in sides]
+    confidence = CONFIDENCE if rounds is None else rounds.confidence
+    titles = [f"{side.label} ({side.spec.optimizer.name})" for side in sides]
+    reach = _reach(best, labels, metric, mode)
+    leader = min(range(len(best)), key=lambda i: best[i].rank_key(metric, mode))
+    versus = _against_leader(best, tests, leader, metric, mode, confidence)
+    counts = sorted({len(b.seeds) for b in best})
+    context = {"metric": metric, "mode": mode, "subject": spec.subject, "trials": n, "labels": labels}
+    context["seeds"] = " to ".join(map(str, counts[:: max(1, len(counts) - 1)]))
+    context["confidence"] = f"{100 * confidence:.4g}%"
+    verdict = _verdict(titles, best, reach, tests, versus, context)
+    for title, variants in zip(titles, ablated):
+        if variants:
+            verdict += (
+                f" What the learnt Q adds to {title}, its chosen config re-trained on the same seeds with only Q "
+                f"changed ({title} − it, 95% interval): "
+                + "; ".join(f"{a.name} {a.learnt_q.describe()}" for a in variants)
+                + "."
+            )
+    verdict += "".join(f" ({label}: {why}, so it is not compared.)" for label, why in left_out.items())
+    if rounds is not None:
+        got = ", ".join(f"{title} {len(b.seeds)}" for title, b in zip(titles, best))
+        verdict += f" Seeds: {rounds.describe()}; each side got: {got}."
+    summary = {
+        "subject": spec.subject,
+        "metric": metric,
+        "mode": mode,
+        "num_samples": n,
+        "seeds": best[0].seeds,
+        "confidence": confidence,
+        "sequential": None if rounds is None else {"rule": rounds.describe(), "looks": rounds.looks},
+        "target": target,
+        "verdict": verdict,
+        "left_out": left_out,
+        "leader": labels[leader],
+        "pairs": [
+            {"side": labels[leader], "against": labels[i], "split": split, **d.to_dict()}
+            for i, pair in enumerate(versus)
+            for split, d in pair.items()
+        ],
+        "sides": {
+            side.label: {
+                "title": title,
+                "optimizer": side.spec.optimizer.name,
+                "sweep": str(side.folder),
+                "best": {
+                    "params": b.params,
+                    "mean": b.mean(metric),
+                    "std": b.std(metric),
+                    "finals": b.finals(metric),
+                    "diverged_seeds": sum(b.diverged),
+                    "seconds": sum(b.mean_curve("epoch_time_s")),
+                    "epochs": len(b.mean_curve(metric)),
+                    "curve": b.mean_curve(metric),
+                    "elapsed": list(accumulate(b.mean_curve("epoch_time_s"))),
+                    "reach": r,
+                    "to_target": None
+                    if target is None
+                    else dict(zip(("epochs", "seconds"), time_to_target(b, metric, mode, target))),
+                    "test": t,
+                },
+                "candidates": [
+                    {"params": c.params, "finals": c.finals(metric), "mean": c.mean(metric)} for c in side.candidates
+                ],
+                "ablations": [a.to_dict(metric) for a in variants],
+            }
+            for side, title, b, r, t, variants in zip(sides, titles, best, reach, tests, ablated)
+        },
+    }
+    return Judgement(verdict, summary, titles, versus)
+
+
 def compare_sweeps(
     spec_files: Sequence[Path],
     *,
@@ -301,7 +401,6 @@ def compare_sweeps(
     best = [s.best(metric, mode) for s in sides]  # each side's choice, on the same number of seeds
     if rounds is not None:
         best = separate([s.spec for s in sides], best, rounds, metric, mode, echo, labels, store)
-    confidence = CONFIDENCE if rounds is None else rounds.confidence
     tests: list[dict[str, Any]] = [{} for _ in sides]  # a training function's test split is its own
     if specs[0].workload is not None:
         echo("evaluating each sweep's chosen config on the test split (once, over its seed re-runs)")
@@ -316,76 +415,11 @@ def compare_sweeps(
         ablated.append(ablate(side.spec, b, metric, mode, store))
     if store.read:
         echo(f"{store.read} seed re-runs were read back from {store.folder}, not trained again")
-    titles = [f"{side.label} ({side.spec.optimizer.name})" for side in sides]
-    reach = _reach(best, labels, metric, mode)
-    leader = min(range(len(best)), key=lambda i: best[i].rank_key(metric, mode))
-    versus = _against_leader(best, tests, leader, metric, mode, confidence)
-    counts = sorted({len(b.seeds) for b in best})
-    context = {"metric": metric, "mode": mode, "subject": specs[0].subject, "trials": n, "labels": labels}
-    context["seeds"] = " to ".join(map(str, counts[:: max(1, len(counts) - 1)]))
-    context["confidence"] = f"{100 * confidence:.4g}%"
-    verdict = _verdict(titles, best, reach, tests, versus, context)
-    for title, variants in zip(titles, ablated):
-        if variants:
-            verdict += (
-                f" What the learnt Q adds to {title}, its chosen config re-trained on the same seeds with only Q "
-                f"changed ({title} − it, 95% interval): "
-                + "; ".join(f"{a.name} {a.learnt_q.describe()}" for a in variants)
-                + "."
-            )
-    verdict += "".join(f" ({label}: {why}, so it is not compared.)" for label, why in left_out.items())
-    if rounds is not None:
-        got = ", ".join(f"{title} {len(b.seeds)}" for title, b in zip(titles, best))
-        verdict += f" Seeds: {rounds.describe()}; each side got: {got}."
-    summary = {
-        "subject": specs[0].subject,
-        "metric": metric,
-        "mode": mode,
-        "num_samples": n,
-        "seeds": best[0].seeds,
-        "confidence": confidence,
-        "sequential": None if rounds is None else {"rule": rounds.describe(), "looks": rounds.looks},
-        "target": target,
-        "verdict": verdict,
-        "left_out": left_out,
-        "leader": labels[leader],
-        "pairs": [
-            {"side": labels[leader], "against": labels[i], "split": split, **d.to_dict()}
-            for i, pair in enumerate(versus)
-            for split, d in pair.items()
-        ],
-        "sides": {
-            side.label: {
-                "title": title,
-                "optimizer": side.spec.optimizer.name,
-                "sweep": str(side.folder),
-                "best": {
-                    "params": b.params,
-                    "mean": b.mean(metric),
-                    "std": b.std(metric),
-                    "finals": b.finals(metric),
-                    "diverged_seeds": sum(b.diverged),
-                    "seconds": sum(b.mean_curve("epoch_time_s")),
-                    "epochs": len(b.mean_curve(metric)),
-                    "curve": b.mean_curve(metric),
-                    "elapsed": list(accumulate(b.mean_curve("epoch_time_s"))),
-                    "reach": r,
-                    "to_target": None
-                    if target is None
-                    else dict(zip(("epochs", "seconds"), time_to_target(b, metric, mode, target))),
-                    "test": t,
-                },
-                "candidates": [
-                    {"params": c.params, "finals": c.finals(metric), "mean": c.mean(metric)} for c in side.candidates
-                ],
-                "ablations": [a.to_dict(metric) for a in variants],
-            }
-            for side, title, b, r, t, variants in zip(sides, titles, best, reach, tests, ablated)
-        },
-    }
-    (folder / "comparison.json").write_text(json.dumps(summary, indent=1, default=_json_default))
-    (folder / "comparison.html").write_text(comparison_page(titles, labels, best, versus, ablated, summary))
-    return Comparison(folder, verdict, summary)
+    judged = judge(sides, best, tests, ablated, num_samples=n, target=target, rounds=rounds, left_out=left_out)
+    (folder / "comparison.json").write_text(json.dumps(judged.summary, indent=1, default=_json_default))
+    page = comparison_page(judged.titles, labels, best, judged.versus, ablated, judged.summary)
+    (folder / "comparison.html").write_text(page)
+    return Comparison(folder, judged.verdict, judged.summary)
 
 
 def _json_default(value: object) -> object:
