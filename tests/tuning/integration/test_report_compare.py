@@ -154,6 +154,18 @@ def test_compare_of_three_sweeps_end_to_end(ray_local, tmp_path, capsys):
     assert seen.rendered == 2 and seen.errors == [] and len(seen.requests) == 1
     assert all(svg > 0 for svg, _ in seen.figures.values())
 
+    # compare --summary reads what compare wrote (here the comparison and a copy of it, as if a
+    # second workload had come out the same): the sides level with the leader are best or level
+    # on both, and the target is the loosest final among them.
+    shutil.copytree(folder, tmp_path / "again")
+    assert main(["compare", "--summary", str(folder), str(tmp_path / "again"), "--storage-path", str(tmp_path)]) == 0
+    summed = json.loads((tmp_path / "compare-summary" / "summary.json").read_text())
+    level = [order[0], *(other for other in order[1:] if pairs[(other, "validation")]["verdict"] == "level")]
+    assert [sorted(w["best_or_level"]) for w in summed["workloads"]] == [sorted(level)] * 2
+    assert summed["workloads"][0]["target"] == max(best[label]["mean"] for label in level)
+    out = capsys.readouterr().out
+    assert f"{order[0]}: best or level with the best on 2 of 2 workloads" in out
+
     # A compare stopped after its sweeps and seed re-runs (here: its report removed) is run
     # again: the sweeps it finished and every seed re-run are read back, none trained again.
     trials = {side: (folder / side / "trials.json").read_text() for side in ("fish", "adamw", "sgd", "big")}
