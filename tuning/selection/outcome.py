@@ -18,7 +18,7 @@ from tuning.records.status import TERMINAL, Status
 from tuning.records.tracking import MlflowSweep, runs_url
 from tuning.selection.export import write_best_config
 from tuning.selection.holdout import evaluate_chosen
-from tuning.selection.robust import RobustChoice, robust_best
+from tuning.selection.robust import RobustChoice, retrain_top, robust_best
 from tuning.selection.seed_store import SeedStore
 from tuning.sweep.callbacks import TrialRecorder, sweep_failure
 from tuning.sweep.reconcile import fail_running_study_trials
@@ -114,9 +114,10 @@ def _choose(
     sweep ended (the robust choice, or None); seed re-runs kept in the sweep's folder."""
     best = select_best(records, spec.metric.name, spec.metric.mode, spec.budget)
     top, seeds = spec.selection.robust_top, spec.selection.seeds
-    robust = (
-        robust_best(spec, records, top, seeds, echo, SeedStore.under(folder.path)) if top and not interrupted else None
-    )
+    robust = None
+    if top and not interrupted:
+        candidates = retrain_top(spec, records, top, seeds, echo, SeedStore.under(folder.path))
+        robust = robust_best(candidates, spec.metric.name, spec.metric.mode)
     return (best if robust is None else robust.best), robust
 
 

@@ -186,21 +186,12 @@ class RobustChoice:
     info: dict[str, Any]
 
 
-def robust_best(
-    spec: SweepSpec,
-    records: list[TrialRecord],
-    top: int,
-    seeds: int,
-    echo: Callable[[str], None],
-    store: SeedStore,
-) -> RobustChoice | None:
-    """Re-train the top `top` full-budget trials with `seeds` fresh seeds; the best validation
-    mean wins (a config with a diverged seed ranks last)."""
-    metric = spec.metric.name
-    candidates = retrain_top(spec, records, top, seeds, echo, store)
+def robust_best(candidates: list[tuple[TrialRecord, SeedRuns]], metric: str, mode: str) -> RobustChoice | None:
+    """The candidate (a trial and its config's fresh-seed runs, from `retrain_top`) with the
+    best validation mean (a config with a diverged seed ranks last); None without candidates."""
     if not candidates:
         return None
-    trial, chosen = candidates[best_of([runs for _, runs in candidates], metric, spec.metric.mode)]
+    trial, chosen = candidates[best_of([runs for _, runs in candidates], metric, mode)]
     info = {
         "seeds": chosen.seeds,
         "finals": chosen.finals(metric),
