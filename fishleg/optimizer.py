@@ -19,15 +19,22 @@ import torch
 from torch import Tensor, nn
 from typing_extensions import override
 
-from fishleg.aux_data import AuxData, AuxSampler
+from fishleg.aux_data import AuxData
 from fishleg.blocks import Block, build_blocks
 from fishleg.config import FishLegConfig
-from fishleg.damping import Damping, FixedDamping, LevenbergMarquardt
 from fishleg.distributed import broadcast_seed, unwrap
 from fishleg.fisher import AuxFisher
 from fishleg.likelihoods import LIKELIHOODS, Likelihood
 from fishleg.partner import partner_parameters
-from fishleg.parts import Moved, Stateful, build_curvature, build_graft, build_partner, is_manual, needs_aux_data
+from fishleg.parts import (
+    Moved,
+    Stateful,
+    build_curvature,
+    build_damping,
+    build_graft,
+    build_partner,
+    build_sampler,
+)
 from fishleg.schedules import at_step
 from fishleg.step_rules import STEP_RULES, StepContext, bound_steps
 from fishleg.structures import QSpec
@@ -122,24 +129,9 @@ class FishLeg(torch.optim.Optimizer):
             if self.graft is not None:
                 self.graft.init_state(self.state[p], p)
         self.partner = build_partner(config, partnered, self.param_groups[0])
-        group = self.param_groups[0]
-        self.damping_rule: Damping = (
-            LevenbergMarquardt(group, self._device, config.update_aux_every)
-            if config.adaptive_damping
-            else FixedDamping(group, self._device)
-        )
+        self.damping_rule = build_damping(config, self.param_groups[0], self._device)
         self.rule = STEP_RULES[config.step_rule](self.graft)
-        manual = is_manual(aux_data, config)
-        if manual:
-            aux_data = None
-        needs = needs_aux_data(config, self.rule, self.damping_rule)
-        if needs and aux_data is None:
-            raise ValueError(
-                f"FishLeg: {', '.join(needs)} needs aux_data (it runs the model's curvature on aux batches); "
-                "pass aux_data (a tensor of inputs, a Dataset, or fishleg.aux_from_loader(train_loader) in a "
-                "Lightning module, a Trainer or a script), or leave the option at its default"
-            )
-        sampler = None if aux_data is None else AuxSampler(aux_data, config.aux_batch_size, self._device, seed)
+        sampler = build_sampler(config, aux_data, self.rule, self.damping_rule, self._device, seed)
         self._fisher = None if sampler is None else AuxFisher(model, likelihood, sampler)
         self.curvature = build_curvature(
             config, model, likelihood, blocks, self.damping_rule, sampler, seed, self._device

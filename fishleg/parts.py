@@ -15,7 +15,7 @@ from fishleg.aux_data import AuxData, AuxSampler
 from fishleg.blocks import Block
 from fishleg.config import FishLegConfig
 from fishleg.curvature import AuxLoss, Curvature, QStart
-from fishleg.damping import Damping
+from fishleg.damping import Damping, FixedDamping, LevenbergMarquardt
 from fishleg.distributed import aux_work
 from fishleg.grafting import GRAFTS, Graft
 from fishleg.likelihoods import Likelihood
@@ -29,10 +29,10 @@ __all__ = [
     "Moved",
     "Stateful",
     "build_curvature",
+    "build_damping",
     "build_graft",
     "build_partner",
-    "is_manual",
-    "needs_aux_data",
+    "build_sampler",
 ]
 
 
@@ -71,7 +71,7 @@ class Moved:
         return getattr(getattr(obj, part), member)
 
 
-def needs_aux_data(config: FishLegConfig, rule: StepRule, damping: Damping) -> list[str]:
+def _needs_aux_data(config: FishLegConfig, rule: StepRule, damping: Damping) -> list[str]:
     """The options `config` turns on that run curvature on aux batches, by name."""
     needs = {
         "adaptive_damping": damping.needs_closure,
@@ -85,7 +85,7 @@ def needs_aux_data(config: FishLegConfig, rule: StepRule, damping: Damping) -> l
 MANUAL = "manual"  # aux_data when the training loop calls update_aux(inputs) itself
 
 
-def is_manual(aux_data: AuxData | str | None, config: FishLegConfig) -> bool:
+def _is_manual(aux_data: AuxData | str | None, config: FishLegConfig) -> bool:
     """Whether λ's updates are the caller's (`aux_data="manual"`); refuses an aux loop that
     nothing would feed, which would leave Q at its start without a word."""
     if isinstance(aux_data, str):
@@ -102,6 +102,36 @@ def is_manual(aux_data: AuxData | str | None, config: FishLegConfig) -> bool:
             "where q_init puts it"
         )
     return False
+
+
+def build_sampler(
+    config: FishLegConfig,
+    aux_data: AuxData | str | None,
+    rule: StepRule,
+    damping: Damping,
+    device: torch.device,
+    seed: int,
+) -> AuxSampler | None:
+    """Where aux batches come from: None with `aux_data="manual"` (the loop calls update_aux)
+    or without aux data; refuses a config whose parts need aux batches that none would feed."""
+    if _is_manual(aux_data, config):
+        aux_data = None
+    needs = _needs_aux_data(config, rule, damping)
+    if needs and aux_data is None:
+        raise ValueError(
+            f"FishLeg: {', '.join(needs)} needs aux_data (it runs the model's curvature on aux batches); "
+            "pass aux_data (a tensor of inputs, a Dataset, or fishleg.aux_from_loader(train_loader) in a "
+            "Lightning module, a Trainer or a script), or leave the option at its default"
+        )
+    return None if aux_data is None else AuxSampler(aux_data, config.aux_batch_size, device, seed)
+
+
+def build_damping(config: FishLegConfig, group: dict[str, Any], device: torch.device) -> Damping:
+    """γ's strategy on FishLeg's group: Levenberg–Marquardt with `adaptive_damping`, else the
+    group's damping as it is."""
+    if config.adaptive_damping:
+        return LevenbergMarquardt(group, device, config.update_aux_every)
+    return FixedDamping(group, device)
 
 
 def build_curvature(
