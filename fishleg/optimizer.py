@@ -7,8 +7,8 @@ The optimizer composes its parts, each in its own module: the curvature (`Curvat
 blocks' λ and the aux loop that learns them), the damping strategy (`Damping`: γ), the step
 rule (`StepRule`: what a step does with Q·g), the graft (`Graft`: a first-order method's step
 length, if asked) and a first-order partner (AdamW) for the parameters Q does not suit, if asked.
-`step` runs them in order and checks, in one place, what each part needs (aux data at
-construction, a closure at each step)."""
+`fishleg.parts` builds each from its own options (and refuses a config whose parts need aux
+batches that nothing feeds); `step` runs them in order, and checkpoints loop over them."""
 
 from __future__ import annotations
 
