@@ -289,10 +289,10 @@ def _start_locked(
         tell_warm_start(spec, folder.study_url, folder.name, plan.warm)
     if address is None:
         record_ray_processes(folder.path)
-    results, seconds = _fit(  # the Tuner is made inside Tune's environment too
+    seconds = _fit(  # the Tuner is made inside Tune's environment too
         lambda: make_tuner(spec, folder, mlflow, plan.file.fit, keep_checkpoints).fit(), spec, folder, mlflow
     )
-    return finish_sweep(spec, folder, meta, mlflow, echo, results, seconds)
+    return finish_sweep(spec, folder, meta, mlflow, echo, seconds)
 
 
 def run_sweep(
@@ -413,21 +413,20 @@ def _resume_locked(
         if spec.search.warm_start:  # told once: a kill may have come before it
             tell_warm_start(spec, folder.study_url, folder.name, warm_start(spec, check_warm_start(spec, str(path))))
         tuner = make_tuner(spec, folder, mlflow, fit, bool(meta.get("keep_checkpoints")))
-    results, seconds = _fit(tuner.fit, spec, folder, mlflow)
-    return finish_sweep(spec, folder, meta, mlflow, echo, results, seconds)
+    seconds = _fit(tuner.fit, spec, folder, mlflow)
+    return finish_sweep(spec, folder, meta, mlflow, echo, seconds)
 
 
-def _fit(
-    run: Callable[[], ResultGrid], spec: SweepSpec, folder: SweepFolder, mlflow: MlflowSweep
-) -> tuple[ResultGrid, float]:
-    """Run the Tuner, and say for how many seconds; if it dies (a second Ctrl-C, a crash in
-    Tune), close the MLflow runs it leaves open before the error goes on, so nothing stays
+def _fit(run: Callable[[], ResultGrid], spec: SweepSpec, folder: SweepFolder, mlflow: MlflowSweep) -> float:
+    """Run the Tuner, and say for how many seconds (what it ran is in the ledger); if it dies (a
+    second Ctrl-C, a crash in Tune), close the MLflow runs it leaves open before the error goes on, so nothing stays
     RUNNING until `resume`."""
     retry_lost_processes_only()  # max_failures: retries of a lost process, not of code that raised
     started = time.monotonic()
     try:
         with tune_environment():
-            return run(), time.monotonic() - started
+            run()
+            return time.monotonic() - started
     except BaseException:
         TrialRecorder(folder.ledger_file, spec.budget, mlflow).close_unfinished()
         mlflow.end(mlflow.parent_run_id, "KILLED")

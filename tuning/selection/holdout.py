@@ -14,12 +14,12 @@ from typing import Any
 
 import ray
 from ray import tune
-from ray.tune import ResultGrid
 
 from tuning.records.folder import SweepFolder
 from tuning.records.ledger import Best
 from tuning.run.config import RunConfig, load_run_config
 from tuning.selection.robust import SeedRuns, seed_config
+from tuning.sweep.retention import kept_checkpoint
 from tuning.sweep.spec import SweepSpec
 from tuning.sweep.trainable import restore
 from tuning.training import Trainer
@@ -88,7 +88,6 @@ def evaluate_chosen(
     best: Best,
     chosen: RunConfig,
     seed_runs: SeedRuns | None,
-    results: ResultGrid | None,
     echo: Callable[[str], None],
 ) -> tuple[dict[str, float] | None, dict[str, Any]]:
     """(test metrics, what they add to the provenance) of the chosen config (`chosen`: the best
@@ -107,12 +106,11 @@ def evaluate_chosen(
         summary = evaluate_seed_runs(spec.base_config(), seed_runs, cpu, gpu)
         means = {k: v for k, v in summary.items() if not k.endswith(("_std", "_finals"))}
         return means or None, {"test_on": "seed re-runs (mean)", "test_seed_runs": summary}
-    by_trial = {r.metrics.get("trial_id"): r for r in results or []}
-    result = by_trial.get(best.record.trial_id)
-    if result is None or result.checkpoint is None:
+    checkpoint = kept_checkpoint(folder, best.record)
+    if checkpoint is None:
         return None, {"test_on": "not evaluated: the chosen trial's final checkpoint is not available"}
     echo(f"evaluating trial {best.record.trial_id}'s final checkpoint on the test split (once)")
-    metrics = evaluate_checkpoint(chosen, result.checkpoint, cpu, gpu)
+    metrics = evaluate_checkpoint(chosen, checkpoint, cpu, gpu)
     epoch = metrics.pop("epoch")
     if epoch != best.record.epochs:
         return None, {"test_on": f"not evaluated: the last checkpoint is of epoch {epoch}, not {best.record.epochs}"}

@@ -10,8 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ray.tune import ResultGrid
-
 from tuning.records.folder import SweepFolder
 from tuning.records.ledger import Best, Ledger, TrialRecord, select_best
 from tuning.records.status import TERMINAL, Status
@@ -129,7 +127,6 @@ def _test_and_export(
     recorder: TrialRecorder,
     choice: tuple[Best, RobustChoice | None],
     interrupted: bool,
-    results: ResultGrid | None,
     echo: Echo,
 ) -> tuple[dict[str, float] | None, dict[str, Any]]:
     """The chosen config's test metrics, evaluated once (not while the sweep is unfinished), and
@@ -140,7 +137,7 @@ def _test_and_export(
         test, test_info = None, {"test_on": "not evaluated: the sweep is unfinished (evaluated once it ends)"}
     else:
         runs = None if robust is None else robust.runs
-        test, test_info = evaluate_chosen(spec, folder, best, chosen, runs, results, echo)
+        test, test_info = evaluate_chosen(spec, folder, best, chosen, runs, echo)
     write_best_config(
         best,
         chosen,
@@ -187,7 +184,6 @@ def finish_sweep(
     meta: dict[str, Any],
     mlflow: MlflowSweep,
     echo: Echo,
-    results: ResultGrid | None,
     seconds: float,
 ) -> SweepOutcome:
     """Close what did not finish, choose on validation (as the sweep's `selection:` says), test
@@ -202,7 +198,7 @@ def finish_sweep(
     test, test_info = None, {}
     if best is not None:
         choice = (best, robust)
-        test, test_info = _test_and_export(spec, folder, meta, mlflow, recorder, choice, end.interrupted, results, echo)
+        test, test_info = _test_and_export(spec, folder, meta, mlflow, recorder, choice, end.interrupted, echo)
     _close(spec, folder, meta, mlflow, recorder, end)
     return SweepOutcome(
         folder=folder.path,

@@ -19,12 +19,12 @@ from ray import tune
 from typing_extensions import override
 
 from tuning.records.folder import SweepFolder
-from tuning.records.ledger import Ledger, select_best
+from tuning.records.ledger import Ledger, TrialRecord, select_best
 
 if TYPE_CHECKING:
     from ray.tune.experiment import Trial
 
-__all__ = ["CheckpointRetention", "folder_size", "prune_checkpoints"]
+__all__ = ["CheckpointRetention", "folder_size", "kept_checkpoint", "prune_checkpoints"]
 
 SAVED_AFTER_STEPS = 2  # Tune's state is written each step and uploaded in the background
 
@@ -47,6 +47,19 @@ def prune_checkpoints(folder: SweepFolder, trial_ids: list[str], metric: str, mo
             if info.type == pyarrow.fs.FileType.Directory and info.base_name.startswith("checkpoint_"):
                 if info.base_name != keep:
                     fs.delete_dir(info.path)
+
+
+def kept_checkpoint(folder: SweepFolder, record: TrialRecord) -> tune.Checkpoint | None:
+    """A trial's last checkpoint as its record names it (the one `prune_checkpoints` keeps for
+    the chosen trial), or None if it has none or it is gone. Not Tune's latest: a trial whose
+    end was replayed on resume may be known to Tune by an earlier checkpoint, since pruned."""
+    if record.checkpoint is None:
+        return None
+    fs, root = _filesystem(folder.tune_experiment)
+    path = f"{root}/{folder.trial_folder(record.trial_id)}/{record.checkpoint}"
+    if fs.get_file_info(path).type != pyarrow.fs.FileType.Directory:
+        return None
+    return tune.Checkpoint(path, filesystem=fs)
 
 
 def folder_size(path: Path) -> int:

@@ -79,32 +79,47 @@ def resume(folder: Path, cwd: Path | None = None) -> subprocess.CompletedProcess
     return resumed
 
 
-# Trials per case: mid_sweep needs one trial ended while two others run; the others need two.
-@pytest.mark.parametrize(
-    ("when", "samples"),
-    [pytest.param(when, n, id=when.__name__) for when, n in ((at_first_start, 2), (mid_sweep, 3), (at_export, 2))],
-)
-def test_sigkill_then_resume_leaves_the_records_in_agreement(tmp_path, when, samples):
-    folder, cmd = slow_sweep(tmp_path, num_samples=samples, epochs=3, max_failures=1)
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+def collected(proc: subprocess.Popen) -> list[str]:
+    """The lines `proc` prints, as they come (read on a thread)."""
     output: list[str] = []
     threading.Thread(target=lambda: output.extend(proc.stdout), daemon=True).start()
-    deadline = time.time() + 240
-    while not when(ledger(folder), "".join(output)):
-        assert proc.poll() is None, "the sweep ended before the kill point"
-        assert time.time() < deadline, "the kill point was never reached"
-        time.sleep(0.05)
-    kill_sweep(proc)
-    before = {r["trial_id"]: r for r in ledger(folder) if r["status"] in TERMINAL}
+    return output
+
+
+def kept(row: dict) -> dict:
+    """What a resume must not change in a trial that had ended: its status and every epoch."""
+    return {"status": row["status"], "history": row["history"]}
+
+
+def test_sigkill_then_resume_leaves_the_records_in_agreement(tmp_path):
+    """One sweep of 3 trials killed at each point in turn, each kill followed by `resume`, the
+    next kill landing in that resume: at its first trial's start, mid-sweep (a trial ended,
+    another running), at the export. What had ended before a kill is never trained again."""
+    samples = 3
+    folder, cmd = slow_sweep(tmp_path, num_samples=samples, epochs=3, max_failures=1)
+    ended: dict[str, dict] = {}
+    for when in (at_first_start, mid_sweep, at_export):
+        proc = subprocess.Popen(
+            cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+        )
+        output = collected(proc)
+        deadline = time.time() + 240
+        while not when(ledger(folder), "".join(output)):
+            assert proc.poll() is None, f"the sweep ended before the kill point {when.__name__}"
+            assert time.time() < deadline, f"the kill point {when.__name__} was never reached"
+            time.sleep(0.05)
+        kill_sweep(proc)
+        rows = {r["trial_id"]: kept(r) for r in ledger(folder)}
+        assert all(rows[trial_id] == rec for trial_id, rec in ended.items()), when.__name__
+        ended = {trial_id: r for trial_id, r in rows.items() if r["status"] in TERMINAL}
+        cmd = [FISHLEG_TUNE, "resume", str(folder)]
 
     resume(folder)
 
     rows = {r["trial_id"]: r for r in ledger(folder)}
     assert len(rows) == samples and {r["status"] for r in rows.values()} <= TERMINAL
     assert len({json.dumps(r["params"], sort_keys=True) for r in rows.values()}) == samples  # nothing sampled twice
-    for trial_id, rec in before.items():  # finished before the kill: not trained again
-        assert rows[trial_id]["history"] == rec["history"]
-        assert rows[trial_id]["status"] == rec["status"]
+    assert all(kept(rows[trial_id]) == rec for trial_id, rec in ended.items())  # ended before the last kill
 
     study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{folder / 'optuna.db'}")
     states = [t.state for t in study.trials]
