@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the examples pac
 from benchmarks.drop_in import CHARLM  # noqa: E402
 from examples.charlm.train import build  # noqa: E402
 from fishleg import FishLeg  # noqa: E402
-from fishleg.fisher import fisher_vector_product  # noqa: E402
+from fishleg.curvature.fisher import fisher_vector_product  # noqa: E402
 from fishleg.likelihoods import CategoricalLikelihood  # noqa: E402
 from tuning.run.config import RunConfig  # noqa: E402
 

@@ -3,8 +3,8 @@
 A standalone library: it depends on torch, pydantic and PyYAML only. The tuning toolkit
 (`fishleg-tune`, package `tuning`) is built around it, never the other way round."""
 
-from fishleg.aux_data import aux_from_loader
 from fishleg.config import ConfigError, FishLegConfig, load_config
+from fishleg.curvature.aux_data import aux_from_loader
 from fishleg.layers import LayerAdapter, WeightBiasAdapter, register_layer
 from fishleg.likelihoods import (
     BernoulliLikelihood,

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from fishleg.kfac import Layer
+from fishleg.curvature.kfac import Layer
 from fishleg.layers import adapter_for
 from fishleg.structures import QSpec, QStructure, build_structure
 from fishleg.structures.base import workspace

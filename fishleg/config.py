@@ -32,11 +32,11 @@ from pydantic import (
 )
 from pydantic.fields import FieldInfo
 
-from fishleg.grafting import GRAFTS
-from fishleg.partner import parse_kinds
-from fishleg.probes import PROBES
-from fishleg.schedules import Schedule
-from fishleg.step_rules import STEP_RULES
+from fishleg.curvature.probes import PROBES
+from fishleg.step.grafting import GRAFTS
+from fishleg.step.partner import parse_kinds
+from fishleg.step.rules import STEP_RULES
+from fishleg.step.schedules import Schedule
 from fishleg.structures import STRUCTURES
 
 __all__ = [
@@ -72,7 +72,7 @@ class StrictModel(BaseModel):
 
 def _number_or_schedule(number: Any) -> WrapValidator:
     """A field that takes a number (validated as `number`) or a `Schedule`, a callable of the
-    step, passed through as it is (fishleg.schedules)."""
+    step, passed through as it is (fishleg.step.schedules)."""
     adapter = TypeAdapter(number)
 
     def validate(value: Any, handler: Any) -> Any:
@@ -171,7 +171,7 @@ class FishLegConfig(StrictModel):
         "with a and m minimising the damped quadratic model gᵀδ + ½δᵀ(F + γI)δ over the plane of Q·g and the last "
         "step δ₀, F on an aux batch; so lr = 1 is the model's minimiser, the model chooses the momentum m (beta "
         "stays at its default), and adaptive damping's ρ judges the step the model chose; needs aux_data, costs "
-        "two forward-mode passes per step), or a rule registered in fishleg.step_rules.STEP_RULES",
+        "two forward-mode passes per step), or a rule registered in fishleg.step.rules.STEP_RULES",
     )
     bound_step: bool = Field(
         False,
@@ -250,7 +250,7 @@ class FishLegConfig(StrictModel):
         "embedding,norm",
         description="comma-separated kinds of module whose parameters the partner trains: embedding "
         "(nn.Embedding), norm (LayerNorm, GroupNorm, RMSNorm, BatchNorm), head (the model's last nn.Linear), "
-        "or a kind registered with fishleg.partner.register_param_kind",
+        "or a kind registered with fishleg.step.partner.register_param_kind",
     )
     partner_betas: tuple[float, float] = Field((0.9, 0.999), description="the partner AdamW's betas")
 

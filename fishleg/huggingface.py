@@ -19,8 +19,8 @@ from __future__ import annotations
 from torch import Tensor, nn
 from typing_extensions import override
 
-from fishleg.aux_data import AuxData
 from fishleg.config import FishLegConfig
+from fishleg.curvature.aux_data import AuxData
 from fishleg.layers import LinearAdapter, register_layer
 from fishleg.optimizer import FishLeg
 

@@ -19,15 +19,13 @@ import torch
 from torch import Tensor, nn
 from typing_extensions import override
 
-from fishleg.aux_data import AuxData
 from fishleg.blocks import Block, build_blocks
 from fishleg.config import FishLegConfig
+from fishleg.curvature.aux_data import AuxData
+from fishleg.curvature.fisher import AuxFisher
 from fishleg.distributed import broadcast_seed, unwrap
-from fishleg.fisher import AuxFisher
 from fishleg.likelihoods import LIKELIHOODS, Likelihood
-from fishleg.partner import partner_parameters
 from fishleg.parts import (
-    Moved,
     Stateful,
     build_curvature,
     build_damping,
@@ -35,8 +33,9 @@ from fishleg.parts import (
     build_partner,
     build_sampler,
 )
-from fishleg.schedules import at_step
-from fishleg.step_rules import STEP_RULES, StepContext, bound_steps
+from fishleg.step.partner import partner_parameters
+from fishleg.step.rules import STEP_RULES, StepContext, bound_steps
+from fishleg.step.schedules import at_step
 from fishleg.structures import QSpec
 
 __all__ = ["FishLeg"]
@@ -71,7 +70,7 @@ class FishLeg(torch.optim.Optimizer):
     `lr`, `beta`, `weight_decay` and `damping` live in `param_groups[0]`, so schedulers (and
     adaptive rules) can change them between steps; `lr`, `damping` and `update_aux_every` also
     take a schedule, a callable of the step (from 1), which sets the group's value before each
-    step (`fishleg.schedules`). `aux_lr` lives in `curvature.aux_optimizer.param_groups`.
+    step (`fishleg.step.schedules`). `aux_lr` lives in `curvature.aux_optimizer.param_groups`.
     FishLeg has one parameter group (its blocks, `curvature.blocks`, span the model). With
     adaptive_damping, γ = param_groups[0]["damping"] × `damping_rule.scale` (a 0-d tensor the
     Levenberg–Marquardt rule moves; `damping_rule.last_rho` is its last reduction ratio), and
@@ -173,16 +172,6 @@ class FishLeg(torch.optim.Optimizer):
             )
         super().add_param_group(param_group)
 
-    # ---------------------------------------------------------------- members that moved to their parts
-    blocks = Moved("curvature.blocks")
-    aux_optimizer = Moved("curvature.aux_optimizer")
-    aux_sampler = Moved("curvature.aux_sampler")
-    aux_step_count = Moved("curvature.aux_step_count")
-    last_aux_loss = Moved("curvature.last_aux_loss")
-    aux_gradients = Moved("curvature.aux_gradients")
-    damping_scale = Moved("damping_rule.scale")
-    last_rho = Moved("damping_rule.last_rho")
-
     # ---------------------------------------------------------------- parameter step
     @override
     @torch.no_grad()
@@ -282,7 +271,7 @@ class FishLeg(torch.optim.Optimizer):
     @torch.no_grad()
     def initialize_q(self, inputs: Tensor) -> None:
         """Start Q(λ) of each Kronecker block at K-FAC's damped inverse estimated on a batch of
-        inputs (`fishleg.kfac`), with γ = param_groups[0]["damping"]; blocks whose structure or
+        inputs (`fishleg.curvature.kfac`), with γ = param_groups[0]["damping"]; blocks whose structure or
         layer has no Kronecker form keep their Q. `step` calls it before the first parameter
         step when q_init="kfac" (and again every `kfac_every` steps, clearing those λ's Adam
         moments)."""

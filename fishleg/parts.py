@@ -4,29 +4,27 @@ checkpoint is `Stateful`."""
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping
 from typing import Any, Protocol
 
 import torch
 from torch import nn
 
-from fishleg.aux_data import AuxData, AuxSampler
 from fishleg.blocks import Block
 from fishleg.config import FishLegConfig
-from fishleg.curvature import AuxLoss, Curvature, QStart
-from fishleg.damping import Damping, FixedDamping, LevenbergMarquardt
+from fishleg.curvature.aux_data import AuxData, AuxSampler
+from fishleg.curvature.curvature import AuxLoss, Curvature, QStart
+from fishleg.curvature.probes import PROBES
 from fishleg.distributed import aux_work
-from fishleg.grafting import GRAFTS, Graft
 from fishleg.likelihoods import Likelihood
-from fishleg.partner import Partner
-from fishleg.probes import PROBES
-from fishleg.schedules import AuxSteps, GeometricRamp, never
-from fishleg.step_rules import StepRule
+from fishleg.step.damping import Damping, FixedDamping, LevenbergMarquardt
+from fishleg.step.grafting import GRAFTS, Graft
+from fishleg.step.partner import Partner
+from fishleg.step.rules import StepRule
+from fishleg.step.schedules import AuxSteps, GeometricRamp, never
 
 __all__ = [
     "MANUAL",
-    "Moved",
     "Stateful",
     "build_curvature",
     "build_damping",
@@ -47,28 +45,6 @@ class Stateful(Protocol):
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore the part's keys from a checkpoint's FishLeg section (it holds every part's)."""
         ...
-
-
-class Moved:
-    """A member the optimizer once forwarded to a part, by its old name: still read (with a
-    DeprecationWarning naming the part's member) so existing code keeps working; to be removed."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.old = f"{owner.__name__}.{name}"
-
-    def __get__(self, obj: object, owner: type | None = None) -> Any:  # noqa: ANN401 (whatever the part holds)
-        if obj is None:
-            return self
-        part, member = self.path.split(".")
-        warnings.warn(
-            f"{self.old} is deprecated: read {self.old.split('.')[0]}.{self.path} (the part that owns it)",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return getattr(getattr(obj, part), member)
 
 
 def _needs_aux_data(config: FishLegConfig, rule: StepRule, damping: Damping) -> list[str]:

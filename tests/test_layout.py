@@ -77,3 +77,16 @@ def test_tuning_parts_import_downward():
         if t.startswith("tuning.") and level[t.split(".")[1]] > level[m.split(".")[1]]
     ]
     assert upward == []
+
+
+def test_modules_and_folders_stay_small_enough_to_read():
+    """The house's sizes: no module over 450 lines, no folder of more than 12 modules (a package's
+    `__init__` not counted); past them a part is split, not grown."""
+    modules = [p for package in ("fishleg", "tuning") for p in (ROOT / package).rglob("*.py")]
+    long = {str(p.relative_to(ROOT)): n for p in modules if (n := len(p.read_text().splitlines())) > 450}
+    folders: dict[Path, int] = {}
+    for p in modules:
+        if p.name != "__init__.py":
+            folders[p.parent] = folders.get(p.parent, 0) + 1
+    crowded = {str(folder.relative_to(ROOT)): n for folder, n in folders.items() if n > 12}
+    assert (long, crowded) == ({}, {})

@@ -18,10 +18,10 @@ from fishleg import (
     register_likelihood,
     register_structure,
 )
+from fishleg.curvature.probes import PROBES, Probes
 from fishleg.layers import LAYERS
 from fishleg.likelihoods import LIKELIHOODS
-from fishleg.probes import PROBES, Probes
-from fishleg.step_rules import STEP_RULES, StepContext, StepRule
+from fishleg.step.rules import STEP_RULES, StepContext, StepRule
 from fishleg.structures import STRUCTURES, KronQ
 
 

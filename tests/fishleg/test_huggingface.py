@@ -8,7 +8,7 @@ import torch
 
 from fishleg import CategoricalLikelihood, FishLeg
 from fishleg.config import FishLegConfig
-from fishleg.fisher import fisher_vector_product
+from fishleg.curvature.fisher import fisher_vector_product
 
 from .dense import dense_fisher
 

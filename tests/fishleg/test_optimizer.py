@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from fishleg import CategoricalLikelihood, FishLeg, GaussianLikelihood
-from fishleg.step_rules import minimise_quadratic
+from fishleg.step.rules import minimise_quadratic
 from fishleg.structures.base import ALIGN_FROM, ROW_ALIGN
 
 from .dense import dense_fisher, dense_q

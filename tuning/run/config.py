@@ -25,7 +25,7 @@ from tuning.run.overrides import Override, apply_overrides, close_key
 from tuning.yaml_files import parse_yaml
 
 if TYPE_CHECKING:
-    from fishleg.aux_data import AuxData
+    from fishleg.curvature.aux_data import AuxData
     from fishleg.likelihoods import Likelihood
 
 __all__ = [

@@ -25,7 +25,7 @@ from torch import nn
 
 from fishleg.config import StrictModel
 from fishleg.distributed import unwrap
-from fishleg.partner import Partner, partner_parameters
+from fishleg.step.partner import Partner, partner_parameters
 
 __all__ = [
     "AdamConfig",
@@ -134,7 +134,7 @@ def muon_split(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]
 
 class MuonWithAdamW(torch.optim.Optimizer):
     """torch.optim.Muon on `muon_params` and torch.optim.AdamW on `adamw_params` (its
-    `fishleg.partner.Partner`), stepped together. `param_groups` are the two optimizers' own
+    `fishleg.step.partner.Partner`), stepped together. `param_groups` are the two optimizers' own
     groups (Muon's first), so an LR scheduler on this optimizer scales both lrs by the same
     factor, and the partner keeps its own lr (it follows none of Muon's); `state_dict` holds both."""
 

@@ -24,7 +24,7 @@ from torch.func import functional_call, jvp, vjp
 from fishleg.likelihoods import Likelihood
 
 if TYPE_CHECKING:
-    from fishleg.aux_data import AuxSampler
+    from fishleg.curvature.aux_data import AuxSampler
 
 __all__ = ["curvature_pass", "fisher_gram", "fisher_quadratic_form", "fisher_vector_product", "model_function"]
 

@@ -6,9 +6,9 @@ import torch
 from torch import nn
 
 from fishleg import FishLeg
-from fishleg.schedules import AuxSteps, GeometricRamp
+from fishleg.step.schedules import AuxSteps, GeometricRamp
 
-from .trajectories import CASES, FIXTURE, run
+from ..trajectories import CASES, FIXTURE, run
 
 
 def _train(opt: FishLeg, model: nn.Module, steps: int, closure: bool = False) -> list[dict[str, float]]:

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from fishleg import FishLeg, FishLegConfig
-from fishleg.partner import partner_parameters
+from fishleg.step.partner import partner_parameters
 
 
 class Tagger(nn.Module):
@@ -94,16 +94,3 @@ def test_each_part_checkpoints_its_own_keys_in_the_layout_of_the_first_checkpoin
     again = FishLeg(Tagger(), "categorical", aux_data="manual")
     again.load_state_dict(old)
     assert again.step_count == 7 and again.graft is None and again.partner is None
-
-
-def test_members_that_moved_to_their_parts_still_read_with_a_warning_naming_the_part():
-    opt = FishLeg(Tagger(), "categorical", aux_data="manual", adaptive_damping=False)
-    moved = {
-        "blocks": opt.curvature.blocks,
-        "aux_optimizer": opt.curvature.aux_optimizer,
-        "aux_step_count": opt.curvature.aux_step_count,
-        "damping_scale": opt.damping_rule.scale,
-    }
-    for old, value in moved.items():
-        with pytest.warns(DeprecationWarning, match=rf"FishLeg\.{old} is deprecated: read FishLeg\.\w+\.\w+"):
-            assert getattr(opt, old) is value

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from fishleg.distributed import mean_across_ranks
-from fishleg.schedules import Schedule, at_step
+from fishleg.step.schedules import Schedule, at_step
 
 __all__ = ["Damping", "FixedDamping", "LevenbergMarquardt"]
 

@@ -6,7 +6,7 @@ from torch import nn
 from torch.utils.data import DataLoader, IterableDataset, TensorDataset
 
 from fishleg import FishLeg, GaussianLikelihood, aux_from_loader
-from fishleg.aux_data import AuxSampler
+from fishleg.curvature.aux_data import AuxSampler
 
 CPU = torch.device("cpu")
 

@@ -1,8 +1,8 @@
 """The curvature part of FishLeg: Q(λ) ≈ (F + γI)⁻¹ per block, and how λ is learnt — the aux
 loss A(λ; u) = ½ uᵀQ(F+γI)Qu − uᵀQu, its Adam loop, when that loop runs and how Q starts.
 
-It knows nothing of how a step uses Q·g (`fishleg.step_rules`) and reads γ from a damping
-strategy (`fishleg.damping`), so each can change without the others."""
+It knows nothing of how a step uses Q·g (`fishleg.step.rules`) and reads γ from a damping
+strategy (`fishleg.step.damping`), so each can change without the others."""
 
 from __future__ import annotations
 
@@ -14,15 +14,15 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from fishleg.aux_data import AuxSampler
 from fishleg.blocks import Block, BlockBuffer, dot, global_norm
-from fishleg.damping import Damping
+from fishleg.curvature.aux_data import AuxSampler
+from fishleg.curvature.fisher import curvature_pass, fisher_vector_product
+from fishleg.curvature.kfac import damped_inverse_factors, kronecker_factors
+from fishleg.curvature.probes import Probes
 from fishleg.distributed import AuxWork, mean_across_ranks
-from fishleg.fisher import curvature_pass, fisher_vector_product
-from fishleg.kfac import damped_inverse_factors, kronecker_factors
 from fishleg.likelihoods import Likelihood
-from fishleg.probes import Probes
-from fishleg.schedules import GeometricRamp
+from fishleg.step.damping import Damping
+from fishleg.step.schedules import GeometricRamp
 
 __all__ = ["AuxLoss", "Curvature", "QStart", "aux_residual"]
 
@@ -228,7 +228,7 @@ class Curvature:
     # ---------------------------------------------------------------- Q itself
     def initialize_q(self, inputs: Tensor) -> list[Block]:
         """Q(λ) of each Kronecker block at K-FAC's damped inverse estimated on a batch of inputs
-        (`fishleg.kfac`), with the current γ; other blocks keep their Q. Returns the blocks set."""
+        (`fishleg.curvature.kfac`), with the current γ; other blocks keep their Q. Returns the blocks set."""
         blocks = [b for b in self.blocks if b.layer is not None and b.structure.kronecker_init]
         factors = kronecker_factors(
             self.model, self.likelihood, inputs.to(self.device), [b.layer for b in blocks], self.probe_rng

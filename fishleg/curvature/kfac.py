@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from fishleg.fisher import curvature_pass, model_function
+from fishleg.curvature.fisher import curvature_pass, model_function
 from fishleg.layers import LayerAdapter
 from fishleg.likelihoods import Likelihood
 

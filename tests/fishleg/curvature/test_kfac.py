@@ -9,11 +9,11 @@ from torch import nn
 
 from fishleg import BernoulliLikelihood, CategoricalLikelihood, FishLeg, GaussianLikelihood, Likelihood
 from fishleg.config import FishLegConfig
-from fishleg.kfac import damped_inverse_factors, kronecker_factors
+from fishleg.curvature.kfac import damped_inverse_factors, kronecker_factors
 from fishleg.layers import adapter_for
 
-from .dense import dense_q, output_fisher
-from .test_optimizer import linear_regression_target
+from ..dense import dense_q, output_fisher
+from ..test_optimizer import linear_regression_target
 
 LIKELIHOODS = [GaussianLikelihood(sigma=0.7), BernoulliLikelihood(), CategoricalLikelihood()]
 

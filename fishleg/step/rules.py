@@ -14,11 +14,11 @@ import torch
 from torch import Tensor
 
 from fishleg.blocks import Block, BlockBuffer, dot
-from fishleg.damping import Damping
+from fishleg.curvature.fisher import AuxFisher
 from fishleg.distributed import mean_across_ranks
-from fishleg.fisher import AuxFisher
-from fishleg.grafting import Graft, block_norms
 from fishleg.registry import Registry
+from fishleg.step.damping import Damping
+from fishleg.step.grafting import Graft, block_norms
 
 __all__ = [
     "STEP_RULES",

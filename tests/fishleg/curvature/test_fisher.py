@@ -5,9 +5,9 @@ import torch
 from torch import nn
 
 from fishleg import BernoulliLikelihood, CategoricalLikelihood, FishLeg, GaussianLikelihood
-from fishleg.fisher import fisher_gram, fisher_quadratic_form, fisher_vector_product
+from fishleg.curvature.fisher import fisher_gram, fisher_quadratic_form, fisher_vector_product
 
-from .dense import dense_fisher
+from ..dense import dense_fisher
 
 LIKELIHOODS = [GaussianLikelihood(sigma=0.7), BernoulliLikelihood(), CategoricalLikelihood()]
 

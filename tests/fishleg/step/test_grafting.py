@@ -10,7 +10,7 @@ from torch import nn
 
 from fishleg import FishLeg, FishLegConfig
 
-from .test_structures import STRUCTURE_NAMES, randomize
+from ..test_structures import STRUCTURE_NAMES, randomize
 
 TORCH_METHODS = {
     "adam": lambda params, beta2, eps: torch.optim.Adam(params, lr=0.01, betas=(0.8, beta2), eps=eps),
@@ -109,7 +109,7 @@ def test_a_registered_graft_is_chosen_by_name_and_an_unknown_one_is_refused():
     """The registry is the one list of graft names: a graft registered by a user is accepted by
     FishLegConfig and the constructor (its step length is the gradient's, halved), and an
     unknown name is refused with the registered ones."""
-    from fishleg.grafting import GRAFTS, Graft
+    from fishleg.step.grafting import GRAFTS, Graft
 
     with GRAFTS.scoped():  # the registration is undone after the test
 
