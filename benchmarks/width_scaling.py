@@ -36,7 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from fishleg import CategoricalLikelihood, FishLeg
-from fishleg import curvature as curvature_module
+from fishleg.curvature import curvature as curvature_module
 from tuning.run.optimizers import MuonConfig, ShampooConfig, SOAPConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/ as a package

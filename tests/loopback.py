@@ -99,15 +99,30 @@ class LoopbackCluster:
                 proc.wait(timeout=30)
 
 
+def _head(env: dict[str, str], temp_dir: Path, tries: int = 3) -> LoopbackCluster:
+    """A cluster with its head started on a free port. A port another process took between its
+    choice and the GCS binding it (the GCS then cannot start its gRPC server) is chosen again."""
+    attempt = 1
+    while True:
+        cluster = LoopbackCluster(f"{NODE_IP}:{_free_port()}", env, temp_dir)
+        try:
+            cluster.add_node(head=True)
+            return cluster
+        except RuntimeError as exc:
+            cluster.stop()
+            if "Failed to start the grpc server" not in str(exc) or attempt == tries:
+                raise
+            attempt += 1
+
+
 @contextmanager
 def loopback_cluster(workers: int = 1) -> Iterator[LoopbackCluster]:
     """A head and `workers` worker nodes with 1 CPU each. Unix socket paths must stay short,
     hence a temporary folder directly under /tmp."""
     temp_dir = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)}
-    cluster = LoopbackCluster(f"{NODE_IP}:{_free_port()}", env, temp_dir)
+    cluster = _head(env, temp_dir)
     try:
-        cluster.add_node(head=True)
         for _ in range(workers):
             cluster.add_node()
         yield cluster
