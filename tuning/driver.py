@@ -419,8 +419,8 @@ def _resume_locked(
 
 def _fit(run: Callable[[], ResultGrid], spec: SweepSpec, folder: SweepFolder, mlflow: MlflowSweep) -> float:
     """Run the Tuner, and say for how many seconds (what it ran is in the ledger); if it dies (a
-    second Ctrl-C, a crash in Tune), close the MLflow runs it leaves open before the error goes on, so nothing stays
-    RUNNING until `resume`."""
+    second Ctrl-C, a crash in Tune), close the MLflow runs it leaves open before the error goes
+    on, so nothing stays RUNNING until `resume`."""
     retry_lost_processes_only()  # max_failures: retries of a lost process, not of code that raised
     started = time.monotonic()
     try:
