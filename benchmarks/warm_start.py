@@ -2,14 +2,14 @@
 sweep of the same workload (`search.warm_start`) against the same sweep started cold, over
 several search seeds.
 
-One AdamW sweep (search_spaces/quickstart_adamw.yaml as shipped), then for each search seed a
-cold and a warm-started search_spaces/quickstart_graft.yaml. For each pair: the cold sweep's
+One AdamW sweep (search_spaces/<workload>_adamw.yaml as shipped), then for each search seed a
+cold and a warm-started search_spaces/<workload>_graft.yaml. For each pair: the cold sweep's
 final best full-budget validation value, and how many trials (in start order) each sweep needs
-to come within `--noise` of it (default 0.0083: the standard deviation over fresh seeds of the
-grafted recipe's chosen config on this workload, docs/benchmarks.md). Prints one line per pair
-and, last, one JSON line.
+to come within `--noise` of it (default: the standard deviation over seeds of the grafted
+recipe's chosen config on that workload, docs/benchmarks.md). Prints one line per pair and,
+last, one JSON line.
 
-    python benchmarks/warm_start.py [--seeds 0 1 2] [--noise 0.0083] [--no-start-point]
+    python benchmarks/warm_start.py [--workload quickstart|curves] [--seeds 0 1 2] [--noise X] [--no-start-point]
 """
 
 from __future__ import annotations
@@ -23,8 +23,11 @@ from pathlib import Path
 import tuning
 from tuning.records.ledger import Ledger, TrialRecord
 from tuning.records.status import Status
+from tuning.sweep.spec import load_sweep
 
 FILES = Path(__file__).resolve().parents[1] / "search_spaces"
+# the seeds' standard deviation of the grafted file's chosen config (docs/benchmarks.md)
+NOISE = {"quickstart": 0.0083, "curves": 0.58}
 
 
 def trials_to_reach(records: list[TrialRecord], metric: str, budget: int, target: float) -> int | None:
@@ -43,18 +46,23 @@ def best(records: list[TrialRecord], metric: str, budget: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workload", choices=sorted(NOISE), default="quickstart", help="which sweep files' prefix")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="search seeds of the FishLeg sweeps")
-    parser.add_argument("--noise", type=float, default=0.0083, help="how close to the cold best counts as reaching it")
+    parser.add_argument("--noise", type=float, help="how close to the cold best counts as reaching it")
     parser.add_argument(
         "--no-start-point",
         action="store_true",
         help="leave out the FishLeg file's points_to_evaluate (its known-good recipe) in both sweeps",
     )
     args = parser.parse_args()
+    noise = NOISE[args.workload] if args.noise is None else args.noise
+    fishleg_file, adamw_file = FILES / f"{args.workload}_graft.yaml", FILES / f"{args.workload}_adamw.yaml"
+    spec = load_sweep(fishleg_file)
+    metric, budget = spec.metric.name, spec.budget
     quiet = {"echo": lambda line: None}
     with tempfile.TemporaryDirectory() as tmp:
         storage = Path(tmp)
-        adamw = tuning.search(None, FILES / "quickstart_adamw.yaml", storage=storage, **quiet)
+        adamw = tuning.search(None, adamw_file, storage=storage, **quiet)
         pairs = []
         start = {"search.points_to_evaluate": []} if args.no_start_point else {}
         for seed in args.seeds:
@@ -62,29 +70,29 @@ def main() -> None:
             for kind, warm in (("cold", []), ("warm", [str(adamw.folder)])):
                 outcome = tuning.search(
                     None,
-                    FILES / "quickstart_graft.yaml",
+                    fishleg_file,
                     storage=storage,
                     name=f"graft_{kind}_{seed}",
                     **{"search.seed": seed, "search.warm_start": warm, **start},
                     **quiet,
                 )
                 runs[kind] = list(Ledger(outcome.folder / "trials.json").records.values())
-            target = best(runs["cold"], "val_loss", 8) + args.noise
+            target = best(runs["cold"], metric, budget) + noise
             pair = {
                 "seed": seed,
                 "trials": len(runs["cold"]),
-                "cold_best": best(runs["cold"], "val_loss", 8),
-                "warm_best": best(runs["warm"], "val_loss", 8),
-                "cold_trials_to_target": trials_to_reach(runs["cold"], "val_loss", 8, target),
-                "warm_trials_to_target": trials_to_reach(runs["warm"], "val_loss", 8, target),
+                "cold_best": best(runs["cold"], metric, budget),
+                "warm_best": best(runs["warm"], metric, budget),
+                "cold_trials_to_target": trials_to_reach(runs["cold"], metric, budget, target),
+                "warm_trials_to_target": trials_to_reach(runs["warm"], metric, budget, target),
             }
             print(pair, flush=True)
             pairs.append(pair)
     needed = [p["warm_trials_to_target"] for p in pairs]
     summary = {
         "benchmark": "warm_start",
-        "workload": "digits_classifier",
-        "noise": args.noise,
+        "workload": spec.workload.name,
+        "noise": noise,
         "start_point": not args.no_start_point,
         "adamw_complete_trials": adamw.counts.get(Status.COMPLETE, 0),
         "pairs": pairs,
