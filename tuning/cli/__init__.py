@@ -11,6 +11,7 @@ import argparse
 import atexit
 import os
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
@@ -49,11 +50,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def command() -> NoReturn:
-    """The installed `fishleg-tune`: `main`, then the exit handlers (Ray's shutdown of the local
-    cluster it started, logging's and MLflow's flushes), then the exit itself, skipping only the
+    """The installed `fishleg-tune`: `main`, then what an exit waits for (threads still working,
+    e.g. an upload to the storage URI; the exit handlers: Ray's shutdown of the local cluster it
+    started, logging's and MLflow's flushes), then the exit itself, skipping only the
     interpreter's teardown of the modules torch, Ray and MLflow loaded: by then every record is
     on disk, and that teardown is seconds a user (and every test) waits for nothing."""
     status = main()
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join()
     atexit._run_exitfuncs()
     sys.stdout.flush()
     sys.stderr.flush()
