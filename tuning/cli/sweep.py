@@ -51,7 +51,10 @@ def format_plan(plan: SweepPlan) -> str:
         cond = f"  when {p.when}" if p.when else ""
         lines.append(f"    {name:<32} {p.type:<12} {rng}{cond}")
     if plan.warm.sources:
-        lines.append(f"  warm start {plan.warm.describe()}, told to the sampler before the first trial")
+        lines.append(
+            f"  warm start {plan.warm.describe()}, told to the sampler before the first trial, "
+            "the best of them run first"
+        )
     if plan.file.overrides:
         lines.append(f"  overrides  {' '.join(o.shown for o in plan.file.overrides)}")
     lines.extend(f"  warning    {w}" for w in spec.warnings)

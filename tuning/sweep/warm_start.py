@@ -7,7 +7,12 @@ the parameters the new space shares with it: keys the new space lacks are droppe
 shared value outside the new space is skipped, and a conditional parameter whose `when:` the
 trial does not meet is dropped. An AdamW sweep feeding a grafted FishLeg sweep so shares `lr` and
 `weight_decay` (with grafting, FishLeg's lr lives on AdamW's scale). They are told once, before the
-first new trial; `resume` finds them in the study and tells them again never."""
+first new trial; `resume` finds them in the study and tells them again never.
+
+Told trials alone move nothing at first: a sampler draws its first trials at random until it has
+enough of them (TPE: 10), and a few full-budget trials are all an ASHA sweep leaves. So the best
+earlier trial is also the new sweep's first: its shared values on the file's first
+`points_to_evaluate` (the known recipe) when it has one, the other keys sampled when not."""
 
 from __future__ import annotations
 
@@ -45,6 +50,16 @@ class WarmStart:
 
     trials: list[tuple[str, dict[str, Any], float]]
     sources: list[dict[str, Any]]
+
+    def first_point(self, spec: SweepSpec) -> dict[str, Any] | None:
+        """The new sweep's first trial: the best earlier trial's shared values, on the file's first
+        start point if it has one (None without earlier trials)."""
+        if not self.trials:
+            return None
+        sign = 1.0 if spec.metric.mode == "min" else -1.0
+        _, params, _ = min(self.trials, key=lambda t: sign * t[2])
+        start = dict(spec.search.points_to_evaluate[0]) if spec.search.points_to_evaluate else {}
+        return {**start, **params}
 
     def describe(self) -> str:
         """For the plan: '12 trials from fishleg-runs/quickstart_adamw (3 skipped: outside this space)'."""
@@ -127,7 +142,8 @@ def tell_warm_start(
     spec: SweepSpec, storage: str | optuna.storages.BaseStorage, study_name: str, warm: WarmStart
 ) -> None:
     """Add the warm trials to the sweep's study (created here as Tune's searcher will load
-    it), unless it has them already (a resumed sweep)."""
+    it), and the best one's values as its first trial, unless it has them already (a resumed
+    sweep)."""
     direction = "minimize" if spec.metric.mode == "min" else "maximize"
     study = optuna.create_study(study_name=study_name, storage=storage, direction=direction, load_if_exists=True)
     if any(WARM_ATTR in t.user_attrs for t in study.get_trials(deepcopy=False)):
@@ -139,6 +155,9 @@ def tell_warm_start(
                 params=params, distributions=distributions, value=value, user_attrs={WARM_ATTR: source}
             )
         )
+    first = warm.first_point(spec)
+    if first is not None:
+        study.enqueue_trial(first)
 
 
 def own_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:

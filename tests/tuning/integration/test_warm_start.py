@@ -1,7 +1,7 @@
 """`search.warm_start` through the installed executable, as a user runs it from their folder: a
 grafted FishLeg sweep started from a finished AdamW sweep of the same workload tells Optuna the
-AdamW trials first (lr and weight decay carry over), says so in its plan and in
-best_config.yaml's provenance, and its report shows its own trials only."""
+AdamW trials first (lr and weight decay carry over) and runs the best of them first, says so in
+its plan and in best_config.yaml's provenance, and its report shows its own trials only."""
 
 import json
 
@@ -54,6 +54,9 @@ def test_a_grafted_fishleg_sweep_warm_started_from_an_adamw_sweep(tmp_path):
         (r["params"]["optimizer.lr"], r["history"][-1]["val_loss"]) for r in earlier
     )
     assert all(set(t.params) == set(SHARED) for t in warm)  # AdamW's lr and weight decay; no damping
+    best = min(earlier, key=lambda r: r["history"][-1]["val_loss"])
+    first = min((t for t in study.trials if WARM_ATTR not in t.user_attrs), key=lambda t: t.number)
+    assert {k: first.params[k] for k in SHARED} == best["params"]  # the best AdamW trial's values run first
     assert len(study.trials) == 5 and len(json.loads((folder / "trials.json").read_text())) == 2
     provenance = yaml.safe_load((folder / "best_config.yaml").read_text())["provenance"]
     assert provenance["warm_start"] == [{"sweep": str(tmp_path / "runs" / "adamw"), "used": 3, "skipped": 0}]

@@ -1,6 +1,7 @@
 """Earlier sweeps' trials mapped onto a new space (unit: ledgers and sweep folders written here):
 shared keys kept, others dropped, a value outside the space skips its trial, an unmet `when:`
-drops its parameter, only full-budget COMPLETE trials count; the folders it may start from."""
+drops its parameter, only full-budget COMPLETE trials count; the best is the sweep's first trial;
+the folders it may start from."""
 
 import json
 
@@ -13,7 +14,14 @@ from tuning.records.folder import SweepFolder
 from tuning.records.ledger import TrialRecord
 from tuning.records.lock import driver_lock
 from tuning.sweep.spec import SweepSpec
-from tuning.sweep.warm_start import WARM_ATTR, check_warm_start, own_trials, tell_warm_start, warm_start
+from tuning.sweep.warm_start import (
+    WARM_ATTR,
+    WarmStart,
+    check_warm_start,
+    own_trials,
+    tell_warm_start,
+    warm_start,
+)
 
 SPACE = {
     "optimizer.lr": {"type": "float", "low": 1e-3, "high": 0.1, "log": True},
@@ -72,11 +80,28 @@ def test_shared_keys_carry_over_and_what_does_not_fit_is_dropped_or_skipped(tmp_
     for _ in range(2):
         tell_warm_start(spec(), url, "new", warm)
     study = optuna.load_study(study_name="new", storage=url)
-    assert [(t.params, t.value, t.user_attrs[WARM_ATTR]) for t in study.trials] == [
+    told = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert [(t.params, t.value, t.user_attrs[WARM_ATTR]) for t in told] == [
         ({"optimizer.lr": 0.01, "optimizer.weight_decay": 1e-3}, 0.5, f"{folder}/t0"),
         ({"optimizer.lr": 0.03}, 0.6, f"{folder}/t3"),
     ]
-    assert own_trials(study) == []
+    # The best told trial is also the sweep's first, once, its other keys left to the sampler.
+    (first,) = own_trials(study)
+    assert first.state == optuna.trial.TrialState.WAITING
+    trial = study.ask()
+    assert trial.suggest_float("optimizer.lr", 1e-3, 0.1, log=True) == 0.01
+    assert trial.suggest_float("optimizer.weight_decay", 1e-5, 0.1, log=True) == 1e-3
+
+
+def test_the_first_trial_is_the_files_start_point_at_the_best_earlier_values():
+    told = [("a/t0", {"optimizer.lr": 0.05}, 0.7), ("a/t1", {"optimizer.lr": 0.02}, 0.4)]
+    recipe = {"optimizer.lr": 0.001, "optimizer.q_structure": "kron_sum", "optimizer.kron_sum_rank": 3}
+    with_start = spec().model_copy(deep=True)
+    with_start.search.points_to_evaluate.append(recipe)
+    warm = WarmStart(told, [])
+    assert warm.first_point(with_start) == {**recipe, "optimizer.lr": 0.02}  # the lower val_loss
+    assert warm.first_point(spec()) == {"optimizer.lr": 0.02}
+    assert WarmStart([], []).first_point(spec()) is None
 
 
 def test_the_folders_a_sweep_may_start_from(tmp_path, monkeypatch):
