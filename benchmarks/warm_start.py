@@ -10,11 +10,13 @@ recipe's chosen config on that workload, docs/benchmarks.md). Prints one line pe
 last, one JSON line.
 
     python benchmarks/warm_start.py [--workload quickstart|curves] [--seeds 0 1 2] [--noise X] [--no-start-point]
+        [--storage DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import tempfile
@@ -44,6 +46,14 @@ def best(records: list[TrialRecord], metric: str, budget: int) -> float:
     return min(r.value(metric) for r in records if r.status == Status.COMPLETE and r.epochs >= budget)
 
 
+def sweep(file: Path, storage: Path, name: str, overrides: dict[str, object]) -> list[TrialRecord]:
+    """The trials of sweep `name` of `file` in `storage`: run now, or read back if it finished there before."""
+    folder = storage / name
+    if not (folder / "best_config.yaml").exists():
+        tuning.search(None, file, storage=storage, name=name, echo=lambda line: None, **overrides)
+    return list(Ledger(folder / "trials.json").records.values())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workload", choices=sorted(NOISE), default="quickstart", help="which sweep files' prefix")
@@ -54,29 +64,32 @@ def main() -> None:
         action="store_true",
         help="leave out the FishLeg file's points_to_evaluate (its known-good recipe) in both sweeps",
     )
+    parser.add_argument(
+        "--storage",
+        type=Path,
+        help="keep the sweeps here (default: a temporary folder); a sweep already finished there is read back",
+    )
     args = parser.parse_args()
     noise = NOISE[args.workload] if args.noise is None else args.noise
     fishleg_file, adamw_file = FILES / f"{args.workload}_graft.yaml", FILES / f"{args.workload}_adamw.yaml"
     spec = load_sweep(fishleg_file)
     metric, budget = spec.metric.name, spec.budget
-    quiet = {"echo": lambda line: None}
-    with tempfile.TemporaryDirectory() as tmp:
-        storage = Path(tmp)
-        adamw = tuning.search(None, adamw_file, storage=storage, **quiet)
+    start = {"search.points_to_evaluate": []} if args.no_start_point else {}
+    with contextlib.ExitStack() as stack:
+        storage = args.storage or Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        adamw_name = load_sweep(adamw_file).name
+        adamw = sweep(adamw_file, storage, adamw_name, {})
         pairs = []
-        start = {"search.points_to_evaluate": []} if args.no_start_point else {}
         for seed in args.seeds:
-            runs = {}
-            for kind, warm in (("cold", []), ("warm", [str(adamw.folder)])):
-                outcome = tuning.search(
-                    None,
+            runs = {
+                kind: sweep(
                     fishleg_file,
-                    storage=storage,
-                    name=f"graft_{kind}_{seed}",
-                    **{"search.seed": seed, "search.warm_start": warm, **start},
-                    **quiet,
+                    storage,
+                    f"graft_{kind}_{seed}",
+                    {"search.seed": seed, "search.warm_start": warm, **start},
                 )
-                runs[kind] = list(Ledger(outcome.folder / "trials.json").records.values())
+                for kind, warm in (("cold", []), ("warm", [str(storage / adamw_name)]))
+            }
             target = best(runs["cold"], metric, budget) + noise
             pair = {
                 "seed": seed,
@@ -94,7 +107,7 @@ def main() -> None:
         "workload": spec.workload.name,
         "noise": noise,
         "start_point": not args.no_start_point,
-        "adamw_complete_trials": adamw.counts.get(Status.COMPLETE, 0),
+        "adamw_complete_trials": sum(r.status == Status.COMPLETE for r in adamw),
         "pairs": pairs,
         "warm_trials_to_cold_best_median": statistics.median(n if n is not None else float("inf") for n in needed),
         "quarter_of_cold_trials": pairs[0]["trials"] / 4 if pairs else None,
