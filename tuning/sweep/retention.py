@@ -55,8 +55,7 @@ def kept_checkpoint(folder: SweepFolder, record: TrialRecord) -> tune.Checkpoint
     end was replayed on resume may be known to Tune by an earlier checkpoint, since pruned."""
     if record.checkpoint is None:
         return None
-    fs, root = _filesystem(folder.tune_experiment)
-    path = f"{root}/{folder.trial_folder(record.trial_id)}/{record.checkpoint}"
+    fs, path = _filesystem(folder.trial_checkpoint(record.trial_id, record.checkpoint))
     if fs.get_file_info(path).type != pyarrow.fs.FileType.Directory:
         return None
     return tune.Checkpoint(path, filesystem=fs)
