@@ -14,7 +14,13 @@ as the budget does. Prints one line per strategy and, last, one JSON line.
 
     python benchmarks/search_efficiency.py benchmarks/tables/digits_graft.csv \\
         [--reps 20] [--horizon 48] [--no-start-point] [--extra-table benchmarks/tables/digits_graft_lr_damping.csv] \\
-        [--warm-table benchmarks/tables/digits_adamw.csv] [--figure docs/search_efficiency_digits_graft.png]
+        [--warm-table benchmarks/tables/digits_adamw.csv] [--lookup nearest|surrogate] \\
+        [--figure docs/search_efficiency_digits_graft.png]
+
+With `--lookup surrogate` a suggested config trains a Gaussian process's curve fitted to the
+table (`tuning.replay.lookup.Surrogate`) instead of the nearest recorded config's, and the
+target is the process's best plus the seed noise; the JSON line then also holds the process's
+cross-validated fidelity.
 
 The sweep file is the one the table was recorded from, with the overrides it was recorded with.
 """
@@ -32,6 +38,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import spearmanr
 
+from tuning.replay.lookup import LOOKUPS, Lookup, Surrogate
 from tuning.replay.simulate import Trace, replay, warm_from
 from tuning.replay.table import Table, load_table, merge
 from tuning.run.overrides import parse_overrides
@@ -123,6 +130,14 @@ def strategy_spec(
     return load_sweep(path, overrides=parse_overrides([*recorded, *strategy(as_recorded), *extra], str(path)))
 
 
+def recorded_lookup(kind: str, table: Table) -> Lookup:
+    """The table's lookup over the space it was recorded in (a strategy's narrower space would
+    drop the keys it pins from the distance)."""
+    source = Path(table.meta["source"])
+    space = load_sweep(source, overrides=parse_overrides(table.meta.get("overrides", []), str(source))).space
+    return LOOKUPS[kind](space, table)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("table", type=Path)
@@ -138,11 +153,17 @@ def main() -> None:
         help="a table of a sub-space of the same file (as 'lr and damping only' searches), merged into the first",
     )
     parser.add_argument("--warm-table", type=Path, help="a table of another optimizer's sweep file to warm-start from")
+    parser.add_argument(
+        "--lookup", choices=sorted(LOOKUPS), default="nearest", help="how a suggested config is answered"
+    )
     parser.add_argument("--figure", type=Path, help="write the quality-against-compute figure here (matplotlib)")
     args = parser.parse_args()
     table = merge([load_table(args.table), *map(load_table, args.extra_table)])
     sweep_file, recorded = Path(table.meta["source"]), table.meta.get("overrides", [])
+    lookup = recorded_lookup(args.lookup, table)
     best_config, best = table.best()
+    if args.lookup != "nearest":
+        best_config, best = None, lookup.best()
     noise = table.seed_noise()
     target = best + table.sign * noise
     unit = statistics.median(sum(c.seconds) for i in table.curves for c in table.full(i))
@@ -156,16 +177,17 @@ def main() -> None:
     if args.warm_table is not None:
         warm_table = load_table(args.warm_table)
         warm_spec = load_sweep(Path(warm_table.meta["source"]))
-        plans[f"default, warm from {warm_spec.name}"] = (base, (warm_table, warm_spec))
+        warm_lookup = recorded_lookup(args.lookup, warm_table)
+        plans[f"default, warm from {warm_spec.name}"] = (base, (warm_table, warm_spec, warm_lookup))
     for name, (spec, warm_source) in plans.items():
         traces = []
         for rep in range(args.reps):
             warm = None
             if warm_source is not None:  # a finished sweep of the other file, replayed on its own table
-                w_table, w_spec = warm_source
-                earlier = replay(w_spec, w_table, seed=1000 + rep, trials=w_spec.search.num_samples)
-                warm = warm_from(earlier, w_table, spec, w_spec.name)
-            traces.append(replay(spec, table, seed=rep, seconds=wall, warm=warm))
+                w_table, w_spec, w_lookup = warm_source
+                earlier = replay(w_spec, w_table, seed=1000 + rep, trials=w_spec.search.num_samples, lookup=w_lookup)
+                warm = warm_from(earlier, spec, w_spec.name)
+            traces.append(replay(spec, table, seed=rep, seconds=wall, warm=warm, lookup=lookup))
         results[name] = summarise(traces, table, target, unit / base.search.max_concurrent, args.horizon)
         got = results[name]["compute_to_target"]
         c = {k: "never" if got[k] is None else f"{got[k]:.1f}" for k in ("q1", "median", "q3")}
@@ -181,6 +203,8 @@ def main() -> None:
         "configs": len(table.curves),
         "reps": args.reps,
         "start_point": not args.no_start_point,
+        "lookup": args.lookup,
+        "fidelity": lookup.fidelity() if isinstance(lookup, Surrogate) else None,
         "best": best,
         "best_config": best_config,
         "seed_noise": noise,

@@ -5,9 +5,9 @@ The searcher and scheduler are the objects a real sweep builds from the same swe
 warm start; `make_scheduler`'s ASHA), driven as Tune drives them: `max_concurrent` workers, a
 new trial asked for whenever one is free, every epoch's result given to the scheduler (which
 may stop the trial) and to the searcher, each ended trial told to both. Training is replaced by
-the table: a suggested config is answered by the nearest recorded config (Syne Tune's
-blackbox-repository lookup), on one of its recorded seeds chosen at random, and each epoch
-costs its recorded seconds."""
+the table: a suggested config is answered by a `tuning.replay.lookup.Lookup` (by default the
+nearest recorded config, on one of its recorded seeds chosen at random), and each epoch costs
+its recorded seconds."""
 
 from __future__ import annotations
 
@@ -24,13 +24,14 @@ import optuna
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
 from tuning.records.status import DIVERGED_KEY
+from tuning.replay.lookup import Lookup, Nearest
 from tuning.replay.table import Curve, Table
 from tuning.sweep.space import DefineByRun, make_sampler
-from tuning.sweep.spec import ParamSpec, SweepSpec
+from tuning.sweep.spec import SweepSpec
 from tuning.sweep.tuner import BudgetAwareOptunaSearch, make_scheduler
 from tuning.sweep.warm_start import WarmStart, shared_params, tell_warm_start
 
-__all__ = ["Trace", "nearest", "replay", "warm_from"]
+__all__ = ["Trace", "replay", "warm_from"]
 
 
 @dataclass
@@ -38,13 +39,13 @@ class Trace:
     """What a replayed sweep found over time: `(seconds, config, observed, quality)` each time a
     full-budget trial became the sweep's best (by its observed value, as a sweep chooses);
     `quality` is that config's seed-averaged final value in the table. `trials` counts the
-    trials started; `complete` holds each full-budget trial's recorded config and observed value
+    trials started; `complete` holds each full-budget trial's suggested params and observed value
     (what a warm start takes from a finished sweep); `ended[k]` is the best observed full-budget
     value once k + 1 trials had ended (None before the first full-budget one)."""
 
     events: list[tuple[float, int, float, float | None]] = field(default_factory=list)
     trials: int = 0
-    complete: list[tuple[int, float]] = field(default_factory=list)
+    complete: list[tuple[dict[str, Any], float]] = field(default_factory=list)
     ended: list[float | None] = field(default_factory=list)
 
     def quality_at(self, seconds: float) -> float | None:
@@ -58,34 +59,6 @@ class Trace:
             if q is not None and sign * q <= sign * target:
                 return t
         return None
-
-
-def _position(p: ParamSpec, value: Any) -> float | None:
-    """A value's place in its range on [0, 1] (log ranges by log); None for a category."""
-    if p.type == "categorical":
-        return None
-    low, high, v = float(p.low), float(p.high), float(value)
-    if p.log:
-        low, high, v = math.log(low), math.log(high), math.log(v)
-    return 0.0 if high == low else (v - low) / (high - low)
-
-
-def _distance(space: dict[str, ParamSpec], a: dict[str, Any], b: dict[str, Any]) -> float:
-    """Squared distance of two configs: each range on [0, 1], 1 per differing category or per
-    parameter one config has and the other lacks (a conditional)."""
-    total = 0.0
-    for name, p in space.items():
-        if (name in a) != (name in b):
-            total += 1.0
-        elif name in a:
-            pa, pb = _position(p, a[name]), _position(p, b[name])
-            total += float(a[name] != b[name]) if pa is None or pb is None else (pa - pb) ** 2
-    return total
-
-
-def nearest(space: dict[str, ParamSpec], table: Table, params: dict[str, Any]) -> int:
-    """The recorded config closest to `params` (the lowest index among equals)."""
-    return min(table.curves, key=lambda i: (_distance(space, params, table.params[i]), i))
 
 
 def _scheduler(spec: SweepSpec) -> TrialScheduler:
@@ -103,17 +76,19 @@ def replay(
     seconds: float = math.inf,
     trials: int | None = None,
     warm: WarmStart | None = None,
+    lookup: Lookup | None = None,
 ) -> Trace:
     """Replay `spec`'s search (its sampler seeded with `seed`) against `table` until `seconds`
-    of simulated time have passed, or until `trials` trials have ended."""
+    of simulated time have passed, or until `trials` trials have ended. `lookup` answers each
+    suggested config (default: the nearest recorded one in `spec`'s space)."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
         warnings.filterwarnings("ignore", message="Define-by-run function passed")  # the sampler's time, not training's
-        return _replay(spec, table, seed=seed, seconds=seconds, trials=trials, warm=warm)
+        return _replay(spec, table, seed, seconds, trials, warm, lookup or Nearest(spec.space, table))
 
 
 def _replay(
-    spec: SweepSpec, table: Table, *, seed: int, seconds: float, trials: int | None, warm: WarmStart | None
+    spec: SweepSpec, table: Table, seed: int, seconds: float, trials: int | None, warm: WarmStart | None, lookup: Lookup
 ) -> Trace:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     spec = spec.model_copy(update={"search": spec.search.model_copy(update={"seed": seed})})
@@ -137,13 +112,15 @@ def _replay(
     trace = Trace()
     running: list[tuple[float, int, str]] = []  # (time its next epoch ends, epoch, trial id)
     curves: dict[str, tuple[Curve, SimpleNamespace]] = {}
+    answers: dict[str, tuple[dict[str, Any], float | None]] = {}  # trial id: (params, quality)
     best: float | None = None
 
     def start(now: float) -> None:
         trial_id = f"t{trace.trials}"
         trace.trials += 1
-        config = nearest(spec.space, table, searcher.suggest(trial_id))
-        curve = rng.choice(table.curves[config])
+        params = searcher.suggest(trial_id)
+        curve, quality = lookup.run(params, rng)
+        answers[trial_id] = (params, quality)
         curves[trial_id] = (curve, SimpleNamespace(trial_id=trial_id))
         scheduler.on_trial_add(None, curves[trial_id][1])
         heapq.heappush(running, (now + curve.seconds[0], 1, trial_id))
@@ -172,22 +149,23 @@ def _replay(
             scheduler.on_trial_complete(None, trial, result)
             searcher.on_trial_complete(trial_id, result)
             if epoch >= budget and not ended_early:
-                trace.complete.append((curve.config, value))
+                params, quality = answers[trial_id]
+                trace.complete.append((params, value))
                 if best is None or sign * value < sign * best:
                     best = value
-                    trace.events.append((now, curve.config, value, table.quality(curve.config)))
+                    trace.events.append((now, curve.config, value, quality))
         trace.ended.append(best)
         if trials is None or trace.trials < trials:
             start(now)
     return trace
 
 
-def warm_from(trace: Trace, table: Table, spec: SweepSpec, source: str) -> WarmStart:
+def warm_from(trace: Trace, spec: SweepSpec, source: str) -> WarmStart:
     """A finished replayed sweep as the warm start of a sweep of `spec` (as `search.warm_start`
     takes a finished sweep folder: its full-budget trials, mapped onto `spec`'s space)."""
     trials = []
-    for config, value in trace.complete:
-        params = shared_params(spec.space, table.params[config])
+    for k, (suggested, value) in enumerate(trace.complete):
+        params = shared_params(spec.space, suggested)
         if params:
-            trials.append((f"{source}/{config}", params, value))
+            trials.append((f"{source}/{k}", params, value))
     return WarmStart(trials, [{"sweep": source, "used": len(trials), "skipped": len(trace.complete) - len(trials)}])
