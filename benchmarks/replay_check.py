@@ -6,6 +6,7 @@ match): a real sweep agrees when, after every trial, its best lies within the re
 range. Prints one line per real sweep and, last, one JSON line.
 
     python benchmarks/replay_check.py benchmarks/tables/digits_graft.csv [--seeds 0 1 2] [--reps 40] [--no-start-point]
+        [--lookup nearest|surrogate]
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 import tuning
 from tuning.records.ledger import Ledger
 from tuning.records.status import Status
+from tuning.replay.lookup import LOOKUPS
 from tuning.replay.simulate import replay
 from tuning.replay.table import load_table
 from tuning.run.overrides import parse_overrides
@@ -46,19 +48,25 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="search seeds of the real sweeps")
     parser.add_argument("--reps", type=int, default=40, help="replays per strategy")
     parser.add_argument("--no-start-point", action="store_true", help="leave out the file's points_to_evaluate")
+    parser.add_argument(
+        "--lookup", choices=sorted(LOOKUPS), default="nearest", help="how a suggested config is answered"
+    )
     args = parser.parse_args()
     table = load_table(args.table)
     sweep_file = Path(table.meta["source"])
+    recorded = table.meta.get("overrides", [])
+    lookup = LOOKUPS[args.lookup](
+        load_sweep(sweep_file, overrides=parse_overrides(recorded, str(sweep_file))).space, table
+    )
     metric, budget, sign = table.meta["metric"], table.budget, table.sign
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, strategy in STRATEGIES.items():
-            recorded = table.meta.get("overrides", [])  # the table's own, then the strategy's
             overrides = [*recorded, *strategy, *(["search.points_to_evaluate=[]"] if args.no_start_point else [])]
             parsed = parse_overrides(overrides, str(sweep_file))
             spec = load_sweep(sweep_file, overrides=parsed)
             n = spec.search.num_samples
-            replays = [replay(spec, table, seed=rep, trials=n).ended for rep in range(args.reps)]
+            replays = [replay(spec, table, seed=rep, trials=n, lookup=lookup).ended for rep in range(args.reps)]
             worst = table.worst()
             filled = np.array([[worst if v is None else v for v in r[:n]] for r in replays])
             low, high = np.percentile(filled, [5, 95], axis=0)
@@ -84,7 +92,7 @@ def main() -> None:
                 "real": real,
                 "agrees": all(r["inside"] == r["of"] for r in real),
             }
-    summary = {"benchmark": "replay_check", "table": str(args.table), "reps": args.reps}
+    summary = {"benchmark": "replay_check", "table": str(args.table), "reps": args.reps, "lookup": args.lookup}
     print(json.dumps({**summary, "start_point": not args.no_start_point, "strategies": results}))
 
 
