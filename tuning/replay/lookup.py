@@ -129,32 +129,36 @@ class Surrogate(Lookup):
             if (n := sum(r.config == c.config for r in runs)) >= 2
         ]
         candidates = [table.params[i] for i in table.curves] + _random_configs(space, samples, seed)
-        self._best = min((self._mean(p)[-1] for p in candidates), key=lambda v: table.sign * v)
+        finals = self._to_table(self.gp.predict(np.array([features(space, p) for p in candidates])))[:, -1]
+        self._best = float(finals[np.argmin(table.sign * finals)])
+
+    def _to_table(self, fitted: np.ndarray) -> np.ndarray:
+        """Values on the fitted scale back on the table's."""
+        return np.exp(fitted) if self.log else fitted
 
     def _mean(self, params: dict[str, Any]) -> np.ndarray:
         """The process's mean curve for `params`, on the table's scale. Shape: (budget,)."""
-        mean = self.gp.predict(np.array([features(self.space, params)]))[0]
-        return np.exp(mean) if self.log else mean
+        return self._to_table(self.gp.predict(np.array([features(self.space, params)]))[0])
 
     @override
     def run(self, params: dict[str, Any], rng: random.Random) -> tuple[Curve, float | None]:
         recorded = rng.choice(self.table.curves[nearest(self.space, self.table, params)])
-        mean = self._mean(params)
+        fitted = self.gp.predict(np.array([features(self.space, params)]))[0]
+        quality = float(self._to_table(fitted)[-1])
         if recorded.diverged or len(recorded.values) < self.table.budget:
-            return recorded, float(mean[-1])
-        noise = rng.choice(self.residuals) if self.residuals else np.zeros_like(mean)
-        scaled = np.log(mean) + noise if self.log else mean + noise
-        curve = np.exp(scaled) if self.log else scaled
-        values = tuple(float(v) for v in curve)
-        return Curve(recorded.config, recorded.seed, values, recorded.seconds[: self.table.budget]), float(mean[-1])
+            return recorded, quality
+        noise = rng.choice(self.residuals) if self.residuals else 0.0
+        values = tuple(float(v) for v in self._to_table(fitted + noise))
+        return Curve(recorded.config, recorded.seed, values, recorded.seconds[: self.table.budget]), quality
 
     @override
     def best(self) -> float:
-        return float(self._best)
+        return self._best
 
     def fidelity(self, folds: int = 5, seed: int = 0) -> dict[str, float]:
         """How well the process predicts configs it was not fitted to: Spearman's ρ and the
-        root-mean-square error of the seed-mean final value, configs held out `folds` at a time."""
+        root-mean-square error of the seed-mean final value, each of `folds` parts of the configs
+        held out in turn."""
         from scipy.stats import spearmanr
 
         configs = sorted(i for i in self.table.curves if self.table.quality(i) is not None)
