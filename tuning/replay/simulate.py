@@ -38,10 +38,11 @@ __all__ = ["Trace", "replay", "warm_from"]
 class Trace:
     """What a replayed sweep found over time: `(seconds, config, observed, quality)` each time a
     full-budget trial became the sweep's best (by its observed value, as a sweep chooses);
-    `quality` is that config's seed-averaged final value in the table. `trials` counts the
-    trials started; `complete` holds each full-budget trial's suggested params and observed value
-    (what a warm start takes from a finished sweep); `ended[k]` is the best observed full-budget
-    value once k + 1 trials had ended (None before the first full-budget one)."""
+    `config` is the recorded config the lookup answered from, `quality` the lookup's expected
+    final value for the suggestion (the table's seed mean of that config, for `Nearest`).
+    `trials` counts the trials started; `complete` holds each full-budget trial's suggested
+    params and observed value (what a warm start takes from a finished sweep); `ended[k]` is the
+    best observed full-budget value once k + 1 trials had ended (None before the first one)."""
 
     events: list[tuple[float, int, float, float | None]] = field(default_factory=list)
     trials: int = 0
