@@ -74,3 +74,12 @@ def test_the_surrogate_diverges_where_the_nearest_recorded_run_did():
     surrogate = Surrogate(SPACE, t, samples=64)
     curve, _ = surrogate.run({"optimizer.lr": 0.8}, random.Random(0))
     assert curve == t.curves[6][0]
+
+
+def test_fidelity_scores_predictions_of_held_out_configs():
+    fidelity = Surrogate(SPACE, smooth_table(GRID), samples=0).fidelity(folds=4)
+    assert fidelity["spearman"] > 0.9 and fidelity["rmse"] < 0.05  # the bowl spans 0.1 to 0.9
+    flat = smooth_table(GRID)
+    for i in range(len(GRID)):  # values unrelated to lr: nothing to predict from
+        flat.curves[i] = [Curve(i, 0, (1.0, 0.2 + 0.05 * ((7 * i) % 13)), (1.0, 1.0))]
+    assert Surrogate(SPACE, flat, samples=0).fidelity(folds=4)["spearman"] < 0.5
