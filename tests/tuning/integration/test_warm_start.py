@@ -1,7 +1,8 @@
 """`search.warm_start` through the installed executable, as a user runs it from their folder: a
 grafted FishLeg sweep started from a finished AdamW sweep of the same workload tells Optuna the
 AdamW trials first (lr and weight decay carry over) and runs the best of them first, says so in
-its plan and in best_config.yaml's provenance, and its report shows its own trials only."""
+its plan and in best_config.yaml's provenance, its report shows its own trials only, and a
+resume tells nothing again."""
 
 import json
 
@@ -61,6 +62,11 @@ def test_a_grafted_fishleg_sweep_warm_started_from_an_adamw_sweep(tmp_path):
     provenance = yaml.safe_load((folder / "best_config.yaml").read_text())["provenance"]
     assert provenance["warm_start"] == [{"sweep": str(tmp_path / "runs" / "adamw"), "used": 3, "skipped": 0}]
     assert len(load_study(SweepFolder.at(folder)).trials) == 2  # the report's study: this sweep's own trials
+
+    resumed = fishleg_tune("resume", "runs/graft", cwd=tmp_path)  # told once: resume adds nothing
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
+    study = optuna.load_study(study_name="graft", storage=f"sqlite:///{folder / 'optuna.db'}")
+    assert len(study.trials) == 5 and len(json.loads((folder / "trials.json").read_text())) == 2
 
     refused = fishleg_tune("search", "graft.yaml", "search.warm_start=[runs/nowhere]", "--dry-run", cwd=tmp_path)
     assert refused.returncode == 2 and "search.warm_start[0]: runs/nowhere: no sweep there" in refused.stderr
