@@ -1,2 +1,3 @@
-"""Search strategies measured on recorded learning curves: tables (`table`, `build`) and a
-simulated sweep that replays a strategy against one (`simulate`)."""
+"""Search strategies measured on recorded learning curves: tables (`table`, `build`), a
+simulated sweep that replays a strategy against one (`simulate`), and how it answers a
+suggested config from the table (`lookup`)."""
