@@ -23,7 +23,7 @@ from tuning.records.ledger import Ledger
 from tuning.records.status import Status
 from tuning.replay.lookup import LOOKUPS
 from tuning.replay.simulate import replay
-from tuning.replay.table import load_table
+from tuning.replay.table import load_table, recorded_spec
 from tuning.run.overrides import parse_overrides
 from tuning.sweep.spec import load_sweep
 
@@ -55,9 +55,7 @@ def main() -> None:
     table = load_table(args.table)
     sweep_file = Path(table.meta["source"])
     recorded = table.meta.get("overrides", [])
-    lookup = LOOKUPS[args.lookup](
-        load_sweep(sweep_file, overrides=parse_overrides(recorded, str(sweep_file))).space, table
-    )
+    lookup = LOOKUPS[args.lookup](recorded_spec(table).space, table)
     metric, budget, sign = table.meta["metric"], table.budget, table.sign
     results = {}
     with tempfile.TemporaryDirectory() as tmp:

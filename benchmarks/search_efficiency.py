@@ -40,9 +40,8 @@ from scipy.stats import spearmanr
 
 from tuning.replay.lookup import LOOKUPS, Lookup, Surrogate
 from tuning.replay.simulate import Trace, replay, warm_from
-from tuning.replay.table import Table, load_table, merge
-from tuning.run.overrides import parse_overrides
-from tuning.sweep.spec import SweepSpec, load_sweep
+from tuning.replay.table import Table, load_table, merge, recorded_spec
+from tuning.sweep.spec import SweepSpec
 
 TUNED = ("optimizer.lr", "optimizer.damping")  # what `pinned` leaves to the search
 
@@ -120,22 +119,17 @@ def summarise(traces: list[Trace], table: Table, target: float, unit: float, hor
     }
 
 
-def strategy_spec(
-    path: Path, strategy: Callable[[SweepSpec], list[str]], no_start_point: bool, recorded: list[str]
-) -> SweepSpec:
+def strategy_spec(table: Table, strategy: Callable[[SweepSpec], list[str]], no_start_point: bool) -> SweepSpec:
     """The sweep file as the table recorded it, with the strategy's overrides (and without its
     start point, if asked)."""
     extra = ["search.points_to_evaluate=[]"] if no_start_point else []
-    as_recorded = load_sweep(path, overrides=parse_overrides(recorded, str(path)))
-    return load_sweep(path, overrides=parse_overrides([*recorded, *strategy(as_recorded), *extra], str(path)))
+    return recorded_spec(table, [*strategy(recorded_spec(table)), *extra])
 
 
 def recorded_lookup(kind: str, table: Table) -> Lookup:
     """The table's lookup over the space it was recorded in (a strategy's narrower space would
     drop the keys it pins from the distance)."""
-    source = Path(table.meta["source"])
-    space = load_sweep(source, overrides=parse_overrides(table.meta.get("overrides", []), str(source))).space
-    return LOOKUPS[kind](space, table)
+    return LOOKUPS[kind](recorded_spec(table).space, table)
 
 
 def main() -> None:
@@ -159,7 +153,6 @@ def main() -> None:
     parser.add_argument("--figure", type=Path, help="write the quality-against-compute figure here (matplotlib)")
     args = parser.parse_args()
     table = merge([load_table(args.table), *map(load_table, args.extra_table)])
-    sweep_file, recorded = Path(table.meta["source"]), table.meta.get("overrides", [])
     lookup = recorded_lookup(args.lookup, table)
     best_config, best = table.best()
     if args.lookup != "nearest":
@@ -167,16 +160,13 @@ def main() -> None:
     noise = table.seed_noise()
     target = best + table.sign * noise
     unit = statistics.median(sum(c.seconds) for i in table.curves for c in table.full(i))
-    base = strategy_spec(sweep_file, STRATEGIES["default (TPE + ASHA)"], args.no_start_point, recorded)
+    base = strategy_spec(table, STRATEGIES["default (TPE + ASHA)"], args.no_start_point)
     wall = args.horizon * unit / base.search.max_concurrent
     results: dict[str, dict[str, Any]] = {}
-    plans = {
-        name: (strategy_spec(sweep_file, STRATEGIES[name], args.no_start_point, recorded), None)
-        for name in args.strategies
-    }
+    plans = {name: (strategy_spec(table, STRATEGIES[name], args.no_start_point), None) for name in args.strategies}
     if args.warm_table is not None:
         warm_table = load_table(args.warm_table)
-        warm_spec = load_sweep(Path(warm_table.meta["source"]))
+        warm_spec = recorded_spec(warm_table)
         warm_lookup = recorded_lookup(args.lookup, warm_table)
         plans[f"default, warm from {warm_spec.name}"] = (base, (warm_table, warm_spec, warm_lookup))
     for name, (spec, warm_source) in plans.items():

@@ -18,14 +18,15 @@ import dataclasses
 import json
 import math
 import statistics
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tuning.sweep.spec import Scalar
+from tuning.run.overrides import parse_overrides
+from tuning.sweep.spec import Scalar, SweepSpec, load_sweep
 
-__all__ = ["Curve", "Table", "append_curve", "load_table", "merge", "start_table"]
+__all__ = ["Curve", "Table", "append_curve", "load_table", "merge", "recorded_spec", "start_table"]
 
 COLUMNS = ("config", "seed", "epoch", "value", "seconds", "diverged")
 
@@ -103,6 +104,13 @@ class Table:
     def done(self) -> set[tuple[int, int]]:
         """(config, seed) of every run recorded."""
         return {(c.config, c.seed) for curves in self.curves.values() for c in curves}
+
+
+def recorded_spec(table: Table, extra: Sequence[str] = ()) -> SweepSpec:
+    """The sweep file the table was recorded from, with the overrides it was recorded with, then
+    `extra` (KEY=VALUE, as on the command line)."""
+    source = Path(table.meta["source"])
+    return load_sweep(source, overrides=parse_overrides([*table.meta.get("overrides", []), *extra], str(source)))
 
 
 def start_table(path: Path, meta: dict[str, Any], keys: list[str]) -> None:
